@@ -1,0 +1,36 @@
+# make run        set up .venv and run the main job on its small default
+# make test       set up .venv and run the default test suite (< 10 minutes on 2 cores)
+# make test-full  also the tests marked slow
+# make bench      side-by-side benchmarks against the reference implementation (JSON)
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TORCH_PIN := torch==2.13.0
+
+.PHONY: install run test test-full bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PIN)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m experiments.anymdp_showcase
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+test-full: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) benchmarks/bench_tasks.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

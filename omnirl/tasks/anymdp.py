@@ -1,0 +1,386 @@
+"""The AnyMDP task sampler (paper Section 3.1 and Appendix B.1), vectorised.
+
+A task is built over a hidden ordering of ``n`` states (ranks ``0 .. n-1``):
+
+1. **Start and terminal states.** Start states are drawn among the lowest ``start_range`` ranks.
+   Each other rank becomes a *pitfall* with a per-task rate ``max(U(-0.2, 0.4), 0)``; with
+   probability ``goal_prob`` the top rank is a terminal *goal*.
+2. **Banded transition kernel.** From rank ``i`` the state-level kernel reaches only ranks in
+   ``[i - back_i, i + fwd_i]`` with ``back_i <= band_minus`` (default ``n // 2 + 1``) and
+   ``fwd_i <= band_plus`` (default ``n // 4 + 1``); the forward reach is extended until it covers two
+   non-terminal ranks (or the goal), so no state is isolated. Band weights are ``clip(N(0,1), 0.1, 1)``
+   (self-loops halved; the top rank has none). The backward reach is twice the forward one, so under
+   a random policy the chain drifts down: its stationary distribution (SD) decays at least
+   exponentially with rank (Theorem 1), and blind exploration rarely reaches the top.
+3. **Actions split the band.** Each action has a centre in the band and the state's width
+   ``sigma ~ clip(Exp(1), 0.2, 1.6)``; the band's mass at rank ``j`` is shared among actions by a
+   softmax of ``-(centre_a - j)^2 / sigma^2``, so each action concentrates around its own centre.
+4. **Composite reward.** ``R[i, a, j] = phi(j) - phi(i) + rs(j) + c(i, a) + r_step + r_term(j)``:
+   a random smooth potential ``phi`` (shaping), a strictly increasing state-wise reward ``rs``, a
+   sparse random state-action cost ``c``, a per-step reward, and terminal rewards ``r_term`` that are
+   repaired (at most ``max_repairs`` times) until every pitfall is worth less than every non-terminal
+   state and the top of the chain is worth well more than the start states.
+5. **Validity checks, with resampling on failure**: rows of ``P`` sum to 1 for non-terminal states;
+   every state is reachable from the start and leads back to it (ergodic with terminal resets); the
+   oracle beats random play at every start state by ``min_value_gap`` in average reward over an
+   episode; and the oracle's long-run state distribution is not degenerate (normalised entropy
+   ``> min_oracle_entropy``, Gini impurity ``> min_oracle_gini``).
+
+Observed ids are a random injective map of the ranks into ``[0, S)``; ``min_states`` samples the
+number of active states ``n`` in ``[min_states, S]``. All randomness comes from one PCG64 stream
+per task (``seed``), so a task is bit-identical on any machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from omnirl._validate import check_float, check_int
+from omnirl.tasks.rng import make_rng
+from omnirl.tasks.solver import (bellman_q, expected_reward, one_hot_policy, policy_evaluation,
+                                 policy_iteration, policy_transition, stationary_distribution,
+                                 uniform_policy)
+from omnirl.tasks.task import MDPTask
+
+GENERATOR_VERSION = "1"
+
+
+@dataclasses.dataclass(frozen=True)
+class AnyMDPConfig:
+    """Parameters of the AnyMDP sampler (defaults follow the reference generator)."""
+
+    start_range: int = 3
+    """Start states are drawn among the lowest ``start_range`` ranks."""
+    pitfall_rate_low: float = -0.2
+    """Pitfall rate is ``max(U(pitfall_rate_low, pitfall_rate_high), 0)`` per task."""
+    pitfall_rate_high: float = 0.4
+    """Upper end of the pitfall-rate draw (at most 40% of states are pitfalls)."""
+    goal_prob: float = 0.3
+    """Probability that the top rank is a terminal goal."""
+    band_plus: int | None = None
+    """Largest forward reach of the band; ``None`` means ``n // 4 + 1``."""
+    band_minus: int | None = None
+    """Largest backward reach of the band; ``None`` means ``n // 2 + 1``."""
+    action_width_min: float = 0.2
+    """Lower clip of the per-state action width ``sigma ~ Exp(1)``."""
+    action_width_max: float = 1.6
+    """Upper clip of the per-state action width."""
+    repair_gamma: float = 0.99
+    """Discount of the values used to repair terminal rewards."""
+    pit_margin: float = 1.0
+    """Every pitfall's terminal reward ends up below every non-terminal value by this much."""
+    max_repairs: int = 5
+    """Terminal-reward repair rounds before the draw is rejected."""
+    min_value_gap: float = 2.0
+    """Oracle minus random average reward over an episode, required at every start state."""
+    min_oracle_entropy: float = 0.35
+    """Minimum normalised entropy of the oracle's long-run state distribution."""
+    min_oracle_gini: float = 0.70
+    """Minimum Gini impurity of the oracle's long-run state distribution."""
+    max_attempts: int = 10_000
+    """Give up (``RuntimeError``) after this many rejected draws."""
+
+    def __post_init__(self) -> None:
+        check_int("start_range", self.start_range, min_value=1)
+        check_float("pitfall_rate_low", self.pitfall_rate_low, max_value=1.0)
+        check_float("pitfall_rate_high", self.pitfall_rate_high, min_value=self.pitfall_rate_low,
+                    max_value=0.9)
+        check_float("goal_prob", self.goal_prob, min_value=0.0, max_value=1.0)
+        if self.band_plus is not None:
+            check_int("band_plus", self.band_plus, min_value=1)
+        if self.band_minus is not None:
+            check_int("band_minus", self.band_minus, min_value=1)
+        check_float("action_width_min", self.action_width_min, min_value=0.0, min_inclusive=False)
+        check_float("action_width_max", self.action_width_max, min_value=self.action_width_min)
+        check_float("repair_gamma", self.repair_gamma, min_value=0.0, max_value=1.0, max_inclusive=False)
+        check_float("pit_margin", self.pit_margin, min_value=0.0)
+        check_int("max_repairs", self.max_repairs, min_value=0)
+        check_float("min_value_gap", self.min_value_gap)
+        check_float("min_oracle_entropy", self.min_oracle_entropy, min_value=0.0, max_value=1.0)
+        check_float("min_oracle_gini", self.min_oracle_gini, min_value=0.0, max_value=1.0)
+        check_int("max_attempts", self.max_attempts, min_value=1)
+
+
+def check_sizes(n_states: Any, n_actions: Any, min_states: Any = None,
+                allow_bandit: bool = True) -> tuple[int, int, int | None]:
+    """Validate ``(S, A, min_states)``: ``S >= 8`` (or ``S == 1``, the bandit), ``A >= 2``,
+    ``8 <= min_states <= S``."""
+    S = check_int("n_states", n_states, min_value=1)
+    if S < 8 and not (allow_bandit and S == 1):
+        raise ValueError(f"n_states must be >= 8{' or 1 (bandit)' if allow_bandit else ''}, got {S}")
+    A = check_int("n_actions", n_actions, min_value=2)
+    if min_states is not None:
+        min_states = check_int("min_states", min_states, min_value=8)
+        if min_states > S:
+            raise ValueError(f"min_states must be <= n_states={S}, got {min_states}")
+    return S, A, min_states
+
+
+def sample_max_steps(rng: np.random.Generator, S: int) -> int:
+    """Episode limit ``U(max(4S, 100), max(min(8S, 500), lower + 1))``, rounded."""
+    lower = max(4.0 * S, 100.0)
+    upper = max(min(8.0 * S, 500.0), lower + 1.0)
+    return int(round(rng.uniform(lower, upper)))
+
+
+def sample_active_states(rng: np.random.Generator, S: int, min_states: int | None) -> int:
+    """Number of active states ``n``: ``S``, or uniform in ``[min_states, S]``."""
+    return S if min_states is None else int(rng.integers(min_states, S + 1))
+
+
+# ---------------------------------------------------------------------------- pieces
+
+
+def _sample_starts(rng, n: int, cfg: AnyMDPConfig) -> tuple[np.ndarray, np.ndarray]:
+    k = min(cfg.start_range, n)
+    while True:
+        w = np.maximum(rng.standard_normal(k), 0.0)
+        if w.sum() > 1e-10:
+            break
+    starts = np.flatnonzero(w > 1e-10)
+    return starts, w[starts] / w[starts].sum()
+
+
+def _sample_terminals(rng, n: int, starts: np.ndarray, cfg: AnyMDPConfig) -> tuple[np.ndarray, int | None]:
+    rate = max(rng.uniform(cfg.pitfall_rate_low, cfg.pitfall_rate_high), 0.0)
+    while True:
+        terminal = rng.random(n) < rate
+        if terminal.sum() < n * rate + 1:
+            break
+    terminal[starts] = False
+    goal = n - 1 if rng.random() < cfg.goal_prob else None
+    terminal[n - 1] = goal is not None
+    return terminal, goal
+
+
+def _sample_band(rng, n: int, terminal: np.ndarray, goal: int | None,
+                 cfg: AnyMDPConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Band limits ``lo, hi`` (inclusive) per rank and the band mask ``(n, n)``."""
+    b_plus = cfg.band_plus if cfg.band_plus is not None else n // 4 + 1
+    b_minus = cfg.band_minus if cfg.band_minus is not None else n // 2 + 1
+    ranks = np.arange(n)
+    lo = np.maximum(ranks - rng.integers(1, b_minus + 1, n), 0)
+    hi = np.minimum(ranks + rng.integers(1, b_plus + 1, n), n - 1)
+    # extend forward until the band holds two useful ranks above i (non-terminal, or the goal)
+    useful = ~terminal
+    if goal is not None:
+        useful[goal] = True
+    count = np.cumsum(useful)  # useful ranks <= j
+    need = np.minimum(2, count[-1] - count)
+    hi = np.maximum(hi, np.searchsorted(count, count + need, side="left"))
+    band = (ranks[None, :] >= lo[:, None]) & (ranks[None, :] <= hi[:, None]) & ~terminal[:, None]
+    return lo, hi, band
+
+
+def _sample_transition(rng, n: int, A: int, terminal: np.ndarray, goal: int | None,
+                       cfg: AnyMDPConfig) -> np.ndarray:
+    lo, hi, band = _sample_band(rng, n, terminal, goal, cfg)
+    ranks = np.arange(n)
+    w = np.clip(rng.standard_normal((n, n)), 0.1, 1.0)
+    w[ranks, ranks] *= 0.5
+    w[n - 1, n - 1] = 0.0
+    w = np.where(band, w, 0.0)
+    # action centres and widths: each action's mass concentrates around its own centre
+    centre = rng.uniform(lo[:, None] - 1.0, hi[:, None] + 1.0, size=(n, A))  # (n, A)
+    sigma = np.clip(rng.exponential(1.0, n), cfg.action_width_min, cfg.action_width_max)
+    logit = -((centre[:, :, None] - ranks[None, None, :]) / sigma[:, None, None]) ** 2  # (n, A, n)
+    share = logit - np.logaddexp.reduce(logit, axis=1, keepdims=True)  # log-softmax over actions
+    with np.errstate(divide="ignore"):
+        logp = share + np.log(w)[:, None, :]  # -inf outside the band
+    logp[terminal] = 0.0  # replaced by zeros below
+    logp -= logp.max(-1, keepdims=True)
+    P = np.exp(logp)
+    P /= P.sum(-1, keepdims=True)
+    P[terminal] = 0.0
+    return P
+
+
+def _smooth_potential(rng, n: int) -> np.ndarray:
+    if rng.random() < 0.5:
+        return np.zeros(n)
+    amp = np.clip(rng.exponential(1.0), 0.2, 5.0) * rng.uniform(0.0, 1.0)
+    k = int(rng.integers(1, 4))
+    freq = rng.integers(1, 6, k)
+    phase = rng.uniform(0.0, 2.0 * np.pi, k)
+    coef = rng.standard_normal(k)
+    x = np.arange(n)[:, None] / (2.0 * n)
+    return amp * (coef * np.sin(2.0 * np.pi * freq * x + phase)).sum(-1) / k
+
+
+def _sample_reward_parts(rng, n: int, A: int, terminal: np.ndarray, goal: int | None):
+    """The non-terminal part of the reward ``(n, A, n)``, its noise std, and the step reward."""
+    phi = _smooth_potential(rng, n)
+    # strictly increasing state-wise reward, zero on terminal states
+    base_s = rng.exponential(0.2)
+    inc = np.maximum(rng.standard_normal(n), 0.0) + 0.05
+    inc[-1] += 0.2
+    rs = np.cumsum(inc * base_s)
+    rs = rs - rng.uniform(0.1, 0.9) * rs[-1]
+    rs_noise = np.maximum(rng.uniform(-0.3, 0.3, n), 0.0) * base_s
+    rs[terminal] = 0.0
+    rs_noise[terminal] = 0.0
+    # sparse random state-action cost
+    base_sa = np.clip(rng.exponential(0.05), 0.0, 0.1)
+    sparse = rng.uniform(-0.7, 0.3, (n, A)) > 0.0
+    c = base_sa * rng.standard_normal((n, A)) * sparse
+    c_noise = 0.3 * base_sa * np.maximum(rng.standard_normal((n, A)), 0.0) * sparse
+    if goal is not None:
+        r_step = min(rng.standard_normal(), 0.0) * 0.01
+    elif terminal.any():
+        r_step = max(rng.standard_normal(), 0.0) * 0.01
+    else:
+        r_step = 0.0
+    raw = (phi[None, None, :] - phi[:, None, None]) + rs[None, None, :] + c[:, :, None] + r_step
+    noise = rs_noise[None, None, :] + c_noise[:, :, None]
+    return raw, noise
+
+
+def _repair_terminal_rewards(rng, P: np.ndarray, raw: np.ndarray, terminal: np.ndarray,
+                             goal: int | None, starts: np.ndarray, cfg: AnyMDPConfig):
+    """Terminal rewards ``(n,)`` making pitfalls worth least and the top worth most, or ``None``."""
+    n = P.shape[0]
+    pits = terminal.copy()
+    if goal is not None:
+        pits[goal] = False
+    nonterm = np.flatnonzero(~terminal)
+    top = int(nonterm[-1])
+    r_term = np.zeros(n)
+    r_term[n - 1] = 1.0
+    goal_gap = rng.uniform(2.0, 5.0)
+    g = cfg.repair_gamma
+    for _ in range(cfg.max_repairs + 1):
+        Q, _ = policy_iteration(P, raw + r_term[None, None, :], g)
+        V = Q.max(-1)
+        # rounding keeps the repaired rewards bit-identical across BLAS implementations
+        pit_gain = round(float(r_term[pits].min() - V[nonterm].min() + cfg.pit_margin), 6) if pits.any() else -1.0
+        goal_fall = round(float(V[starts].max() - V[top] + goal_gap), 6)
+        if pit_gain <= 0.0 and goal_fall <= 0.0:
+            return r_term
+        if pit_gain > 0.0:
+            r_term[pits] -= pit_gain + rng.uniform(1.0, 10.0)
+        if goal_fall > 0.0:
+            lift = max(2.0 * goal_fall, rng.uniform(1.0, 10.0))
+            r_term[n - 1] += lift if goal is not None else (1.0 - g) * lift
+    return None
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def _closure(M: np.ndarray) -> np.ndarray:
+    """Boolean reachability (in any number of steps, including 0) of the graph ``M > 0``."""
+    R = ((M > 0) | np.eye(M.shape[0], dtype=bool)).astype(np.float64)
+    for _ in range(int(np.ceil(np.log2(max(M.shape[0], 2)))) + 1):
+        R = ((R @ R) > 0).astype(np.float64)
+    return R > 0
+
+
+def validity_report(P: np.ndarray, R: np.ndarray, terminal: np.ndarray, starts: np.ndarray,
+                    start_probs: np.ndarray, max_steps: int) -> dict[str, float]:
+    """The quantities the validity checks threshold (float64 arrays in hidden order)."""
+    n, A, _ = P.shape
+    sums = P.sum(-1)[~terminal]
+    init = np.zeros(n)
+    init[starts] = start_probs
+    M_rnd = policy_transition(P, uniform_policy(n, A))
+    M_rnd[terminal] = init
+    reach = _closure(M_rnd)
+    ergodic = bool(reach[starts].any(0).all() and reach[:, starts].any(1).all())
+    gamma = 2.0 ** (-1.0 / n)  # half-life of n steps
+    r = expected_reward(P, R)
+    Q_opt, act = policy_iteration(P, R, gamma)
+    V_rnd = policy_evaluation(P, R, uniform_policy(n, A), gamma)
+    Q_rnd = bellman_q(P, r, V_rnd, gamma)
+    scale = (1.0 - gamma) * max_steps  # value -> average reward over an episode
+    gap = float((Q_opt.max(-1)[starts] - Q_rnd.max(-1)[starts]).min() * scale)
+    M_opt = policy_transition(P, one_hot_policy(act, A))
+    M_opt[terminal] = init
+    d = stationary_distribution(M_opt, np.eye(n)[starts])  # (k, n): one law per start state
+    d_safe = d + 1e-12
+    entropy = float((-(d_safe * np.log(d_safe)).sum(-1) / np.log(n)).min())
+    gini = float((1.0 - (d ** 2).sum(-1)).min())
+    return {"row_sum_error": float(np.abs(sums - 1.0).max()) if sums.size else 0.0,
+            "ergodic": float(ergodic), "value_gap": gap,
+            "oracle_entropy": entropy, "oracle_gini": gini}
+
+
+def _failed_check(rep: dict[str, float], cfg: AnyMDPConfig) -> str | None:
+    if rep["row_sum_error"] > 1e-6:
+        return "row_sum"
+    if not rep["ergodic"]:
+        return "ergodic"
+    if rep["value_gap"] < cfg.min_value_gap:
+        return "value_gap"
+    if rep["oracle_entropy"] <= cfg.min_oracle_entropy or rep["oracle_gini"] <= cfg.min_oracle_gini:
+        return "oracle_entropy"
+    return None
+
+
+# ---------------------------------------------------------------------------- samplers
+
+
+def sample_bandit(n_actions: int, seed=0) -> MDPTask:
+    """A multi-armed bandit (``S = 1``): one state, episodes of one step, noisy arm rewards."""
+    A = check_int("n_actions", n_actions, min_value=2)
+    rng = make_rng(seed)
+    base = np.clip(rng.exponential(1.0), 0.05, 2.0)
+    noise_base = max(rng.uniform(-0.3, 0.3), 0.0)
+    while True:
+        arms = rng.uniform(0.5 * base, base, A)
+        if arms.std() > 0.01:
+            break
+    return MDPTask(n_obs=1, transition=np.ones((1, A, 1)), reward=arms.reshape(1, A, 1),
+                   reward_noise=(noise_base * arms).reshape(1, A, 1), start_states=[0],
+                   start_probs=[1.0], terminal=[False], goal=None, max_steps=1, state_ids=[0],
+                   generator="bandit", params={"version": GENERATOR_VERSION}, seed=seed)
+
+
+def sample_anymdp(n_states: int, n_actions: int, seed=0, min_states: int | None = None,
+                  config: AnyMDPConfig | None = None, stats: dict | None = None) -> MDPTask:
+    """Sample one valid AnyMDP task with observation space ``n_states`` (``S``) and ``n_actions``.
+
+    ``n_states == 1`` gives the bandit. ``stats``, if given, is filled with the number of draws
+    and the count of rejections per failed check.
+    """
+    S, A, min_states = check_sizes(n_states, n_actions, min_states)
+    cfg = config if config is not None else AnyMDPConfig()
+    if not isinstance(cfg, AnyMDPConfig):
+        raise ValueError(f"config must be an AnyMDPConfig, got {type(cfg).__name__}")
+    if S == 1:
+        return sample_bandit(A, seed)
+    rng = make_rng(seed)
+    n = sample_active_states(rng, S, min_states)
+    max_steps = sample_max_steps(rng, S)
+    state_ids = rng.permutation(S)[:n]
+    rejected: dict[str, int] = {}
+    for attempt in range(1, cfg.max_attempts + 1):
+        starts, start_probs = _sample_starts(rng, n, cfg)
+        terminal, goal = _sample_terminals(rng, n, starts, cfg)
+        P = _sample_transition(rng, n, A, terminal, goal, cfg)
+        raw, noise = _sample_reward_parts(rng, n, A, terminal, goal)
+        r_term = _repair_terminal_rewards(rng, P, raw, terminal, goal, starts, cfg)
+        if r_term is None:
+            rejected["repair"] = rejected.get("repair", 0) + 1
+            continue
+        # the checks run on exactly the float32 arrays the task will hold
+        P32 = P.astype(np.float32)
+        R32 = (raw + r_term[None, None, :]).astype(np.float32)
+        rep = validity_report(P32.astype(np.float64), R32.astype(np.float64), terminal, starts,
+                              start_probs, max_steps)
+        failed = _failed_check(rep, cfg)
+        if failed is not None:
+            rejected[failed] = rejected.get(failed, 0) + 1
+            continue
+        if stats is not None:
+            stats.update(attempts=attempt, rejected=rejected, **rep)
+        params = dataclasses.asdict(cfg)
+        params.update(n_states=S, n_actions=A, min_states=min_states, version=GENERATOR_VERSION)
+        return MDPTask(n_obs=S, transition=P32, reward=R32, reward_noise=noise.astype(np.float32),
+                       start_states=starts, start_probs=start_probs, terminal=terminal, goal=goal,
+                       max_steps=max_steps, state_ids=state_ids, generator="anymdp", params=params,
+                       seed=seed)
+    raise RuntimeError(f"no valid AnyMDP task after max_attempts={cfg.max_attempts} draws "
+                       f"(n_states={S}, n_actions={A}, seed={seed}); rejections: {rejected}")

@@ -1,0 +1,253 @@
+"""Exact solver for tabular MDPs, vectorised and batched.
+
+Array functions take ``P[..., n, A, n]`` and ``R[..., n, A, n]`` with any number of leading batch
+dimensions (tasks padded to a common ``n`` batch naturally: a padded state with an all-zero row is
+an absorbing, zero-value, unreachable state). Terminal states have zero rows, so values are
+*episodic*: the episode stops when a terminal state is entered.
+
+* ``value_iteration``      Bellman optimality iteration in matrix form over all (s, a) at once.
+* ``policy_iteration``     exact optimal values: policy evaluation by linear solves + greedy improvement.
+* ``policy_evaluation``    values of any stochastic policy by a direct linear solve.
+* ``stationary_distribution`` long-run state distribution of a Markov chain from an initial law.
+* ``expected_return``      expected undiscounted (or discounted) return over a finite horizon.
+
+Task-level helpers (``solve``, ``reset_chain``, ``reference_returns``, ...) wrap them for an
+``MDPTask``; everything is in hidden-rank order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from omnirl._validate import check_float, check_int
+from omnirl.tasks.task import MDPTask
+
+# ---------------------------------------------------------------------------- array level
+
+
+def expected_reward(P: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """``r[..., s, a] = sum_s' P[s, a, s'] R[s, a, s']``."""
+    return (P * R).sum(-1)
+
+
+def _check_gamma(gamma: float) -> float:
+    return check_float("gamma", gamma, min_value=0.0, max_value=1.0, max_inclusive=False)
+
+
+def bellman_q(P: np.ndarray, r: np.ndarray, V: np.ndarray, gamma: float) -> np.ndarray:
+    """``Q[..., s, a] = r[..., s, a] + gamma * sum_s' P[s, a, s'] V[..., s']``."""
+    n, A = P.shape[-3], P.shape[-2]
+    PV = (P.reshape(*P.shape[:-3], n * A, n) @ V[..., None])[..., 0]  # (..., n*A)
+    return r + gamma * PV.reshape(*P.shape[:-3], n, A)
+
+
+def value_iteration(P: np.ndarray, R: np.ndarray, gamma: float, tol: float = 1e-10,
+                    max_iter: int = 1_000_000) -> tuple[np.ndarray, int]:
+    """Optimal ``Q[..., n, A]`` by value iteration; returns ``(Q, iterations)``.
+
+    Stops when the sup-norm change of V is below ``tol * (1 - gamma) / gamma`` for every task of the
+    batch, which bounds the error of V by ``tol``.
+    """
+    gamma = _check_gamma(gamma)
+    tol = check_float("tol", tol, min_value=0.0, min_inclusive=False)
+    max_iter = check_int("max_iter", max_iter, min_value=1)
+    P = np.asarray(P, dtype=np.float64)
+    r = expected_reward(P, np.asarray(R, dtype=np.float64))
+    V = np.zeros(P.shape[:-2])
+    stop = tol * (1.0 - gamma) / max(gamma, 1e-300)
+    for it in range(1, max_iter + 1):
+        Q = bellman_q(P, r, V, gamma)
+        V_new = Q.max(-1)
+        delta = np.abs(V_new - V).max()
+        V = V_new
+        if delta <= stop:
+            return bellman_q(P, r, V, gamma), it
+    raise RuntimeError(f"value_iteration did not converge in max_iter={max_iter} iterations")
+
+
+def policy_transition(P: np.ndarray, policy: np.ndarray) -> np.ndarray:
+    """State-to-state kernel ``P_pi[..., s, s'] = sum_a pi[s, a] P[s, a, s']``; policy ``(..., n, A)``."""
+    return (policy[..., None] * P).sum(-2)
+
+
+def policy_evaluation(P: np.ndarray, R: np.ndarray, policy: np.ndarray, gamma: float) -> np.ndarray:
+    """``V[..., n]`` of a stochastic ``policy[..., n, A]`` by solving ``(I - gamma P_pi) V = r_pi``."""
+    gamma = _check_gamma(gamma)
+    P = np.asarray(P, dtype=np.float64)
+    policy = np.asarray(policy, dtype=np.float64)
+    r_pi = (policy * expected_reward(P, np.asarray(R, dtype=np.float64))).sum(-1)  # (..., n)
+    M = np.eye(P.shape[-1]) - gamma * policy_transition(P, policy)
+    return np.linalg.solve(M, r_pi[..., None])[..., 0]
+
+
+def one_hot_policy(actions: np.ndarray, n_actions: int) -> np.ndarray:
+    """Deterministic policy ``(..., n)`` of action ids as probabilities ``(..., n, A)``."""
+    return np.eye(n_actions)[np.asarray(actions)]
+
+
+def uniform_policy(n_states: int, n_actions: int) -> np.ndarray:
+    """The uniform random policy ``(n, A)``."""
+    return np.full((n_states, n_actions), 1.0 / n_actions)
+
+
+def greedy_actions(Q: np.ndarray) -> np.ndarray:
+    """``argmax_a Q[..., s, a]``, ties broken towards the lowest action id."""
+    return np.argmax(Q, axis=-1)
+
+
+def policy_iteration(P: np.ndarray, R: np.ndarray, gamma: float,
+                     max_iter: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
+    """Exact optimal ``(Q[..., n, A], greedy actions[..., n])`` by policy iteration.
+
+    The policy only switches action where another one is better by more than a rounding margin,
+    so the iteration cannot cycle between tied actions.
+    """
+    gamma = _check_gamma(gamma)
+    P = np.asarray(P, dtype=np.float64)
+    r = expected_reward(P, np.asarray(R, dtype=np.float64))
+    A = P.shape[-2]
+    actions = greedy_actions(r)
+    for _ in range(max_iter):
+        V = policy_evaluation(P, R, one_hot_policy(actions, A), gamma)
+        Q = bellman_q(P, r, V, gamma)
+        best = Q.max(-1)
+        current = np.take_along_axis(Q, actions[..., None], -1)[..., 0]
+        margin = 1e-12 * np.maximum(1.0, np.abs(best))
+        improve = current < best - margin
+        if not improve.any():
+            return Q, actions
+        actions = np.where(improve, greedy_actions(Q), actions)
+    raise RuntimeError(f"policy_iteration did not converge in max_iter={max_iter} iterations")
+
+
+def stationary_distribution(M: np.ndarray, init: np.ndarray, tol: float = 1e-13,
+                            max_squarings: int = 60) -> np.ndarray:
+    """Long-run distribution ``lim_t init @ L^t`` of the lazy chain ``L = (I + M) / 2``.
+
+    ``M[..., n, n]`` is row-stochastic (every row must have positive mass), ``init[..., n]`` a distribution. The lazy chain has the same
+    stationary distributions as ``M`` and is aperiodic, so the limit exists; for an irreducible chain
+    it is *the* stationary distribution, for a reducible one the mixture reached from ``init``.
+    Computed by repeated squaring (``2^k`` steps after ``k`` squarings) until it stops changing.
+    """
+    M = np.asarray(M, dtype=np.float64)
+    L = 0.5 * (np.eye(M.shape[-1]) + M / M.sum(-1, keepdims=True))
+    d = np.asarray(init, dtype=np.float64)
+    for _ in range(max_squarings):
+        L = L @ L
+        L /= L.sum(-1, keepdims=True)  # rounding would otherwise compound over 2^k steps
+        d_new = (d[..., None, :] @ L)[..., 0, :]
+        done = np.abs(d_new - d).max() <= tol
+        d = d_new
+        if done:
+            break
+    return d / d.sum(-1, keepdims=True)
+
+
+def finite_horizon_values(P: np.ndarray, R: np.ndarray, policy: np.ndarray, horizon: int,
+                          gamma: float = 1.0) -> np.ndarray:
+    """``V_H[..., n]``: expected (discounted) return of ``policy`` over ``horizon`` steps."""
+    horizon = check_int("horizon", horizon, min_value=0)
+    gamma = check_float("gamma", gamma, min_value=0.0, max_value=1.0)
+    P = np.asarray(P, dtype=np.float64)
+    policy = np.asarray(policy, dtype=np.float64)
+    r_pi = (policy * expected_reward(P, np.asarray(R, dtype=np.float64))).sum(-1)  # (..., n)
+    P_pi = policy_transition(P, policy)  # (..., n, n)
+    V = np.zeros_like(r_pi)
+    for _ in range(horizon):
+        V = r_pi + gamma * (P_pi @ V[..., None])[..., 0]
+    return V
+
+
+# ---------------------------------------------------------------------------- task level
+
+
+def start_distribution(task: MDPTask) -> np.ndarray:
+    """``(n,)`` probability of starting in each hidden rank."""
+    d = np.zeros(task.n_states)
+    d[task.start_states] = task.start_probs
+    return d
+
+
+def task_arrays(task: MDPTask) -> tuple[np.ndarray, np.ndarray]:
+    """``(P, R)`` of the task as float64 arrays ``(n, A, n)``."""
+    return task.transition.astype(np.float64), task.reward.astype(np.float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Solution:
+    """Optimal values of a task at a discount ``gamma`` (hidden-rank order)."""
+
+    gamma: float
+    """Discount factor the values were computed with."""
+    q: np.ndarray
+    """``(n, A)`` optimal action values ``Q*``."""
+    v: np.ndarray
+    """``(n,)`` optimal state values ``V* = max_a Q*``."""
+    policy: np.ndarray
+    """``(n,)`` greedy (oracle) action of each rank."""
+
+
+def solve(task: MDPTask, gamma: float) -> Solution:
+    """Exact ``Q*``, ``V*`` and the greedy oracle policy of ``task`` at discount ``gamma``."""
+    P, R = task_arrays(task)
+    Q, actions = policy_iteration(P, R, gamma)
+    return Solution(gamma=float(gamma), q=Q, v=Q.max(-1), policy=actions)
+
+
+def random_values(task: MDPTask, gamma: float) -> np.ndarray:
+    """``(n,)`` state values of the uniform random policy at discount ``gamma``."""
+    P, R = task_arrays(task)
+    return policy_evaluation(P, R, uniform_policy(task.n_states, task.n_actions), gamma)
+
+
+def reset_chain(task: MDPTask, policy: np.ndarray) -> np.ndarray:
+    """``(n, n)`` Markov chain of ``policy`` (``(n, A)`` probabilities) in which every terminal
+    state leads back to the start distribution, i.e. the chain of a never-ending episode stream."""
+    P, _ = task_arrays(task)
+    M = policy_transition(P, np.asarray(policy, dtype=np.float64))
+    M[task.terminal] = start_distribution(task)
+    return M
+
+
+def random_stationary_distribution(task: MDPTask) -> np.ndarray:
+    """``(n,)`` stationary distribution of the uniform random policy with terminal resets."""
+    M = reset_chain(task, uniform_policy(task.n_states, task.n_actions))
+    return stationary_distribution(M, start_distribution(task))
+
+
+def oracle_stationary_distribution(task: MDPTask, gamma: float) -> np.ndarray:
+    """``(n,)`` long-run distribution of the greedy oracle at ``gamma``, started from the start law."""
+    sol = solve(task, gamma)
+    M = reset_chain(task, one_hot_policy(sol.policy, task.n_actions))
+    return stationary_distribution(M, start_distribution(task))
+
+
+def expected_return(task: MDPTask, policy: np.ndarray, horizon: int | None = None,
+                    gamma: float = 1.0) -> float:
+    """Expected episodic return of ``policy`` (``(n, A)`` probabilities) from the start law, over
+    ``horizon`` steps (default: the task's ``max_steps``), undiscounted unless ``gamma < 1``."""
+    P, R = task_arrays(task)
+    H = task.max_steps if horizon is None else horizon
+    V = finite_horizon_values(P, R, policy, H, gamma)
+    return float(start_distribution(task) @ V)
+
+
+def reference_returns(task: MDPTask, gamma: float = 0.994) -> tuple[float, float]:
+    """``(random, oracle)`` expected episodic returns: the normalisation points of a score.
+
+    The oracle is the greedy policy of ``Q*`` at ``gamma`` (the reference policy's discount)."""
+    sol = solve(task, gamma)
+    rnd = expected_return(task, uniform_policy(task.n_states, task.n_actions))
+    opt = expected_return(task, one_hot_policy(sol.policy, task.n_actions))
+    return rnd, opt
+
+
+def normalised_score(ret, random_return: float, oracle_return: float):
+    """``(R - R_random) / (R_oracle - R_random)``: 0 at random level, 1 at oracle level."""
+    span = float(oracle_return) - float(random_return)
+    if abs(span) < 1e-12:
+        raise ValueError(f"oracle_return={oracle_return} equals random_return={random_return}: "
+                         "the score is undefined for this task")
+    return (np.asarray(ret, dtype=np.float64) - random_return) / span
