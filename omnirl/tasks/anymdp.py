@@ -240,11 +240,16 @@ def _sample_reward_parts(rng, n: int, A: int, terminal: np.ndarray, goal: int | 
 
 def _repair_terminal_rewards(rng, P: np.ndarray, raw: np.ndarray, terminal: np.ndarray,
                              goal: int | None, starts: np.ndarray, cfg: AnyMDPConfig):
-    """Terminal rewards ``(n,)`` making pitfalls worth least and the top worth most, or ``None``."""
+    """Terminal rewards ``(n,)`` such that entering any pitfall pays less than the value of every
+    non-terminal state (by ``pit_margin``) and the top non-terminal rank is worth more than every
+    start state; ``None`` if ``max_repairs`` rounds do not get there."""
     n = P.shape[0]
     pits = terminal.copy()
     if goal is not None:
         pits[goal] = False
+    pits = np.flatnonzero(pits)
+    # largest non-terminal part of the reward for entering each pitfall
+    enter = np.where(P[:, :, pits] > 0, raw[:, :, pits], -np.inf).max((0, 1))
     nonterm = np.flatnonzero(~terminal)
     top = int(nonterm[-1])
     r_term = np.zeros(n)
@@ -255,12 +260,13 @@ def _repair_terminal_rewards(rng, P: np.ndarray, raw: np.ndarray, terminal: np.n
         Q, _ = policy_iteration(P, raw + r_term[None, None, :], g)
         V = Q.max(-1)
         # rounding keeps the repaired rewards bit-identical across BLAS implementations
-        pit_gain = round(float(r_term[pits].min() - V[nonterm].min() + cfg.pit_margin), 6) if pits.any() else -1.0
+        pit_gain = np.round(enter + r_term[pits] - V[nonterm].min() + cfg.pit_margin, 6)
         goal_fall = round(float(V[starts].max() - V[top] + goal_gap), 6)
-        if pit_gain <= 0.0 and goal_fall <= 0.0:
+        if not (pit_gain > 0.0).any() and goal_fall <= 0.0:
             return r_term
-        if pit_gain > 0.0:
-            r_term[pits] -= pit_gain + rng.uniform(1.0, 10.0)
+        bad = pit_gain > 0.0
+        if bad.any():
+            r_term[pits[bad]] -= pit_gain[bad] + rng.uniform(1.0, 10.0)
         if goal_fall > 0.0:
             lift = max(2.0 * goal_fall, rng.uniform(1.0, 10.0))
             r_term[n - 1] += lift if goal is not None else (1.0 - g) * lift
