@@ -164,6 +164,8 @@ def parse_states(spec: Any) -> tuple[int, int | None]:
     if len(parts) == 1:
         return parts[0], None
     if len(parts) == 2:
+        if parts[0] > parts[1]:
+            raise ValueError(f"states MIN:MAX needs MIN <= MAX, got {spec!r}")
         return parts[1], parts[0]
     raise ValueError(f"states must be N or MIN:MAX, got {spec!r}")
 

@@ -1,0 +1,242 @@
+"""Property tests of the AnyMDP generator: every property the paper names, measured."""
+
+import numpy as np
+import pytest
+
+from omnirl.tasks import AnyMDPConfig, MDPTask, sample_anymdp, sample_bandit, sample_garnet, sample_task
+from omnirl.tasks.anymdp import validity_report
+from omnirl.tasks.solver import random_stationary_distribution, solve
+from omnirl.tasks.stats import spearman, task_properties
+
+SIZES = {16: 40, 32: 30, 64: 20, 128: 8}
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return {S: [sample_anymdp(S, 5, seed=(100 + S, i)) for i in range(k)] for S, k in SIZES.items()}
+
+
+def all_tasks(tasks):
+    return [t for ts in tasks.values() for t in ts]
+
+
+def test_rows_sum_to_one_and_terminal_rows_are_empty(tasks):
+    for t in all_tasks(tasks):
+        P = t.transition.astype(np.float64)
+        np.testing.assert_allclose(P.sum(-1)[~t.terminal], 1.0, atol=1e-6)
+        assert not P[t.terminal].any()
+        assert (P >= 0).all()
+
+
+def reference_forward_limit(t: MDPTask, i: int, b_plus: int) -> int:
+    """Highest rank the band of ``i`` may reach: ``i + b_plus`` or, if further, the rank holding the
+    second useful (non-terminal or goal) state above ``i``."""
+    useful = [j for j in range(i + 1, t.n_states) if not t.terminal[j] or j == t.goal]
+    need = useful[min(2, len(useful)) - 1] if useful else i
+    return max(min(i + b_plus, t.n_states - 1), need)
+
+
+def test_band_is_respected_in_hidden_order(tasks):
+    for t in all_tasks(tasks):
+        n = t.n_states
+        b_minus, b_plus = n // 2 + 1, n // 4 + 1
+        reach = t.transition.sum(1) > 0  # (n, n) state-level support
+        for i in np.flatnonzero(~t.terminal):
+            js = np.flatnonzero(reach[i])
+            assert js.min() >= i - b_minus, (t, i, js)
+            assert js.max() <= reference_forward_limit(t, i, b_plus), (t, i, js)
+            # the band is contiguous and always reaches one rank up and one rank down (if any)
+            assert np.array_equal(js, np.arange(js.min(), js.max() + 1)) or i == n - 1
+            assert js.max() > i or i == n - 1
+            assert js.min() < i or i == 0
+
+
+def test_actions_split_the_band_differently(tasks):
+    tv = []
+    for t in all_tasks(tasks):
+        P = t.transition.astype(np.float64)[~t.terminal]  # (m, A, n)
+        mean_rank = (P * np.arange(t.n_states)).sum(-1)  # (m, A)
+        assert (mean_rank.std(1) > 0).mean() > 0.9  # actions lead to different places
+        pair = 0.5 * np.abs(P[:, :, None, :] - P[:, None, :, :]).sum(-1)  # (m, A, A)
+        tv.append(pair.mean())
+    assert np.mean(tv) > 0.3  # mass of different actions is concentrated in different places
+
+
+def reachable_from(M: np.ndarray, sources) -> np.ndarray:
+    seen = np.zeros(len(M), bool)
+    stack = list(sources)
+    seen[stack] = True
+    while stack:
+        s = stack.pop()
+        for j in np.flatnonzero(M[s] > 0):
+            if not seen[j]:
+                seen[j] = True
+                stack.append(j)
+    return seen
+
+
+def test_ergodic_with_terminal_resets(tasks):
+    for t in all_tasks(tasks):
+        M = t.transition.astype(np.float64).mean(1)
+        M[t.terminal] = 0.0
+        M[np.ix_(t.terminal, t.start_states)] = 1.0
+        assert reachable_from(M, t.start_states).all(), t  # every state is reachable
+        back = reachable_from(M.T, t.start_states)  # every state leads back to a start state
+        assert back.all(), t
+        sd = random_stationary_distribution(t)
+        assert (sd > 0).all() and sd.sum() == pytest.approx(1.0)
+
+
+def test_stationary_distribution_decays_with_rank(tasks):
+    for S, ts in tasks.items():
+        ratios = []
+        for t in ts:
+            sd = random_stationary_distribution(t)
+            q = t.n_states // 4
+            ratios.append(sd[:q].sum() / sd[-q:].sum())
+        ratios = np.array(ratios)
+        assert np.median(ratios) > 10, (S, np.median(ratios))  # far more mass low than high
+        assert (ratios > 2).mean() >= 0.9, (S, ratios)
+    # and the decay steepens with size: the top quarter of S=128 is almost never visited
+    top = [random_stationary_distribution(t)[-32:].sum() for t in tasks[128]]
+    assert np.median(top) < 0.01
+
+
+def test_value_ascends_with_rank(tasks):
+    for S, ts in tasks.items():
+        corr = []
+        for t in ts:
+            v = solve(t, 0.994).v
+            nonterm = np.flatnonzero(~t.terminal)
+            corr.append(spearman(nonterm, v[nonterm]))
+        assert np.median(corr) > 0.7, (S, corr)
+        assert (np.array(corr) > 0).mean() >= 0.9, (S, corr)
+
+
+def test_pitfalls_below_everything_and_top_above_start(tasks):
+    n_pits = 0
+    for t in all_tasks(tasks):
+        props = task_properties(t)
+        assert props["pit_below"], t
+        assert props["top_above_start"], t
+        n_pits += len(t.pitfalls)
+    assert n_pits > 0
+    goals = [t.goal is not None for t in all_tasks(tasks)]
+    assert 0.1 < np.mean(goals) < 0.6  # the goal appears in ~30% of tasks
+
+
+def test_accepted_tasks_pass_the_validity_checks(tasks):
+    cfg = AnyMDPConfig()
+    for t in all_tasks(tasks):
+        rep = validity_report(t.transition.astype(np.float64), t.reward.astype(np.float64),
+                              t.terminal, t.start_states, t.start_probs, t.max_steps)
+        assert rep["row_sum_error"] < 1e-6 and rep["ergodic"] == 1.0
+        assert rep["value_gap"] >= cfg.min_value_gap
+        assert rep["oracle_entropy"] > cfg.min_oracle_entropy
+        assert rep["oracle_gini"] > cfg.min_oracle_gini
+
+
+def test_rejection_happens_and_is_reported():
+    stats = {}
+    sample_anymdp(16, 5, seed=0, stats=stats)
+    assert stats["attempts"] >= 1
+    # an impossible threshold is rejected on every draw and fails loudly
+    with pytest.raises(RuntimeError, match="max_attempts=3"):
+        sample_anymdp(16, 5, seed=0, config=AnyMDPConfig(min_value_gap=1e9, max_attempts=3))
+
+
+def test_observed_ids_do_not_leak_the_rank():
+    corr = []
+    for i in range(60):
+        t = sample_anymdp(32, 5, seed=(7, i))
+        assert sorted(t.state_ids) == list(range(32))
+        corr.append(spearman(np.arange(32), t.state_ids))
+    assert abs(np.mean(corr)) < 0.1
+    # the observed id of the start region is spread over the whole id range
+    ids = [sample_anymdp(32, 5, seed=(8, i)).state_ids[0] for i in range(60)]
+    assert np.std(ids) > 6
+
+
+def test_min_states_samples_the_active_size():
+    ns = [sample_anymdp(64, 5, seed=(9, i), min_states=16).n_states for i in range(40)]
+    assert min(ns) >= 16 and max(ns) <= 64 and np.std(ns) > 5
+    t = sample_anymdp(64, 5, seed=(9, 0), min_states=16)
+    assert t.n_obs == 64 and len(set(t.state_ids)) == t.n_states and t.state_ids.max() < 64
+
+
+def test_determinism_and_no_global_rng():
+    np.random.seed(1)
+    state = np.random.get_state()[1].copy()
+    a = sample_anymdp(32, 5, seed=(4, 2), min_states=8)
+    assert np.array_equal(np.random.get_state()[1], state)  # global RNG neither read nor changed
+    np.random.seed(999)
+    b = sample_anymdp(32, 5, seed=(4, 2), min_states=8)
+    assert a == b and a.content_hash() == b.content_hash()
+    for f in ("transition", "reward", "reward_noise"):
+        assert getattr(a, f).tobytes() == getattr(b, f).tobytes()
+    assert sample_anymdp(32, 5, seed=(4, 3)) != a
+
+
+def test_task_is_immutable():
+    t = sample_anymdp(16, 5, seed=0)
+    with pytest.raises(ValueError):
+        t.transition[0, 0, 0] = 1.0
+    with pytest.raises(AttributeError):
+        t.max_steps = 3
+    with pytest.raises(TypeError):
+        t.params["x"] = 1
+
+
+def test_bandit():
+    t = sample_task("anymdp", 1, 4, seed=3)
+    assert t.generator == "bandit" and t.n_states == 1 and t.max_steps == 1
+    assert t.transition.shape == (1, 4, 1) and (t.transition == 1).all()
+    assert t.reward.std() > 0.01
+    assert t == sample_bandit(4, seed=3)
+
+
+def test_garnet():
+    t = sample_garnet(32, 4, seed=1, branching=3, reward_sigma=0.5)
+    nnz = (t.transition > 0).sum(-1)
+    assert (nnz == 3).all()
+    np.testing.assert_allclose(t.transition.sum(-1), 1.0, atol=1e-6)
+    assert not t.terminal.any() and list(t.start_states) == [0]
+    assert 0.3 < t.reward.std() < 0.7
+    assert t == sample_task("garnet", 32, 4, seed=1, branching=3, reward_sigma=0.5)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(n_states=4, n_actions=5), "n_states"),
+    (dict(n_states=0, n_actions=5), "n_states"),
+    (dict(n_states=7, n_actions=5), "n_states"),
+    (dict(n_states=16.0, n_actions=5), "n_states"),
+    (dict(n_states="16", n_actions=5), "n_states"),
+    (dict(n_states=True, n_actions=5), "n_states"),
+    (dict(n_states=16, n_actions=1), "n_actions"),
+    (dict(n_states=16, n_actions=2.5), "n_actions"),
+    (dict(n_states=16, n_actions=5, seed=-1), "seed"),
+    (dict(n_states=16, n_actions=5, seed=(1, -2)), "seed"),
+    (dict(n_states=16, n_actions=5, seed=1.5), "seed"),
+    (dict(n_states=16, n_actions=5, min_states=32), "min_states"),
+    (dict(n_states=16, n_actions=5, min_states=4), "min_states"),
+])
+def test_bad_input_names_the_argument(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        sample_anymdp(**kwargs)
+    with pytest.raises(ValueError, match=name):
+        sample_task("anymdp", **kwargs)
+
+
+def test_bad_generator_and_params():
+    with pytest.raises(ValueError, match="generator"):
+        sample_task("gridworld", 16, 5)
+    with pytest.raises(ValueError, match="unexpected_param"):
+        sample_task("anymdp", 16, 5, unexpected_param=1)
+    with pytest.raises(ValueError, match="branching"):
+        sample_garnet(16, 5, branching=0)
+    with pytest.raises(ValueError, match="branching"):
+        sample_garnet(16, 5, branching=17)
+    with pytest.raises(ValueError, match="goal_prob"):
+        AnyMDPConfig(goal_prob=1.5)
+    with pytest.raises(ValueError, match="n_states"):
+        sample_task("bandit", 16, 5)

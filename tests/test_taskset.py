@@ -1,0 +1,167 @@
+"""Task sets: generation, storage, verification, resumption and the command line."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from omnirl.tasks import sample_anymdp
+from omnirl.tasks.__main__ import main as cli
+from omnirl.tasks.taskset import TaskSet, generate_to_disk, generation_spec, iter_tasks, parse_states
+
+
+@pytest.fixture(scope="module")
+def small_set():
+    return TaskSet.generate(12, "8:16", 4, seed=3)
+
+
+def test_generated_task_i_is_the_stream_seed_i(small_set):
+    assert len(small_set) == 12
+    assert small_set[5] == sample_anymdp(16, 4, seed=(3, 5), min_states=8)
+    assert all(8 <= t.n_states <= 16 and t.n_obs == 16 for t in small_set)
+
+
+def test_directory_and_single_file_roundtrip(small_set, tmp_path):
+    d = small_set.save(tmp_path / "set", shard_size=5)
+    assert sorted(p.name for p in d.iterdir() if p.suffix == ".npz") == [
+        "shard-00000.npz", "shard-00001.npz", "shard-00002.npz"]
+    loaded = TaskSet.load(d)
+    assert loaded == small_set and loaded.content_hash() == small_set.content_hash()
+    assert [t.content_hash() for t in loaded] == [t.content_hash() for t in small_set]
+    assert list(iter_tasks(d)) == list(small_set)
+    f = small_set.save(tmp_path / "set.npz")
+    assert TaskSet.load(f) == small_set
+    assert not list(tmp_path.glob("**/*.tmp"))
+
+
+def test_parallel_generation_equals_serial(tmp_path):
+    a = TaskSet.generate(20, 16, 3, seed=1, out=tmp_path / "a", workers=2, shard_size=4)
+    b = TaskSet.generate(20, 16, 3, seed=1, out=tmp_path / "b", workers=1, shard_size=7)
+    c = TaskSet.generate(20, 16, 3, seed=1)
+    assert a == b == c
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["n_tasks"] == 20 and len(manifest["shards"]) == 5
+    assert manifest["content_hash"] == c.content_hash()
+    assert manifest["info"]["generator"] == "anymdp" and manifest["info"]["seed"] == 1
+
+
+def test_tampered_shard_is_refused(small_set, tmp_path):
+    d = small_set.save(tmp_path / "set", shard_size=5)
+    shard = d / "shard-00001.npz"
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="shard-00001.npz: checksum mismatch"):
+        TaskSet.load(d)
+
+
+def test_truncated_shard_is_refused(small_set, tmp_path):
+    d = small_set.save(tmp_path / "set", shard_size=5)
+    shard = d / "shard-00002.npz"
+    shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(ValueError, match="shard-00002.npz: size"):
+        TaskSet.load(d)
+
+
+def test_edited_manifest_is_refused(small_set, tmp_path):
+    d = small_set.save(tmp_path / "set", shard_size=5)
+    m = json.loads((d / "manifest.json").read_text())
+    m["content_hash"] = "0" * 64
+    (d / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ValueError, match="content hash mismatch"):
+        TaskSet.load(d)
+    (d / "manifest.json").write_text("{ not json")
+    with pytest.raises(ValueError, match="manifest is not valid JSON"):
+        TaskSet.load(d)
+
+
+def test_tampered_or_truncated_single_file_is_refused(small_set, tmp_path):
+    f = small_set.save(tmp_path / "set.npz")
+    raw = f.read_bytes()
+    f.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupted"):
+        TaskSet.load(f)
+    # a valid archive whose task data no longer matches its manifest
+    arrays = dict(np.load(small_set.save(tmp_path / "ok.npz")))
+    arrays["reward"] = arrays["reward"] + np.float32(1.0)
+    np.savez(tmp_path / "edited.npz", **arrays)
+    with pytest.raises(ValueError, match="content hash mismatch"):
+        TaskSet.load(tmp_path / "edited.npz")
+
+
+def test_resume_skips_finished_shards_and_redoes_broken_ones(tmp_path):
+    spec = generation_spec(15, 16, 3, 2, "anymdp", 5, {})
+    out = generate_to_disk(spec, tmp_path / "set", workers=1)
+    t0 = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.npz")}
+    # an interrupted run: shard 1 lost its sidecar (written last), shard 2 is gone, a temp file remains
+    (out / "shard-00001.json").unlink()
+    (out / "shard-00002.npz").unlink()
+    (out / ".shard-00003.npz.abc.tmp").write_bytes(b"partial")
+    os.utime(out / "shard-00000.npz", ns=(1, 1))
+    generate_to_disk(spec, out, workers=1)
+    assert (out / "shard-00000.npz").stat().st_mtime_ns == 1  # intact shard was not rewritten
+    assert (out / "shard-00001.npz").stat().st_mtime_ns != t0["shard-00001.npz"]
+    assert TaskSet.load(out) == TaskSet.generate(15, 16, 3, seed=2)
+    # a shard made with other parameters is not reused
+    spec2 = generation_spec(15, 16, 3, 9, "anymdp", 5, {})
+    generate_to_disk(spec2, out, workers=1)
+    assert TaskSet.load(out) == TaskSet.generate(15, 16, 3, seed=9)
+
+
+def test_selection(small_set):
+    train, test = small_set.split(8)
+    assert len(train) == 8 and len(test) == 4 and list(train) + list(test) == list(small_set)
+    a, b = small_set.split(0.5, 0.25)
+    assert (len(a), len(b)) == (6, 3)
+    s = small_set.sample(5, seed=0)
+    assert len(s) == 5 and len({t.content_hash() for t in s}) == 5
+    assert s == small_set.sample(5, seed=0) and s != small_set.sample(5, seed=1)
+    sh = small_set.shuffle(seed=4)
+    assert sorted(sh.task_hashes()) == sorted(small_set.task_hashes()) and sh != small_set
+    assert isinstance(small_set[2:4], TaskSet) and len(small_set[2:4]) == 2
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda s: s.split(13), "train"),
+    (lambda s: s.split(8, 5), "exceeds"),
+    (lambda s: s.split(1.5), "train"),
+    (lambda s: s.sample(13), "k"),
+    (lambda s: s.save("x", shard_size=0), "shard_size"),
+])
+def test_selection_bad_input(small_set, call, name):
+    with pytest.raises(ValueError, match=name):
+        call(small_set)
+
+
+def test_generation_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="n must be"):
+        TaskSet.generate(0, 16, 5)
+    with pytest.raises(ValueError, match="states"):
+        parse_states("a:b")
+    with pytest.raises(ValueError, match="MIN <= MAX"):
+        parse_states("64:16")
+    with pytest.raises(ValueError, match="workers"):
+        TaskSet.generate(2, 16, 5, out=tmp_path / "w", workers=0)
+    with pytest.raises(ValueError, match="does not exist"):
+        TaskSet.load(tmp_path / "missing")
+    with pytest.raises(ValueError, match="tasks\\[0\\]"):
+        TaskSet(["not a task"])
+    assert parse_states("16:128") == (128, 16) and parse_states(32) == (32, None)
+
+
+def test_cli_generate_show(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert cli(["generate", "--n", "6", "--states", "8:16", "--actions", "3", "--seed", "1",
+                "--out", str(out), "--workers", "2", "--shard-size", "2", "--quiet"]) == 0
+    assert "6 tasks in" in capsys.readouterr().out
+    assert TaskSet.load(out) == TaskSet.generate(6, "8:16", 3, seed=1)
+    assert cli(["show", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "6 tasks" in text and "(verified)" in text and "sd_low_quarter" in text
+    assert cli(["generate", "--n", "6", "--states", "4", "--out", str(tmp_path / "bad")]) == 2
+    assert "n_states must be >= 8" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    assert cli(["generate", "--n", "3", "--generator", "garnet", "--param", "branching=2",
+                "--states", "16", "--out", str(tmp_path / "g"), "--quiet"]) == 0
+    assert TaskSet.load(tmp_path / "g")[0].generator == "garnet"
