@@ -7,6 +7,8 @@
 """
 
 from omnirl.tasks.anymdp import AnyMDPConfig, sample_anymdp, sample_bandit
+from omnirl.tasks.batched import BatchedSimulator
+from omnirl.tasks.env import AnyMDPEnv
 from omnirl.tasks.garnet import sample_garnet
 from omnirl.tasks.samplers import GENERATORS, sample_task
 from omnirl.tasks.solver import (Solution, expected_return, normalised_score,
@@ -16,9 +18,9 @@ from omnirl.tasks.solver import (Solution, expected_return, normalised_score,
 from omnirl.tasks.task import MDPTask
 
 __all__ = [
-    "AnyMDPConfig", "GENERATORS", "MDPTask", "Solution", "expected_return", "normalised_score",
-    "oracle_stationary_distribution", "policy_evaluation", "policy_iteration",
-    "random_stationary_distribution", "random_values", "reference_returns", "sample_anymdp",
-    "sample_bandit", "sample_garnet", "sample_task", "solve", "stationary_distribution",
-    "value_iteration",
+    "AnyMDPConfig", "AnyMDPEnv", "BatchedSimulator", "GENERATORS", "MDPTask", "Solution",
+    "expected_return", "normalised_score", "oracle_stationary_distribution", "policy_evaluation",
+    "policy_iteration", "random_stationary_distribution", "random_values", "reference_returns",
+    "sample_anymdp", "sample_bandit", "sample_garnet", "sample_task", "solve",
+    "stationary_distribution", "value_iteration",
 ]

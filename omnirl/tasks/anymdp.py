@@ -256,8 +256,9 @@ def _repair_terminal_rewards(rng, P: np.ndarray, raw: np.ndarray, terminal: np.n
     r_term[n - 1] = 1.0
     goal_gap = rng.uniform(2.0, 5.0)
     g = cfg.repair_gamma
+    act = None
     for _ in range(cfg.max_repairs + 1):
-        Q, _ = policy_iteration(P, raw + r_term[None, None, :], g)
+        Q, act = policy_iteration(P, raw + r_term[None, None, :], g, act)
         V = Q.max(-1)
         # rounding keeps the repaired rewards bit-identical across BLAS implementations
         pit_gain = np.round(enter + r_term[pits] - V[nonterm].min() + cfg.pit_margin, 6)

@@ -97,25 +97,30 @@ def greedy_actions(Q: np.ndarray) -> np.ndarray:
     return np.argmax(Q, axis=-1)
 
 
-def policy_iteration(P: np.ndarray, R: np.ndarray, gamma: float,
+def policy_iteration(P: np.ndarray, R: np.ndarray, gamma: float, actions: np.ndarray | None = None,
                      max_iter: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
     """Exact optimal ``(Q[..., n, A], greedy actions[..., n])`` by policy iteration.
 
-    The policy only switches action where another one is better by more than a rounding margin,
-    so the iteration cannot cycle between tied actions.
+    ``actions`` (``(..., n)``) warm-starts the iteration, e.g. with the solution of a nearby MDP;
+    by default it starts from the greedy policy of the immediate reward. The policy only switches
+    action where another one is better by more than a rounding margin, so the iteration cannot
+    cycle between tied actions.
     """
     gamma = _check_gamma(gamma)
     P = np.asarray(P, dtype=np.float64)
     r = expected_reward(P, np.asarray(R, dtype=np.float64))
     A = P.shape[-2]
-    actions = greedy_actions(r)
+    actions = greedy_actions(r) if actions is None else np.asarray(actions)
+    eye = np.eye(P.shape[-1])
     for _ in range(max_iter):
-        V = policy_evaluation(P, R, one_hot_policy(actions, A), gamma)
+        # evaluate the deterministic policy: (I - gamma P_pi) V = r_pi
+        P_pi = np.take_along_axis(P, actions[..., None, None], axis=-2)[..., 0, :]  # (..., n, n)
+        r_pi = np.take_along_axis(r, actions[..., None], axis=-1)  # (..., n, 1)
+        V = np.linalg.solve(eye - gamma * P_pi, r_pi)[..., 0]
         Q = bellman_q(P, r, V, gamma)
         best = Q.max(-1)
         current = np.take_along_axis(Q, actions[..., None], -1)[..., 0]
-        margin = 1e-12 * np.maximum(1.0, np.abs(best))
-        improve = current < best - margin
+        improve = current < best - 1e-12 * np.maximum(1.0, np.abs(best))
         if not improve.any():
             return Q, actions
         actions = np.where(improve, greedy_actions(Q), actions)

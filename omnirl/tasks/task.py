@@ -151,6 +151,18 @@ class MDPTask:
             h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()
 
+    # an immutable value: copies are the value itself, and pickling rebuilds it from plain fields
+    def __copy__(self) -> "MDPTask":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "MDPTask":
+        return self
+
+    def __reduce__(self):
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields["params"] = dict(self.params)
+        return (_rebuild_task, (fields,))
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, MDPTask) and self.content_hash() == other.content_hash()
 
@@ -161,3 +173,7 @@ class MDPTask:
         return (f"MDPTask({self.generator}, n_states={self.n_states}, n_obs={self.n_obs}, "
                 f"n_actions={self.n_actions}, pitfalls={len(self.pitfalls)}, goal={self.goal}, "
                 f"max_steps={self.max_steps}, seed={self.seed})")
+
+
+def _rebuild_task(fields: dict) -> MDPTask:
+    return MDPTask(**fields)
