@@ -143,3 +143,21 @@ def test_bad_gamma(gamma):
         value_iteration(P, R, gamma)
     with pytest.raises(ValueError, match="gamma"):
         policy_iteration(P, R, gamma)
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 4), A=st.integers(2, 3), gamma=st.floats(0.0, 0.99),
+       seed=st.integers(0, 2**32 - 1), n_term=st.integers(0, 2))
+def test_policy_iteration_is_optimal_on_random_small_mdps(n, A, gamma, seed, n_term):
+    rng = np.random.default_rng(seed)
+    P, R = random_mdp(rng, n=n, A=A, terminal=range(min(n_term, n - 1)))
+    Q, act = policy_iteration(P, R, gamma)
+    V_bf = brute_force_values(P, R, gamma)
+    np.testing.assert_allclose(Q.max(-1), V_bf, atol=1e-8 * max(1.0, np.abs(V_bf).max()))
+    # no policy beats the greedy one anywhere (optimality of the returned policy)
+    V_act = policy_evaluation(P, R, one_hot_policy(act, A), gamma)
+    np.testing.assert_allclose(V_act, V_bf, atol=1e-8 * max(1.0, np.abs(V_bf).max()))
