@@ -27,7 +27,8 @@ import numpy as np
 from omnirl.tasks import BatchedSimulator, reference_returns, sample_anymdp, sample_garnet, solve
 from omnirl.tasks.plots import plot_stationary_distributions, plot_transition_kernel, save_figure
 from omnirl.tasks.stats import format_summary, summarize, task_properties
-from omnirl.tasks.taskset import TaskSet, atomic_write_json
+from omnirl.fileio import atomic_write_json
+from omnirl.tasks.taskset import TaskSet
 
 PROPERTY_SIZES = {16: 32, 32: 24, 64: 16, 128: 8}  # S -> fresh tasks measured
 

@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -32,6 +31,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from omnirl._validate import check_float, check_int, check_seed
+from omnirl.fileio import atomic_write_bytes, atomic_write_json
 from omnirl.tasks.rng import make_rng
 from omnirl.tasks.samplers import sample_task
 from omnirl.tasks.task import MDPTask
@@ -41,31 +41,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 
 
-# ---------------------------------------------------------------------------- atomic files
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+# ---------------------------------------------------------------------------- checksums
 
 
 def _sha256(path: Path) -> str:
@@ -465,4 +441,4 @@ def iter_tasks(root: str | os.PathLike) -> Iterator[MDPTask]:
 
 
 __all__ = ["TaskSet", "generate_to_disk", "generation_spec", "iter_tasks", "load_shard",
-           "parse_states", "read_manifest", "atomic_write_bytes", "atomic_write_json"]
+           "parse_states", "read_manifest"]
