@@ -37,18 +37,14 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from importlib import metadata  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
 import numpy as np  # noqa: E402
 
+from omnirl.fileio import atomic_write_bytes  # noqa: E402
 from omnirl.tasks.anymdp import sample_anymdp  # noqa: E402
 
 # minimum ratio omnirl/xenoverse in tasks/s; sizes not listed are reported without a target
@@ -202,25 +198,6 @@ def _machine_info() -> dict:
     return info
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     budget = args.budget if args.budget is not None else (QUICK_BUDGET if args.quick else DEFAULT_BUDGET)
@@ -274,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     text = json.dumps(report, indent=2) + "\n"
     if args.out is not None:
-        write_atomic(args.out, text)
+        atomic_write_bytes(args.out, text.encode())
     sys.stdout.write(text)
     sys.stdout.flush()
     return report

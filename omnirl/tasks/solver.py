@@ -109,7 +109,6 @@ def policy_iteration(P: np.ndarray, R: np.ndarray, gamma: float, actions: np.nda
     gamma = _check_gamma(gamma)
     P = np.asarray(P, dtype=np.float64)
     r = expected_reward(P, np.asarray(R, dtype=np.float64))
-    A = P.shape[-2]
     actions = greedy_actions(r) if actions is None else np.asarray(actions)
     eye = np.eye(P.shape[-1])
     for _ in range(max_iter):
