@@ -8,20 +8,7 @@ import pytest
 from omnirl.tasks import (AnyMDPEnv, BatchedSimulator, MDPTask, sample_anymdp, sample_bandit,
                           sample_garnet)
 from omnirl.tasks import dynamics
-
-
-def small_task(P, R=None, noise=None, *, terminal=None, start_states=(0,), start_probs=(1.0,),
-               max_steps=100, state_ids=None, n_obs=None) -> MDPTask:
-    P = np.asarray(P, dtype=np.float64)
-    n = P.shape[0]
-    return MDPTask(
-        n_obs=n if n_obs is None else n_obs, transition=P,
-        reward=np.zeros_like(P) if R is None else R,
-        reward_noise=np.zeros_like(P) if noise is None else noise,
-        start_states=list(start_states), start_probs=list(start_probs),
-        terminal=np.zeros(n, bool) if terminal is None else terminal, goal=None,
-        max_steps=max_steps, state_ids=np.arange(n) if state_ids is None else state_ids,
-        generator="test", params={}, seed=0)
+from tests.helpers import small_task, two_state_task
 
 
 @pytest.fixture(scope="module")
@@ -238,14 +225,7 @@ def test_truncation_exactly_at_max_steps():
 
 
 def test_termination_on_entering_terminal_state():
-    # rank 0 -a0-> terminal rank 1 (reward 5); rank 0 -a1-> rank 0
-    P = np.zeros((2, 2, 2))
-    P[0, 0, 1] = 1.0
-    P[0, 1, 0] = 1.0
-    R = np.zeros_like(P)
-    R[0, 0, 1] = 5.0
-    task = small_task(P, R, terminal=np.array([False, True]), max_steps=3, state_ids=[4, 2],
-                      n_obs=6)
+    task = two_state_task()
     sim = BatchedSimulator([task] * 3, [0, 1, 2])
     assert sim.obs.tolist() == [4, 4, 4]
     nxt, r, term, trunc = sim.step(np.array([0, 1, 1]))

@@ -15,6 +15,7 @@ from gymnasium.utils.env_checker import check_env
 
 from omnirl.tasks import AnyMDPEnv, MDPTask, sample_anymdp, sample_bandit, sample_garnet
 from omnirl.tasks import dynamics
+from tests.helpers import two_state_task
 from omnirl.tasks.env import ENV_ID
 from omnirl.tasks.rng import seed_to_key
 
@@ -24,20 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def task16() -> MDPTask:
     return sample_anymdp(16, 5, seed=1, min_states=8)
-
-
-def small_task(P, R=None, noise=None, *, terminal=None, start_states=(0,), start_probs=(1.0,),
-               max_steps=100, state_ids=None, n_obs=None) -> MDPTask:
-    P = np.asarray(P, dtype=np.float64)
-    n = P.shape[0]
-    return MDPTask(
-        n_obs=n if n_obs is None else n_obs, transition=P,
-        reward=np.zeros_like(P) if R is None else R,
-        reward_noise=np.zeros_like(P) if noise is None else noise,
-        start_states=list(start_states), start_probs=list(start_probs),
-        terminal=np.zeros(n, bool) if terminal is None else terminal, goal=None,
-        max_steps=max_steps, state_ids=np.arange(n) if state_ids is None else state_ids,
-        generator="test", params={}, seed=0)
 
 
 def rollout(env: AnyMDPEnv, seed, actions) -> list[tuple]:
@@ -227,14 +214,7 @@ def test_first_unseeded_reset_uses_np_random(task16):
 
 
 def test_termination_and_truncation():
-    # rank 0 -a0-> terminal rank 1 (reward 5); rank 0 -a1-> rank 0
-    P = np.zeros((2, 2, 2))
-    P[0, 0, 1] = 1.0
-    P[0, 1, 0] = 1.0
-    R = np.zeros_like(P)
-    R[0, 0, 1] = 5.0
-    task = small_task(P, R, terminal=np.array([False, True]), max_steps=3, state_ids=[4, 2],
-                      n_obs=6)
+    task = two_state_task()
     env = AnyMDPEnv(task)
     assert env.reset(seed=0) == (4, {"steps": 0})
     assert env.step(1) == (4, 0.0, False, False, {"steps": 1})

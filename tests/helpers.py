@@ -1,0 +1,33 @@
+"""Shared builders for tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from omnirl.tasks import MDPTask
+
+
+def small_task(P, R=None, noise=None, *, terminal=None, start_states=(0,), start_probs=(1.0,),
+               max_steps=100, state_ids=None, n_obs=None) -> MDPTask:
+    """A hand-made task from a transition array ``P[n, A, n]`` (zero rewards unless given)."""
+    P = np.asarray(P, dtype=np.float64)
+    n = P.shape[0]
+    return MDPTask(
+        n_obs=n if n_obs is None else n_obs, transition=P,
+        reward=np.zeros_like(P) if R is None else R,
+        reward_noise=np.zeros_like(P) if noise is None else noise,
+        start_states=list(start_states), start_probs=list(start_probs),
+        terminal=np.zeros(n, bool) if terminal is None else terminal, goal=None,
+        max_steps=max_steps, state_ids=np.arange(n) if state_ids is None else state_ids,
+        generator="test", params={}, seed=0)
+
+
+def two_state_task() -> MDPTask:
+    """Rank 0 --a0--> terminal rank 1 (reward 5); rank 0 --a1--> rank 0. Observed ids 4 and 2 of 6;
+    episodes truncate after 3 steps."""
+    P = np.zeros((2, 2, 2))
+    P[0, 0, 1] = 1.0
+    P[0, 1, 0] = 1.0
+    R = np.zeros_like(P)
+    R[0, 0, 1] = 5.0
+    return small_task(P, R, terminal=np.array([False, True]), max_steps=3, state_ids=[4, 2], n_obs=6)
