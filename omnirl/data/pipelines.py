@@ -1,0 +1,92 @@
+"""Data pipelines: who acts, whose action is the label, and what the tags say.
+
+Every pipeline of the paper's Table 4 is a configuration of the same machinery (the behaviour
+mixture of ``omnirl.agents`` and the synthesis loop of ``omnirl.data.synthesis``):
+
+| pipeline | behaviour | label (prompt) | tags |
+|---|---|---|---|
+| ``omnirl`` | the full behaviour mix | the reference oracle (gamma 0.994) | who acted, masked to ``unk`` for 15% of sequences and 15% of episodes |
+| ``omnirl_noprior`` | the full behaviour mix | the reference oracle | all ``unk`` |
+| ``ad`` | one learning agent (model-based or Q-learning, with decaying noise) for the whole sequence | its own action | who acted |
+| ``ad_epsilon`` | the oracle with decaying epsilon-greedy noise (noise distillation) | the behaviour's action | who acted |
+| ``dpt`` | random or oracle, redrawn at episode ends | the reference oracle | who acted |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from omnirl._validate import check_choice, check_float
+from omnirl.agents import BehaviourMixConfig
+
+LABELS = ("oracle", "behaviour")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """How one sequence is synthesised (besides its task, length and seed)."""
+
+    name: str
+    """Pipeline name (a key of ``PIPELINES``)."""
+    behaviour: BehaviourMixConfig = dataclasses.field(default_factory=BehaviourMixConfig)
+    """The behaviour-policy mixture: components, weights, noise schedules, redraw probabilities."""
+    label: str = "oracle"
+    """``oracle``: the label is the reference oracle's action (step-wise supervision), prompt 3;
+    ``behaviour``: the label is the action taken, and the prompt is the tag of who took it."""
+    prior: bool = True
+    """Whether tags carry who acted; ``False`` writes ``unk`` (7) for every tag."""
+    mask_sequence_prob: float = 0.15
+    """Probability that every tag of a sequence is masked to ``unk``."""
+    mask_episode_prob: float = 0.15
+    """Probability, redrawn at each episode start, that every tag of the episode is masked."""
+
+    def __post_init__(self) -> None:
+        check_choice("name", self.name, PIPELINES)
+        check_choice("label", self.label, LABELS)
+        check_float("mask_sequence_prob", self.mask_sequence_prob, min_value=0.0, max_value=1.0)
+        check_float("mask_episode_prob", self.mask_episode_prob, min_value=0.0, max_value=1.0)
+        if not isinstance(self.behaviour, BehaviourMixConfig):
+            raise ValueError(f"behaviour must be a BehaviourMixConfig, got {type(self.behaviour).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _omnirl() -> PipelineConfig:
+    return PipelineConfig("omnirl")
+
+
+def _omnirl_noprior() -> PipelineConfig:
+    return PipelineConfig("omnirl_noprior", prior=False)
+
+
+def _ad() -> PipelineConfig:
+    mix = BehaviourMixConfig(weights={"noisy_model_based": 0.5, "noisy_q_learning": 0.5},
+                             resample_sequence_prob=0.0)
+    return PipelineConfig("ad", behaviour=mix, label="behaviour", mask_sequence_prob=0.0,
+                          mask_episode_prob=0.0)
+
+
+def _ad_epsilon() -> PipelineConfig:
+    mix = BehaviourMixConfig(weights={"noisy_oracle_3": 1.0}, resample_sequence_prob=0.0)
+    return PipelineConfig("ad_epsilon", behaviour=mix, label="behaviour", mask_sequence_prob=0.0,
+                          mask_episode_prob=0.0)
+
+
+def _dpt() -> PipelineConfig:
+    mix = BehaviourMixConfig(weights={"random": 0.5, "oracle_3": 0.5}, resample_sequence_prob=1.0,
+                             resample_episode_prob=1.0)
+    return PipelineConfig("dpt", behaviour=mix, mask_sequence_prob=0.0, mask_episode_prob=0.0)
+
+
+PIPELINES: dict[str, Callable[[], PipelineConfig]] = {
+    "omnirl": _omnirl, "omnirl_noprior": _omnirl_noprior, "ad": _ad, "ad_epsilon": _ad_epsilon,
+    "dpt": _dpt,
+}
+"""Named pipelines of the paper's Table 4."""
+
+
+def pipeline(name: str) -> PipelineConfig:
+    """The named pipeline's configuration (``ValueError`` naming ``pipeline`` if unknown)."""
+    return PIPELINES[check_choice("pipeline", name, PIPELINES)]()

@@ -1,0 +1,129 @@
+"""Step-wise-supervision synthesis: many sequences at once, in bounded memory.
+
+One sequence is one task played for exactly ``T`` steps across many episodes. ``B`` sequences run
+together: the batched simulator steps all their tasks, the behaviour mixture acts for all rows,
+and each step appends to every row
+
+    obs      the state the action was taken in (observed id)
+    action   the behaviour action actually taken
+    reward   the reward received
+    tag      prior id of who acted (``unk`` when masked)
+    prompt   prior id of the label policy
+    label    the label action (the reference oracle's action on ``obs``: step-wise supervision)
+
+and, when the episode ends (terminated or truncated), an extra *end marker*: the terminal
+observation with action ``A``, reward 0, tag and prompt ``unk`` and label ``A``. The end markers
+count towards ``T``. Because the simulator, the agents and the masks draw their randomness from
+per-row streams derived from the sequence's seed, a sequence's content depends only on its task
+and seed, never on which other sequences shared its batch or which worker made it.
+
+Rows are staged in small in-memory buffers (``B x chunk`` steps) and flushed into the output
+columns (memory-mapped shard files), so memory does not grow with ``T``.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from omnirl._validate import check_int
+from omnirl.agents import BehaviourMix, PriorInfo
+from omnirl.agents.streams import LANES, RowStreams
+from omnirl.data.pipelines import PipelineConfig
+from omnirl.data.schema import STEP_FIELDS
+from omnirl.tasks import BatchedSimulator, MDPTask
+
+UNK = int(PriorInfo.UNKNOWN)
+
+
+def sequence_seeds(seed: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """The streams of one sequence, derived from its seed: simulator, agents and tag masks."""
+    return {"sim": (*seed, 0), "agent": (*seed, 1), "mask": (*seed, 2)}
+
+
+def synthesize(tasks: Sequence[MDPTask], seeds: Sequence[tuple[int, ...]], config: PipelineConfig,
+               length: int, out: Mapping[str, np.ndarray], chunk: int = 2048) -> dict[str, int]:
+    """Play ``B = len(tasks)`` sequences of ``length`` steps and write them into ``out``.
+
+    tasks: one task per sequence (same ``n_actions`` and ``n_obs``); seeds: one seed tuple per
+    sequence; out: column arrays ``(B, length)`` per name in ``STEP_FIELDS`` (e.g. memory-mapped
+    rows of a shard). Returns counts (steps simulated, episodes, end markers written).
+    """
+    B = len(tasks)
+    T = check_int("length", length, min_value=2)
+    chunk = check_int("chunk", chunk, min_value=2)
+    if B == 0 or len(seeds) != B:
+        raise ValueError(f"need one seed per task and at least one task, got {len(tasks)} tasks "
+                         f"and {len(seeds)} seeds")
+    for f in STEP_FIELDS:
+        if out[f].shape != (B, T):
+            raise ValueError(f"out[{f!r}] must have shape ({B}, {T}), got {out[f].shape}")
+    A = tasks[0].n_actions
+    n_obs = tasks[0].n_obs
+    streams = [sequence_seeds(tuple(s)) for s in seeds]
+    sim = BatchedSimulator(tasks, [s["sim"] for s in streams])
+    agent = BehaviourMix(config.behaviour, tasks, [s["agent"] for s in streams], n_obs, A)
+    masks = RowStreams([s["mask"] for s in streams])
+    mask_seq = masks.uniform(LANES["mask_sequence"]) < config.mask_sequence_prob  # (B,)
+    mask_ep = masks.uniform(LANES["mask_episode"]) < config.mask_episode_prob  # (B,)
+
+    stage = {f: np.zeros((B, chunk + 2), dtype=out[f].dtype) for f in STEP_FIELDS}  # (B, chunk+2)
+    fill = np.zeros(B, dtype=np.int64)  # (B,) entries staged per row
+    done_upto = np.zeros(B, dtype=np.int64)  # (B,) entries already flushed per row
+    rows = np.arange(B)
+    prompt_oracle = np.full(B, int(PriorInfo.ORACLE_G0994), dtype=np.int64)
+    steps = episodes = 0
+
+    def flush(idx: np.ndarray) -> None:
+        for r in idx.tolist():
+            n = min(int(fill[r]), T - int(done_upto[r]))
+            if n > 0:
+                lo = int(done_upto[r])
+                for f in STEP_FIELDS:
+                    out[f][r, lo:lo + n] = stage[f][r, :n]
+            done_upto[r] += fill[r]
+            fill[r] = 0
+
+    while (done_upto + fill < T).any():
+        obs = sim.obs  # (B,)
+        action = agent.act(obs)  # (B,)
+        who = agent.last_tags  # (B,)
+        if config.label == "oracle":
+            label, prompt = agent.label_actions(obs), prompt_oracle
+        else:
+            label, prompt = action, who
+        next_obs, reward, terminated, truncated = sim.step(action)
+        agent.observe(obs, action, reward, next_obs, terminated)
+        tag = np.where(mask_seq | mask_ep | (not config.prior), UNK, who)
+        # the step itself
+        p = fill
+        stage["obs"][rows, p] = obs
+        stage["action"][rows, p] = action
+        stage["reward"][rows, p] = reward
+        stage["tag"][rows, p] = tag
+        stage["prompt"][rows, p] = prompt
+        stage["label"][rows, p] = label
+        fill += 1
+        steps += 1
+        # the end marker of every finished episode
+        ended = np.flatnonzero(terminated | truncated)
+        if ended.size:
+            q = fill[ended]
+            stage["obs"][ended, q] = next_obs[ended]
+            stage["action"][ended, q] = A
+            stage["reward"][ended, q] = 0.0
+            stage["tag"][ended, q] = UNK
+            stage["prompt"][ended, q] = UNK
+            stage["label"][ended, q] = A
+            fill[ended] += 1
+            episodes += ended.size
+            agent.on_episode_end(ended)
+            redraw = masks.uniform(LANES["mask_episode"]) < config.mask_episode_prob
+            mask_ep[ended] = redraw[ended]
+        masks.advance()
+        full = np.flatnonzero((fill >= chunk) | ((done_upto + fill >= T) & (done_upto < T)))
+        if full.size:
+            flush(full)
+    flush(rows[fill > 0])
+    return {"steps": steps * B, "episodes": episodes}

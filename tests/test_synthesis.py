@@ -1,0 +1,237 @@
+"""Step-wise-supervision synthesis and datasets: content follows the spec, output is
+reproducible whatever the workers, interrupted runs resume, bad input is refused."""
+
+import json
+
+import numpy as np
+import pytest
+
+from omnirl.agents import PriorInfo
+from omnirl.agents.oracle import oracle_table
+from omnirl.data.__main__ import main as cli
+from omnirl.data.generate import DatasetSpec, generate_dataset, make_validation_sets, prepare_task_set
+from omnirl.data.pipelines import PIPELINES, pipeline
+from omnirl.data.schema import STEP_FIELDS
+from omnirl.data.store import Dataset
+from omnirl.data.synthesis import synthesize
+from omnirl.tasks import sample_anymdp
+from omnirl.tasks.taskset import TaskSet
+
+S, A, T = 16, 5, 600
+UNK = int(PriorInfo.UNKNOWN)
+
+
+def run(tasks, seeds, name="omnirl", length=T):
+    out = {f: np.zeros((len(tasks), length), dtype=np.float32 if f == "reward" else np.uint8)
+           for f in STEP_FIELDS}
+    synthesize(tasks, seeds, pipeline(name), length, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def batch():
+    tasks = [sample_anymdp(S, A, seed=(9, i), min_states=8) for i in range(24)]
+    seeds = [(5, j) for j in range(24)]
+    return tasks, seeds, run(tasks, seeds)
+
+
+def episodes_of(row_action):
+    """Index ranges of the steps of each episode (end markers excluded)."""
+    ends = np.flatnonzero(row_action == A)
+    starts = np.concatenate([[0], ends + 1])
+    return [(a, b) for a, b in zip(starts, np.concatenate([ends, [len(row_action)]])) if b > a]
+
+
+def test_labels_are_the_reference_oracle_and_prompts_say_so(batch):
+    tasks, _, d = batch
+    for b, task in enumerate(tasks):
+        step = d["action"][b] != A
+        table = oracle_table(task, 0.994)
+        np.testing.assert_array_equal(d["label"][b][step], table[d["obs"][b][step]])
+        assert (d["prompt"][b][step] == int(PriorInfo.ORACLE_G0994)).all()
+
+
+def test_tags_match_who_acted(batch):
+    tasks, _, d = batch
+    checked = 0
+    for b, task in enumerate(tasks):
+        tables = {g: oracle_table(task, gamma) for g, gamma in
+                  {0: 0.0, 1: 0.5, 2: 0.93, 3: 0.994}.items()}
+        for g, table in tables.items():
+            m = d["tag"][b] == g
+            np.testing.assert_array_equal(d["action"][b][m], table[d["obs"][b][m]])
+            checked += m.sum()
+        assert set(np.unique(d["tag"][b])) <= set(range(8))
+    assert checked > 1000  # oracles act a good share of the steps
+
+
+def test_end_markers(batch):
+    tasks, _, d = batch
+    n_markers = 0
+    for b, task in enumerate(tasks):
+        marker = d["action"][b] == A
+        n_markers += marker.sum()
+        assert (d["reward"][b][marker] == 0).all()
+        assert (d["tag"][b][marker] == UNK).all() and (d["prompt"][b][marker] == UNK).all()
+        assert (d["label"][b][marker] == A).all()
+        rank = task.rank_of_obs
+        starts = set(task.state_ids[task.start_states].tolist())
+        for lo, hi in episodes_of(d["action"][b]):
+            if hi < T:  # a complete episode: ends in a marker
+                terminal = task.terminal[rank[d["obs"][b][hi]]]
+                assert terminal or hi - lo == task.max_steps  # terminated or truncated
+                assert (d["action"][b][lo:hi] < A).all()
+            if lo > 0:
+                assert int(d["obs"][b][lo]) in starts  # a new episode begins in a start state
+    assert n_markers > 50
+
+
+def test_tag_masking_rates():
+    tasks = [sample_anymdp(S, A, seed=(3, i % 8)) for i in range(200)]
+    d = run(tasks, [(11, j) for j in range(200)], length=400)
+    step = d["action"] != A
+    all_masked = np.array([(d["tag"][b][step[b]] == UNK).all() for b in range(200)])
+    assert 0.07 < all_masked.mean() < 0.25  # 15% of sequences, plus those whose every episode was masked
+    eps_masked, eps = 0, 0
+    for b in np.flatnonzero(~all_masked):
+        for lo, hi in episodes_of(d["action"][b]):
+            eps += 1
+            eps_masked += (d["tag"][b][lo:hi] == UNK).all()
+    assert 0.10 < eps_masked / eps < 0.20  # 15% of episodes
+
+
+def test_no_prior_masks_everything_and_behaviour_labels():
+    tasks = [sample_anymdp(S, A, seed=(3, i)) for i in range(6)]
+    seeds = [(1, j) for j in range(6)]
+    d = run(tasks, seeds, "omnirl_noprior", 300)
+    assert (d["tag"] == UNK).all()
+    for name in ("ad", "ad_epsilon"):
+        d = run(tasks, seeds, name, 300)
+        step = d["action"] != A
+        np.testing.assert_array_equal(d["label"][step], d["action"][step])  # label = behaviour
+        np.testing.assert_array_equal(d["prompt"][step], d["tag"][step])
+    d = run(tasks, seeds, "dpt", 300)
+    assert set(np.unique(d["tag"][d["action"] != A])) <= {int(PriorInfo.RANDOM), int(PriorInfo.ORACLE_G0994)}
+
+
+def test_a_sequence_does_not_depend_on_its_batch(batch):
+    tasks, seeds, d = batch
+    alone = run(tasks[5:6], seeds[5:6])
+    other = run([tasks[5], tasks[0], tasks[9]], [seeds[5], (77, 1), (77, 2)])
+    for f in STEP_FIELDS:
+        np.testing.assert_array_equal(alone[f][0], d[f][5])
+        np.testing.assert_array_equal(other[f][0], d[f][5])
+
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds") / "tasks_only"
+    return prepare_task_set(out, 5, "8:16", A, task_seed=2)
+
+
+def spec(task_dir, **kw):
+    args = dict(pipeline="omnirl", n_sequences=11, length=300, n_obs=S, n_actions=A, seed=4,
+                task_set=str(task_dir), shard_size=4)
+    args.update(kw)
+    return DatasetSpec(**args)
+
+
+def read_all(path):
+    ds = Dataset.open(path)
+    return {f: np.stack([ds.sequence(j)[f] for j in range(len(ds))]) for f in STEP_FIELDS + ("task_index",)}
+
+
+def test_dataset_is_identical_whatever_the_workers_and_batch(task_dir, tmp_path):
+    m1 = generate_dataset(spec(task_dir), tmp_path / "a", workers=1, batch=3)
+    m2 = generate_dataset(spec(task_dir), tmp_path / "b", workers=2, batch=16)
+    assert m1["content_hash"] == m2["content_hash"]
+    d = read_all(tmp_path / "a")
+    assert d["task_index"].tolist() == [j % 5 for j in range(11)]  # sequences cycle over the N tasks
+    assert m1["n_sequences"] == 11 and m1["length"] == 300 and m1["n_shards"] == 3
+    assert m1["task_set_hash"] == TaskSet.load(task_dir).content_hash()
+
+
+def test_resume_after_an_interrupted_run(task_dir, tmp_path, monkeypatch):
+    import omnirl.data.generate as gen
+    real = gen.synthesize
+    calls = {"n": 0}
+
+    def dying(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(gen, "synthesize", dying)
+    with pytest.raises(KeyboardInterrupt):
+        generate_dataset(spec(task_dir), tmp_path / "r", workers=1, batch=4)
+    assert not list((tmp_path / "r").glob("*.tmp")) and not list((tmp_path / "r").glob(".*tmp"))
+    monkeypatch.setattr(gen, "synthesize", real)
+    m = generate_dataset(spec(task_dir), tmp_path / "r", workers=1, batch=4)
+    ref = generate_dataset(spec(task_dir), tmp_path / "ref", workers=1, batch=4)
+    assert m["content_hash"] == ref["content_hash"]
+    seq = read_all(tmp_path / "r")
+    assert len(seq["obs"]) == 11
+
+
+def test_another_dataset_in_the_directory_is_refused(task_dir, tmp_path):
+    generate_dataset(spec(task_dir), tmp_path / "x")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "x").iterdir() if p.is_file()}
+    with pytest.raises(ValueError, match="seed"):
+        generate_dataset(spec(task_dir, seed=5), tmp_path / "x")
+    with pytest.raises(ValueError, match="n_sequences"):
+        generate_dataset(spec(task_dir, n_sequences=12), tmp_path / "x")
+    after = {p.name: p.read_bytes() for p in (tmp_path / "x").iterdir() if p.is_file()}
+    assert before == after
+
+
+def test_validation_sets(task_dir, tmp_path):
+    generate_dataset(spec(task_dir), tmp_path / "train")
+    res = make_validation_sets(tmp_path / "train", tmp_path / "val", 6)
+    seen, unseen = Dataset.open(tmp_path / "val" / "seen"), Dataset.open(tmp_path / "val" / "unseen")
+    train_hashes = {t.content_hash() for t in TaskSet.load(task_dir)}
+    from omnirl.data.schema import task_hash_hex
+    assert {task_hash_hex(seen.sequence(j)["task_hash"]) for j in range(6)} <= train_hashes
+    assert not {task_hash_hex(unseen.sequence(j)["task_hash"]) for j in range(6)} & train_hashes
+    assert res["seen"]["content_hash"] != read_all(tmp_path / "train")
+
+
+@pytest.mark.parametrize("kw, name", [
+    (dict(pipeline="gato"), "pipeline"),
+    (dict(length=1), "length"),
+    (dict(n_sequences=0), "n_sequences"),
+    (dict(seed=-1), "seed"),
+])
+def test_bad_spec(task_dir, kw, name):
+    with pytest.raises(ValueError, match=name):
+        spec(task_dir, **kw)
+
+
+def test_cli(tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["generate", "--tasks", "3", "--sequences", "5", "--length", "200", "--states", "16",
+            "--out", str(out), "--shard-size", "2", "--quiet"]
+    assert cli(args) == 0
+    assert "5 sequences x 200 steps" in capsys.readouterr().out
+    assert cli(args) == 0  # rerun: everything is there already
+    assert cli(["verify", str(out)]) == 0
+    shard = out / "shard-00001.bin"
+    raw = bytearray(shard.read_bytes())
+    raw[100] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    assert cli(["verify", str(out)]) == 1
+    assert "shard-00001.bin" in capsys.readouterr().out
+    assert cli(["generate", "--tasks", "0", "--sequences", "5", "--length", "200", "--out", str(tmp_path / "z")]) == 2
+    assert cli(["generate", "--tasks", "3", "--sequences", "5", "--length", "1", "--out", str(tmp_path / "z")]) == 2
+    assert cli(["generate", "--tasks", "3", "--sequences", "5", "--length", "9", "--pipeline", "x",
+                "--out", str(tmp_path / "z")]) == 2
+    assert not (tmp_path / "z").exists()
+    # a directory holding another dataset's task set is refused without touching it
+    assert cli(["generate", "--tasks", "4", "--sequences", "5", "--length", "200", "--states", "16",
+                "--out", str(out), "--quiet"]) == 2
+    assert "another task set" in capsys.readouterr().err
+
+
+def test_all_pipelines_are_named():
+    assert set(PIPELINES) == {"omnirl", "omnirl_noprior", "ad", "ad_epsilon", "dpt"}
+    assert json.dumps(pipeline("omnirl").to_dict())
