@@ -329,8 +329,9 @@ class BehaviourMix:
         st.reset(r, seeds)
         self.t[r] = 0
         tables = self._oracle_flat.reshape(self.n_envs, _N_ORACLES, S)
+        gammas = [_ORACLE_GAMMA[i] for i in self._oracles]
         for i in self._oracles:
-            tables[r, i] = oracle_tables(tasks, _ORACLE_GAMMA[i], S)
+            tables[r, i] = oracle_tables(tasks, _ORACLE_GAMMA[i], S, also=gammas)
 
         u = st.uniform(LANES["params"], _N_PARAMS, rows=r)  # (k, 36) per-sequence uniforms
         eps0, eps_dec = np.zeros((k, C)), np.zeros((k, C))

@@ -1,9 +1,9 @@
 """Oracle behaviour: the greedy policy of the exact ``Q*`` of each row's task, by table lookup.
 
 ``oracle_table(task, gamma)`` turns ``solve(task, gamma).policy`` (hidden-rank order) into a table
-indexed by *observed* id, so acting for ``B`` rows is one gather ``table[row, obs]``. Solutions are
-cached by the task's content hash and ``gamma``: a task set cycled over many sequences is solved
-once per discount.
+indexed by *observed* id, so acting for ``B`` rows is one gather ``table[row, obs]``. Tables are
+cached per task object and ``gamma``: a task set cycled over many sequences is solved once per
+discount, and new tasks are solved in batches.
 """
 
 from __future__ import annotations
@@ -15,11 +15,55 @@ import numpy as np
 
 from omnirl._validate import check_float, check_int
 from omnirl.agents.prior import ORACLE_GAMMAS, PriorInfo
-from omnirl.tasks import MDPTask, solve
+from omnirl.tasks import MDPTask
+from omnirl.tasks.solver import expected_reward, policy_iteration_r
 
-_CACHE: "OrderedDict[tuple[str, float], np.ndarray]" = OrderedDict()
+_CACHE: "OrderedDict[int, tuple[MDPTask, dict[float, np.ndarray]]]" = OrderedDict()
 CACHE_SIZE = 8192
-"""Most (task, gamma) tables kept by ``oracle_table`` (least recently used dropped first)."""
+"""Most tasks whose oracle tables ``oracle_table`` keeps (least recently used dropped first)."""
+_CHUNK = 128  # tasks solved together (bounds the stacked arrays to ~_CHUNK * n * A * n floats)
+
+
+def _check_gamma(gamma) -> float:
+    return check_float("gamma", gamma, min_value=0.0, max_value=1.0, max_inclusive=False)
+
+
+def _solve_missing(tasks: list[MDPTask], gammas: list[float]) -> None:
+    """Solve ``tasks`` at every gamma of ``gammas`` in batches and cache the tables.
+
+    Tasks are padded to a common size (a padded state has no transitions: it is never reached)
+    and solved together by batched policy iteration, the gammas in increasing order, each one
+    warm-started from the previous solution; a task's tables do not depend on its batch.
+    """
+    for lo in range(0, len(tasks), _CHUNK):
+        chunk = tasks[lo:lo + _CHUNK]
+        n = max(t.n_states for t in chunk)
+        A = chunk[0].n_actions
+        P = np.zeros((len(chunk), n, A, n))  # (k, n, A, n)
+        R = np.zeros((len(chunk), n, A, n))
+        for i, t in enumerate(chunk):
+            m = t.n_states
+            P[i, :m, :, :m] = t.transition
+            R[i, :m, :, :m] = t.reward
+        r = expected_reward(P, R)  # (k, n, A)
+        actions = None
+        for gamma in sorted(gammas):
+            _, actions = policy_iteration_r(P, r, gamma, actions)  # (k, n)
+            for i, t in enumerate(chunk):
+                table = np.zeros(t.n_obs, dtype=np.int64)
+                table[t.state_ids] = actions[i, :t.n_states]
+                table.setflags(write=False)
+                _CACHE.setdefault(id(t), (t, {}))[1][gamma] = table
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+
+
+def _cached(task: MDPTask, gamma: float) -> np.ndarray | None:
+    hit = _CACHE.get(id(task))
+    if hit is None or hit[0] is not task:  # the cache holds the task, so its id is not reused
+        return None
+    _CACHE.move_to_end(id(task))
+    return hit[1].get(gamma)
 
 
 def oracle_table(task: MDPTask, gamma: float) -> np.ndarray:
@@ -29,18 +73,11 @@ def oracle_table(task: MDPTask, gamma: float) -> np.ndarray:
     """
     if not isinstance(task, MDPTask):
         raise ValueError(f"task must be an MDPTask, got {type(task).__name__}")
-    gamma = check_float("gamma", gamma, min_value=0.0, max_value=1.0, max_inclusive=False)
-    key = (task.content_hash(), gamma)
-    table = _CACHE.get(key)
-    if table is not None:
-        _CACHE.move_to_end(key)
-        return table
-    table = np.zeros(task.n_obs, dtype=np.int64)
-    table[task.state_ids] = solve(task, gamma).policy
-    table.setflags(write=False)
-    _CACHE[key] = table
-    if len(_CACHE) > CACHE_SIZE:
-        _CACHE.popitem(last=False)
+    gamma = _check_gamma(gamma)
+    table = _cached(task, gamma)
+    if table is None:
+        _solve_missing([task], [gamma])
+        table = _cached(task, gamma)
     return table
 
 
@@ -49,13 +86,26 @@ def clear_oracle_cache() -> None:
     _CACHE.clear()
 
 
-def oracle_tables(tasks: Sequence[MDPTask], gamma: float, n_obs: int) -> np.ndarray:
-    """``(len(tasks), n_obs)`` oracle tables of ``tasks``, padded with action 0 past each ``n_obs``."""
-    out = np.zeros((len(tasks), n_obs), dtype=np.int64)
+def oracle_tables(tasks: Sequence[MDPTask], gamma: float, n_obs: int,
+                  also: Sequence[float] = ()) -> np.ndarray:
+    """``(len(tasks), n_obs)`` oracle tables of ``tasks`` at ``gamma``, padded with action 0 past
+    each task's ``n_obs``. Tasks not cached yet are solved together, at ``gamma`` and at the
+    discounts in ``also`` (which a caller will ask for next)."""
+    gamma = _check_gamma(gamma)
+    gammas = sorted({gamma, *(_check_gamma(g) for g in also)})
     for i, t in enumerate(tasks):
         if t.n_obs > n_obs:
             raise ValueError(f"tasks[{i}] has n_obs={t.n_obs}, more than the agent's n_obs={n_obs}")
-        out[i, :t.n_obs] = oracle_table(t, gamma)
+    missing, seen = [], set()
+    for t in tasks:
+        if id(t) not in seen and any(_cached(t, g) is None for g in gammas):
+            missing.append(t)
+            seen.add(id(t))
+    if missing:
+        _solve_missing(missing, gammas)
+    out = np.zeros((len(tasks), n_obs), dtype=np.int64)
+    for i, t in enumerate(tasks):
+        out[i, :t.n_obs] = _cached(t, gamma)
     return out
 
 

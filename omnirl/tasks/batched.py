@@ -237,11 +237,12 @@ class BatchedSimulator:
     def _write(self, slot: int, task: MDPTask) -> None:
         """Store ``task``'s padded tables in ``slot``."""
         m = task.n_states
-        self._cdf[slot] = 1.0
+        if m < self._n:  # clear the padding left by a previous, larger task
+            self._cdf[slot] = 1.0
+            self._reward[slot] = 0.0
+            self._noise[slot] = 0.0
         self._cdf[slot, :m, :, :m] = dynamics.transition_cdf(task)
-        self._reward[slot] = 0.0
         self._reward[slot, :m, :, :m] = task.reward
-        self._noise[slot] = 0.0
         self._noise[slot, :m, :, :m] = task.reward_noise
         self._term2[slot] = False
         self._term2[slot, :m] = task.terminal

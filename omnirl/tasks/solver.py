@@ -106,16 +106,31 @@ def policy_iteration(P: np.ndarray, R: np.ndarray, gamma: float, actions: np.nda
     action where another one is better by more than a rounding margin, so the iteration cannot
     cycle between tied actions.
     """
+    P = np.asarray(P, dtype=np.float64)
+    return policy_iteration_r(P, expected_reward(P, np.asarray(R, dtype=np.float64)), gamma,
+                              actions, max_iter)
+
+
+def policy_iteration_r(P: np.ndarray, r: np.ndarray, gamma: float, actions: np.ndarray | None = None,
+                       max_iter: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
+    """``policy_iteration`` from the expected rewards ``r[..., n, A]`` (see ``expected_reward``),
+    for callers that solve one MDP at several discounts."""
     gamma = _check_gamma(gamma)
     P = np.asarray(P, dtype=np.float64)
-    r = expected_reward(P, np.asarray(R, dtype=np.float64))
+    if gamma == 0.0:  # Q* is the immediate reward
+        return r.copy(), greedy_actions(r)
     actions = greedy_actions(r) if actions is None else np.asarray(actions)
-    eye = np.eye(P.shape[-1])
+    batch, n, A = P.shape[:-3], P.shape[-3], P.shape[-2]
+    Pf = P.reshape(-1, n, A, n)  # (K, n, A, n): batch dims flattened for the gathers below
+    rf = r.reshape(-1, n, A)
+    k_idx, s_idx = np.arange(Pf.shape[0])[:, None], np.arange(n)[None, :]
+    eye = np.eye(n)
     for _ in range(max_iter):
         # evaluate the deterministic policy: (I - gamma P_pi) V = r_pi
-        P_pi = np.take_along_axis(P, actions[..., None, None], axis=-2)[..., 0, :]  # (..., n, n)
-        r_pi = np.take_along_axis(r, actions[..., None], axis=-1)  # (..., n, 1)
-        V = np.linalg.solve(eye - gamma * P_pi, r_pi)[..., 0]
+        act = actions.reshape(-1, n)
+        P_pi = Pf[k_idx, s_idx, act]  # (K, n, n)
+        r_pi = rf[k_idx, s_idx, act]  # (K, n)
+        V = np.linalg.solve(eye - gamma * P_pi, r_pi[..., None])[..., 0].reshape(*batch, n)
         Q = bellman_q(P, r, V, gamma)
         best = Q.max(-1)
         current = np.take_along_axis(Q, actions[..., None], -1)[..., 0]

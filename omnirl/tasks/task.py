@@ -141,7 +141,10 @@ class MDPTask:
         return float(np.abs(sums - 1.0).max()) if sums.size else 0.0
 
     def content_hash(self) -> str:
-        """SHA-256 of everything that defines the task (arrays, sizes, provenance)."""
+        """SHA-256 of everything that defines the task (arrays, sizes, provenance); computed once."""
+        cached = self.__dict__.get("_content_hash")
+        if cached is not None:
+            return cached
         h = hashlib.sha256()
         h.update(repr((self.n_obs, self.goal, self.max_steps, self.generator,
                        sorted(self.params.items()), self.seed)).encode())
@@ -149,7 +152,8 @@ class MDPTask:
                   self.start_probs, self.terminal, self.state_ids):
             h.update(str(a.shape).encode())
             h.update(np.ascontiguousarray(a).tobytes())
-        return h.hexdigest()
+        object.__setattr__(self, "_content_hash", h.hexdigest())
+        return self.__dict__["_content_hash"]
 
     # an immutable value: copies are the value itself, and pickling rebuilds it from plain fields
     def __copy__(self) -> "MDPTask":
