@@ -8,6 +8,7 @@ discount, and new tasks are solved in batches.
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from typing import Sequence
 
@@ -18,7 +19,9 @@ from omnirl.agents.prior import ORACLE_GAMMAS, PriorInfo
 from omnirl.tasks import MDPTask
 from omnirl.tasks.solver import expected_reward, policy_iteration_r
 
-_CACHE: "OrderedDict[int, tuple[MDPTask, dict[float, np.ndarray]]]" = OrderedDict()
+# id(task) -> (weak reference to the task, {gamma: table}); weak, so the cache keeps only the small
+# tables alive, never the tasks (a dataset of fresh tasks does not accumulate them)
+_CACHE: "OrderedDict[int, tuple[weakref.ref, dict[float, np.ndarray]]]" = OrderedDict()
 CACHE_SIZE = 8192
 """Most tasks whose oracle tables ``oracle_table`` keeps (least recently used dropped first)."""
 _CHUNK = 128  # tasks solved together (bounds the stacked arrays to ~_CHUNK * n * A * n floats)
@@ -53,14 +56,17 @@ def _solve_missing(tasks: list[MDPTask], gammas: list[float]) -> None:
                 table = np.zeros(t.n_obs, dtype=np.int64)
                 table[t.state_ids] = actions[i, :t.n_states]
                 table.setflags(write=False)
-                _CACHE.setdefault(id(t), (t, {}))[1][gamma] = table
+                hit = _CACHE.get(id(t))
+                if hit is None or hit[0]() is not t:
+                    hit = _CACHE[id(t)] = (weakref.ref(t), {})
+                hit[1][gamma] = table
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
 
 
 def _cached(task: MDPTask, gamma: float) -> np.ndarray | None:
     hit = _CACHE.get(id(task))
-    if hit is None or hit[0] is not task:  # the cache holds the task, so its id is not reused
+    if hit is None or hit[0]() is not task:  # a dead reference: another task reused the id
         return None
     _CACHE.move_to_end(id(task))
     return hit[1].get(gamma)
