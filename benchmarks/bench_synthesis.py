@@ -1,7 +1,7 @@
 """Data-synthesis speed: labelled steps per second on one core, ``omnirl.data.synthesis.synthesize``
 against the reference per-step loop of xenoverse 0.1.14.0, side by side in one run.
 
-    python benchmarks/bench_synthesis.py [--states 64] [--actions 5] [--batch 1024] [--length 2048]
+    python benchmarks/bench_synthesis.py [--states 64] [--actions 5] [--batch 1024] [--length 16000]
                                          [--distinct-tasks N] [--budget 30] [--repeats 3]
                                          [--memory-lengths 1024,4096] [--seed 1000]
                                          [--quick] [--out FILE]
@@ -68,9 +68,10 @@ from omnirl.tasks import sample_anymdp  # noqa: E402
 
 TARGET_STEPS_PER_S = 500_000.0  # labelled steps/s on one core, ours, construction included
 ORACLE_GAMMA = 0.994
-FIELDS = {"obs": np.uint8, "action": np.uint8, "reward": np.float32, "tag": np.uint8,
-          "prompt": np.uint8, "label": np.uint8}
-DEFAULTS = {"batch": 1024, "length": 2048, "budget": 30.0, "repeats": 3,
+# T = 16,000: the sequence length of the reference implementation's data-generation script
+# (dump_anymdp.sh, --max_steps 16000); shorter sequences pay the per-sequence set-up (solving four
+# oracles per new task) over fewer steps, which `--length 2048` shows.
+DEFAULTS = {"batch": 1024, "length": 16000, "budget": 30.0, "repeats": 3,
             "memory_lengths": [1024, 4096]}
 QUICK = {"batch": 16, "length": 128, "budget": 0.5, "repeats": 1, "memory_lengths": [64, 256]}
 CHECK_EVERY = 128  # reference steps between two clock reads
@@ -319,11 +320,14 @@ def make_tasks(S: int, A: int, B: int, distinct: int, seed: int) -> list:
     return [pool[j % distinct] for j in range(B)]
 
 
-def make_out(B: int, T: int) -> dict[str, np.ndarray]:
-    """Preallocated ``(B, T)`` output columns, every page touched (resident before any timing)."""
+def make_out(B: int, T: int, n_obs: int) -> dict[str, np.ndarray]:
+    """Preallocated ``(B, T)`` output columns of the dataset schema, every page touched (resident
+    before any timing)."""
+    from omnirl.data.schema import STEP_FIELDS, column_specs
     out = {}
-    for name, dtype in FIELDS.items():
-        a = np.empty((B, T), dtype=dtype)
+    specs = column_specs(n_obs, T)
+    for name in STEP_FIELDS:
+        a = np.empty((B, T), dtype=specs[name][0])
         a.fill(0)
         out[name] = a
     return out
@@ -354,10 +358,10 @@ def memory_probe(args: argparse.Namespace) -> dict:
     config = pipeline("omnirl")
     # warm-up: first-call costs (lazy imports, caches) are not the call's working memory
     synthesis.synthesize([sample_anymdp(S, A, seed=(args.seed + 1, 0))] * 2, [(args.seed + 1, 0),
-                         (args.seed + 1, 1)], config, 16, make_out(2, 16))
+                         (args.seed + 1, 1)], config, 16, make_out(2, 16, S))
     tasks = make_tasks(S, A, B, args.distinct_tasks, args.seed)
     seeds = [(args.seed, j) for j in range(B)]
-    out = make_out(B, T)
+    out = make_out(B, T, S)
     gc.collect()
     before = _memory_snapshot()
     rec = run_ours(synthesis, tasks, seeds, config, T, out)
@@ -455,7 +459,7 @@ def main(argv: list[str] | None = None) -> dict:
     tasks = make_tasks(S, A, B, args.distinct_tasks, args.seed)
     tasks_s = time.perf_counter() - t0
     seeds = [(args.seed, j) for j in range(B)]
-    out = make_out(B, T)
+    out = make_out(B, T, S)
     _log(f"set-up: reference task {reference.task_s:.2f}s + env/solvers {reference.setup_s:.2f}s; "
          f"ours {args.distinct_tasks} distinct tasks for B={B} in {tasks_s:.2f}s")
 
@@ -463,7 +467,7 @@ def main(argv: list[str] | None = None) -> dict:
     warm_ref = reference.warm_up()
     t0 = time.perf_counter()
     wB, wT = min(B, 8), min(T, 64)
-    synthesis.synthesize(tasks[:wB], seeds[:wB], config, wT, make_out(wB, wT))
+    synthesis.synthesize(tasks[:wB], seeds[:wB], config, wT, make_out(wB, wT, S))
     warm_ours = time.perf_counter() - t0
     _log(f"warm-up: reference {warm_ref:.2f}s, ours {warm_ours:.2f}s; reference budget "
          f"{args.budget:g}s in {args.repeats} slice(s), ours {args.repeats} call(s) of B={B}, T={T}")
