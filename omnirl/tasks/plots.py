@@ -2,9 +2,9 @@
 
 * ``plot_transition_kernel``        the state-to-state kernel of a policy with states sorted by
   decreasing stationary probability, start states, goal and pitfalls marked (paper Figure 12).
-* ``plot_stationary_distributions`` stationary distribution of the random and the oracle policy
-  against hidden rank, median and 10-90% band over a set of tasks (paper Figure 2); call it again
-  on the same axes to overlay another generator.
+* ``plot_stationary_distributions`` stationary distribution of the random and the oracle policy,
+  each task's states sorted by decreasing probability (paper Figure 2) or by hidden rank, median
+  and 10-90% band over a set of tasks; call it again on the same axes to overlay another generator.
 * ``save_figure``                   atomic PNG writer.
 
 ``kernel_order`` and ``stationary_profiles`` return the numbers the figures draw, so they can be
@@ -191,7 +191,8 @@ def _state_kinds(task: MDPTask) -> np.ndarray:
 def plot_transition_kernel(task: MDPTask, ax: Axes | None = None, policy: str = "random",
                            gamma: float = 0.994) -> Figure:
     """Draw ``policy``'s state-to-state kernel with states sorted by decreasing stationary
-    probability (``kernel_order``); the darker a cell, the likelier the transition.
+    probability (``kernel_order``); the darker a cell, the likelier the transition (the colour
+    saturates at the 99th percentile of the non-zero probabilities).
 
     Row ``i`` / column ``j`` is the ``i``-th / ``j``-th most visited state. Coloured strips along
     both axes mark the start states, the goal and the pitfalls; terminal rows are blank because the
@@ -210,8 +211,12 @@ def plot_transition_kernel(task: MDPTask, ax: Axes | None = None, policy: str = 
     K = kernel[order][:, order]
     n = task.n_states
 
-    im = ax.imshow(K, cmap=_KERNEL_CMAP, vmin=0.0, vmax=max(float(K.max()), 1e-12),
-                   interpolation="nearest", aspect="equal")
+    # darkness is proportional to probability up to the 99th percentile of the non-zero entries,
+    # so a few near-deterministic transitions do not wash out the rest of the band
+    positive = K[K > 0]
+    vmax = float(np.quantile(positive, 0.99)) if positive.size else 1.0
+    im = ax.imshow(K, cmap=_KERNEL_CMAP, vmin=0.0, vmax=vmax, interpolation="nearest",
+                   aspect="equal")
     im.set_label(KERNEL_IMAGE_LABEL)
     ax.set_xlabel("next state $s'$ (same order)")
     ax.tick_params(labelleft=False, left=False)
@@ -235,7 +240,7 @@ def plot_transition_kernel(task: MDPTask, ax: Axes | None = None, policy: str = 
     top.set_xlim(-0.5, n - 0.5)
     left.set_ylim(n - 0.5, -0.5)
 
-    cb = fig.colorbar(im, cax=cax)
+    cb = fig.colorbar(im, cax=cax, extend="max" if vmax < K.max() else "neither")
     cb.set_label(f"$P_\\pi(s' \\mid s)$, {policy} policy")
 
     n_pits = len(task.pitfalls)
@@ -281,8 +286,8 @@ def plot_stationary_distributions(tasks: Iterable[MDPTask], ax: Axes | None = No
     ``x`` is the rank index when all tasks have the same size, else the rank normalised to
     ``[0, 1]`` (force either with ``normalise``). Probabilities below ``floor`` (the oracle never
     visits many states) are drawn at ``floor``, the bottom of the axis. Calling it again on the
-    same ``ax`` with another ``label`` overlays another task set in the next line style; the legend
-    lists every set. Returns the figure.
+    same ``ax`` with another ``label`` overlays another task set in the next line style, its band
+    outlined rather than filled; the legend, below the axes, lists every set. Returns the figure.
     """
     ax = _check_ax(ax)
     floor = check_float("floor", floor, min_value=0.0, max_value=1.0, min_inclusive=False)
@@ -302,11 +307,12 @@ def plot_stationary_distributions(tasks: Iterable[MDPTask], ax: Axes | None = No
         gid = f"{_PROFILE_GID}:{k}:{p}"
         lo = np.maximum(prof[f"{p}_q10"], floor)
         hi = np.maximum(prof[f"{p}_q90"], floor)
-        band = ax.fill_between(x, lo, hi, color=colour, alpha=0.16 if k == 0 else 0.10, lw=0)
+        if k == 0:
+            band = ax.fill_between(x, lo, hi, color=colour, alpha=0.14, lw=0)
+        else:  # later sets outline their band only, so the first set's bands stay readable
+            band = ax.fill_between(x, lo, hi, facecolor="none", edgecolor=colour, lw=0.9,
+                                   ls=":", alpha=0.9)
         band.set_gid(gid)
-        if k > 0:  # later sets also outline their band so overlapping bands stay apart
-            for edge in (lo, hi):
-                ax.plot(x, edge, color=colour, lw=0.7, ls=style, alpha=0.6)
         ax.plot(x, np.maximum(prof[f"{p}_median"], floor), color=colour, lw=2.0, ls=style,
                 gid=gid, label=f"{prefix}{p} policy ({n_tasks} tasks)")
 
@@ -325,8 +331,9 @@ def plot_stationary_distributions(tasks: Iterable[MDPTask], ax: Axes | None = No
         ax.set_title("Stationary distributions of the random and the oracle policy"
                      f" (γ={float(gamma):g})" + (", by hidden rank" if order == "rank" else ""))
     handles, labels = _profile_handles(ax)
-    ax.legend(handles, labels, loc="lower left", fontsize="small", framealpha=0.9,
-              title="median, 10–90% band", title_fontsize="small")
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2,
+              fontsize="small", frameon=False, title="line: median over tasks, band: 10–90% of tasks",
+              title_fontsize="small")
     return fig
 
 
