@@ -327,6 +327,13 @@ def test_on_episode_end_redraws_with_the_configured_probabilities(big_batch):
     ({"q_alpha": 0.0}, "q_alpha"),
     ({"c": -1.0}, "c must"),
     ({"random_drift_mean": -1.0}, "random_drift_mean"),
+    ({"mix_noise": (1.0, 0.0)}, "mix_noise"),
+    ({"mix_oracle_ceiling": (0.0,)}, "mix_oracle_ceiling"),
+    ({"noisy_clean_gamma": (0.5, 1.2)}, "noisy_clean_gamma"),
+    ({"noisy_gamma": 1.0}, "noisy_gamma"),
+    ({"noisy_clean_prob": 2.0}, "noisy_clean_prob"),
+    ({"noise_step": -0.1}, "noise_step"),
+    ({"eps_step": -1.0}, "eps_step"),
 ])
 def test_invalid_mixture_config_is_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -352,3 +359,22 @@ def test_mixture_rejects_bad_arguments(tasks):
         BehaviourMix(BehaviourMixConfig(), tasks, range(len(tasks)), S - 1, A)
     with pytest.raises(ValueError, match="n_actions"):
         BehaviourMix(BehaviourMixConfig(), tasks, range(len(tasks)), S, A + 1)
+
+
+def test_schedule_parameters_take_effect(tasks):
+    seeds = [(31, i) for i in range(len(tasks))]
+    # epsilon 0 from the start: a noisy oracle is the pure oracle; epsilon 1 forever: pure noise
+    clean = BehaviourMix(BehaviourMixConfig(weights={"noisy_oracle_3": 1.0}, eps_start=0.0),
+                         tasks, seeds, S, A)
+    _, tags, _, _ = run(clean, tasks, seeds, 50)
+    assert (tags == 3).all()
+    noisy = BehaviourMix(BehaviourMixConfig(weights={"noisy_oracle_2": 1.0}, eps_step=0.0),
+                         tasks, seeds, S, A)
+    _, tags, _, _ = run(noisy, tasks, seeds, 50)
+    assert (tags == 6).all()
+    # the oracle mixes: no noise and the oracle from the first step (start = ceiling = 1)
+    mix = BehaviourMix(BehaviourMixConfig(weights={"model_based_oracle_1": 1.0}, mix_noise=(0.0, 0.0),
+                                          mix_noise_floor=(-1.0, -1.0), mix_oracle_start=(1.0, 1.0),
+                                          mix_oracle_ceiling=(1.0, 1.0)), tasks, seeds, S, A)
+    _, tags, _, _ = run(mix, tasks, seeds, 50)
+    assert (tags == 1).all()

@@ -103,6 +103,18 @@ class Weights(dict):
         return (Weights, (dict(self),))
 
 
+def _check_range(name: str, value) -> None:
+    ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(x, numbers.Real) and not isinstance(x, bool) and np.isfinite(x) for x in value)
+    if not ok or value[0] > value[1]:
+        raise ValueError(f"{name} must be a pair (lo, hi) of finite numbers with lo <= hi, got {value!r}")
+
+
+def _uniform(bounds: tuple[float, float], u: np.ndarray) -> np.ndarray:
+    """``U(lo, hi)`` from uniforms ``u`` in [0, 1)."""
+    return bounds[0] + (bounds[1] - bounds[0]) * u
+
+
 def _c(name: str) -> int:
     return COMPONENTS.index(name)
 
@@ -130,6 +142,33 @@ class BehaviourMixConfig:
     """Mean of the random policy's per-sequence logit scale ``~ Exp``."""
     random_drift_mean: float = 1e-3
     """Mean of the random policy's per-sequence logit drift per step ``~ Exp``."""
+    noisy_clean_prob: float = 0.5
+    """Probability that a noisy learner (``noisy_model_based``, ``noisy_q_learning``) is drawn in
+    its noise-free flavour (bonus ``c0``, learning rate ``alpha0``, noise 0); otherwise its bonus
+    and learning rate are scaled by ``Exp(1)`` and it starts with noise."""
+    noisy_clean_gamma: tuple[float, float] = (0.90, 0.99)
+    """Range of ``U(lo, hi)`` for the discount of a noise-free noisy learner."""
+    noisy_gamma: float = 0.99
+    """Discount of a noisy learner in its noisy flavour."""
+    noisy_noise: tuple[float, float] = (0.1, 0.5)
+    """Range of ``U(lo, hi)`` for a noisy learner's initial noise (noisy flavour)."""
+    noise_step: float = 0.1
+    """Noise levels fall, and the mixed-in oracle probability rises, by ``U(0, noise_step / (S A))``
+    per step (drawn once per sequence)."""
+    mix_gamma: float = 0.99
+    """Discount of the model-based learner in the ``model_based_oracle_i`` mixes."""
+    mix_noise: tuple[float, float] = (0.0, 1.0)
+    """Range of the initial noise of a ``model_based_oracle_i`` mix."""
+    mix_noise_floor: tuple[float, float] = (-0.5, 0.5)
+    """Range of the level the mix's noise stops falling at (below 0: no noise from then on)."""
+    mix_oracle_start: tuple[float, float] = (-2.0, -0.5)
+    """Range of the mix's initial oracle probability (negative: the oracle joins later)."""
+    mix_oracle_ceiling: tuple[float, float] = (0.0, 0.2)
+    """Range of the level the mix's oracle probability stops rising at."""
+    eps_start: float = 1.0
+    """Initial epsilon of the ``noisy_oracle_j`` components."""
+    eps_step: float = 1.0
+    """Their epsilon falls by ``U(0, eps_step / (S A))`` per step (drawn once per sequence)."""
 
     def __post_init__(self) -> None:
         w = self.weights
@@ -155,6 +194,17 @@ class BehaviourMixConfig:
         check_int("sweep_iters", self.sweep_iters, min_value=1)
         check_float("random_scale_mean", self.random_scale_mean, min_value=0.0)
         check_float("random_drift_mean", self.random_drift_mean, min_value=0.0)
+        check_float("noisy_clean_prob", self.noisy_clean_prob, min_value=0.0, max_value=1.0)
+        for name in ("noisy_clean_gamma", "noisy_noise", "mix_noise", "mix_noise_floor",
+                     "mix_oracle_start", "mix_oracle_ceiling"):
+            _check_range(name, getattr(self, name))
+        for name in ("noisy_gamma", "mix_gamma"):
+            check_float(name, getattr(self, name), min_value=0.0, max_value=1.0, max_inclusive=False)
+        if not (0.0 <= self.noisy_clean_gamma[0] and self.noisy_clean_gamma[1] < 1.0):
+            raise ValueError(f"noisy_clean_gamma must lie in [0, 1), got {self.noisy_clean_gamma!r}")
+        for name in ("noise_step", "eps_step"):
+            check_float(name, getattr(self, name), min_value=0.0)
+        check_float("eps_start", self.eps_start)
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -337,36 +387,38 @@ class BehaviourMix:
         eps0, eps_dec = np.zeros((k, C)), np.zeros((k, C))
         eps_floor = np.full((k, C), -np.inf)
         op0, op_inc, op_ceil = np.full((k, C), -1.0), np.zeros((k, C)), np.full((k, C), -1.0)
-        c0 = self.config.c
+        cfg = self.config
+        c0 = cfg.c
+        step = cfg.noise_step / SA
         # noisy learners: two flavours each
         for comp, j in (("noisy_model_based", 0), ("noisy_q_learning", 5)):
             col = _c(comp)
-            flavour_a = u[:, j] < 0.5
-            gamma = np.where(flavour_a, 0.90 + 0.09 * u[:, j + 1], 0.99)
-            scale = np.where(flavour_a, 1.0, -np.log1p(-u[:, j + 2]))  # Exp(1) in flavour b
-            eps0[:, col] = np.where(flavour_a, 0.0, 0.1 + 0.4 * u[:, j + 3])
-            eps_dec[:, col] = u[:, j + 4] * (0.1 / SA)
+            clean = u[:, j] < cfg.noisy_clean_prob
+            gamma = np.where(clean, _uniform(cfg.noisy_clean_gamma, u[:, j + 1]), cfg.noisy_gamma)
+            scale = np.where(clean, 1.0, -np.log1p(-u[:, j + 2]))  # Exp(1) in the noisy flavour
+            eps0[:, col] = np.where(clean, 0.0, _uniform(cfg.noisy_noise, u[:, j + 3]))
+            eps_dec[:, col] = u[:, j + 4] * step
             if comp == "noisy_model_based" and _MB_NOISY in self._head:
                 h = self._head[_MB_NOISY]
                 self._mb.gamma[h, r], self._mb.c[h, r] = gamma, c0 * scale
             if comp == "noisy_q_learning" and self._q is not None:
                 self._q.gamma[r], self._q.c[r] = gamma, c0
-                self._q.alpha[r] = np.minimum(self.config.q_alpha * scale, 1.0)
+                self._q.alpha[r] = np.minimum(cfg.q_alpha * scale, 1.0)
         # model-based learner mixed with oracle i
         cols = slice(_c("model_based_oracle_0"), _c("model_based_oracle_3") + 1)
-        eps0[:, cols] = u[:, 10:14]
-        eps_dec[:, cols] = u[:, 14:18] * (0.1 / SA)
-        eps_floor[:, cols] = u[:, 18:22] - 0.5
-        op0[:, cols] = -2.0 + 1.5 * u[:, 22:26]
-        op_inc[:, cols] = u[:, 26:30] * (0.1 / SA)
-        op_ceil[:, cols] = 0.2 * u[:, 30:34]
+        eps0[:, cols] = _uniform(cfg.mix_noise, u[:, 10:14])
+        eps_dec[:, cols] = u[:, 14:18] * step
+        eps_floor[:, cols] = _uniform(cfg.mix_noise_floor, u[:, 18:22])
+        op0[:, cols] = _uniform(cfg.mix_oracle_start, u[:, 22:26])
+        op_inc[:, cols] = u[:, 26:30] * step
+        op_ceil[:, cols] = _uniform(cfg.mix_oracle_ceiling, u[:, 30:34])
         if _MB_ORACLE in self._head:
             h = self._head[_MB_ORACLE]
-            self._mb.gamma[h, r], self._mb.c[h, r] = 0.99, c0
+            self._mb.gamma[h, r], self._mb.c[h, r] = cfg.mix_gamma, c0
         # epsilon-greedy oracles
         cols = slice(_c("noisy_oracle_2"), _c("noisy_oracle_3") + 1)
-        eps0[:, cols] = 1.0
-        eps_dec[:, cols] = u[:, 34:36] * (1.0 / SA)
+        eps0[:, cols] = cfg.eps_start
+        eps_dec[:, cols] = u[:, 34:36] * (cfg.eps_step / SA)
         at = (r[:, None] * C + np.arange(C)).reshape(-1)
         for dst, src in ((self._eps0, eps0), (self._eps_dec, eps_dec), (self._eps_floor, eps_floor),
                          (self._op0, op0), (self._op_inc, op_inc), (self._op_ceil, op_ceil)):
