@@ -40,18 +40,20 @@ atomically. The target is >= 500,000 labelled steps/s on one core for ours, cons
 
 from __future__ import annotations
 
-import os
+# first: one core for both implementations (numpy/BLAS single-threaded, set before numpy is imported)
+from _common import THREAD_VARS as BLAS_THREAD_VARS
+from _common import emit, int_list, log, machine_info, positive_float, positive_int
 
-# One core for both implementations: numpy/BLAS must not spread omnirl's array work over several
-# threads while the reference runs on one. These must be set before numpy is first imported.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ[_var] = "1"
+import os  # noqa: E402
+
+# numba's threads too, before xenoverse imports numba
+THREAD_VARS = BLAS_THREAD_VARS + ("NUMBA_NUM_THREADS",)
+os.environ["NUMBA_NUM_THREADS"] = "1"
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -63,7 +65,6 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from omnirl.fileio import atomic_write_bytes  # noqa: E402
 from omnirl.tasks import sample_anymdp  # noqa: E402
 
 TARGET_STEPS_PER_S = 500_000.0  # labelled steps/s on one core, ours, construction included
@@ -104,20 +105,6 @@ def _import_ours():
     return synthesis, pipeline
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
-
-
 def _length(text: str) -> int:
     value = int(text)
     if value < 2:
@@ -128,32 +115,26 @@ def _length(text: str) -> int:
 def _parse_lengths(text: str) -> list[int]:
     if text.strip().lower() in ("", "none"):
         return []
-    try:
-        lengths = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--memory-lengths must be comma-separated integers, got {text!r}")
-    if any(t < 2 for t in lengths):
-        raise argparse.ArgumentTypeError(f"--memory-lengths must be integers >= 2, got {text!r}")
-    return lengths
+    return int_list(text, "--memory-lengths", 2, allow_empty=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--states", type=_positive_int, default=64, help="state-space size S (default: 64)")
-    p.add_argument("--actions", type=_positive_int, default=5, help="action-space size A (default: 5)")
-    p.add_argument("--batch", type=_positive_int, default=None,
+    p.add_argument("--states", type=positive_int, default=64, help="state-space size S (default: 64)")
+    p.add_argument("--actions", type=positive_int, default=5, help="action-space size A (default: 5)")
+    p.add_argument("--batch", type=positive_int, default=None,
                    help=f"sequences B per call of ours (default: {DEFAULTS['batch']}, "
                         f"or {QUICK['batch']} with --quick)")
     p.add_argument("--length", type=_length, default=None,
                    help=f"steps T per sequence (default: {DEFAULTS['length']}, "
                         f"or {QUICK['length']} with --quick)")
-    p.add_argument("--distinct-tasks", type=_positive_int, default=None,
+    p.add_argument("--distinct-tasks", type=positive_int, default=None,
                    help="distinct tasks tiled over the batch (default: B, all distinct)")
-    p.add_argument("--budget", type=_positive_float, default=None,
+    p.add_argument("--budget", type=positive_float, default=None,
                    help=f"seconds of timed reference stepping in all (default: {DEFAULTS['budget']:g}, "
                         f"or {QUICK['budget']:g} with --quick)")
-    p.add_argument("--repeats", type=_positive_int, default=None,
+    p.add_argument("--repeats", type=positive_int, default=None,
                    help=f"interleaved rounds: a reference slice then one call of ours "
                         f"(default: {DEFAULTS['repeats']}, or {QUICK['repeats']} with --quick)")
     p.add_argument("--memory-lengths", type=_parse_lengths, default=None,
@@ -180,10 +161,6 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     if not 0 <= args.seed < 2**32:  # numpy's legacy seed (the reference) is 32-bit
         sys.exit(f"bench_synthesis: --seed must be in [0, {2**32}), got {args.seed}")
     return args
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- memory
@@ -391,9 +368,9 @@ def run_memory_probes(args: argparse.Namespace) -> dict | None:
             sys.exit(f"bench_synthesis: the memory probe at T={T} failed:\n{proc.stderr}")
         probe = json.loads(proc.stdout)
         probes.append(probe)
-        _log(f"memory T={T:6d}: peak RSS {probe['before']['peak_rss_mib']:.1f} -> "
-             f"{probe['after']['peak_rss_mib']:.1f} MiB (growth {probe['peak_growth_mib']:.1f} MiB; "
-             f"output columns {probe['output_columns_mib']:.1f} MiB, allocated before)")
+        log(f"memory T={T:6d}: peak RSS {probe['before']['peak_rss_mib']:.1f} -> "
+            f"{probe['after']['peak_rss_mib']:.1f} MiB (growth {probe['peak_growth_mib']:.1f} MiB; "
+            f"output columns {probe['output_columns_mib']:.1f} MiB, allocated before)")
     growth = [p["peak_growth_mib"] for p in probes]
     spread = max(growth) - min(growth)
     tolerance = max(MEMORY_TOLERANCE_MIB, 0.1 * max(min(growth), 0.0))
@@ -412,29 +389,6 @@ def run_memory_probes(args: argparse.Namespace) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- report
-def _machine_info() -> dict:
-    try:
-        cores_available = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores_available = os.cpu_count()
-    info = {"python": platform.python_version(), "implementation": platform.python_implementation(),
-            "platform": platform.platform(), "machine": platform.machine(),
-            "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
-            "cpus_available": cores_available, "numpy": np.__version__,
-            "threads_env": {v: os.environ.get(v) for v in
-                            ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                             "NUMBA_NUM_THREADS")}}
-    for dist in ("numba", "gymnasium", "omnirl"):
-        try:
-            info[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            info[dist] = None
-    if info["omnirl"] is None:
-        import omnirl
-        info["omnirl"] = getattr(omnirl, "__version__", None)
-    return info
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = _resolve(build_parser().parse_args(argv))
     if args.memory_probe is not None:
@@ -460,8 +414,8 @@ def main(argv: list[str] | None = None) -> dict:
     tasks_s = time.perf_counter() - t0
     seeds = [(args.seed, j) for j in range(B)]
     out = make_out(B, T, S)
-    _log(f"set-up: reference task {reference.task_s:.2f}s + env/solvers {reference.setup_s:.2f}s; "
-         f"ours {args.distinct_tasks} distinct tasks for B={B} in {tasks_s:.2f}s")
+    log(f"set-up: reference task {reference.task_s:.2f}s + env/solvers {reference.setup_s:.2f}s; "
+        f"ours {args.distinct_tasks} distinct tasks for B={B} in {tasks_s:.2f}s")
 
     # warm-up, untimed: first-call costs of both
     warm_ref = reference.warm_up()
@@ -469,21 +423,21 @@ def main(argv: list[str] | None = None) -> dict:
     wB, wT = min(B, 8), min(T, 64)
     synthesis.synthesize(tasks[:wB], seeds[:wB], config, wT, make_out(wB, wT, S))
     warm_ours = time.perf_counter() - t0
-    _log(f"warm-up: reference {warm_ref:.2f}s, ours {warm_ours:.2f}s; reference budget "
-         f"{args.budget:g}s in {args.repeats} slice(s), ours {args.repeats} call(s) of B={B}, T={T}")
+    log(f"warm-up: reference {warm_ref:.2f}s, ours {warm_ours:.2f}s; reference budget "
+        f"{args.budget:g}s in {args.repeats} slice(s), ours {args.repeats} call(s) of B={B}, T={T}")
 
     gc.collect()
     mem_before = _memory_snapshot()
     ours_runs = []
     for r in range(args.repeats):
         sl = reference.run_for(args.budget / args.repeats)
-        _log(f"round {r + 1}/{args.repeats}: reference {sl['steps_per_s']:10.0f} steps/s "
-             f"({sl['steps']} steps in {sl['seconds']:.2f}s)")
+        log(f"round {r + 1}/{args.repeats}: reference {sl['steps_per_s']:10.0f} steps/s "
+            f"({sl['steps']} steps in {sl['seconds']:.2f}s)")
         rec = run_ours(synthesis, tasks, seeds, config, T, out)
         ours_runs.append(rec)
-        _log(f"round {r + 1}/{args.repeats}: ours      {rec['steps_per_s']:10.0f} steps/s "
-             f"({rec['labelled_steps']} steps in {rec['seconds']:.2f}s, "
-             f"construction {rec['construction_s']:.2f}s)")
+        log(f"round {r + 1}/{args.repeats}: ours      {rec['steps_per_s']:10.0f} steps/s "
+            f"({rec['labelled_steps']} steps in {rec['seconds']:.2f}s, "
+            f"construction {rec['construction_s']:.2f}s)")
     mem_after = _memory_snapshot()
     ref = reference.summary()
 
@@ -499,9 +453,9 @@ def main(argv: list[str] | None = None) -> dict:
             "median_steps_per_s": statistics.median(r["steps_per_s"] for r in ours_runs),
             "task_sampling_s": round(tasks_s, 6), "runs": ours_runs}
     ratio = ours["labelled_steps_per_s"] / ref["labelled_steps_per_s"]
-    _log(f"ours/reference: {ratio:.1f}x; ours {ours['labelled_steps_per_s']:.0f} labelled steps/s "
-         f"(target >= {TARGET_STEPS_PER_S:.0f}: "
-         f"{'met' if ours['labelled_steps_per_s'] >= TARGET_STEPS_PER_S else 'NOT met'})")
+    log(f"ours/reference: {ratio:.1f}x; ours {ours['labelled_steps_per_s']:.0f} labelled steps/s "
+        f"(target >= {TARGET_STEPS_PER_S:.0f}: "
+        f"{'met' if ours['labelled_steps_per_s'] >= TARGET_STEPS_PER_S else 'NOT met'})")
 
     report = {
         "benchmark": "synthesis",
@@ -523,7 +477,7 @@ def main(argv: list[str] | None = None) -> dict:
                                          "cache cleared (untimed) before every call"},
                      "schedule": "interleaved: each round is a reference slice of budget/repeats "
                                  "seconds, then one call of ours"},
-        "machine": _machine_info(),
+        "machine": machine_info(("numba", "gymnasium"), THREAD_VARS),
         "xenoverse_version": metadata.version("xenoverse"),
         "warmup": {"reference_s": warm_ref, "omnirl_s": warm_ours},
         "reference": ref,
@@ -537,12 +491,7 @@ def main(argv: list[str] | None = None) -> dict:
                    "vs_length": memory_vs_length},
         "total_wall_s": time.perf_counter() - t_start,
     }
-    text = json.dumps(report, indent=2) + "\n"
-    if args.out is not None:
-        atomic_write_bytes(args.out, text.encode())
-    sys.stdout.write(text)
-    sys.stdout.flush()
-    return report
+    return emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -24,17 +24,10 @@ S=16, >= 50 at S=128) with ``meets_target``.
 
 from __future__ import annotations
 
-import os
-
-# One core for both samplers: numpy/BLAS must not spread omnirl's matrix products over several
-# threads while xenoverse's numba value iteration runs on one, or the ratio would partly measure
-# the thread count rather than the algorithms. These must be set before numpy is first imported.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+# first: one core for both samplers (numpy/BLAS single-threaded, set before numpy is imported)
+from _common import emit, int_list, log, machine_info, positive_float, positive_int
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -42,9 +35,6 @@ from datetime import datetime, timezone  # noqa: E402
 from importlib import metadata  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
-
-from omnirl.fileio import atomic_write_bytes  # noqa: E402
 from omnirl.tasks.anymdp import sample_anymdp  # noqa: E402
 
 # minimum ratio omnirl/xenoverse in tasks/s; sizes not listed are reported without a target
@@ -70,27 +60,7 @@ def _import_reference():
 
 
 def _parse_sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--sizes must be comma-separated integers, got {text!r}")
-    if not sizes or any(s < 8 for s in sizes):
-        raise argparse.ArgumentTypeError(f"--sizes must be integers >= 8, got {text!r}")
-    return sizes
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
+    return int_list(text, "--sizes", 8)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,21 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", type=_parse_sizes, default=list(DEFAULT_SIZES),
                    help="comma-separated state-space sizes (default: 16,32,64,128)")
-    p.add_argument("--actions", type=_positive_int, default=5, help="action-space size (default: 5)")
-    p.add_argument("--budget", type=_positive_float, default=None,
+    p.add_argument("--actions", type=positive_int, default=5, help="action-space size (default: 5)")
+    p.add_argument("--budget", type=positive_float, default=None,
                    help=f"seconds of timed work per size per sampler (default: {DEFAULT_BUDGET:g}, "
                         f"or {QUICK_BUDGET:g} with --quick)")
-    p.add_argument("--max-tasks", type=_positive_int, default=DEFAULT_MAX_TASKS,
+    p.add_argument("--max-tasks", type=positive_int, default=DEFAULT_MAX_TASKS,
                    help=f"stop a sampler after this many tasks per size (default: {DEFAULT_MAX_TASKS})")
     p.add_argument("--seed", type=int, default=1000,
                    help="base seed: omnirl task i uses (seed, i), xenoverse task i uses seed + i")
     p.add_argument("--quick", action="store_true", help="tiny budget, for smoke tests")
     p.add_argument("--out", type=Path, default=None, help="also write the JSON here (atomically)")
     return p
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 class _Timed:
@@ -176,28 +142,6 @@ def bench_size(S: int, A: int, budget: float, max_tasks: int, base_seed: int, re
             "xenoverse": r, "omnirl": o}
 
 
-def _machine_info() -> dict:
-    try:
-        cores_available = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores_available = os.cpu_count()
-    info = {"python": platform.python_version(), "implementation": platform.python_implementation(),
-            "platform": platform.platform(), "machine": platform.machine(),
-            "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
-            "cpus_available": cores_available, "numpy": np.__version__,
-            "threads_env": {v: os.environ.get(v) for v in
-                            ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
-    for dist in ("numba", "omnirl"):
-        try:
-            info[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            info[dist] = None
-    if info["omnirl"] is None:
-        import omnirl
-        info["omnirl"] = getattr(omnirl, "__version__", None)
-    return info
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     budget = args.budget if args.budget is not None else (QUICK_BUDGET if args.quick else DEFAULT_BUDGET)
@@ -214,18 +158,18 @@ def main(argv: list[str] | None = None) -> dict:
     sample_anymdp(WARMUP_SIZE, args.actions, seed=(args.seed + 10**9, 0))
     warm_ours = time.perf_counter() - t0
     sigs_before = len(ref_solver.signatures)
-    _log(f"warm-up: xenoverse {warm_ref:.2f}s, omnirl {warm_ours:.2f}s; "
-         f"budget {budget:g}s per size per sampler")
+    log(f"warm-up: xenoverse {warm_ref:.2f}s, omnirl {warm_ours:.2f}s; "
+        f"budget {budget:g}s per size per sampler")
 
     results = []
     for S in args.sizes:
         row = bench_size(S, args.actions, budget, args.max_tasks, args.seed, reference)
         results.append(row)
-        _log(f"S={S:4d}: xenoverse {row['xenoverse_tasks_per_s']:9.3f} tasks/s ({row['xenoverse_tasks']} tasks), "
-             f"omnirl {row['omnirl_tasks_per_s']:9.2f} tasks/s ({row['omnirl_tasks']} tasks), "
-             f"ratio {row['ratio']:8.1f}" + ("" if row["target_ratio"] is None else
-                                            f" (target >= {row['target_ratio']:g}: "
-                                            f"{'met' if row['meets_target'] else 'NOT met'})"))
+        log(f"S={S:4d}: xenoverse {row['xenoverse_tasks_per_s']:9.3f} tasks/s ({row['xenoverse_tasks']} tasks), "
+            f"omnirl {row['omnirl_tasks_per_s']:9.2f} tasks/s ({row['omnirl_tasks']} tasks), "
+            f"ratio {row['ratio']:8.1f}" + ("" if row["target_ratio"] is None else
+                                           f" (target >= {row['target_ratio']:g}: "
+                                           f"{'met' if row['meets_target'] else 'NOT met'})"))
     sigs_after = len(ref_solver.signatures)
 
     checked = [r["meets_target"] for r in results if r["meets_target"] is not None]
@@ -238,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "max_tasks": args.max_tasks, "base_seed": args.seed, "quick": args.quick,
                      "seeds": {"omnirl": "(base_seed, i)", "xenoverse": "base_seed + i"},
                      "schedule": "interleaved: the sampler with less accumulated timed work runs next"},
-        "machine": _machine_info(),
+        "machine": machine_info(("numba",)),
         "xenoverse_version": metadata.version("xenoverse"),
         "warmup": {"size": WARMUP_SIZE, "xenoverse_s": warm_ref, "omnirl_s": warm_ours,
                    "xenoverse_jit_signatures_before_timing": sigs_before,
@@ -249,12 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
         "all_targets_met": all(checked) if checked else None,
         "total_wall_s": time.perf_counter() - t_start,
     }
-    text = json.dumps(report, indent=2) + "\n"
-    if args.out is not None:
-        atomic_write_bytes(args.out, text.encode())
-    sys.stdout.write(text)
-    sys.stdout.flush()
-    return report
+    return emit(report, args.out)
 
 
 if __name__ == "__main__":

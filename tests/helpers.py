@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 
 from omnirl.tasks import MDPTask
@@ -31,3 +36,27 @@ def two_state_task() -> MDPTask:
     R = np.zeros_like(P)
     R[0, 0, 1] = 5.0
     return small_task(P, R, terminal=np.array([False, True]), max_steps=3, state_ids=[4, 2], n_obs=6)
+
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def run_bench(script: str, args: list[str], tmp_path: Path, keys: tuple[str, ...]) -> dict:
+    """Run ``benchmarks/<script> *args --out tmp_path/bench.json`` and return its JSON report, checked
+    for: exit 0, the same report in the ``--out`` file and no leftover temporary file, the top-level
+    ``keys``, the xenoverse version and the machine record."""
+    out = tmp_path / "bench.json"
+    # a subprocess, so the script sets the BLAS thread variables before its own numpy import
+    cmd = [sys.executable, str(BENCHMARKS / script), *args, "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=BENCHMARKS.parent)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert json.loads(out.read_text()) == report
+    assert not list(tmp_path.glob("*.tmp"))
+
+    for key in keys:
+        assert key in report
+    assert report["xenoverse_version"]
+    for key in ("python", "numpy", "cpu_count"):
+        assert report["machine"][key]
+    return report

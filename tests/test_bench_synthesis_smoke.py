@@ -1,35 +1,18 @@
 """Smoke test of the data-synthesis benchmark (benchmarks/bench_synthesis.py) against xenoverse."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+
+from tests.helpers import run_bench
 
 pytest.importorskip("xenoverse.anymdp", reason="the reference loop needs the `bench` extra")
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_synthesis.py"
-
 
 def test_bench_synthesis_quick(tmp_path):
-    out = tmp_path / "bench.json"
-    # a subprocess, so the script sets the BLAS thread variables before its own numpy import
-    cmd = [sys.executable, str(SCRIPT), "--quick", "--states", "16", "--batch", "6", "--length", "40",
-           "--distinct-tasks", "3", "--budget", "0.3", "--repeats", "2", "--memory-lengths", "16,64",
-           "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=SCRIPT.parent.parent)
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
-    assert json.loads(out.read_text()) == report
-    assert not list(tmp_path.glob("*.tmp"))
-
-    for key in ("machine", "xenoverse_version", "settings", "warmup", "reference", "omnirl", "ratio",
-                "target_steps_per_s", "meets_target", "memory"):
-        assert key in report
-    assert report["xenoverse_version"]
-    for key in ("python", "numpy", "cpu_count"):
-        assert report["machine"][key]
+    args = ["--quick", "--states", "16", "--batch", "6", "--length", "40", "--distinct-tasks", "3",
+            "--budget", "0.3", "--repeats", "2", "--memory-lengths", "16,64"]
+    report = run_bench("bench_synthesis.py", args, tmp_path,
+                       ("machine", "xenoverse_version", "settings", "warmup", "reference", "omnirl",
+                        "ratio", "target_steps_per_s", "meets_target", "memory"))
     settings = report["settings"]
     assert settings["quick"] is True and settings["pipeline"] == "omnirl"
     assert (settings["states"], settings["actions"], settings["batch"], settings["length"]) == (16, 5, 6, 40)

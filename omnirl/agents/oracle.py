@@ -17,6 +17,7 @@ import numpy as np
 from omnirl._validate import check_float, check_int
 from omnirl.agents.prior import ORACLE_GAMMAS, PriorInfo
 from omnirl.tasks import MDPTask
+from omnirl.tasks.batched import check_rows
 from omnirl.tasks.solver import expected_reward, policy_iteration_r
 
 # id(task) -> (weak reference to the task, {gamma: table}); weak, so the cache keeps only the small
@@ -118,20 +119,8 @@ def oracle_tables(tasks: Sequence[MDPTask], gamma: float, n_obs: int,
 def check_rows_tasks_seeds(rows, tasks: Sequence[MDPTask], seeds: Sequence, n_envs: int,
                            n_obs: int, n_actions: int) -> np.ndarray:
     """Validate the arguments of an agent's ``reset``; returns ``rows`` as an int64 array."""
-    r = np.asarray(rows)
-    if r.ndim != 1 or (r.size and r.dtype.kind not in "iu"):
-        raise ValueError(f"rows must be a 1-D sequence of integer row indices, got {rows!r}")
-    r = r.astype(np.int64)
-    if r.size and (r.min() < 0 or r.max() >= n_envs):
-        raise ValueError(f"rows must lie in [0, {n_envs}), got {r.tolist()}")
-    if len(np.unique(r)) != r.size:
-        raise ValueError(f"rows must be distinct, got {r.tolist()}")
-    if len(tasks) != r.size or len(seeds) != r.size:
-        raise ValueError(f"rows, tasks and seeds must have equal lengths, got {r.size}, "
-                         f"{len(tasks)} and {len(seeds)}")
+    r = check_rows(rows, tasks, seeds, n_envs)
     for i, t in enumerate(tasks):
-        if not isinstance(t, MDPTask):
-            raise ValueError(f"tasks[{i}] must be an MDPTask, got {type(t).__name__}")
         if t.n_actions != n_actions:
             raise ValueError(f"tasks[{i}] has n_actions={t.n_actions}, the agent has n_actions={n_actions}")
         if t.n_obs > n_obs:

@@ -22,6 +22,8 @@ import json
 import sys
 from pathlib import Path
 
+from omnirl._cli import run
+
 
 def cmd_verify(a: argparse.Namespace) -> int:
     from omnirl.data.store import verify
@@ -126,12 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.fn(args)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,27 @@ from omnirl.tasks.rng import seed_to_key
 from omnirl.tasks.task import MDPTask
 
 
+def check_rows(rows: Any, tasks: Sequence, seeds: Sequence, n_envs: int) -> np.ndarray:
+    """Validate the ``rows`` of a batch of ``n_envs`` rows that get new ``tasks`` and ``seeds``:
+    distinct integer indices in ``[0, n_envs)``, one task (an ``MDPTask``) and one seed per row.
+    Returns ``rows`` as an int64 array."""
+    r = np.asarray(rows)
+    if r.ndim != 1 or (r.size and r.dtype.kind not in "iu"):
+        raise ValueError(f"rows must be a 1-D sequence of integer row indices, got {rows!r}")
+    r = r.astype(np.int64)
+    if r.size and (r.min() < 0 or r.max() >= n_envs):
+        raise ValueError(f"rows must lie in [0, {n_envs}), got {r.tolist()}")
+    if len(np.unique(r)) != r.size:
+        raise ValueError(f"rows must be distinct, got {r.tolist()}")
+    if len(tasks) != r.size or len(seeds) != r.size:
+        raise ValueError(f"rows, tasks and seeds must have equal lengths, got {r.size}, "
+                         f"{len(tasks)} and {len(seeds)}")
+    for i, t in enumerate(tasks):
+        if not isinstance(t, MDPTask):
+            raise ValueError(f"tasks[{i}] must be an MDPTask, got {type(t).__name__}")
+    return r
+
+
 class BatchedSimulator:
     """Step ``B = len(tasks)`` environments at once; row ``i`` runs ``tasks[i]`` seeded ``seeds[i]``.
 
@@ -154,21 +175,9 @@ class BatchedSimulator:
         rows: distinct row indices ``(k,)``; tasks and seeds: ``k`` each. Tasks must have
         ``n_actions == self.n_actions`` and ``n_states <= self.n_pad``. Other rows are untouched.
         """
-        r = np.asarray(rows)
-        if r.ndim != 1 or (r.size and r.dtype.kind not in "iu"):
-            raise ValueError(f"rows must be a 1-D sequence of integer row indices, got {rows!r}")
-        r = r.astype(np.int64)
-        if r.size and (r.min() < 0 or r.max() >= self._B):
-            raise ValueError(f"rows must lie in [0, {self._B}), got {r.tolist()}")
-        if len(np.unique(r)) != r.size:
-            raise ValueError(f"rows must be distinct, got {r.tolist()}")
         tasks, seeds = list(tasks), list(seeds)
-        if len(tasks) != r.size or len(seeds) != r.size:
-            raise ValueError(f"rows, tasks and seeds must have equal lengths, got {r.size}, "
-                             f"{len(tasks)} and {len(seeds)}")
+        r = check_rows(rows, tasks, seeds, self._B)
         for i, t in enumerate(tasks):
-            if not isinstance(t, MDPTask):
-                raise ValueError(f"tasks[{i}] must be an MDPTask, got {type(t).__name__}")
             if t.n_actions != self._A:
                 raise ValueError(f"tasks[{i}] has n_actions={t.n_actions}, the simulator has "
                                  f"n_actions={self._A}")
