@@ -1,0 +1,158 @@
+"""The OmniRL sequence model: step tokens in, policy (and world-model) logits out, explicit state.
+
+Each environment step ``t`` carries the observed state ``o_t``, the prompt ``p_t`` (prior id of
+the label policy), the tag ``g_t`` (prior id of who acted), the action ``a_t`` and the reward
+``r_t``. A *layout* turns a step into tokens for the backbone:
+
+* ``paper`` (5 tokens per step): ``[o_t] [p_t] [g_t] [a_t] [r_t]``. The policy is read at
+  ``p_t`` (it has seen the state and the prompt, not the tag or the action); the world model is
+  read at ``a_t`` (it has seen the action, not the reward or the next state).
+* ``compact`` (2 tokens per step): ``[o_t + p_t + r_{t-1}] [g_t + a_t]``. The policy is read at the
+  first token, the world model at the second; the previous reward rides on the next step's first
+  token, so the model state carries the last reward across segments.
+
+Each token is the sum of its embeddings and a learned slot-type embedding. Heads return logits
+(never probabilities): the policy over ``A + 1`` actions (the end marker included), the next
+state over ``S`` ids and the reward as a scalar. Everything after the read point of step ``t``
+(its action, its reward, later steps) cannot change the policy output at ``t``: the backbones
+are causal and the read points come first.
+
+State: ``(backbone state, last reward (B,))``. Shapes: ``B`` batch, ``T`` steps, ``D`` width,
+``S`` states, ``A`` actions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from omnirl._validate import check_choice, check_int
+from omnirl.model.backbone import Backbone, BackboneConfig, State, preset
+
+N_PRIOR = 8
+"""Prior-information ids 0..7 (``omnirl.agents.prior``; 7 = unknown)."""
+UNKNOWN_PRIOR = 7
+LAYOUTS = ("paper", "compact")
+
+
+@dataclasses.dataclass(frozen=True)
+class OmniRLConfig:
+    """The OmniRL model: sizes of the vocabularies, the backbone, the layout and the heads."""
+
+    n_states: int = 128
+    """Observed state ids ``S`` (id ``S`` is the "missing" observation)."""
+    n_actions: int = 5
+    """Actions ``A``; id ``A`` is the episode-end marker, ``A + 1`` the unknown/placeholder action."""
+    backbone: BackboneConfig = dataclasses.field(default_factory=lambda: preset("tiny", "rwkv7"))
+    """The sequence backbone (``omnirl.model.backbone``)."""
+    layout: str = "paper"
+    """Tokens per step: ``paper`` (5) or ``compact`` (2); see the module docstring."""
+    world_model: bool = True
+    """Whether to build the next-state and reward heads."""
+
+    def __post_init__(self) -> None:
+        check_int("n_states", self.n_states, min_value=1)
+        check_int("n_actions", self.n_actions, min_value=2)
+        check_choice("layout", self.layout, LAYOUTS)
+        if not isinstance(self.backbone, BackboneConfig):
+            raise ValueError(f"backbone must be a BackboneConfig, got {type(self.backbone).__name__}")
+
+    @property
+    def tokens_per_step(self) -> int:
+        return 5 if self.layout == "paper" else 2
+
+
+class ResidualHead(nn.Module):
+    """``out(x + mlp(norm(x)))``: a residual MLP then a linear read-out (logits or a scalar)."""
+
+    def __init__(self, dim: int, out: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, dim)
+        self.fc2 = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(x + self.fc2(F.gelu(self.fc1(self.norm(x)))))
+
+
+class OmniRL(nn.Module):
+    """See the module docstring. ``forward(obs, prompt, tag, action, reward, state)``."""
+
+    def __init__(self, config: OmniRLConfig) -> None:
+        super().__init__()
+        if not isinstance(config, OmniRLConfig):
+            raise ValueError(f"config must be an OmniRLConfig, got {type(config).__name__}")
+        self.config = c = config
+        D = c.backbone.dim
+        self.obs_embed = nn.Embedding(c.n_states + 1, D)
+        self.action_embed = nn.Embedding(c.n_actions + 2, D)
+        self.prompt_embed = nn.Embedding(N_PRIOR, D)
+        self.tag_embed = nn.Embedding(N_PRIOR, D)
+        self.reward_embed = nn.Linear(1, D)
+        self.slot_embed = nn.Parameter(torch.randn(c.tokens_per_step, D) * 0.02)
+        self.backbone = Backbone(c.backbone)
+        self.policy_head = ResidualHead(D, c.n_actions + 1)
+        self.state_head = ResidualHead(D, c.n_states) if c.world_model else None
+        self.reward_head = ResidualHead(D, 1) if c.world_model else None
+
+    @property
+    def missing_obs(self) -> int:
+        return self.config.n_states
+
+    @property
+    def unknown_action(self) -> int:
+        return self.config.n_actions + 1
+
+    def init_state(self, batch: int, device=None) -> tuple[State, Tensor]:
+        return (self.backbone.init_state(batch, device),
+                torch.zeros(batch, device=device, dtype=torch.float32))
+
+    def _check(self, name: str, x: Tensor, B: int, T: int, high: int | None) -> Tensor:
+        if x.shape != (B, T):
+            raise ValueError(f"{name} must have shape ({B}, {T}), got {tuple(x.shape)}")
+        if high is not None:
+            if x.dtype.is_floating_point:
+                raise ValueError(f"{name} must hold integer ids, got dtype {x.dtype}")
+            if x.numel() and (x.min() < 0 or x.max() >= high):
+                raise ValueError(f"{name} ids must lie in [0, {high}), got [{int(x.min())}, {int(x.max())}]")
+        return x
+
+    def embed(self, obs: Tensor, prompt: Tensor, tag: Tensor, action: Tensor, reward: Tensor,
+              last_reward: Tensor) -> tuple[Tensor, Tensor]:
+        """Step fields ``(B, T)`` -> tokens ``(B, T * k, D)`` and the new last reward ``(B,)``."""
+        B, T = obs.shape
+        c = self.config
+        for name, x, high in (("obs", obs, c.n_states + 1), ("prompt", prompt, N_PRIOR),
+                              ("tag", tag, N_PRIOR), ("action", action, c.n_actions + 2),
+                              ("reward", reward, None)):
+            self._check(name, x, B, T, high)
+        eo, ep, eg = self.obs_embed(obs), self.prompt_embed(prompt), self.tag_embed(tag)  # (B, T, D)
+        ea = self.action_embed(action)
+        er = self.reward_embed(reward.float()[..., None])  # (B, T, D)
+        if c.layout == "paper":
+            slots = torch.stack([eo, ep, eg, ea, er], dim=2)  # (B, T, 5, D)
+        else:
+            prev = torch.cat([last_reward[:, None].to(reward.dtype), reward[:, :-1]], dim=1)  # (B, T)
+            slots = torch.stack([eo + ep + self.reward_embed(prev.float()[..., None]), eg + ea], dim=2)
+        tokens = (slots + self.slot_embed).reshape(B, T * c.tokens_per_step, -1)  # (B, T k, D)
+        return tokens, reward[:, -1].float() if T else last_reward
+
+    def forward(self, obs: Tensor, prompt: Tensor, tag: Tensor, action: Tensor, reward: Tensor,
+                state: tuple[State, Tensor] | None = None) -> tuple[dict[str, Tensor], tuple[State, Tensor]]:
+        """All fields ``(B, T)``. Returns ``({"policy": (B, T, A + 1), "next_state": (B, T, S),
+        "reward": (B, T)}, new state)`` (the world-model entries only if it is built)."""
+        B, T = obs.shape
+        bstate, last = self.init_state(B, obs.device) if state is None else state
+        tokens, last = self.embed(obs, prompt, tag, action, reward, last)
+        y, bstate = self.backbone(tokens, bstate)  # (B, T k, D)
+        y = y.view(B, T, self.config.tokens_per_step, -1)  # (B, T, k, D)
+        policy_at, world_at = (1, 3) if self.config.layout == "paper" else (0, 1)
+        out = {"policy": self.policy_head(y[:, :, policy_at])}  # (B, T, A + 1) logits
+        if self.state_head is not None:
+            out["next_state"] = self.state_head(y[:, :, world_at])  # (B, T, S) logits
+            out["reward"] = self.reward_head(y[:, :, world_at])[..., 0]  # (B, T)
+        return out, (bstate, last)

@@ -1,0 +1,98 @@
+"""The OmniRL model: causality of the read points, state carried across segments, sizes."""
+
+import pytest
+import torch
+
+from omnirl.model.backbone import BACKBONES, preset
+from omnirl.model.omnirl import LAYOUTS, OmniRL, OmniRLConfig
+
+S, A, B, T = 16, 5, 2, 12
+TABLE_6 = {"gdn": 46.3e6, "gsa": 42.9e6, "mamba2": 31.6e6, "rwkv7": 42.9e6}
+
+
+def make(backbone="gdn", layout="paper"):
+    torch.manual_seed(0)
+    return OmniRL(OmniRLConfig(n_states=S, n_actions=A, backbone=preset("tiny", backbone), layout=layout))
+
+
+def batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"obs": torch.randint(0, S, (B, T), generator=g), "prompt": torch.randint(0, 8, (B, T), generator=g),
+            "tag": torch.randint(0, 8, (B, T), generator=g), "action": torch.randint(0, A + 1, (B, T), generator=g),
+            "reward": torch.randn(B, T, generator=g)}
+
+
+def run(model, d, state=None):
+    return model(d["obs"], d["prompt"], d["tag"], d["action"], d["reward"], state)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_policy_at_t_ignores_the_action_at_t_and_everything_after(backbone, layout):
+    model = make(backbone, layout)
+    d = batch()
+    ref, _ = run(model, d)
+    t = 5
+    changed = {k: v.clone() for k, v in d.items()}
+    changed["action"][:, t] = (d["action"][:, t] + 1) % (A + 1)
+    changed["reward"][:, t:] += 3.0
+    changed["tag"][:, t:] = (d["tag"][:, t:] + 1) % 8
+    for k in ("obs", "prompt", "action"):
+        hi = S if k == "obs" else 8 if k == "prompt" else A + 1
+        changed[k][:, t + 1:] = (d[k][:, t + 1:] + 1) % hi
+    out, _ = run(model, changed)
+    torch.testing.assert_close(out["policy"][:, :t + 1], ref["policy"][:, :t + 1], atol=1e-6, rtol=1e-5)
+    assert (out["policy"][:, t + 1:] - ref["policy"][:, t + 1:]).abs().max() > 1e-6
+    # the world model at t sees the action at t, but not the reward at t or anything later
+    torch.testing.assert_close(out["next_state"][:, :t], ref["next_state"][:, :t], atol=1e-6, rtol=1e-5)
+    assert (out["next_state"][:, t] - ref["next_state"][:, t]).abs().max() > 1e-6
+    only_reward = {k: v.clone() for k, v in d.items()}
+    only_reward["reward"][:, t:] += 3.0
+    out, _ = run(model, only_reward)
+    torch.testing.assert_close(out["reward"][:, :t + 1], ref["reward"][:, :t + 1], atol=1e-6, rtol=1e-5)
+    # and the policy does depend on the state and prompt of step t
+    seen = {k: v.clone() for k, v in d.items()}
+    seen["obs"][:, t] = (d["obs"][:, t] + 1) % S
+    out, _ = run(model, seen)
+    assert (out["policy"][:, t] - ref["policy"][:, t]).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_segments_carry_the_state(layout):
+    model = make("rwkv7", layout)
+    d = batch(1)
+    ref, _ = run(model, d)
+    state, parts = None, []
+    for lo, hi in ((0, 4), (4, 5), (5, 12)):
+        out, state = run(model, {k: v[:, lo:hi] for k, v in d.items()}, state)
+        parts.append(out["policy"])
+    torch.testing.assert_close(torch.cat(parts, 1), ref["policy"], atol=3e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_paper_model_size(name):
+    with torch.device("meta"):
+        m = OmniRL(OmniRLConfig(backbone=preset("paper", name)))
+    n = sum(p.numel() for p in m.parameters())
+    assert abs(n / TABLE_6[name] - 1) < 0.1, (name, n)
+
+
+def test_compact_layout_is_cheaper_and_heads_are_optional():
+    assert OmniRLConfig(layout="compact").tokens_per_step == 2
+    assert OmniRLConfig().tokens_per_step == 5
+    m = OmniRL(OmniRLConfig(n_states=S, n_actions=A, world_model=False))
+    out, _ = run(m, batch())
+    assert set(out) == {"policy"} and out["policy"].shape == (B, T, A + 1)
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("obs", S + 1, "obs"), ("prompt", 8, "prompt"), ("action", A + 2, "action"), ("tag", -1, "tag"),
+])
+def test_bad_ids_are_refused(field, value, match):
+    model = make()
+    d = batch()
+    d[field][0, 0] = value
+    with pytest.raises(ValueError, match=match):
+        run(model, d)
+    with pytest.raises(ValueError, match="layout"):
+        OmniRLConfig(layout="interleaved")
