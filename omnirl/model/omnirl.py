@@ -121,9 +121,14 @@ class OmniRL(nn.Module):
                 raise ValueError(f"{name} ids must lie in [0, {high}), got [{int(x.min())}, {int(x.max())}]")
         return x
 
-    def embed(self, obs: Tensor, prompt: Tensor, tag: Tensor, action: Tensor, reward: Tensor,
-              last_reward: Tensor) -> tuple[Tensor, Tensor]:
-        """Step fields ``(B, T)`` -> tokens ``(B, T * k, D)`` and the new last reward ``(B,)``."""
+    @property
+    def read_points(self) -> tuple[int, int]:
+        """Token slots ``(policy, world model)`` are read at within a step."""
+        return (1, 3) if self.config.layout == "paper" else (0, 1)
+
+    def slots(self, obs: Tensor, prompt: Tensor, tag: Tensor, action: Tensor, reward: Tensor,
+              last_reward: Tensor) -> Tensor:
+        """Step fields ``(B, T)`` -> token slots ``(B, T, k, D)`` (embeddings plus slot types)."""
         B, T = obs.shape
         c = self.config
         for name, x, high in (("obs", obs, c.n_states + 1), ("prompt", prompt, N_PRIOR),
@@ -132,14 +137,13 @@ class OmniRL(nn.Module):
             self._check(name, x, B, T, high)
         eo, ep, eg = self.obs_embed(obs), self.prompt_embed(prompt), self.tag_embed(tag)  # (B, T, D)
         ea = self.action_embed(action)
-        er = self.reward_embed(reward.float()[..., None])  # (B, T, D)
         if c.layout == "paper":
+            er = self.reward_embed(reward.float()[..., None])  # (B, T, D)
             slots = torch.stack([eo, ep, eg, ea, er], dim=2)  # (B, T, 5, D)
         else:
-            prev = torch.cat([last_reward[:, None].to(reward.dtype), reward[:, :-1]], dim=1)  # (B, T)
-            slots = torch.stack([eo + ep + self.reward_embed(prev.float()[..., None]), eg + ea], dim=2)
-        tokens = (slots + self.slot_embed).reshape(B, T * c.tokens_per_step, -1)  # (B, T k, D)
-        return tokens, reward[:, -1].float() if T else last_reward
+            prev = torch.cat([last_reward[:, None].float(), reward.float()[:, :-1]], dim=1)  # (B, T)
+            slots = torch.stack([eo + ep + self.reward_embed(prev[..., None]), eg + ea], dim=2)
+        return slots + self.slot_embed  # (B, T, k, D)
 
     def forward(self, obs: Tensor, prompt: Tensor, tag: Tensor, action: Tensor, reward: Tensor,
                 state: tuple[State, Tensor] | None = None) -> tuple[dict[str, Tensor], tuple[State, Tensor]]:
@@ -147,10 +151,13 @@ class OmniRL(nn.Module):
         "reward": (B, T)}, new state)`` (the world-model entries only if it is built)."""
         B, T = obs.shape
         bstate, last = self.init_state(B, obs.device) if state is None else state
-        tokens, last = self.embed(obs, prompt, tag, action, reward, last)
+        k = self.config.tokens_per_step
+        tokens = self.slots(obs, prompt, tag, action, reward, last).reshape(B, T * k, -1)  # (B, T k, D)
         y, bstate = self.backbone(tokens, bstate)  # (B, T k, D)
-        y = y.view(B, T, self.config.tokens_per_step, -1)  # (B, T, k, D)
-        policy_at, world_at = (1, 3) if self.config.layout == "paper" else (0, 1)
+        y = y.view(B, T, k, -1)  # (B, T, k, D)
+        policy_at, world_at = self.read_points
+        if T:
+            last = reward[:, -1].float()
         out = {"policy": self.policy_head(y[:, :, policy_at])}  # (B, T, A + 1) logits
         if self.state_head is not None:
             out["next_state"] = self.state_head(y[:, :, world_at])  # (B, T, S) logits

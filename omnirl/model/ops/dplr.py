@@ -182,9 +182,12 @@ def dplr_chunk(q: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor, w: Tensor,
     A_ab = torch.where(strict, Aa[..., C:], zero)
 
     # (I - A_ab) [U0 | W] = [A_ak V | a e^{G_{t-1}}]
-    L = torch.eye(C, dtype=dt, device=q.device) - A_ab                           # [B, H, N, C, C]
     rhs = torch.cat([A_ak @ v, a * Gx.exp()], dim=-1)                             # [B, H, N, C, V+K]
-    Z = torch.linalg.solve_triangular(L, rhs, upper=False, unitriangular=True)
+    if C == 1:  # one-step chunks (decode): A_ab is empty, I - A_ab = I
+        Z = rhs
+    else:
+        L = torch.eye(C, dtype=dt, device=q.device) - A_ab                       # [B, H, N, C, C]
+        Z = torch.linalg.solve_triangular(L, rhs, upper=False, unitriangular=True)
     U0, W = Z[..., :V], Z[..., V:]                                                # [.., C, V], [.., C, K]
 
     intra = A_qk @ v + A_qb @ U0                                                  # [B, H, N, C, V]

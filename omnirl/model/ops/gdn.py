@@ -71,19 +71,23 @@ def gdn_recurrent(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor,
         fp64 inputs).
     """
     q, k, v, gates, scale, h0 = _prepare(q, k, v, {"g": g, "beta": beta}, scale, initial_state)
-    g, beta = gates["g"], gates["beta"]
-    T = q.shape[1]
-    S = h0 if h0 is not None else _zero_state(q, v)  # (B, H, K, V)
+    o, S = _steps(q, k, v, gates["g"], gates["beta"], scale,
+                  h0 if h0 is not None else _zero_state(q, v))
+    return o, (S if output_final_state else None)
+
+
+def _steps(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scale: float, S: Tensor):
+    """The recurrence step by step from state ``S [B, H, K, V]``; returns ``(o, S_T)``."""
     outs = []
-    for t in range(T):
+    for t in range(q.shape[1]):
         k_t = k[:, t]  # (B, H, K)
         S = g[:, t, :, None, None].exp() * S
         read = torch.einsum("bhk,bhkv->bhv", k_t, S)  # value currently stored at k_t, (B, H, V)
         delta = beta[:, t, :, None] * (v[:, t] - read)  # (B, H, V)
         S = S + k_t.unsqueeze(-1) * delta.unsqueeze(-2)
         outs.append(torch.einsum("bhk,bhkv->bhv", q[:, t], S))  # (B, H, V)
-    o = torch.stack(outs, dim=1) * scale if T else v.new_zeros(v.shape)  # (B, T, H, V)
-    return o, (S if output_final_state else None)
+    o = torch.stack(outs, dim=1) * scale if outs else v.new_zeros(v.shape)  # (B, T, H, V)
+    return o, S
 
 
 def gdn_chunk(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor,
@@ -120,6 +124,9 @@ def gdn_chunk(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor,
     if T == 0:
         return _empty_result(q, v, h0, output_final_state)
     C = min(chunk_size, T)
+    if C == 1:  # one-step chunks are the recurrence itself; skip the chunk machinery (decode)
+        o, S = _steps(q, k, v, g, beta, scale, h0 if h0 is not None else _zero_state(q, v))
+        return o, (S if output_final_state else None)
 
     qc = _to_chunks(q * scale, C)  # (B, H, N, C, K)
     kc = _to_chunks(k, C)  # (B, H, N, C, K)

@@ -126,10 +126,11 @@ def gsa_chunk(q: Tensor, k: Tensor, v: Tensor, s: Tensor, f: Tensor, scale: floa
         hv_C    = diag(e^{F_C}) hv_0 + (s e^{F_C - F})^T v
 
     ``f`` is unbounded below, so ``E`` is never factorised as ``e^{F_t} e^{-F_j}`` (which would
-    overflow): it is the exponential of the pairwise differences ``[C, C, M]`` with the ``j > t``
-    entries masked to ``-inf`` first, so every exponent is ``<= 0``. ``E * s`` is shared by both
-    passes. The state chain is not affected by the softmax, so ``hk`` and ``hv`` at every chunk start
-    come from one loop over chunks; the intra-chunk terms are computed for all chunks at once.
+    overflow): it is the exponential of the pairwise window sums ``F_t - F_j = sum_{j<i<=t} f_i``
+    (a masked cumulative sum over a ``[C, C, M]`` tensor, exact even after a huge negative ``f``)
+    with the ``j > t`` entries masked to ``-inf`` first, so every exponent is ``<= 0``. ``E * s`` is
+    shared by both passes, and its last row ``s_j e^{F_C - F_j}`` feeds the state update. The state
+    chain is not affected by the softmax, so ``hk`` and ``hv`` at every chunk start come from one loop over chunks; the intra-chunk terms are computed for all chunks at once.
     Padding steps (T not a multiple of C) use zero inputs and ``f = 0``, which leave the state
     unchanged.
 
@@ -154,10 +155,11 @@ def gsa_chunk(q: Tensor, k: Tensor, v: Tensor, s: Tensor, f: Tensor, scale: floa
     F_end = F[..., -1:, :]                                       # [B, H, N, 1, M]
     idx = torch.arange(C, device=q.device)
     after = (idx[:, None] > idx[None, :]).unsqueeze(-1)          # [C(t), C(j), 1]: j < t
+    future = (idx[:, None] < idx[None, :]).unsqueeze(-1)         # [C(t), C(j), 1]: j > t
     # D[t, j] = F_t - F_j = sum_{j < i <= t} f_i, summed directly over the window rather than as a
-    # difference of cumulative sums, which would cancel catastrophically after a very negative f.
-    D = torch.where(after, f.unsqueeze(-2), 0.0).cumsum(-3)      # [B, H, N, C(t), C(j), M]
-    E = D.masked_fill(~after & (idx[:, None] != idx[None, :]).unsqueeze(-1), float("-inf")).exp()
+    # difference of cumulative sums, which loses precision after a very negative f (F ~ -1e3).
+    D = torch.where(after, f.unsqueeze(-2), 0.0).cumsum(-3)      # [B, H, N, C(t), C(j), M], <= 0
+    E = D.masked_fill(future, float("-inf")).exp()               # e^{F_t - F_j} for j <= t, else 0
     Es = E * s.unsqueeze(-3)                                     # [B, H, N, C, C, M]  E[t,j,m] s_j[m]
 
     # state at every chunk start (one loop over chunks; both states only depend on k, v, s, f)
@@ -181,10 +183,10 @@ def gsa_chunk(q: Tensor, k: Tensor, v: Tensor, s: Tensor, f: Tensor, scale: floa
 
     # pass one: slot logits and their softmax
     A = q @ k.transpose(-1, -2)                                                   # [B, H, N, C, C]
-    ok = torch.einsum('...tj,...tjm->...tm', A, Es) + (q @ hk0) * F.exp()                 # [B, H, N, C, M]
+    ok = (A.unsqueeze(-2) @ Es).squeeze(-2) + (q @ hk0) * F.exp()                 # [B, H, N, C, M]
     p = (ok * scale).softmax(-1)
     # pass two: read the slot values
-    P = (p.unsqueeze(-2) * Es).sum(-1)                      # [B, H, N, C, C]
+    P = (p.unsqueeze(-2) @ Es.transpose(-1, -2)).squeeze(-2)                      # [B, H, N, C, C]
     o = P @ v + (p * F.exp()) @ hv0                                               # [B, H, N, C, V]
     o = o.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T]                   # [B, T, H, V]
     return o, ((hk, hv) if output_final_state else None)

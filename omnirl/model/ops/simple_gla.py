@@ -165,16 +165,19 @@ def simple_gla_recurrent(q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: floa
         fp64 inputs).
     """
     q, k, v, gates, scale, h0 = _prepare(q, k, v, {"g": g}, scale, initial_state)
-    g = gates["g"]
-    T = q.shape[1]
-    S = h0 if h0 is not None else _zero_state(q, v)  # (B, H, K, V)
+    o, S = _steps(q, k, v, gates["g"], scale, h0 if h0 is not None else _zero_state(q, v))
+    return o, (S if output_final_state else None)
+
+
+def _steps(q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float, S: Tensor):
+    """The recurrence step by step from state ``S [B, H, K, V]``; returns ``(o, S_T)``."""
     outs = []
-    for t in range(T):
+    for t in range(q.shape[1]):
         # decay the whole memory, then add the outer product k_t^T v_t
         S = g[:, t, :, None, None].exp() * S + k[:, t, :, :, None] * v[:, t, :, None, :]
         outs.append(torch.einsum("bhk,bhkv->bhv", q[:, t], S))  # (B, H, V)
-    o = torch.stack(outs, dim=1) * scale if T else v.new_zeros(v.shape)  # (B, T, H, V)
-    return o, (S if output_final_state else None)
+    o = torch.stack(outs, dim=1) * scale if outs else v.new_zeros(v.shape)  # (B, T, H, V)
+    return o, S
 
 
 def simple_gla_chunk(q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float | None = None,
@@ -200,6 +203,9 @@ def simple_gla_chunk(q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float | 
     if T == 0:
         return _empty_result(q, v, h0, output_final_state)
     C = min(chunk_size, T)
+    if C == 1:  # one-step chunks are the recurrence itself; skip the chunk machinery (decode)
+        o, S = _steps(q, k, v, g, scale, h0 if h0 is not None else _zero_state(q, v))
+        return o, (S if output_final_state else None)
 
     qc = _to_chunks(q * scale, C)  # (B, H, N, C, K)
     kc = _to_chunks(k, C)  # (B, H, N, C, K)
