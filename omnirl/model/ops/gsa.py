@@ -130,7 +130,8 @@ def gsa_chunk(q: Tensor, k: Tensor, v: Tensor, s: Tensor, f: Tensor, scale: floa
     (a masked cumulative sum over a ``[C, C, M]`` tensor, exact even after a huge negative ``f``)
     with the ``j > t`` entries masked to ``-inf`` first, so every exponent is ``<= 0``. ``E * s`` is
     shared by both passes, and its last row ``s_j e^{F_C - F_j}`` feeds the state update. The state
-    chain is not affected by the softmax, so ``hk`` and ``hv`` at every chunk start come from one loop over chunks; the intra-chunk terms are computed for all chunks at once.
+    chain is not affected by the softmax, so ``hk`` and ``hv`` at every chunk start come from one
+    loop over chunks; the intra-chunk terms are computed for all chunks at once.
     Padding steps (T not a multiple of C) use zero inputs and ``f = 0``, which leave the state
     unchanged.
 
