@@ -78,8 +78,8 @@ def test_paper_model_size(name):
 
 
 def test_compact_layout_is_cheaper_and_heads_are_optional():
-    assert OmniRLConfig(layout="compact").tokens_per_step == 2
-    assert OmniRLConfig().tokens_per_step == 5
+    assert OmniRLConfig().layout == "compact" and OmniRLConfig().tokens_per_step == 2
+    assert OmniRLConfig(layout="paper").tokens_per_step == 5
     m = OmniRL(OmniRLConfig(n_states=S, n_actions=A, world_model=False))
     out, _ = run(m, batch())
     assert set(out) == {"policy"} and out["policy"].shape == (B, T, A + 1)
