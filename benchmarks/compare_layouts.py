@@ -13,16 +13,15 @@ validation curves of each layout. The README's choice of default layout cites th
 
 from __future__ import annotations
 
-import _common  # noqa: F401,I001  (one BLAS thread per process; before numpy)
+# first: importing _common sets one BLAS thread per process before numpy loads
+from _common import emit, log, machine_info, positive_float, positive_int
 
-import argparse
-import time
+import argparse  # noqa: E402
+import time  # noqa: E402
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from _common import emit, log, machine_info, positive_float, positive_int
 from omnirl.data.pipelines import pipeline
 from omnirl.data.schema import STEP_FIELDS, column_specs
 from omnirl.data.synthesis import synthesize
