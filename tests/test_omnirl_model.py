@@ -96,3 +96,27 @@ def test_bad_ids_are_refused(field, value, match):
         run(model, d)
     with pytest.raises(ValueError, match="layout"):
         OmniRLConfig(layout="interleaved")
+
+
+def test_losses_mask_end_markers_and_weigh_the_world_model():
+    m = OmniRL(OmniRLConfig(n_states=S, n_actions=A, backbone=preset("tiny", "gdn"), state_weight=0.5,
+                            reward_weight=2.0))
+    d = batch(5)
+    label = d["action"] % A  # valid actions everywhere but the marker below
+    label[:, 3] = A  # an end marker
+    out, _ = run(m, d)
+    next_obs = torch.roll(d["obs"], -1, 1)
+    loss = m.losses(out, label, next_obs, d["reward"])
+    assert (loss["policy"][:, 3] == 0).all() and (loss["policy"][:, :3] > 0).all()
+    n = (label < A).sum()
+    expected = (loss["policy"].sum() + 0.5 * loss["next_state"].sum() + 2.0 * loss["reward"].sum()) / n
+    torch.testing.assert_close(loss["total"], expected)
+    ce = torch.nn.functional.cross_entropy(out["policy"][0, 0:1], label[0, 0:1])
+    torch.testing.assert_close(loss["policy"][0, 0], ce)
+    loss["total"].backward()
+    assert m.policy_head.out.weight.grad.abs().sum() > 0
+    only_policy = OmniRL(OmniRLConfig(n_states=S, n_actions=A, world_model=False)).losses(
+        {"policy": out["policy"].detach()}, label)
+    assert set(only_policy) == {"policy", "step_mask", "total"}
+    with pytest.raises(ValueError, match="reward_weight"):
+        OmniRLConfig(reward_weight=-1.0)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from omnirl._validate import check_choice, check_int
+from omnirl._validate import check_choice, check_float, check_int
 from omnirl.model.backbone import Backbone, BackboneConfig, State, preset
 
 N_PRIOR = 8
@@ -53,8 +53,16 @@ class OmniRLConfig:
     ``benchmarks/compare_layouts.py``) or ``paper`` (5); see the module docstring."""
     world_model: bool = True
     """Whether to build the next-state and reward heads."""
+    policy_weight: float = 1.0
+    """Weight of the policy loss (cross-entropy against the label action)."""
+    state_weight: float = 0.1
+    """Weight of the next-state loss (cross-entropy; world model only)."""
+    reward_weight: float = 0.1
+    """Weight of the reward loss (squared error; world model only)."""
 
     def __post_init__(self) -> None:
+        for name in ("policy_weight", "state_weight", "reward_weight"):
+            check_float(name, getattr(self, name), min_value=0.0)
         check_int("n_states", self.n_states, min_value=1)
         check_int("n_actions", self.n_actions, min_value=2)
         check_choice("layout", self.layout, LAYOUTS)
@@ -164,3 +172,29 @@ class OmniRL(nn.Module):
             out["next_state"] = self.state_head(y[:, :, world_at])  # (B, T, S) logits
             out["reward"] = self.reward_head(y[:, :, world_at])[..., 0]  # (B, T)
         return out, (bstate, last)
+
+    def losses(self, out: dict[str, Tensor], label: Tensor, next_obs: Tensor | None = None,
+               reward: Tensor | None = None) -> dict[str, Tensor]:
+        """Per-position losses ``(B, T)`` and their weighted mean ``total``.
+
+        label: ``(B, T)`` label actions (``A`` at end markers, which carry no policy loss);
+        next_obs ``(B, T)`` and reward ``(B, T)``: world-model targets (next observed state and the
+        reward of the step; ignored without the world model). Masked positions are 0 in the
+        per-position losses and excluded from the means.
+        """
+        c = self.config
+        B, T = label.shape
+        step = label < c.n_actions  # (B, T) not an end marker
+        policy = F.cross_entropy(out["policy"].reshape(B * T, -1), label.reshape(-1).clamp(max=c.n_actions),
+                                 reduction="none").view(B, T) * step
+        n = step.sum().clamp(min=1)
+        result = {"policy": policy, "step_mask": step}
+        total = c.policy_weight * policy.sum() / n
+        if self.state_head is not None and next_obs is not None and reward is not None:
+            state = F.cross_entropy(out["next_state"].reshape(B * T, -1),
+                                    next_obs.reshape(-1).clamp(max=c.n_states - 1), reduction="none").view(B, T) * step
+            rew = (out["reward"] - reward.float()).square() * step
+            result.update(next_state=state, reward=rew)
+            total = total + (c.state_weight * state.sum() + c.reward_weight * rew.sum()) / n
+        result["total"] = total
+        return result
