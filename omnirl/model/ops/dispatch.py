@@ -1,15 +1,17 @@
 """Device dispatch of the core recurrences: the only place the two back-ends meet.
 
-On CUDA (with ``flash-linear-attention`` installed: the ``cuda`` extra) the fla Triton kernels run:
-chunk kernels for training and prefill, fused-recurrent kernels for one-step inference without
+On CUDA (with ``fla-core`` installed: the ``cuda`` extra) fla's Triton kernels run (``fla_*``):
+chunk kernels for training and prefill, fused-recurrent kernels for one-step calls without
 gradients. Everywhere else our PyTorch chunked ops run (chunk size 1 for one-step calls). Both
 take the same arguments in the same layout (inputs ``[B, T, H, D]``, fp32 key-first states), so
-a backbone never knows which one ran.
+a backbone never knows which one ran. The ``fla_*`` functions are also what the kernel tests run
+(on a GPU, or on the CPU through Triton's interpreter) against our ops.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 
 import torch
 from torch import Tensor
@@ -27,10 +29,7 @@ RWKV7_LOWER_BOUND = -0.6065306597126334  # RWKV-7's log-decay bound (fla's safe_
 @functools.lru_cache(maxsize=None)
 def fla_available() -> bool:
     """Whether fla's kernels can run here (a CUDA device and the ``fla`` package)."""
-    if not torch.cuda.is_available():
-        return False
-    import importlib.util
-    return importlib.util.find_spec("fla") is not None
+    return torch.cuda.is_available() and importlib.util.find_spec("fla") is not None
 
 
 def _use_fla(x: Tensor) -> bool:
@@ -41,53 +40,82 @@ def _decode(x: Tensor) -> bool:
     return x.shape[1] == 1 and not torch.is_grad_enabled()
 
 
+def _chunk(x: Tensor, size: int = CHUNK) -> int:
+    return 1 if x.shape[1] == 1 else size
+
+
+# ---------------------------------------------------------------------------- fla kernels
+
+
+def fla_gated_delta_rule(q, k, v, g, beta, scale, initial_state):
+    from fla.ops.gated_delta_rule import chunk_gated_delta_rule, fused_recurrent_gated_delta_rule
+    # keywords throughout: the fused kernel's positional order is (q, k, v, g, gk, gv, beta)
+    fn = fused_recurrent_gated_delta_rule if _decode(q) else chunk_gated_delta_rule
+    o, s = fn(q=q, k=k, v=v, g=g, beta=beta, scale=scale, initial_state=initial_state,
+              output_final_state=True)
+    return o.float(), s.float()
+
+
+def fla_simple_gla(q, k, v, g, scale, initial_state):
+    from fla.ops.simple_gla import chunk_simple_gla, fused_recurrent_simple_gla
+    fn = fused_recurrent_simple_gla if _decode(q) else chunk_simple_gla
+    o, s = fn(q=q, k=k, v=v, g=g, scale=scale, initial_state=initial_state, output_final_state=True)
+    return o.float(), s.float()
+
+
+def fla_dplr(q, k, v, a, b, w, scale, initial_state):
+    from fla.ops.rwkv7 import chunk_rwkv7, fused_recurrent_rwkv7
+    if _decode(q):
+        o, s = fused_recurrent_rwkv7(r=q, w=w, k=k, v=v, a=a, b=b, scale=scale,
+                                     initial_state=initial_state, output_final_state=True)
+    else:  # fla puts the log-decay second: (r, w, k, v, a, b)
+        o, s = chunk_rwkv7(r=q, w=w, k=k, v=v, a=a, b=b, scale=scale, initial_state=initial_state,
+                           output_final_state=True, safe_gate=True, lower_bound=RWKV7_LOWER_BOUND)
+    return o.float(), s.float()
+
+
+def fla_gsa(q, k, v, s, f, scale, initial_state):
+    from fla.ops.gsa import chunk_gsa, fused_recurrent_gsa
+    fn = fused_recurrent_gsa if _decode(q) else chunk_gsa
+    o, (hk, hv) = fn(q=q, k=k, v=v, s=s, g=f, scale=scale, initial_state=initial_state,
+                     output_final_state=True)
+    return o.float(), (hk.float(), hv.float())
+
+
+# ---------------------------------------------------------------------------- dispatch
+
+
 def gated_delta_rule(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scale: float,
                      initial_state: Tensor | None) -> tuple[Tensor, Tensor]:
     """Gated DeltaNet's recurrence (see ``ops.gdn``); returns ``(o, final_state)``."""
     if _use_fla(q):
-        from fla.ops.gated_delta_rule import chunk_gated_delta_rule, fused_recurrent_gated_delta_rule
-        fn = fused_recurrent_gated_delta_rule if _decode(q) else chunk_gated_delta_rule
-        o, s = fn(q, k, v, g, beta, scale=scale, initial_state=initial_state, output_final_state=True)
-        return o.float(), s.float()
+        return fla_gated_delta_rule(q, k, v, g, beta, scale, initial_state)
     return gdn_chunk(q, k, v, g, beta, scale=scale, initial_state=initial_state,
-                     output_final_state=True, chunk_size=1 if q.shape[1] == 1 else CHUNK)
+                     output_final_state=True, chunk_size=_chunk(q))
 
 
 def simple_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float,
                initial_state: Tensor | None) -> tuple[Tensor, Tensor]:
     """Gated linear attention with a scalar decay per head (Mamba2's SSD, see ``ops.simple_gla``)."""
     if _use_fla(q):
-        from fla.ops.simple_gla import chunk_simple_gla, fused_recurrent_simple_gla
-        fn = fused_recurrent_simple_gla if _decode(q) else chunk_simple_gla
-        o, s = fn(q, k, v, g=g, scale=scale, initial_state=initial_state, output_final_state=True)
-        return o.float(), s.float()
+        return fla_simple_gla(q, k, v, g, scale, initial_state)
     return simple_gla_chunk(q, k, v, g, scale=scale, initial_state=initial_state,
-                            output_final_state=True, chunk_size=1 if q.shape[1] == 1 else CHUNK)
+                            output_final_state=True, chunk_size=_chunk(q))
 
 
 def dplr(q: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor, w: Tensor, scale: float,
          initial_state: Tensor | None) -> tuple[Tensor, Tensor]:
     """RWKV-7's diagonal-plus-low-rank delta rule (see ``ops.dplr``; ``w`` is the log-decay)."""
     if _use_fla(q):
-        from fla.ops.rwkv7 import chunk_rwkv7, fused_recurrent_rwkv7
-        if _decode(q):
-            o, s = fused_recurrent_rwkv7(q, w, k, v, a, b, scale=scale, initial_state=initial_state,
-                                         output_final_state=True)
-        else:
-            o, s = chunk_rwkv7(q, w, k, v, a, b, scale=scale, initial_state=initial_state,
-                               output_final_state=True, safe_gate=True, lower_bound=RWKV7_LOWER_BOUND)
-        return o.float(), s.float()
+        return fla_dplr(q, k, v, a, b, w, scale, initial_state)
     return dplr_chunk(q, k, v, a, b, w, scale=scale, initial_state=initial_state,
-                      output_final_state=True, chunk_size=1 if q.shape[1] == 1 else CHUNK)
+                      output_final_state=True, chunk_size=_chunk(q))
 
 
 def gsa(q: Tensor, k: Tensor, v: Tensor, s: Tensor, f: Tensor, scale: float,
         initial_state: tuple[Tensor, Tensor] | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """Gated slot attention's two passes (see ``ops.gsa``); the state is ``(hk, hv)``."""
     if _use_fla(q):
-        from fla.ops.gsa import chunk_gsa, fused_recurrent_gsa
-        fn = fused_recurrent_gsa if _decode(q) else chunk_gsa
-        o, (hk, hv) = fn(q, k, v, s, f, scale=scale, initial_state=initial_state, output_final_state=True)
-        return o.float(), (hk.float(), hv.float())
+        return fla_gsa(q, k, v, s, f, scale, initial_state)
     return gsa_chunk(q, k, v, s, f, scale=scale, initial_state=initial_state, output_final_state=True,
-                     chunk_size=1 if q.shape[1] == 1 else GSA_CHUNK)
+                     chunk_size=_chunk(q, GSA_CHUNK))
