@@ -98,3 +98,16 @@ def test_sampling_is_seeded_and_never_picks_the_end_marker():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call(OmniRLAgent(model(), B))
+
+
+def test_observe_with_done_commits_the_end_markers():
+    m, d = model(), traj(6)
+    a, b = OmniRLAgent(m, B), OmniRLAgent(m, B)
+    done = torch.tensor([False, True, False])
+    terminal = torch.tensor([4, 5, 6])
+    a.observe(d["obs"][:, 0], d["action"][:, 0], d["reward"][:, 0], done=done, terminal_obs=terminal)
+    b.observe(d["obs"][:, 0], d["action"][:, 0], d["reward"][:, 0])
+    b.end_episode(terminal, rows=done)
+    torch.testing.assert_close(flat(a.state), flat(b.state))
+    with pytest.raises(ValueError, match="terminal_obs"):
+        a.observe(d["obs"][:, 1], d["action"][:, 1], d["reward"][:, 1], done=done)

@@ -3,8 +3,8 @@
     agent = OmniRLAgent(model, n_envs=B, seed=0)
     agent.load_context(demonstrations)          # optional: prefill from (B, T) trajectories
     a = agent.act(obs, prompt=3, tag=7, temperature=1.0)
-    agent.observe(obs, a, reward)               # commit the step
-    agent.end_episode(terminal_obs, rows)       # commit end markers for finished episodes
+    agent.observe(obs, a, reward, done, terminal_obs)   # commit the step (and end markers where done)
+    agent.end_episode(terminal_obs, rows)       # or commit end markers on their own
     agent.reset(rows)                           # empty context for new tasks
 
 ``act`` runs only the tokens of the step up to the policy's read point and keeps that state
@@ -89,10 +89,23 @@ class OmniRLAgent:
         return torch.multinomial(probs, 1, generator=self.generator)[:, 0]
 
     @torch.no_grad()
-    def observe(self, obs, action, reward, prompt=REFERENCE_PROMPT, tag=UNKNOWN_PRIOR,
-                rows=None) -> None:
-        """Commit a step ``(obs, action, reward)`` to the context of ``rows`` (default: all).
-        ``action`` may be ``A``, the end marker (see ``end_episode``)."""
+    def observe(self, obs, action, reward, done=None, terminal_obs=None, prompt=REFERENCE_PROMPT,
+                tag=UNKNOWN_PRIOR, rows=None) -> None:
+        """Commit a step ``(obs, action, reward)`` to the context of ``rows`` (default: all);
+        where ``done`` (bool ``(B,)``) is true, then commit the episode-end marker with
+        ``terminal_obs`` (the observation the episode ended in), as ``end_episode`` does.
+        ``action`` may itself be ``A``, the end marker."""
+        self._commit(obs, action, reward, prompt, tag, rows)
+        if done is not None:
+            done = torch.as_tensor(done, device=self.device, dtype=torch.bool)
+            if done.shape != (self.n_envs,):
+                raise ValueError(f"done must have shape ({self.n_envs},), got {tuple(done.shape)}")
+            if done.any():
+                if terminal_obs is None:
+                    raise ValueError("terminal_obs is required where done is true")
+                self.end_episode(terminal_obs, done & self._rows(rows))
+
+    def _commit(self, obs, action, reward, prompt, tag, rows) -> None:
         c = self.model.config
         obs = self._ids("obs", obs, c.n_states + 1)
         action = self._ids("action", action, c.n_actions + 1)
@@ -116,8 +129,8 @@ class OmniRLAgent:
         """Commit episode-end markers (terminal observation, action ``A``, reward 0, prompt and
         tag unknown) for ``rows``, as in the training data."""
         c = self.model.config
-        self.observe(terminal_obs, torch.full((self.n_envs,), c.n_actions), 0.0,
-                     prompt=UNKNOWN_PRIOR, tag=UNKNOWN_PRIOR, rows=rows)
+        self._commit(terminal_obs, torch.full((self.n_envs,), c.n_actions), 0.0,
+                     UNKNOWN_PRIOR, UNKNOWN_PRIOR, rows)
 
     def _rows(self, rows) -> Tensor:
         mask = torch.zeros(self.n_envs, dtype=torch.bool, device=self.device)
