@@ -22,7 +22,7 @@ from omnirl.model.ops.gsa import gsa_chunk
 from omnirl.model.ops.simple_gla import simple_gla_chunk
 
 CHUNK = 64
-GSA_CHUNK = 16  # GSA's exact pairwise intra-chunk decay grows as chunk^2 * slots
+GSA_CHUNK = 8  # GSA's exact pairwise intra-chunk decay grows as chunk^2 * slots
 RWKV7_LOWER_BOUND = -0.6065306597126334  # RWKV-7's log-decay bound (fla's safe_gate lower_bound)
 
 
