@@ -65,18 +65,25 @@ def token_shift(x: Tensor, last: Tensor | None) -> tuple[Tensor, Tensor]:
 
 class GatedRMSNorm(nn.Module):
     """RMS norm with a SiLU gate: ``rmsnorm(x) * weight * silu(gate)`` (``norm_before_gate``, as
-    fla's ``FusedRMSNormGated``), or ``rmsnorm(x * silu(gate)) * weight`` otherwise (Mamba2)."""
+    fla's ``FusedRMSNormGated``), or ``rmsnorm(x * silu(gate)) * weight`` otherwise (Mamba2).
+    With ``group_size`` the RMS is taken within each group of that many channels (Mamba2 with
+    several groups normalises each group on its own)."""
 
-    def __init__(self, dim: int, eps: float = 1e-5, norm_before_gate: bool = True) -> None:
+    def __init__(self, dim: int, eps: float = 1e-5, norm_before_gate: bool = True,
+                 group_size: int | None = None) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.eps = eps
         self.norm_before_gate = norm_before_gate
+        self.group_size = dim if group_size is None else check_int("group_size", group_size, min_value=1)
+        if dim % self.group_size:
+            raise ValueError(f"group_size={group_size} must divide dim={dim}")
 
     def forward(self, x: Tensor, gate: Tensor) -> Tensor:
         if not self.norm_before_gate:
             x = x * F.silu(gate)
-        y = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+        xg = x.unflatten(-1, (-1, self.group_size))  # (..., groups, group_size)
+        y = (xg * torch.rsqrt(xg.pow(2).mean(-1, keepdim=True) + self.eps)).flatten(-2) * self.weight
         return y * F.silu(gate) if self.norm_before_gate else y
 
 

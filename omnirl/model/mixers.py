@@ -113,7 +113,7 @@ class Mamba2(nn.Module):
         self.dt_bias = nn.Parameter(_inverse_softplus_dt(self.heads))
         self.A_log = nn.Parameter(torch.log(torch.empty(self.heads).uniform_(1.0, 16.0)))
         self.D = nn.Parameter(torch.ones(self.heads))
-        self.norm = GatedRMSNorm(inner, norm_eps, norm_before_gate=False)
+        self.norm = GatedRMSNorm(inner, norm_eps, norm_before_gate=False, group_size=inner // n_groups)
         self.out_proj = nn.Linear(inner, dim, bias=False)
 
     def init_state(self, batch: int, device=None) -> State:
