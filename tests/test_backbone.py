@@ -80,3 +80,20 @@ def test_bad_config(kwargs, name):
         BackboneConfig(**kwargs)
     with pytest.raises(ValueError, match="preset"):
         preset("huge", "gdn")
+
+
+def test_gradients_do_not_cross_a_detached_segment_boundary(backbone):
+    x1 = torch.randn(2, 7, 64, requires_grad=True)
+    x2 = torch.randn(2, 5, 64)
+    _, s1 = backbone(x1)
+    # detached: no gradient reaches segment 1's input, the weights still get one
+    y_cut, _ = backbone(x2, detach_state(s1))
+    params = list(backbone.parameters())
+    g_cut, *g_params = torch.autograd.grad(y_cut.square().sum(), [x1, *params], allow_unused=True)
+    assert g_cut is None or not g_cut.any()
+    assert any(g is not None and g.abs().max() > 0 for g in g_params)
+    # carried without detaching: the same output, and its loss reaches segment 1's input through the state
+    y_carry, _ = backbone(x2, s1)
+    torch.testing.assert_close(y_carry.detach(), y_cut.detach())
+    (g_carry,) = torch.autograd.grad(y_carry.square().sum(), x1)
+    assert g_carry.abs().max() > 1e-6
