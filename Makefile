@@ -31,6 +31,8 @@ test-full: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/bench_tasks.py
+	$(PY) benchmarks/bench_synthesis.py
+	$(PY) benchmarks/bench_backbones.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
