@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from omnirl._validate import check_float, check_int
+from omnirl.model.ops.chunking import from_chunks, to_chunks
 
 __all__ = ["dplr_recurrent", "dplr_chunk", "DPLR_MAX_HALF_SPAN"]
 
@@ -142,17 +143,8 @@ def dplr_chunk(q: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor, w: Tensor,
     scale = _resolve_scale(scale, K)
     dt = _compute_dtype(q, k, v, a, b, w, initial_state)
     C = int(chunk_size)
-    N = -(-T // C)
-    pad = N * C - T
 
-    def blocks(x: Tensor) -> Tensor:
-        # [B, T, H, D] -> zero-pad T to N*C -> [B, H, N, C, D]
-        x = x.to(dt)
-        if pad:
-            x = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, pad))
-        return x.view(B, N, C, H, x.shape[-1]).permute(0, 3, 1, 2, 4).contiguous()
-
-    q, k, v, a, b, w = (blocks(x) for x in (q, k, v, a, b, w))
+    q, k, v, a, b, w = (to_chunks(x.to(dt), C) for x in (q, k, v, a, b, w))  # [B, H, N, C, D]
     G = w.cumsum(-2)                                    # [B, H, N, C, K] inclusive log-decay
     Gx = G - w                                          # exclusive: G_{t-1}, with G_0 = 0
     G_end = G[..., -1:, :]                              # [B, H, N, 1, K]
@@ -205,5 +197,5 @@ def dplr_chunk(q: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor, w: Tensor,
         S = M_n @ S + R_n                                                         # [B, H, K, V]
     S0 = torch.stack(starts, dim=2)                                               # [B, H, N, K, V]
     o = (intra + Q_eff @ S0) * scale                                              # [B, H, N, C, V]
-    o = o.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T]                   # [B, T, H, V]
+    o = from_chunks(o, T)                                                        # [B, T, H, V]
     return o, (S if output_final_state else None)

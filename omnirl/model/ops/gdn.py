@@ -25,8 +25,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from omnirl.model.ops.simple_gla import (_causal_decay, _empty_result, _from_chunks, _prepare,
-                                         _to_chunks, _zero_state)
+from omnirl.model.ops.chunking import from_chunks, to_chunks
+from omnirl.model.ops.simple_gla import _causal_decay, _empty_result, _prepare, _zero_state
 
 __all__ = ["gdn_chunk", "gdn_recurrent"]
 
@@ -128,11 +128,11 @@ def gdn_chunk(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor,
         o, S = _steps(q, k, v, g, beta, scale, h0 if h0 is not None else _zero_state(q, v))
         return o, (S if output_final_state else None)
 
-    qc = _to_chunks(q * scale, C)  # (B, H, N, C, K)
-    kc = _to_chunks(k, C)  # (B, H, N, C, K)
-    vc = _to_chunks(v, C)  # (B, H, N, C, V)
-    bc = _to_chunks(beta, C).unsqueeze(-1)  # (B, H, N, C, 1)
-    gc = _to_chunks(g, C)  # (B, H, N, C)
+    qc = to_chunks(q * scale, C)  # (B, H, N, C, K)
+    kc = to_chunks(k, C)  # (B, H, N, C, K)
+    vc = to_chunks(v, C)  # (B, H, N, C, V)
+    bc = to_chunks(beta, C).unsqueeze(-1)  # (B, H, N, C, 1)
+    gc = to_chunks(g, C)  # (B, H, N, C)
     G = gc.cumsum(-1)  # G_i = g_1 + ... + g_i, (B, H, N, C)
     decay_in = G.exp().unsqueeze(-1)  # exp(G_i): chunk entry -> step i, (B, H, N, C, 1)
 
@@ -157,4 +157,4 @@ def gdn_chunk(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor,
     entry = torch.stack(entry, dim=2)  # (B, H, N, K, V)
     U = torch.stack(U, dim=2)  # (B, H, N, C, V)
     o = (qc * decay_in) @ entry + attn @ U  # (B, H, N, C, V)
-    return _from_chunks(o, T), (S if output_final_state else None)  # (B, T, H, V), (B, H, K, V)
+    return from_chunks(o, T), (S if output_final_state else None)  # (B, T, H, V), (B, H, K, V)

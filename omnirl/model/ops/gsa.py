@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from omnirl._validate import check_float, check_int
+from omnirl.model.ops.chunking import from_chunks, to_chunks
 
 __all__ = ["gsa_recurrent", "gsa_chunk"]
 
@@ -141,17 +142,8 @@ def gsa_chunk(q: Tensor, k: Tensor, v: Tensor, s: Tensor, f: Tensor, scale: floa
     B, T, H, K, V, M = _validate(q, k, v, s, f, scale, initial_state, chunk_size)
     dt, scale = _setup(q, k, v, s, f, scale, initial_state)
     C = int(chunk_size)
-    N = -(-T // C)
-    pad = N * C - T
 
-    def blocks(x: Tensor) -> Tensor:
-        # [B, T, H, D] -> zero-pad T to N*C -> [B, H, N, C, D]
-        x = x.to(dt)
-        if pad:
-            x = torch.nn.functional.pad(x, (0, 0, 0, 0, 0, pad))
-        return x.view(B, N, C, H, x.shape[-1]).permute(0, 3, 1, 2, 4).contiguous()
-
-    q, k, v, s, f = (blocks(x) for x in (q, k, v, s, f))
+    q, k, v, s, f = (to_chunks(x.to(dt), C) for x in (q, k, v, s, f))  # [B, H, N, C, D]
     F = f.cumsum(-2)                                             # [B, H, N, C, M]
     F_end = F[..., -1:, :]                                       # [B, H, N, 1, M]
     idx = torch.arange(C, device=q.device)
@@ -189,5 +181,5 @@ def gsa_chunk(q: Tensor, k: Tensor, v: Tensor, s: Tensor, f: Tensor, scale: floa
     # pass two: read the slot values
     P = (p.unsqueeze(-2) @ Es.transpose(-1, -2)).squeeze(-2)                      # [B, H, N, C, C]
     o = P @ v + (p * F.exp()) @ hv0                                               # [B, H, N, C, V]
-    o = o.permute(0, 2, 3, 1, 4).reshape(B, N * C, H, V)[:, :T]                   # [B, T, H, V]
+    o = from_chunks(o, T)                                                        # [B, T, H, V]
     return o, ((hk, hv) if output_final_state else None)

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from omnirl._validate import check_int
+from omnirl.model.ops.chunking import from_chunks, to_chunks
 
 __all__ = ["simple_gla_chunk", "simple_gla_recurrent"]
 
@@ -105,27 +106,6 @@ def _empty_result(q: Tensor, v: Tensor, initial_state: Tensor | None, output_fin
     if not output_final_state:
         return o, None
     return o, (initial_state if initial_state is not None else _zero_state(q, v))
-
-
-def _to_chunks(x: Tensor, C: int) -> Tensor:
-    """``(B, T, H, *rest) -> (B, H, N, C, *rest)`` with ``N = ceil(T / C)``, zero-padded in time.
-
-    Zero padding is neutral for every op here: a padded step has ``k = v = 0`` (nothing written),
-    ``g = 0`` (no decay) and ``beta = 0`` (no erase), so the state after the last padded step is
-    the state after step T.
-    """
-    B, T, H = x.shape[:3]
-    N = -(-T // C)
-    if N * C != T:
-        x = torch.cat([x, x.new_zeros((B, N * C - T) + tuple(x.shape[2:]))], dim=1)
-    x = x.reshape((B, N, C) + tuple(x.shape[2:]))  # (B, N, C, H, *rest)
-    return x.movedim(3, 1).contiguous()  # (B, H, N, C, *rest)
-
-
-def _from_chunks(x: Tensor, T: int) -> Tensor:
-    """``(B, H, N, C, D) -> (B, T, H, D)``, dropping the padded steps."""
-    B, H, N, C, D = x.shape
-    return x.movedim(1, 3).reshape(B, N * C, H, D)[:, :T]
 
 
 def _causal_decay(g: Tensor) -> Tensor:
@@ -207,10 +187,10 @@ def simple_gla_chunk(q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float | 
         o, S = _steps(q, k, v, g, scale, h0 if h0 is not None else _zero_state(q, v))
         return o, (S if output_final_state else None)
 
-    qc = _to_chunks(q * scale, C)  # (B, H, N, C, K)
-    kc = _to_chunks(k, C)  # (B, H, N, C, K)
-    vc = _to_chunks(v, C)  # (B, H, N, C, V)
-    gc = _to_chunks(g, C)  # (B, H, N, C)
+    qc = to_chunks(q * scale, C)  # (B, H, N, C, K)
+    kc = to_chunks(k, C)  # (B, H, N, C, K)
+    vc = to_chunks(v, C)  # (B, H, N, C, V)
+    gc = to_chunks(g, C)  # (B, H, N, C)
     G = gc.cumsum(-1)  # G_i = g_1 + ... + g_i, (B, H, N, C)
     L = _causal_decay(gc)  # exp(G_i - G_j) for j <= i, (B, H, N, C, C)
 
@@ -232,4 +212,4 @@ def simple_gla_chunk(q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float | 
     entry = torch.stack(entry, dim=2)  # (B, H, N, K, V)
     # contribution of the entry state: exp(G_i) q_i S_0
     o = o + (qc * G.exp().unsqueeze(-1)) @ entry  # (B, H, N, C, V)
-    return _from_chunks(o, T), (S if output_final_state else None)  # (B, T, H, V), (B, H, K, V)
+    return from_chunks(o, T), (S if output_final_state else None)  # (B, T, H, V), (B, H, K, V)
