@@ -1,0 +1,148 @@
+"""The training configuration: one typed dataclass tree, loaded by ``omnirl.config.load_config``.
+
+    python -m omnirl.train --config experiments/configs/tiny.yaml --model.backbone=gdn --train.segment_len=256
+
+Sections: ``model`` (what to build), ``data`` (where sequences come from), ``train`` (the
+segment-wise optimisation), ``logging`` (W&B and checkpoints). Every field has a default; a YAML
+file sets only what differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from omnirl._validate import check_choice, check_float, check_int
+from omnirl.model.backbone import BACKBONES, PRESETS, preset
+from omnirl.model.omnirl import LAYOUTS, OmniRLConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+    """The OmniRL model to train."""
+
+    backbone: str = "gdn"
+    """Backbone kind: ``rwkv7``, ``gdn``, ``gsa`` or ``mamba2``."""
+    preset: str = "tiny"
+    """Backbone size: ``tiny`` (laptop CPU) or ``paper`` (Table 6)."""
+    layout: str = "compact"
+    """Tokens per step: ``compact`` (2) or ``paper`` (5)."""
+    n_states: int = 16
+    """Observed state ids ``S`` of the data."""
+    n_actions: int = 5
+    """Actions ``A`` of the data."""
+    world_model: bool = True
+    """Train the next-state and reward heads too."""
+    policy_weight: float = 1.0
+    """Weight of the policy loss."""
+    state_weight: float = 0.1
+    """Weight of the next-state loss."""
+    reward_weight: float = 0.1
+    """Weight of the reward loss."""
+
+    def __post_init__(self) -> None:
+        check_choice("backbone", self.backbone, BACKBONES)
+        check_choice("preset", self.preset, PRESETS)
+        check_choice("layout", self.layout, LAYOUTS)
+
+    def build(self) -> OmniRLConfig:
+        """The model configuration this section describes."""
+        return OmniRLConfig(n_states=self.n_states, n_actions=self.n_actions,
+                            backbone=preset(self.preset, self.backbone), layout=self.layout,
+                            world_model=self.world_model, policy_weight=self.policy_weight,
+                            state_weight=self.state_weight, reward_weight=self.reward_weight)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSection:
+    """Training and validation sequences (datasets written by ``python -m omnirl.data generate``)."""
+
+    train: tuple[str, ...] = ()
+    """Dataset directories to train on (sequences of all of them are mixed)."""
+    validation: dict = dataclasses.field(default_factory=dict)
+    """Validation sets by name, e.g. ``{seen: DIR, unseen: DIR}``: each is reported under its name."""
+    window: int = 1024
+    """Steps ``T`` of one training sequence: a random window of a stored sequence."""
+    batch_size: int = 8
+    """Sequences per batch (per process under DDP)."""
+    num_workers: int = 0
+    """Data-loader worker processes."""
+    seed: int = 0
+    """Seed of the window sampling and shuffling (per epoch: ``(seed, epoch)``)."""
+
+    def __post_init__(self) -> None:
+        check_int("window", self.window, min_value=2)
+        check_int("batch_size", self.batch_size, min_value=1)
+        check_int("num_workers", self.num_workers, min_value=0)
+        check_int("seed", self.seed, min_value=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSection:
+    """Segment-wise truncated back-propagation and the optimiser."""
+
+    segment_len: int = 256
+    """Steps ``L`` per segment: gradients never cross a segment boundary, the state does."""
+    max_steps: int = 2000
+    """Optimiser steps (batches) to train for."""
+    lr: float = 1e-3
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    warmup_steps: int = 200
+    """Optimiser steps of linear learning-rate warm-up; then inverse-square-root decay."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip (0: none)."""
+    context_warmup: int = 0
+    """Position-dependent loss weight: rises linearly from ~0 to 1 over the first this-many steps of
+    a sequence (0: uniform weights)."""
+    position_bins: int = 16
+    """Bins of the per-position validation losses (loss against position in the context)."""
+    val_every: int = 200
+    """Optimiser steps between validations."""
+    precision: str = "32-true"
+    """Lightning precision (``bf16-mixed`` on CUDA)."""
+    seed: int = 0
+    """Seed of the model initialisation."""
+
+    def __post_init__(self) -> None:
+        for f in ("segment_len", "max_steps", "position_bins", "val_every"):
+            check_int(f, getattr(self, f), min_value=1)
+        for f in ("warmup_steps", "context_warmup", "seed"):
+            check_int(f, getattr(self, f), min_value=0)
+        check_float("lr", self.lr, min_value=0.0, min_inclusive=False)
+        check_float("weight_decay", self.weight_decay, min_value=0.0)
+        check_float("grad_clip", self.grad_clip, min_value=0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingSection:
+    """Where the run writes."""
+
+    out_dir: str = "runs/train"
+    """Run directory (checkpoints, offline W&B runs, summary)."""
+    wandb_project: str = "omnirl"
+    """W&B project."""
+    wandb_mode: str = "auto"
+    """``auto`` (online with credentials, else offline), ``online``, ``offline`` or ``disabled``."""
+
+    def __post_init__(self) -> None:
+        check_choice("wandb_mode", self.wandb_mode, ("auto", "online", "offline", "disabled"))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs."""
+
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    """The model."""
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    """The data."""
+    train: TrainSection = dataclasses.field(default_factory=TrainSection)
+    """The optimisation."""
+    logging: LoggingSection = dataclasses.field(default_factory=LoggingSection)
+    """Outputs."""
+
+    def __post_init__(self) -> None:
+        if self.data.window < self.train.segment_len:
+            raise ValueError(f"data.window={self.data.window} must be >= train.segment_len="
+                             f"{self.train.segment_len}")
