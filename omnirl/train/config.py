@@ -101,11 +101,15 @@ class TrainSection:
     """Optimiser steps between validations."""
     precision: str = "32-true"
     """Lightning precision (``bf16-mixed`` on CUDA)."""
+    devices: int | str = "auto"
+    """Devices per node (``auto``, or a count: more than one runs DDP, one process each)."""
+    num_nodes: int = 1
+    """Machines (DDP across nodes, launched by torchrun or SLURM)."""
     seed: int = 0
     """Seed of the model initialisation."""
 
     def __post_init__(self) -> None:
-        for f in ("segment_len", "max_steps", "position_bins", "val_every"):
+        for f in ("segment_len", "max_steps", "position_bins", "val_every", "num_nodes"):
             check_int(f, getattr(self, f), min_value=1)
         for f in ("warmup_steps", "context_warmup", "seed"):
             check_int(f, getattr(self, f), min_value=0)
