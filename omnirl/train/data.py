@@ -1,0 +1,173 @@
+"""Training data: random windows of stored sequences, batched for Lightning.
+
+``WindowDataset`` maps item ``i`` to a window of ``T + 1`` steps of one stored sequence (the
+extra step gives the last position its next-state target). With ``random_start`` the window's
+offset is drawn from ``numpy.random.default_rng((seed, epoch, i))``: reproducible whatever the
+process, worker or batch that reads it, and different every epoch. Without it (validation) every
+window starts at step 0, so the loss can be reported against position in the context.
+
+``OmniRLDataModule`` builds the training set (all ``DataSection.train`` directories, mixed) and
+one validation set per ``DataSection.validation`` name. Its samplers are ``DistributedSampler``
+subclasses (shuffled by ``(seed, epoch)`` for training, in order for validation) that split the
+items across DDP ranks and yield ``(epoch, i)`` pairs, so a window never depends on an epoch
+counter held by a (possibly persistent) data-loader worker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from omnirl._validate import check_int
+from omnirl.data.store import Dataset
+from omnirl.train.config import DataSection
+
+INT_FIELDS = ("obs", "prompt", "tag", "action", "label")
+"""Step fields returned as int64 tensors (``reward`` is float32)."""
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Windows of ``window + 1`` steps of the sequences of one or more datasets.
+
+    Item ``i`` is sequence ``i`` of the concatenation of ``paths`` (in order). ``dataset[i]``
+    uses the epoch set by ``set_epoch``; ``dataset[(epoch, i)]`` names the epoch explicitly (what
+    ``EpochSampler`` yields). Returns ``{obs, prompt, tag, action, label}`` int64 ``(T + 1,)``,
+    ``reward`` float32 ``(T + 1,)`` and ``start`` int64 ``()``, the window's offset in its sequence.
+    """
+
+    def __init__(self, paths: str | os.PathLike | Sequence[str | os.PathLike], window: int, *,
+                 seed: int = 0, random_start: bool = True, check_checksums: bool = True):
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        self.paths = [Path(p) for p in paths]
+        if not self.paths:
+            raise ValueError("paths must name at least one dataset directory, got none")
+        self.window = check_int("window", window, min_value=1)
+        self.seed = check_int("seed", seed, min_value=0)
+        self.random_start = bool(random_start)
+        self.check_checksums = bool(check_checksums)
+        self.epoch = 0
+        self._datasets: list[Dataset] | None = [Dataset.open(p, check_checksums) for p in self.paths]
+        first = self._datasets[0].header
+        for p, ds in zip(self.paths, self._datasets):
+            h = ds.header
+            if h.length < self.window + 1:
+                raise ValueError(f"window={self.window} needs {self.window + 1} steps (one extra for the "
+                                 f"next-state target) but dataset {p} stores sequences of {h.length} steps")
+            if (h.n_obs, h.n_actions) != (first.n_obs, first.n_actions):
+                raise ValueError(f"dataset {p} has n_obs={h.n_obs}, n_actions={h.n_actions}; dataset "
+                                 f"{self.paths[0]} has n_obs={first.n_obs}, n_actions={first.n_actions}")
+        self.n_obs, self.n_actions = first.n_obs, first.n_actions
+        self.lengths = [ds.header.length for ds in self._datasets]
+        self._ends = np.cumsum([len(ds) for ds in self._datasets])
+
+    def __len__(self) -> int:
+        return int(self._ends[-1])
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_datasets"] = None  # memory maps are reopened in the receiving process, not copied
+        return state
+
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch used by ``dataset[i]`` (an int index)."""
+        self.epoch = check_int("epoch", epoch, min_value=0)
+
+    def locate(self, i: int) -> tuple[int, int]:
+        """``(dataset, sequence)`` of item ``i``."""
+        i = check_int("index", i, min_value=0, max_value=len(self) - 1)
+        k = int(np.searchsorted(self._ends, i, side="right"))
+        return k, i - (int(self._ends[k - 1]) if k else 0)
+
+    def start_of(self, i: int, epoch: int | None = None) -> int:
+        """Offset in its sequence of item ``i``'s window in ``epoch`` (default: the current one)."""
+        k, _ = self.locate(i)
+        if not self.random_start:
+            return 0
+        epoch = self.epoch if epoch is None else check_int("epoch", epoch, min_value=0)
+        rng = np.random.default_rng((self.seed, epoch, int(i)))
+        return int(rng.integers(0, self.lengths[k] - (self.window + 1), endpoint=True))
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
+        k, j = self.locate(i)
+        start = self.start_of(i, epoch)
+        if self._datasets is None:
+            self._datasets = [Dataset.open(p, self.check_checksums) for p in self.paths]
+        w = self._datasets[k].window(j, start, self.window + 1)
+        out = {f: torch.from_numpy(np.asarray(w[f], dtype=np.int64)) for f in INT_FIELDS}
+        out["reward"] = torch.from_numpy(np.array(w["reward"], dtype=np.float32))
+        out["start"] = torch.tensor(start, dtype=torch.int64)
+        return out
+
+
+class EpochSampler(DistributedSampler):
+    """A ``DistributedSampler`` that yields ``(epoch, i)``, so the window of item ``i`` follows the
+    sampler's epoch (set by Lightning, or by ``set_epoch``) in every worker process."""
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        return ((epoch, int(i)) for i in super().__iter__())
+
+
+class OmniRLDataModule(lightning.LightningDataModule):
+    """Training and validation loaders of a ``DataSection``.
+
+    ``n_obs`` / ``n_actions`` are those of the data (all datasets must agree); ``val_names`` lists
+    the validation sets in the order of ``val_dataloader()``.
+    """
+
+    def __init__(self, data: DataSection, check_checksums: bool = True):
+        super().__init__()
+        if not isinstance(data, DataSection):
+            raise ValueError(f"data must be a DataSection, got {type(data).__name__}")
+        if not data.train:
+            raise ValueError("data.train must name at least one dataset directory, got none")
+        if not isinstance(data.validation, dict):
+            raise ValueError(f"data.validation must be a dict of name -> directory, got "
+                             f"{type(data.validation).__name__}")
+        self.data = data
+        self.train_set = WindowDataset(list(data.train), data.window, seed=data.seed,
+                                       check_checksums=check_checksums)
+        self.n_obs, self.n_actions = self.train_set.n_obs, self.train_set.n_actions
+        self.val_names: list[str] = [str(n) for n in data.validation]
+        self.val_sets: list[WindowDataset] = []
+        for name, path in data.validation.items():
+            ds = WindowDataset([path], data.window, seed=data.seed, random_start=False,
+                               check_checksums=check_checksums)
+            if (ds.n_obs, ds.n_actions) != (self.n_obs, self.n_actions):
+                raise ValueError(f"data.validation[{name!r}]: dataset {path} has n_obs={ds.n_obs}, "
+                                 f"n_actions={ds.n_actions}; the training data has n_obs={self.n_obs}, "
+                                 f"n_actions={self.n_actions}")
+            self.val_sets.append(ds)
+
+    def _replicas(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
+    def _loader(self, dataset: WindowDataset, shuffle: bool) -> DataLoader:
+        n, rank = self._replicas()
+        sampler = EpochSampler(dataset, num_replicas=n, rank=rank, shuffle=shuffle, seed=self.data.seed)
+        workers = self.data.num_workers
+        return DataLoader(dataset, batch_size=self.data.batch_size, sampler=sampler,
+                          num_workers=workers, persistent_workers=workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled by ``(seed, epoch)``, this rank's share of the training windows."""
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """One loader per validation set (``val_names``), windows from step 0, in order."""
+        return [self._loader(ds, shuffle=False) for ds in self.val_sets]
+
+
+__all__ = ["EpochSampler", "OmniRLDataModule", "WindowDataset"]
