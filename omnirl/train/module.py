@@ -1,0 +1,273 @@
+"""The Lightning module: OmniRL trained with segment-wise truncated back-propagation.
+
+A batch is a dict of ``(B, T + 1)`` tensors (``obs``, ``prompt``, ``tag``, ``action``, ``label``
+int64, ``reward`` float32) and ``start (B,)``, the window's offset in its stored sequence. The
+model reads the first ``T`` steps; ``obs[:, 1:]`` is the next-state target.
+
+Training step: the ``T`` steps are cut into segments of ``train.segment_len`` steps. Each segment
+runs from the state the previous one left (the state crosses segment boundaries), is back-propagated
+at once, and its state is then detached (gradients never cross a boundary). Each segment's loss is
+scaled by its share of the batch's loss weight, so the accumulated gradient is the gradient of the
+weighted mean loss over the whole window. Under DDP the gradients are synchronised once, at the last
+segment. A batch whose loss or gradient is not finite is skipped (no optimiser or scheduler step,
+weights untouched, ``train/skipped_steps`` counts it); skipped batches do not count towards
+``max_steps``.
+
+Loss weights (``train.context_warmup`` = W > 0): the weight of absolute position ``p`` in the
+sequence rises linearly from 1e-3 at ``p = 0`` to 1 at ``p = W`` and stays 1 after, so the early,
+context-free steps barely count. End markers carry no weight.
+
+Validation: the policy loss against position in the window, binned into ``train.position_bins``
+equal bins, overall (``all``) and by who acted (``random``: tag 6, ``oracle``: 0-3, ``learner``:
+4-5, ``unknown``: 7). Logged per validation set ``NAME`` (``self.val_names``, by data-loader index):
+``val/NAME/policy_loss``, ``val/NAME/policy_loss_last_quarter``, ``val/NAME/policy_loss_first_steps``
+(the first 32 steps) and ``val/NAME/BEHAVIOUR/policy_loss``; ``self.position_curves[NAME]`` keeps
+the binned curves (numpy arrays) for plotting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Mapping
+
+import lightning
+import numpy as np
+import torch
+from torch import Tensor
+
+from omnirl.agents.prior import PriorInfo
+from omnirl.config import config_from_dict, config_to_dict
+from omnirl.model.backbone import State, detach_state
+from omnirl.model.omnirl import OmniRL
+from omnirl.train.config import TrainConfig
+
+MIN_WEIGHT = 1e-3
+"""Loss weight of position 0 under the context warm-up."""
+FIRST_STEPS = 32
+"""Steps of the ``policy_loss_first_steps`` validation metric."""
+BEHAVIOURS: dict[str, tuple[int, ...] | None] = {
+    "all": None,
+    "random": (PriorInfo.RANDOM,),
+    "oracle": (PriorInfo.ORACLE_G0, PriorInfo.ORACLE_G05, PriorInfo.ORACLE_G093, PriorInfo.ORACLE_G0994),
+    "learner": (PriorInfo.MODEL_BASED, PriorInfo.Q_LEARNING),
+    "unknown": (PriorInfo.UNKNOWN,),
+}
+"""Validation groups by the tag (who acted) of the step; ``all`` is every step."""
+INPUTS = ("obs", "prompt", "tag", "action", "reward")
+
+
+def position_weights(positions: Tensor, warmup: int) -> Tensor:
+    """Loss weight of absolute positions: ``MIN_WEIGHT`` at 0 rising linearly to 1 at ``warmup``,
+    1 after (all 1 when ``warmup`` is 0). Same shape as ``positions``, float32."""
+    if warmup <= 0:
+        return torch.ones(positions.shape, device=positions.device)
+    ramp = (positions.float() / warmup).clamp(max=1.0)
+    return MIN_WEIGHT + (1.0 - MIN_WEIGHT) * ramp
+
+
+def lr_factor(step: int, warmup: int) -> float:
+    """Multiplier of the peak learning rate after ``step`` optimiser steps: linear warm-up to 1 over
+    ``warmup`` steps, then inverse-square-root decay (``sqrt(warmup / (step + 1))``)."""
+    n = step + 1
+    if n <= warmup:
+        return n / warmup
+    return math.sqrt(max(warmup, 1) / n)
+
+
+def segment_slices(T: int, L: int) -> list[slice]:
+    """``[0, L), [L, 2L), ...`` covering ``T`` steps (the last one may be shorter)."""
+    return [slice(i, min(i + L, T)) for i in range(0, T, L)]
+
+
+def split_window(batch: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """A ``(B, T + 1)`` batch -> model inputs and loss targets, all ``(B, T)``."""
+    inputs = {k: batch[k][:, :-1] for k in INPUTS}
+    targets = {"label": batch["label"][:, :-1], "next_obs": batch["obs"][:, 1:],
+               "reward": batch["reward"][:, :-1]}
+    return inputs, targets
+
+
+def detach_model_state(state: tuple[State, Tensor]) -> tuple[State, Tensor]:
+    """The model state ``(backbone state, last reward)`` cut from the autograd graph."""
+    backbone_state, last_reward = state
+    return detach_state(backbone_state), last_reward.detach()
+
+
+class OmniRLModule(lightning.LightningModule):
+    """OmniRL with segment-wise truncated back-propagation (see the module docstring).
+
+    ``config``: a ``TrainConfig`` (or its ``config_to_dict`` form, as stored in checkpoints).
+    """
+
+    def __init__(self, config: TrainConfig | Mapping[str, Any]) -> None:
+        super().__init__()
+        if isinstance(config, Mapping):
+            config = config_from_dict(TrainConfig, config)
+        if not isinstance(config, TrainConfig):
+            raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+        self.save_hyperparameters({"config": config_to_dict(config)})
+        self.config = config
+        self.model = OmniRL(config.model.build())
+        self.automatic_optimization = False
+        self.val_names: list[str] = []
+        """Validation-set names by data-loader index (``val{i}`` beyond the list)."""
+        self.position_curves: dict[str, dict[str, np.ndarray]] = {}
+        """By validation set: ``position`` (bin centres, steps) and the mean policy loss per bin of
+        each behaviour (``all``, ``random``, ``oracle``, ``learner``, ``unknown``; NaN if empty)."""
+        self.skipped_steps = 0
+        self.tokens_seen = 0
+        """Environment steps trained on (``B * T`` per batch, summed over processes)."""
+        self._val_sums: dict[str, tuple[Tensor, Tensor]] = {}
+
+    # ---------------------------------------------------------------- training
+
+    def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
+        inputs, targets = split_window(batch)
+        B, T = targets["label"].shape
+        positions = batch["start"][:, None] + torch.arange(T, device=self.device)  # (B, T)
+        steps = targets["label"] < self.model.config.n_actions  # (B, T) not an end marker
+        weights = position_weights(positions, self.config.train.context_warmup) * steps  # (B, T)
+        total_weight = weights.sum().clamp(min=1e-12)
+
+        segments = segment_slices(T, self.config.train.segment_len)
+        state = None
+        loss = policy_loss = torch.zeros((), device=self.device)
+        for k, seg in enumerate(segments):
+            with self._gradient_sync(enabled=k == len(segments) - 1):
+                out, state = self.model(**{n: x[:, seg] for n, x in inputs.items()}, state=state)
+                parts = self.model.losses(out, **{n: x[:, seg] for n, x in targets.items()})
+                w = weights[:, seg]
+                segment_weight = w.sum()
+                segment_loss = (self._per_position_loss(parts) * w).sum() / segment_weight.clamp(min=1e-12)
+                segment_share = segment_weight / total_weight
+                self.manual_backward(segment_loss * segment_share)
+            state = detach_model_state(state)
+            loss = loss + segment_loss.detach() * segment_share
+            policy_loss = policy_loss + (parts["policy"] * w).sum().detach() / total_weight
+
+        lr = self._optimizer_step(loss)
+        self.tokens_seen += B * T * self.trainer.world_size
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/policy_loss", policy_loss)
+        self.log("train/lr", lr)
+        self.log("train/skipped_steps", float(self.skipped_steps))
+        self.log("tokens_seen", float(self.tokens_seen))
+
+    def _per_position_loss(self, parts: dict[str, Tensor]) -> Tensor:
+        """The per-position ``(B, T)`` combination of the losses ``OmniRL.losses`` returns, with the
+        model's loss weights (its ``total`` is this averaged uniformly over the steps)."""
+        c = self.model.config
+        loss = c.policy_weight * parts["policy"]
+        if "next_state" in parts:
+            loss = loss + c.state_weight * parts["next_state"] + c.reward_weight * parts["reward"]
+        return loss
+
+    def _gradient_sync(self, enabled: bool):
+        """A context in which backward passes do (``enabled``) or do not synchronise gradients
+        across DDP processes; a no-op without DDP."""
+        block = getattr(self.trainer.strategy, "block_backward_sync", None)
+        return contextlib.nullcontext() if enabled or block is None else block()
+
+    def _optimizer_step(self, loss: Tensor) -> float:
+        """Clip, step the optimiser and the scheduler, zero the gradients; or skip the batch when
+        the loss or a gradient is not finite (in any process). Returns the learning rate used."""
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        lr = optimizer.param_groups[0]["lr"]
+        params = [p for p in self.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        finite = bool(torch.isfinite(loss) & torch.isfinite(grad_norm))
+        if self.trainer.strategy.reduce_boolean_decision(not finite, all=False):
+            optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            return lr
+        if self.config.train.grad_clip > 0:
+            torch.nn.utils.clip_grads_with_norm_(params, self.config.train.grad_clip, grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        self.log("train/grad_norm", grad_norm)
+        return lr
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        t = self.config.train
+        optimizer = torch.optim.AdamW(self.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, t.warmup_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["omnirl_counters"] = {"skipped_steps": self.skipped_steps, "tokens_seen": self.tokens_seen}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        counters = checkpoint.get("omnirl_counters", {})
+        self.skipped_steps = counters.get("skipped_steps", 0)
+        self.tokens_seen = counters.get("tokens_seen", 0)
+
+    # ---------------------------------------------------------------- validation
+
+    def val_name(self, dataloader_idx: int) -> str:
+        """The name of validation set ``dataloader_idx``."""
+        if dataloader_idx < len(self.val_names):
+            return self.val_names[dataloader_idx]
+        return f"val{dataloader_idx}"
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums = {}
+
+    def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        inputs, targets = split_window(batch)
+        label, tag = targets["label"], inputs["tag"]
+        T = label.shape[1]
+        state, policy = None, []
+        for seg in segment_slices(T, self.config.train.segment_len):
+            out, state = self.model(**{n: x[:, seg] for n, x in inputs.items()}, state=state)
+            policy.append(self.model.losses(out, label[:, seg])["policy"])
+        policy = torch.cat(policy, dim=1)  # (B, T), 0 at end markers
+        steps = label < self.model.config.n_actions  # (B, T)
+
+        name = self.val_name(dataloader_idx)
+        if name not in self._val_sums:
+            shape = (len(BEHAVIOURS), T)
+            self._val_sums[name] = (torch.zeros(shape, device=self.device), torch.zeros(shape, device=self.device))
+        sums, counts = self._val_sums[name]  # (behaviours, T): loss sums and step counts by position
+        if sums.shape[1] != T:
+            raise ValueError(f"validation set {name!r}: windows of {T} steps after windows of {sums.shape[1]}")
+        for i, tags in enumerate(BEHAVIOURS.values()):
+            mask = steps if tags is None else steps & torch.isin(tag, torch.tensor(tags, device=tag.device))
+            sums[i] += (policy * mask).sum(dim=0)
+            counts[i] += mask.sum(dim=0)
+
+    def on_validation_epoch_end(self) -> None:
+        bins = self.config.train.position_bins
+        for name, (sums, counts) in self._val_sums.items():
+            sums = self.trainer.strategy.reduce(sums.clone(), reduce_op="sum")
+            counts = self.trainer.strategy.reduce(counts.clone(), reduce_op="sum")
+            T = sums.shape[1]
+            position = torch.arange(T, device=sums.device)
+            first, last_quarter = position < FIRST_STEPS, position >= (3 * T) // 4
+
+            def mean(i: int, where: Tensor | slice = slice(None)) -> Tensor:
+                return sums[i, where].sum() / counts[i, where].sum()
+
+            self.log(f"val/{name}/policy_loss", mean(0))
+            self.log(f"val/{name}/policy_loss_last_quarter", mean(0, last_quarter))
+            self.log(f"val/{name}/policy_loss_first_steps", mean(0, first))
+            for i, behaviour in enumerate(BEHAVIOURS):
+                if behaviour != "all" and counts[i].sum() > 0:
+                    self.log(f"val/{name}/{behaviour}/policy_loss", mean(i))
+
+            bin_of = position * bins // T  # (T,) bin index of each position
+
+            def per_bin(x: Tensor) -> Tensor:
+                return torch.zeros(*x.shape[:-1], bins, device=x.device).index_add_(-1, bin_of, x)
+
+            width = per_bin(torch.ones(T, device=sums.device))
+            curves = {"position": per_bin(position.float()) / width}
+            curves.update(zip(BEHAVIOURS, per_bin(sums) / per_bin(counts)))
+            self.position_curves[name] = {k: v.cpu().numpy() for k, v in curves.items()}
+        self._val_sums = {}
+
+
+__all__ = ["OmniRLModule", "position_weights", "lr_factor", "segment_slices", "split_window",
+           "detach_model_state", "BEHAVIOURS", "FIRST_STEPS", "MIN_WEIGHT"]
