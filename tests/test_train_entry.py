@@ -1,0 +1,60 @@
+"""The training entry point runs for real on tiny data; the shipped configs load and validate."""
+
+from pathlib import Path
+
+import pytest
+
+from omnirl.config import load_config
+from omnirl.data.generate import DatasetSpec, generate_dataset, make_validation_sets
+from omnirl.train.__main__ import main as train_main
+from omnirl.train.__main__ import wandb_mode
+from omnirl.train.config import TrainConfig
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "experiments" / "configs").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    spec = DatasetSpec(pipeline="omnirl", n_sequences=12, length=160, n_obs=16, n_actions=5, seed=0,
+                       shard_size=6)
+    generate_dataset(spec, root / "train")
+    make_validation_sets(root / "train", root / "val", 4)
+    return root
+
+
+def test_train_entry_point_runs(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    args = [f"--data.train=[{tiny_data / 'train'}]", f"--data.validation={{unseen: {tiny_data / 'val' / 'unseen'}}}",
+            "--data.window=128", "--data.batch_size=4", "--train.segment_len=32", "--train.max_steps=4",
+            "--train.val_every=2", f"--logging.out_dir={tmp_path / 'run'}", "--model.backbone=mamba2"]
+    assert train_main(args) == 0
+    assert any((tmp_path / "run").rglob("*.ckpt"))
+
+
+def test_bad_config_exits_2(capsys):
+    assert train_main(["--train.segmentlen=5"]) == 2
+    assert "train.'segmentlen'" in capsys.readouterr().err
+
+
+def test_wandb_mode(monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert wandb_mode("auto") == "offline"  # no credentials: offline, syncable later
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_mode("auto") == "online"
+    assert wandb_mode("disabled") == "disabled"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert wandb_mode("online") == "disabled"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = load_config(TrainConfig, path)
+    assert cfg.model.build().n_actions == cfg.model.n_actions
+    assert path.read_text().startswith("# python -m omnirl.train --config")
+
+
+def test_there_is_a_config():
+    assert CONFIGS
