@@ -14,6 +14,12 @@ Several machines (torchrun on every node; or the same command under SLURM's srun
         -m omnirl.train --config CONFIG --train.devices=8 --train.num_nodes=2
     srun python -m omnirl.train --config CONFIG --train.devices=8 --train.num_nodes=2
 
+Checkpoints: ``<logging.out_dir>/checkpoints/last.ckpt``, rewritten every ``train.val_every`` steps
+(written to a temporary file, then renamed: a killed run leaves the previous one intact). It holds
+everything a resumed run needs (weights, optimiser, scheduler, counters, data cursor, RNG states):
+    python -m omnirl.train --config CONFIG --train.resume=last     # or --train.resume=PATH
+gives the same subsequent losses as an uninterrupted run (``last``: start afresh if there is none).
+
 W&B: online when credentials are configured (``wandb login`` or ``WANDB_API_KEY``), otherwise
 offline into ``<logging.out_dir>/wandb`` (upload later with ``wandb sync``); ``WANDB_MODE=disabled``
 or ``--logging.wandb_mode=disabled`` turns it off.
@@ -25,6 +31,29 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+CHECKPOINT_DIR = "checkpoints"
+"""Sub-directory of ``logging.out_dir`` holding ``last.ckpt``."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint to a temporary file in the destination directory, flushes it to disk,
+    then renames it over the destination (``os.replace``): the destination is always either the
+    previous checkpoint or the new one, complete."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
+                        storage_options: Any | None = None) -> None:
+        import torch
+
+        from omnirl.fileio import atomic_open
+
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}")
+        with atomic_open(path) as f:
+            torch.save(checkpoint, f)
 
 
 def wandb_mode(requested: str) -> str:
@@ -36,6 +65,24 @@ def wandb_mode(requested: str) -> str:
     has_key = bool(os.environ.get("WANDB_API_KEY")) or (Path.home() / ".netrc").is_file() and \
         "api.wandb.ai" in (Path.home() / ".netrc").read_text(errors="ignore")
     return "online" if has_key else "offline"
+
+
+def build_trainer(cfg: Any, logger: Any = False, callbacks: list | None = None):
+    """The ``lightning.Trainer`` of a ``TrainConfig``: DDP when several devices or nodes, validation
+    and ``last.ckpt`` every ``train.val_every`` steps (atomically written), plus ``callbacks``."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    out = Path(cfg.logging.out_dir)
+    checkpoint = ModelCheckpoint(dirpath=str(out / CHECKPOINT_DIR), every_n_train_steps=cfg.train.val_every,
+                                 save_top_k=0, save_last=True)
+    distributed = cfg.train.num_nodes > 1 or (isinstance(cfg.train.devices, int) and cfg.train.devices > 1)
+    return L.Trainer(accelerator="auto", devices=cfg.train.devices, num_nodes=cfg.train.num_nodes,
+                     strategy="ddp" if distributed else "auto", max_steps=cfg.train.max_steps, logger=logger,
+                     default_root_dir=str(out), precision=cfg.train.precision,
+                     val_check_interval=cfg.train.val_every, check_val_every_n_epoch=None,
+                     callbacks=[checkpoint, *(callbacks or [])], plugins=[AtomicCheckpointIO()],
+                     enable_progress_bar=sys.stderr.isatty(), log_every_n_steps=10)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,13 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     if mode != "disabled":
         logger = WandbLogger(project=cfg.logging.wandb_project, save_dir=str(out), mode=mode,
                              config=config_to_dict(cfg))
-    distributed = cfg.train.num_nodes > 1 or (isinstance(cfg.train.devices, int) and cfg.train.devices > 1)
-    trainer = L.Trainer(accelerator="auto", devices=cfg.train.devices, num_nodes=cfg.train.num_nodes,
-                        strategy="ddp" if distributed else "auto", max_steps=cfg.train.max_steps, logger=logger,
-                        default_root_dir=str(out), precision=cfg.train.precision,
-                        val_check_interval=cfg.train.val_every, check_val_every_n_epoch=None,
-                        enable_progress_bar=sys.stderr.isatty(), log_every_n_steps=10)
-    trainer.fit(module, datamodule=data)
+    trainer = build_trainer(cfg, logger)
+    ckpt_path = cfg.train.resume
+    if ckpt_path is not None and ckpt_path != "last" and not Path(ckpt_path).is_file():
+        print(f"error: train.resume={ckpt_path!r}: no such checkpoint file", file=sys.stderr)
+        return 2
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     return 0
 
 

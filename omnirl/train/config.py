@@ -107,6 +107,9 @@ class TrainSection:
     """Machines (DDP across nodes, launched by torchrun or SLURM)."""
     seed: int = 0
     """Seed of the model initialisation."""
+    resume: str | None = None
+    """Checkpoint to resume from: a ``.ckpt`` path, or ``last`` (``<logging.out_dir>/checkpoints/
+    last.ckpt``, starting afresh when there is none); ``None``: start afresh."""
 
     def __post_init__(self) -> None:
         for f in ("segment_len", "max_steps", "position_bins", "val_every", "num_nodes"):

@@ -11,12 +11,18 @@ one validation set per ``DataSection.validation`` name. Its samplers are ``Distr
 subclasses (shuffled by ``(seed, epoch)`` for training, in order for validation) that split the
 items across DDP ranks and yield ``(epoch, i)`` pairs, so a window never depends on an epoch
 counter held by a (possibly persistent) data-loader worker.
+
+Resuming: the training loader is a ``ResumableDataLoader``, whose ``state_dict`` (stored by Lightning
+in every checkpoint, under ``loops.fit_loop.state_dict.combined_loader``) is the data cursor: the
+sampler's epoch and the batches of it the trainer has trained on. ``load_state_dict`` makes the next
+pass over that epoch start right after them, so a run resumed mid-epoch sees exactly the batches an
+uninterrupted run would have.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +116,56 @@ class WindowDataset(torch.utils.data.Dataset):
 
 class EpochSampler(DistributedSampler):
     """A ``DistributedSampler`` that yields ``(epoch, i)``, so the window of item ``i`` follows the
-    sampler's epoch (set by Lightning, or by ``set_epoch``) in every worker process."""
+    sampler's epoch (set by Lightning, or by ``set_epoch``) in every worker process.
+
+    ``resume_at(epoch, n)`` makes the next pass start at this rank's ``n``-th item of ``epoch``
+    (if that pass is over ``epoch``; it is forgotten either way)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._resume: tuple[int, int] | None = None
+
+    def resume_at(self, epoch: int, n: int) -> None:
+        """Skip the first ``n`` items of this rank in the next pass if it is over ``epoch``."""
+        self._resume = (check_int("epoch", epoch, min_value=0), check_int("n", n, min_value=0))
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
-        return ((epoch, int(i)) for i in super().__iter__())
+        indices = list(super().__iter__())
+        if self._resume is not None:
+            resume_epoch, skip = self._resume
+            self._resume = None
+            if resume_epoch == epoch:
+                indices = indices[skip:]
+        return ((epoch, int(i)) for i in indices)
+
+
+class ResumableDataLoader(DataLoader):
+    """A ``DataLoader`` over an ``EpochSampler`` whose position Lightning saves and restores.
+
+    ``batches_done``: a callable returning how many batches of the current epoch have been trained on
+    (the data module reads it from the trainer: the loader itself runs ahead of training, prefetching).
+    ``state_dict()`` is ``{"epoch", "batches"}``; ``load_state_dict`` sets the sampler's epoch and makes
+    its next pass over that epoch skip the ``batches * batch_size`` items already trained on.
+    """
+
+    def __init__(self, *args: Any, batches_done: Callable[[], int] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.sampler, EpochSampler):
+            raise ValueError(f"ResumableDataLoader needs an EpochSampler, got {type(self.sampler).__name__}")
+        self.batches_done = batches_done
+
+    def state_dict(self) -> dict[str, int]:
+        """The data cursor: ``{"epoch": sampler epoch, "batches": batches of it trained on}``."""
+        done = 0 if self.batches_done is None else int(self.batches_done())
+        return {"epoch": int(self.sampler.epoch), "batches": done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from a cursor of ``state_dict()``: the next pass over ``state["epoch"]`` starts at
+        batch ``state["batches"]``."""
+        epoch, batches = int(state["epoch"]), int(state["batches"])
+        self.sampler.set_epoch(epoch)
+        self.sampler.resume_at(epoch, batches * int(self.batch_size or 1))
 
 
 class OmniRLDataModule(lightning.LightningDataModule):
@@ -154,20 +205,30 @@ class OmniRLDataModule(lightning.LightningDataModule):
             return 1, 0
         return int(trainer.world_size), int(trainer.global_rank)
 
-    def _loader(self, dataset: WindowDataset, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset: WindowDataset, shuffle: bool, cls: type[DataLoader] = DataLoader,
+                **kwargs: Any) -> DataLoader:
         n, rank = self._replicas()
         sampler = EpochSampler(dataset, num_replicas=n, rank=rank, shuffle=shuffle, seed=self.data.seed)
         workers = self.data.num_workers
-        return DataLoader(dataset, batch_size=self.data.batch_size, sampler=sampler,
-                          num_workers=workers, persistent_workers=workers > 0)
+        return cls(dataset, batch_size=self.data.batch_size, sampler=sampler,
+                   num_workers=workers, persistent_workers=workers > 0, **kwargs)
 
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled by ``(seed, epoch)``, this rank's share of the training windows."""
-        return self._loader(self.train_set, shuffle=True)
+    def _batches_done(self) -> int:
+        """Batches of the current epoch the trainer has trained on (0 without a trainer)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0
+        return int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
+
+    def train_dataloader(self) -> ResumableDataLoader:
+        """Shuffled by ``(seed, epoch)``, this rank's share of the training windows; its position is
+        checkpointed (see the module docstring)."""
+        return self._loader(self.train_set, shuffle=True, cls=ResumableDataLoader,
+                            batches_done=self._batches_done)
 
     def val_dataloader(self) -> list[DataLoader]:
         """One loader per validation set (``val_names``), windows from step 0, in order."""
         return [self._loader(ds, shuffle=False) for ds in self.val_sets]
 
 
-__all__ = ["EpochSampler", "OmniRLDataModule", "WindowDataset"]
+__all__ = ["EpochSampler", "OmniRLDataModule", "ResumableDataLoader", "WindowDataset"]

@@ -23,12 +23,21 @@ equal bins, overall (``all``) and by who acted (``random``: tag 6, ``oracle``: 0
 ``val/NAME/policy_loss``, ``val/NAME/policy_loss_last_quarter``, ``val/NAME/policy_loss_first_steps``
 (the first 32 steps) and ``val/NAME/BEHAVIOUR/policy_loss``; ``self.position_curves[NAME]`` keeps
 the binned curves (numpy arrays) for plotting.
+
+Checkpoints: Lightning stores the weights, the optimiser and the learning-rate scheduler (returned
+by ``configure_optimizers``, so tracked though stepped by hand here), the loop progress and the
+training loader's data cursor (``omnirl.train.data.ResumableDataLoader``); ``on_save_checkpoint``
+adds ``skipped_steps``, ``tokens_seen`` and the random-number generator states (torch, CUDA, numpy,
+python) of the saving process. Those are restored in a single-process run only: under DDP each rank
+keeps its own, seeded, streams (training itself draws no random numbers: windows and shuffling are
+derived from ``(seed, epoch, i)``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import random
 from typing import Any, Mapping
 
 import lightning
@@ -86,6 +95,27 @@ def split_window(batch: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[s
     targets = {"label": batch["label"][:, :-1], "next_obs": batch["obs"][:, 1:],
                "reward": batch["reward"][:, :-1]}
     return inputs, targets
+
+
+def rng_states() -> dict[str, Any]:
+    """The global random-number generator states of torch (CPU and CUDA), numpy and python, as
+    tensors and plain python values (loadable by ``torch.load(..., weights_only=True)``)."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "torch.cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [str(kind), torch.from_numpy(key.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+            "python": random.getstate()}
+
+
+def set_rng_states(states: Mapping[str, Any]) -> None:
+    """Restore ``rng_states()`` (the CUDA ones when there is CUDA and they were saved)."""
+    torch.set_rng_state(states["torch"])
+    if torch.cuda.is_available() and states.get("torch.cuda"):
+        torch.cuda.set_rng_state_all(states["torch.cuda"])
+    kind, key, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
 
 
 def detach_model_state(state: tuple[State, Tensor]) -> tuple[State, Tensor]:
@@ -196,13 +226,21 @@ class OmniRLModule(lightning.LightningModule):
             optimizer, lambda step: lr_factor(step, t.warmup_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def _world_size(self) -> int:
+        trainer = self._trainer
+        return 1 if trainer is None else int(trainer.world_size)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["omnirl_counters"] = {"skipped_steps": self.skipped_steps, "tokens_seen": self.tokens_seen}
+        checkpoint["omnirl_rng"] = {"world_size": self._world_size(), "states": rng_states()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         counters = checkpoint.get("omnirl_counters", {})
         self.skipped_steps = counters.get("skipped_steps", 0)
         self.tokens_seen = counters.get("tokens_seen", 0)
+        rng = checkpoint.get("omnirl_rng")
+        if rng is not None and rng["world_size"] == 1 and self._world_size() == 1:
+            set_rng_states(rng["states"])
 
     # ---------------------------------------------------------------- validation
 
@@ -270,4 +308,4 @@ class OmniRLModule(lightning.LightningModule):
 
 
 __all__ = ["OmniRLModule", "position_weights", "lr_factor", "segment_slices", "split_window",
-           "detach_model_state", "BEHAVIOURS", "FIRST_STEPS", "MIN_WEIGHT"]
+           "detach_model_state", "rng_states", "set_rng_states", "BEHAVIOURS", "FIRST_STEPS", "MIN_WEIGHT"]

@@ -1,0 +1,136 @@
+"""Resuming: a run killed after step k and resumed from its ``last.ckpt`` continues with the same
+per-step losses and ends with the same weights as an uninterrupted run (mid-epoch and at an epoch
+boundary); a crash while a checkpoint is being written leaves the previous one loadable."""
+
+import os
+from pathlib import Path
+
+import lightning
+import pytest
+import torch
+
+from omnirl.data.generate import DatasetSpec, generate_dataset
+from omnirl.train import __main__ as entry
+from omnirl.train.config import DataSection, LoggingSection, ModelSection, TrainConfig, TrainSection
+from omnirl.train.data import OmniRLDataModule
+from omnirl.train.module import OmniRLModule
+
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),  # Lightning's advice (workers, ...)
+              pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")]  # lightning vs torch 2.13
+
+N = 6  # steps of a full run; 10 sequences in batches of 4 -> 3 batches (4, 4, 2) per epoch
+TOL = 1e-6
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    spec = DatasetSpec(pipeline="omnirl", n_sequences=10, length=48, n_obs=16, n_actions=5, seed=0, shard_size=5)
+    generate_dataset(spec, root / "train")
+    return root / "train"
+
+
+def make_config(data: Path, out: Path, val_every: int) -> TrainConfig:
+    return TrainConfig(model=ModelSection(backbone="gdn", preset="tiny", n_states=16, n_actions=5),
+                       data=DataSection(train=(str(data),), window=32, batch_size=4, seed=3),
+                       train=TrainSection(segment_len=16, max_steps=N, lr=3e-3, warmup_steps=4, val_every=val_every,
+                                          devices=1),
+                       logging=LoggingSection(out_dir=str(out), wandb_mode="disabled"))
+
+
+class Recording(OmniRLModule):
+    """Records the logged training loss of every step (by global step)."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.losses: dict[int, float] = {}
+
+    def log(self, name, value, *args, **kwargs):
+        if name == "train/loss":
+            self.losses[int(self.trainer.global_step)] = float(value)
+        return super().log(name, value, *args, **kwargs)
+
+
+class Crash(lightning.Callback):
+    """Kills the run before training step ``at + 1``."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.at:
+            raise RuntimeError("killed")
+
+
+def run(cfg: TrainConfig, callbacks=(), ckpt_path=None, seed: int = 0) -> Recording:
+    lightning.seed_everything(seed)
+    module = Recording(cfg)
+    trainer = entry.build_trainer(cfg, callbacks=list(callbacks))
+    trainer.fit(module, datamodule=OmniRLDataModule(cfg.data), ckpt_path=ckpt_path)
+    return module
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_data, tmp_path_factory):
+    return run(make_config(tiny_data, tmp_path_factory.mktemp("full"), val_every=N))
+
+
+@pytest.mark.parametrize("k", [2, 3, 4], ids=["mid-epoch-0", "epoch-end", "mid-epoch-1"])
+def test_resume_matches_uninterrupted(tiny_data, tmp_path, uninterrupted, k):
+    cfg = make_config(tiny_data, tmp_path / "run", val_every=k)
+    with pytest.raises(RuntimeError, match="killed"):
+        run(cfg, callbacks=[Crash(k)])
+    last = tmp_path / "run" / entry.CHECKPOINT_DIR / "last.ckpt"
+    ckpt = torch.load(last, weights_only=False)
+    assert ckpt["global_step"] == k
+    assert ckpt["lr_schedulers"][0]["last_epoch"] == k  # the scheduler is checkpointed
+    assert ckpt["optimizer_states"][0]["state"]  # so is AdamW's state
+    assert ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": (k - 1) // 3,
+                                                                           "batches": (k - 1) % 3 + 1}]
+    assert "omnirl_rng" in ckpt and "omnirl_counters" in ckpt
+
+    # a fresh process state: other seed, new module, new trainer, restored from the file
+    resumed = run(cfg, ckpt_path=str(last), seed=123)
+    assert sorted(resumed.losses) == list(range(k + 1, N + 1))
+    diffs = [abs(resumed.losses[s] - uninterrupted.losses[s]) for s in resumed.losses]
+    assert max(diffs) <= TOL, (resumed.losses, uninterrupted.losses)
+    ref = uninterrupted.state_dict()
+    for name, p in resumed.state_dict().items():
+        torch.testing.assert_close(p, ref[name], rtol=0, atol=TOL, msg=name)
+    assert resumed.tokens_seen == uninterrupted.tokens_seen == N * 4 * 32 - 2 * 2 * 32  # 2 short batches
+    assert resumed.skipped_steps == uninterrupted.skipped_steps == 0
+    assert resumed.lr_schedulers().last_epoch == N
+
+
+def test_resume_last_from_entry_point(tiny_data, tmp_path, monkeypatch):
+    """``--train.resume=last`` starts afresh without a checkpoint, and continues from one."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    out = tmp_path / "run"
+    args = [f"--data.train=[{tiny_data}]", "--data.window=32", "--data.batch_size=4", "--train.segment_len=16",
+            "--train.val_every=2", f"--logging.out_dir={out}", "--train.resume=last"]
+    assert entry.main([*args, "--train.max_steps=2"]) == 0
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
+    assert entry.main([*args, "--train.max_steps=4"]) == 0
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+    assert entry.main([*args[:-1], f"--train.resume={out / 'nope.ckpt'}"]) == 2
+
+
+def test_crash_while_writing_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    io = entry.AtomicCheckpointIO()
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"step": 1, "w": torch.arange(1000)}, path)
+
+    def dying_save(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        f.flush()
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"step": 2, "w": torch.zeros(1000)}, path)
+    monkeypatch.undo()
+    ckpt = torch.load(path, weights_only=False)
+    assert ckpt["step"] == 1 and torch.equal(ckpt["w"], torch.arange(1000))
+    assert os.listdir(path.parent) == ["last.ckpt"]  # no temporary file left behind
+    io.save_checkpoint({"step": 3}, path)
+    assert torch.load(path, weights_only=False)["step"] == 3
