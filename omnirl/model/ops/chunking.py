@@ -1,4 +1,4 @@
-"""Splitting sequences into chunks and back, shared by the chunked ops."""
+"""Helpers shared by the chunked ops: input checks, and splitting sequences into chunks and back."""
 
 from __future__ import annotations
 
@@ -25,3 +25,15 @@ def from_chunks(x: Tensor, T: int) -> Tensor:
     """``(B, H, N, C, D) -> (B, T, H, D)``, dropping the padded steps."""
     B, H, N, C, D = x.shape
     return x.movedim(1, 3).reshape(B, N * C, H, D)[:, :T]
+
+
+def check_step_tensors(**tensors: Tensor) -> None:
+    """Every argument must be a floating-point ``[B, T, H, D]`` tensor; a ValueError names the first
+    one that is not."""
+    for name, x in tensors.items():
+        if not isinstance(x, Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 4:
+            raise ValueError(f"{name} must have shape [B, T, H, D], got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")

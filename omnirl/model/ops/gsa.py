@@ -27,19 +27,13 @@ import torch
 from torch import Tensor
 
 from omnirl._validate import check_float, check_int
-from omnirl.model.ops.chunking import from_chunks, to_chunks
+from omnirl.model.ops.chunking import check_step_tensors, from_chunks, to_chunks
 
 __all__ = ["gsa_recurrent", "gsa_chunk"]
 
 
 def _validate(q, k, v, s, f, scale, initial_state, chunk_size=None) -> tuple[int, int, int, int, int, int]:
-    for name, x in (("q", q), ("k", k), ("v", v), ("s", s), ("f", f)):
-        if not isinstance(x, Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4:
-            raise ValueError(f"{name} must have shape [B, T, H, D], got {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    check_step_tensors(q=q, k=k, v=v, s=s, f=f)
     B, T, H, K = q.shape
     V, M = v.shape[-1], s.shape[-1]
     if T < 1:
