@@ -47,3 +47,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented, key-sorted JSON atomically."""
     return atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+def read_json(path: str | os.PathLike, missing: str) -> Any:
+    """The JSON document at ``path``; a ValueError naming the file if it is missing (``missing``
+    says what that means) or not valid JSON (truncated or edited)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: missing manifest ({missing})")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{path}: manifest is not valid JSON (truncated or edited): {e}") from None

@@ -41,7 +41,7 @@ from omnirl._validate import check_int
 from omnirl.data.schema import (FIELD_NAMES, MAX_ACTIONS, MAX_OBS, SCHEMA_NAME, SCHEMA_VERSION,
                                 SEQUENCE_FIELDS, STEP_FIELDS, SUPPORTED_VERSIONS, column_specs,
                                 field_table, value_bounds)
-from omnirl.fileio import atomic_write_bytes, atomic_write_json
+from omnirl.fileio import atomic_write_bytes, atomic_write_json, read_json
 from omnirl.tasks.taskset import _hash_of_hashes, _sha256
 
 MANIFEST = "manifest.json"
@@ -460,12 +460,7 @@ class ShardBuffer:
 def read_manifest(root: str | os.PathLike) -> tuple[dict[str, Any], DatasetHeader]:
     """The manifest of a dataset directory and its header, after checking every entry."""
     path = Path(root) / MANIFEST
-    if not path.is_file():
-        raise ValueError(f"{path}: missing manifest (not a dataset, or writing did not finish)")
-    try:
-        m = json.loads(path.read_text())
-    except ValueError as e:
-        raise ValueError(f"{path}: manifest is not valid JSON (truncated or edited): {e}") from None
+    m = read_json(path, "not a dataset, or writing did not finish")
     if not isinstance(m, dict) or m.get("format") != SCHEMA_NAME:
         raise ValueError(f"{path}: not an {SCHEMA_NAME} dataset manifest")
     if m.get("schema_version") not in SUPPORTED_VERSIONS:

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from omnirl._validate import check_float, check_int, check_seed
-from omnirl.fileio import atomic_write_bytes, atomic_write_json
+from omnirl.fileio import atomic_write_bytes, atomic_write_json, read_json
 from omnirl.tasks.rng import make_rng
 from omnirl.tasks.samplers import sample_task
 from omnirl.tasks.task import MDPTask
@@ -409,13 +409,7 @@ def _check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
 def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
     """The verified-format manifest of a task set directory."""
     path = Path(root) / MANIFEST
-    if not path.is_file():
-        raise ValueError(f"{path}: missing manifest (not a task set, or generation did not finish)")
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError as e:
-        raise ValueError(f"{path}: manifest is not valid JSON (truncated or edited): {e}") from None
-    return _check_manifest(manifest, path)
+    return _check_manifest(read_json(path, "not a task set, or generation did not finish"), path)
 
 
 def load_shard(root: str | os.PathLike, entry: dict[str, Any]) -> list[MDPTask]:
