@@ -23,10 +23,10 @@ run: $(STAMP)
 	$(PY) -m experiments.anymdp_showcase
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" -q
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -m "not slow" -q
 
 test-full: $(STAMP)
-	$(PY) -m pytest -q
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'

@@ -22,7 +22,10 @@ gives the same subsequent losses as an uninterrupted run (``last``: start afresh
 
 W&B: online when credentials are configured (``wandb login`` or ``WANDB_API_KEY``), otherwise
 offline into ``<logging.out_dir>/wandb`` (upload later with ``wandb sync``); ``WANDB_MODE=disabled``
-or ``--logging.wandb_mode=disabled`` turns it off.
+or ``--logging.wandb_mode=disabled`` turns it off. Every run logs its config, provenance (git
+commit and dirty flag, dataset manifest and task-set hashes), parameter count, steps/s and tokens/s,
+and loss-vs-position tables; checkpoints become W&B artifacts when online. The run directory also
+gets ``run.json``, ``history.jsonl`` and ``position_curves.json`` (``omnirl.train.tracking``).
 """
 
 from __future__ import annotations
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from omnirl.train.data import OmniRLDataModule
     from omnirl.train.module import OmniRLModule
+    from omnirl.train.tracking import RunTracker
 
     out = Path(cfg.logging.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,14 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     mode = wandb_mode(cfg.logging.wandb_mode)
     logger = False
     if mode != "disabled":
+        # checkpoints become artifacts when online (an offline run cannot hold artifacts)
         logger = WandbLogger(project=cfg.logging.wandb_project, save_dir=str(out), mode=mode,
-                             config=config_to_dict(cfg))
-    trainer = build_trainer(cfg, logger)
+                             config=config_to_dict(cfg), log_model="all" if mode == "online" else False)
+    trainer = build_trainer(cfg, logger, callbacks=[RunTracker(cfg)])
     ckpt_path = cfg.train.resume
     if ckpt_path is not None and ckpt_path != "last" and not Path(ckpt_path).is_file():
         print(f"error: train.resume={ckpt_path!r}: no such checkpoint file", file=sys.stderr)
         return 2
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    if logger and trainer.is_global_zero:
+        logger.experiment.finish()  # flush and close the run now, not at interpreter exit
     return 0
 
 

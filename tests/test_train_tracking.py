@@ -1,0 +1,107 @@
+"""Run tracking: an offline W&B run holds the config, provenance, parameter count, speeds, explicit
+x-axes and loss-vs-position tables; the run directory holds run.json, history.jsonl and the curves;
+only the global-zero process writes."""
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from omnirl.analysis.wandb_offline import read_offline_run
+from omnirl.data.generate import DatasetSpec, generate_dataset, make_validation_sets
+from omnirl.data.store import read_manifest
+from omnirl.train.__main__ import main as train_main
+from omnirl.train.tracking import CURVES_FILE, HISTORY_FILE, RUN_FILE, RunTracker, git_provenance
+
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+              pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")]
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def offline_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tracked")
+    spec = DatasetSpec(pipeline="omnirl", n_sequences=12, length=160, n_obs=16, n_actions=5, seed=0,
+                       shard_size=6)
+    generate_dataset(spec, root / "train")
+    make_validation_sets(root / "train", root / "val", 4)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("WANDB_MODE", "offline")
+    mp.setenv("WANDB_DIR", str(root))
+    mp.setenv("WANDB_SILENT", "true")
+    try:
+        args = [f"--data.train=[{root / 'train'}]", f"--data.validation={{unseen: {root / 'val' / 'unseen'}}}",
+                "--data.window=128", "--data.batch_size=4", "--train.segment_len=32", "--train.max_steps=12",
+                "--train.val_every=6", f"--logging.out_dir={root / 'run'}"]
+        assert train_main(args) == 0
+    finally:
+        mp.undo()
+    runs = sorted((root / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    return root, read_offline_run(runs[0])
+
+
+def test_run_directory_files(offline_run):
+    root, _ = offline_run
+    run = json.loads((root / "run" / RUN_FILE).read_text())
+    assert run["parameters"] > 0 and run["config"]["train"]["max_steps"] == 12
+    assert run["provenance"]["git"] == git_provenance(REPO)
+    train = run["provenance"]["data"]["train"][0]
+    manifest, header = read_manifest(root / "train")
+    assert train["manifest_sha256"] == hashlib.sha256((root / "train" / "manifest.json").read_bytes()).hexdigest()
+    assert train["content_hash"] == manifest["content_hash"] and train["pipeline"] == "omnirl"
+    assert train["task_set_hash"] == header.task_set_hash
+    assert set(run["provenance"]["data"]["validation"]) == {"unseen"}
+
+    history = [json.loads(line) for line in (root / "run" / HISTORY_FILE).read_text().splitlines()]
+    assert [h["step"] for h in history] == [6, 12]
+    assert history[1]["tokens_seen"] == 12 * 4 * 128
+    assert all(0 < h["val/unseen/policy_loss"] < 5 for h in history)
+    curves = json.loads((root / "run" / CURVES_FILE).read_text())
+    assert curves["step"] == 12
+    unseen = curves["curves"]["unseen"]
+    assert len(unseen["position"]) == 16 and len(unseen["all"]) == 16
+
+
+def test_offline_wandb_run_holds_everything(offline_run):
+    root, run = offline_run
+    config = run["config"]
+    assert config["train"]["max_steps"] == 12 and config["model"]["backbone"] == "gdn"
+    assert config["parameters"] == json.loads((root / "run" / RUN_FILE).read_text())["parameters"]
+    assert config["provenance"]["git"]["commit"] == git_provenance(REPO)["commit"]
+    assert config["provenance"]["data"]["train"][0]["task_set_hash"] == read_manifest(root / "train")[1].task_set_hash
+    metrics = run["metrics"]
+    assert metrics["train/*"] == metrics["val/*"] == metrics["perf/*"] == "trainer/global_step"
+    assert metrics["tokens/*"] == "tokens_seen"
+    keys = set().union(*run["history"])
+    for key in ("perf/steps_per_s", "perf/tokens_per_s", "train/loss", "val/unseen/policy_loss",
+                "val/unseen/random/policy_loss", "tokens/unseen/policy_loss", "tokens_seen"):
+        assert key in keys, key
+    speeds = [h["perf/tokens_per_s"] for h in run["history"] if "perf/tokens_per_s" in h]
+    assert speeds and all(s > 0 for s in speeds)
+    tables = sorted((root / "run" / "wandb").glob("offline-run-*/files/media/table/val/unseen/loss_vs_position_*.table.json"))
+    table = json.loads([t for t in tables if "plot" not in t.name][-1].read_text())
+    assert table["columns"] == ["position", "all", "random", "oracle", "learner", "unknown"]
+    assert len(table["data"]) == 16
+    assert any("loss_vs_position_plot" in k for k in config.get("_wandb", {}).get("visualize", {})) or \
+        "_wandb/visualize/val/unseen/loss_vs_position_plot" in config
+
+
+def test_only_global_zero_writes(tmp_path):
+    cfg = SimpleNamespace(logging=SimpleNamespace(out_dir=str(tmp_path / "run")))
+    tracker = RunTracker.__new__(RunTracker)
+    tracker.config, tracker.config_dict, tracker.out_dir = cfg, {}, tmp_path / "run"
+    trainer = SimpleNamespace(is_global_zero=False, sanity_checking=False, loggers=[])
+    tracker.on_fit_start(trainer, None)
+    tracker.on_validation_end(trainer, None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_git_provenance_outside_a_checkout(tmp_path):
+    assert git_provenance(tmp_path) == {"commit": None, "dirty": None}
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    assert git_provenance(REPO)["commit"] == head
