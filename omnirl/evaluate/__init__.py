@@ -1,0 +1,1 @@
+"""Evaluation: in-context RL protocols, environments and baselines."""
