@@ -71,10 +71,27 @@ class Episodes:
             return (edges[:-1] + edges[1:]) / 2, np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
     def final(self, value: str = "score", fraction: float = 0.25) -> float:
-        """Mean of ``value`` over the episodes that ended in the last ``fraction`` of the run (the
-        run's performance); NaN if none did."""
+        """The run's performance: mean of ``value`` over the episodes that ended in the last
+        ``fraction`` of the run, averaged within each row first, then over rows (each task counts
+        once, however many episodes it finished); NaN if no episode ended there."""
         late = self.end_step > (1.0 - fraction) * self.steps
-        return float(np.mean(getattr(self, value)[late])) if late.any() else float("nan")
+        if not late.any():
+            return float("nan")
+        rows = self.row[late]
+        x = getattr(self, value)[late]
+        sums, counts = np.bincount(rows, weights=x), np.bincount(rows)
+        return float(np.mean(sums[counts > 0] / counts[counts > 0]))
+
+    def final_gap_weighted(self, fraction: float = 0.25) -> float:
+        """``sum(R - R_random) / sum(R_oracle - R_random)`` over the episodes that ended in the last
+        ``fraction`` of the run: a score that tasks with nearly equal references cannot dominate."""
+        late = self.end_step > (1.0 - fraction) * self.steps
+        rnd = np.array([i.random_return for i in self.infos])[self.row[late]]
+        opt = np.array([i.oracle_return for i in self.infos])[self.row[late]]
+        span = float(np.sum(opt - rnd))
+        if not late.any() or not np.isfinite(span) or abs(span) < 1e-12:
+            return float("nan")
+        return float(np.sum(self.raw_return[late] - rnd) / span)
 
     def to_reach(self, target: float, value: str = "score", window: int = 10) -> tuple[float, float]:
         """``(steps, episodes)`` until the per-episode mean of ``value`` (``by_episode``), smoothed
@@ -92,13 +109,14 @@ class Episodes:
         return float(np.mean(self.end_step[self.episode == e])), float(e + 1)
 
     def summary(self, target_fraction: float = 0.9, value: str = "score") -> dict[str, float]:
-        """Table-1 columns: ``performance`` (``final``), ``steps`` and ``episodes`` to reach
-        ``target_fraction`` of it (``to_reach``), ``episodes_total``, and the mean raw return of the
-        last quarter."""
+        """Table-1 columns: ``performance`` (``final``), ``gap_weighted`` (``final_gap_weighted``),
+        ``steps`` and ``episodes`` to reach ``target_fraction`` of the performance (``to_reach``),
+        ``episodes_total``, and the mean raw return of the last quarter."""
         perf = self.final(value)
         steps, episodes = self.to_reach(target_fraction * perf, value) if np.isfinite(perf) else (np.nan, np.nan)
-        return {"performance": perf, "steps_to_reach": steps, "episodes_to_reach": episodes,
-                "episodes_total": float(len(self)), "raw_return": self.final("raw_return")}
+        return {"performance": perf, "gap_weighted": self.final_gap_weighted(), "steps_to_reach": steps,
+                "episodes_to_reach": episodes, "episodes_total": float(len(self)),
+                "raw_return": self.final("raw_return")}
 
 
 class EpisodeRecorder:

@@ -277,6 +277,7 @@ class GymBatch:
         next_obs = np.zeros(B, dtype=np.int64)
         reward, raw = np.zeros(B), np.zeros(B)
         terminated, truncated = np.zeros(B, dtype=bool), np.zeros(B, dtype=bool)
+        self.obs = self.obs.copy()  # a fresh array: callers may hold the previous one
         for e, (lo, k) in zip(self.envs, self._rows):
             act = int(a[lo]) if k == 1 else [int(x) for x in a[lo:lo + k]]
             obs, r, term, trunc, info = e.step(act)
