@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import re
 from collections import abc
 import types
 import typing
@@ -26,6 +27,24 @@ from typing import Any, Mapping, Sequence, TypeVar
 import yaml
 
 C = TypeVar("C")
+
+
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as YAML reads it, plus what W&B's ``${args}`` writes with Python's
+    ``str()``: ``1e-05`` (YAML 1.1 wants a dot) is a float and ``None`` is null."""
+    if text == "":
+        return ""
+    if text == "None":
+        return None
+    if _FLOAT.match(text):
+        return float(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
@@ -45,10 +64,7 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
             raise ValueError(f"override {item!r} must be --key=value (or --key value)")
         if not key or any(not part for part in key.split(".")):
             raise ValueError(f"override {item!r} has an empty key part")
-        try:
-            out[key] = yaml.safe_load(text) if text != "" else ""
-        except yaml.YAMLError:
-            out[key] = text
+        out[key] = parse_value(text)
         i += 1
     return out
 

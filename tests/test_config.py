@@ -84,3 +84,9 @@ def test_the_project_configs_load_from_data():
         config_from_dict(OmniRLConfig, {}, ["--backbone.name=transformer"])
     mix = config_from_dict(BehaviourMixConfig, {"weights": {"random": 1.0}}, ["--mix_noise=[0.0, 0.5]"])
     assert dict(mix.weights) == {"random": 1.0} and mix.mix_noise == (0.0, 0.5)
+
+
+def test_parse_overrides_reads_wandb_values():
+    # W&B's ${args} writes Python str(): 1e-05 (not YAML 1.1 float syntax) and None
+    assert parse_overrides(["--lr=1e-05", "--x=None", "--y=1E+3", "--z=[1, 2]", "--w=True"]) == {
+        "lr": 1e-05, "x": None, "y": 1000.0, "z": [1, 2], "w": True}
