@@ -6,11 +6,15 @@
     agent.observe(obs, a, reward, done, terminal_obs)   # commit the step (and end markers where done)
     agent.end_episode(terminal_obs, rows)       # or commit end markers on their own
     agent.reset(rows)                           # empty context for new tasks
+    agent.last_logits                           # (B, A) policy logits of the last act
+    agent.memory()                              # (B, D) each row's recurrent state, flattened
 
 ``act`` runs only the tokens of the step up to the policy's read point and keeps that state
 pending; ``observe`` continues from it with the rest of the step's tokens, so a step costs one
-pass over its tokens. The context lives in the recurrent state, never in a growing cache: a step
-costs the same after 1K or 1M steps of context. Inference runs without gradients.
+pass over its tokens. A commit to some rows only (``rows``, or the end markers of the rows whose
+episode ended) runs the model on those rows only. The context lives in the recurrent state, never
+in a growing cache: a step costs the same after 1K or 1M steps of context. Inference runs without
+gradients.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import torch
 from torch import Tensor
 
 from omnirl._validate import check_float, check_int
-from omnirl.model.backbone import reset_rows
+from omnirl.model.backbone import reset_rows, select_rows
 from omnirl.model.omnirl import UNKNOWN_PRIOR, OmniRL
 
 REFERENCE_PROMPT = 3
@@ -32,6 +36,14 @@ def _where_rows(mask: Tensor, new, old):
         m = mask.view(-1, *([1] * (new.dim() - 1)))
         return torch.where(m, new, old)
     return tuple(_where_rows(mask, n, o) for n, o in zip(new, old))
+
+
+def _scatter_rows(idx: Tensor, new, old):
+    """``old`` with rows ``idx`` replaced by ``new`` (which holds only those rows), over a (nested
+    tuple) state."""
+    if isinstance(new, Tensor):
+        return old.index_copy(0, idx, new)
+    return tuple(_scatter_rows(idx, n, o) for n, o in zip(new, old))
 
 
 class OmniRLAgent:
@@ -47,6 +59,9 @@ class OmniRLAgent:
         self.generator = torch.Generator(device=self.device).manual_seed(check_int("seed", seed, min_value=0))
         self.state = model.init_state(n_envs, self.device)
         self._pending = None  # (state after the prefix tokens, obs, prompt) of the last act
+        self.last_logits: Tensor | None = None
+        """Policy logits ``(B, A)`` (end marker excluded, before the temperature) of the last
+        ``act``; ``None`` before the first."""
 
     # ------------------------------------------------------------------ helpers
     def _ids(self, name: str, x, high: int) -> Tensor:
@@ -83,6 +98,7 @@ class OmniRLAgent:
         y, pending = self._run(slots[:, :policy_at + 1], bstate)  # (B, policy_at + 1, D)
         logits = self.model.policy_head(y[:, -1])[:, :c.n_actions]  # (B, A): no end marker
         self._pending = (pending, obs, prompt)
+        self.last_logits = logits
         if temperature == 0.0:
             return logits.argmax(-1)
         probs = torch.softmax(logits / temperature, dim=-1)
@@ -118,13 +134,21 @@ class OmniRLAgent:
                                  reward[:, None], last)[:, 0]  # (B, k, D)
         policy_at, _ = self.model.read_points
         p = self._pending
-        if p is not None and torch.equal(p[1], obs) and torch.equal(p[2], prompt):
-            _, new = self._run(slots[:, policy_at + 1:], p[0])  # continue after the read point
+        resume = p is not None and torch.equal(p[1], obs) and torch.equal(p[2], prompt)
+        start, tokens = (p[0], slots[:, policy_at + 1:]) if resume else (bstate, slots)
+        n = int(mask.sum())
+        if n == self.n_envs:
+            _, bnew = self._run(tokens, start)
+        elif n:  # run only the rows that commit (e.g. the few whose episode ended)
+            idx = mask.nonzero()[:, 0]
+            _, new = self._run(tokens[idx], select_rows(start, idx))
+            bnew = _scatter_rows(idx, new, bstate)
         else:
-            _, new = self._run(slots, bstate)
-        self.state = (_where_rows(mask, new, bstate), torch.where(mask, reward, last))
+            bnew = bstate
+        self.state = (bnew, torch.where(mask, reward, last))
         self._pending = None
 
+    @torch.no_grad()
     def end_episode(self, terminal_obs, rows) -> None:
         """Commit episode-end markers (terminal observation, action ``A``, reward 0, prompt and
         tag unknown) for ``rows``, as in the training data."""
@@ -164,6 +188,13 @@ class OmniRLAgent:
             _, self.state = self.model(part["obs"], part["prompt"], part["tag"], part["action"],
                                        part["reward"], self.state)
         self._pending = None
+
+    def memory(self) -> Tensor:
+        """Each row's recurrent memory as a flat float32 vector: ``(B, D)``, the backbone state
+        tensors of every block flattened and concatenated (the last reward left out). ``D`` is the
+        same at any context length (e.g. for t-SNE plots of the memory across tasks)."""
+        bstate, _ = self.state
+        return torch.cat([t.detach().reshape(self.n_envs, -1).float() for layer in bstate for t in layer], dim=1)
 
     def reset(self, rows=None) -> None:
         """Give ``rows`` (default: all) an empty context."""

@@ -38,6 +38,8 @@ from typing import Any
 
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from omnirl.train.tracking import wandb_mode  # noqa: F401  (part of this entry point's interface)
+
 CHECKPOINT_DIR = "checkpoints"
 """Sub-directory of ``logging.out_dir`` holding ``last.ckpt``."""
 
@@ -57,17 +59,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}")
         with atomic_open(path) as f:
             torch.save(checkpoint, f)
-
-
-def wandb_mode(requested: str) -> str:
-    """``auto`` -> ``online`` with credentials, else ``offline``; ``WANDB_MODE`` wins when set."""
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
-    if requested != "auto":
-        return requested
-    has_key = bool(os.environ.get("WANDB_API_KEY")) or (Path.home() / ".netrc").is_file() and \
-        "api.wandb.ai" in (Path.home() / ".netrc").read_text(errors="ignore")
-    return "online" if has_key else "offline"
 
 
 def build_trainer(cfg: Any, logger: Any = False, callbacks: list | None = None):

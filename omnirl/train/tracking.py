@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -46,6 +47,17 @@ HISTORY_FILE = "history.jsonl"
 """One JSON line per validation, in ``logging.out_dir``."""
 STEP_AXIS = "trainer/global_step"
 TOKEN_AXIS = "tokens_seen"
+
+
+def wandb_mode(requested: str) -> str:
+    """``auto`` -> ``online`` with credentials, else ``offline``; ``WANDB_MODE`` wins when set."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if requested != "auto":
+        return requested
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or (Path.home() / ".netrc").is_file() and \
+        "api.wandb.ai" in (Path.home() / ".netrc").read_text(errors="ignore")
+    return "online" if has_key else "offline"
 
 
 def git_provenance(path: str | Path | None = None) -> dict[str, Any]:
@@ -196,5 +208,5 @@ class RunTracker(lightning.Callback):
             run.log({**metrics, STEP_AXIS: trainer.global_step, TOKEN_AXIS: pl_module.tokens_seen})
 
 
-__all__ = ["RunTracker", "git_provenance", "dataset_provenance", "provenance", "RUN_FILE", "CURVES_FILE",
+__all__ = ["RunTracker", "wandb_mode", "git_provenance", "dataset_provenance", "provenance", "RUN_FILE", "CURVES_FILE",
            "HISTORY_FILE"]

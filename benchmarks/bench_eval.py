@@ -1,0 +1,251 @@
+"""Evaluation speed on the CPU: online throughput of the model acting in many environments, and the
+cost of a step after a long context against a short one and against recomputing the context.
+
+    python benchmarks/bench_eval.py [--backbones gdn] [--envs 256] [--steps 200] [--warmup-steps 10]
+        [--contexts 1024,65536] [--context-envs 8] [--context-steps 100] [--recompute-context 1024]
+        [--recompute-steps 4] [--threads 1] [--seed 0] [--quick] [--out FILE]
+
+Every model is the ``tiny`` preset of its backbone (``S = 16``, ``A = 5``, compact layout,
+untrained: speed does not depend on the weights) in fp32 on ``--threads`` CPU threads (default
+one, like the other benchmarks); the environments are ``MDPBatch``es of AnyMDP tasks with
+``S = 16`` (task ``i`` sampled with seed ``i``). One JSON document goes to stdout (progress to
+stderr); ``--out FILE`` also writes it there atomically. Sections:
+
+``online``
+    ``evaluate_model`` with the ``online`` protocol in ``--envs`` environments at once (default
+    256) for ``--steps`` steps, after an untimed warm-up run: environment steps per second of the
+    whole loop (act + environment step + commit to context + record), and for comparison the
+    environment alone (uniform random actions, step + record, the same batch and steps), so the
+    model's share of the time is visible (``model_share``).
+
+``context``
+    Per-step cost against context length, in ``--context-envs`` environments (default 8): for each
+    length in ``--contexts`` (default 1K and 64K steps) ``evaluate_model`` with the ``offline``
+    protocol and random demonstrations of that many context entries, loaded into the recurrent
+    state in chunks (``OmniRLAgent.load_context``), then ``--context-steps`` online steps of the
+    agent continuing that context. The shortest context runs before and after the others and its
+    mean is the reference, so a drift in machine load does not masquerade as a context effect.
+    Reported: prefill time, milliseconds per step, the ratio longest/shortest context (target
+    <= 1.5: the state has a fixed size, recorded in floats per row), ``meets_target``.
+    The side-by-side baseline (``recompute``) is what a model without a recurrent state (a
+    transformer without a KV cache) does: every step runs the whole context again, here the same
+    model over the last ``--recompute-context`` steps (default 1K; a sliding window, end markers
+    left out: a cost baseline only) for ``--recompute-steps`` steps. Its cost grows linearly with
+    the context; ``speedup_vs_recompute`` is its step time over ours at the same and at the longest
+    context (the latter extrapolated linearly from the measured window).
+"""
+
+from __future__ import annotations
+
+# first: importing _common sets one BLAS thread per process before numpy loads
+from _common import emit, int_list, log, machine_info, positive_int
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from omnirl.evaluate.envs.base import MDPBatch, remap_actions  # noqa: E402
+from omnirl.evaluate.protocols import (ORACLE_TAG, UNKNOWN_TAG, EvalConfig, demonstrations,  # noqa: E402
+                                       evaluate_model)
+from omnirl.evaluate.records import EpisodeRecorder  # noqa: E402
+from omnirl.model.backbone import BACKBONES, preset  # noqa: E402
+from omnirl.model.omnirl import OmniRL, OmniRLConfig  # noqa: E402
+from omnirl.tasks import sample_anymdp  # noqa: E402
+
+S, A = 16, 5
+TARGET_RATIO = 1.5  # per-step cost, longest context / shortest
+DEFAULTS = {"envs": 256, "steps": 200, "warmup_steps": 10, "contexts": [1024, 65536], "context_envs": 8,
+            "context_steps": 100, "recompute_context": 1024, "recompute_steps": 4}
+QUICK = {"envs": 16, "steps": 20, "warmup_steps": 3, "contexts": [128, 1024], "context_envs": 2,
+         "context_steps": 10, "recompute_context": 128, "recompute_steps": 2}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbones", type=_names, default=["gdn"],
+                   help=f"comma-separated backbones from {','.join(BACKBONES)} (default: gdn)")
+    for key, help_ in (("envs", "environments of the online throughput run"),
+                       ("steps", "timed steps of the online run"),
+                       ("warmup_steps", "untimed steps before the online run"),
+                       ("context_envs", "environments of the context-length runs"),
+                       ("context_steps", "timed steps after each context"),
+                       ("recompute_context", "context (steps) the cache-free baseline recomputes each step"),
+                       ("recompute_steps", "timed steps of the cache-free baseline")):
+        p.add_argument("--" + key.replace("_", "-"), type=positive_int, default=None,
+                       help=f"{help_} (default: {DEFAULTS[key]}, or {QUICK[key]} with --quick)")
+    p.add_argument("--contexts", type=lambda s: int_list(s, "--contexts", 1), default=None,
+                   help="comma-separated context lengths (entries per row) before the timed steps "
+                        f"(default: {','.join(map(str, DEFAULTS['contexts']))})")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default: 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON here (atomically)")
+    return p
+
+
+def _names(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [n for n in names if n not in BACKBONES]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"--backbones must be names from {','.join(BACKBONES)}, got {text!r}")
+    return names
+
+
+def _settings(args) -> dict:
+    base = QUICK if args.quick else DEFAULTS
+    s = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in base.items()}
+    s["contexts"] = sorted(set(s["contexts"]))
+    s.update(backbones=args.backbones, threads=args.threads, seed=args.seed, quick=args.quick)
+    return s
+
+
+def make_model(backbone: str, seed: int) -> OmniRL:
+    torch.manual_seed(seed)
+    return OmniRL(OmniRLConfig(n_states=S, n_actions=A, backbone=preset("tiny", backbone))).eval()
+
+
+def make_batch(tasks) -> MDPBatch:
+    return MDPBatch(tasks)
+
+
+# --------------------------------------------------------------------------- online throughput
+def env_only(batch: MDPBatch, steps: int, seed: int) -> float:
+    """Environment steps per second of uniform random actions (step + record), no model."""
+    rng = np.random.default_rng(seed)
+    n_actions = np.array([i.n_actions for i in batch.infos])
+    recorder = EpisodeRecorder(batch.infos)
+    batch.reset(seed)
+    actions = (rng.random((steps, batch.n_envs)) * n_actions).astype(np.int64)
+    t0 = time.perf_counter()
+    for t in range(steps):
+        recorder.record(batch.step(actions[t]))
+    return batch.n_envs * steps / (time.perf_counter() - t0)
+
+
+def bench_online(name: str, tasks, s: dict) -> dict:
+    model = make_model(name, s["seed"])
+    batch = make_batch(tasks)
+    evaluate_model(model, batch, EvalConfig(steps=s["warmup_steps"]), s["seed"])  # warm-up
+    r = evaluate_model(model, batch, EvalConfig(steps=s["steps"]), s["seed"])
+    t = r.timing
+    env_rate = env_only(batch, s["steps"], s["seed"])
+    return {"backbone": name, "envs": batch.n_envs, "steps": s["steps"],
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "env_steps_per_s": t["env_steps_per_s"], "step_ms": 1e3 * t["acting_s"] / s["steps"],
+            "env_only_steps_per_s": env_rate,
+            "model_share": 1.0 - t["env_s"] / t["acting_s"], "episodes": len(r.episodes)}
+
+
+# --------------------------------------------------------------------------- context length
+def run_context(model: OmniRL, tasks, context: int, s: dict) -> dict:
+    cfg = EvalConfig("offline", steps=s["context_steps"], demo_steps=context, demo_policy="random",
+                     memory_steps=(0,))
+    r = evaluate_model(model, make_batch(tasks), cfg, s["seed"])
+    t = r.timing
+    return {"context": context, "demo_s": t["demo_s"], "prefill_s": t["prefill_s"],
+            "prefill_steps_per_s": len(tasks) * context / t["prefill_s"],
+            "step_ms": 1e3 * t["acting_s"] / s["context_steps"], "env_steps_per_s": t["env_steps_per_s"],
+            "state_floats": int(r.memory[0].shape[1])}
+
+
+@torch.no_grad()
+def recompute_step_ms(model: OmniRL, tasks, context: int, steps: int, seed: int) -> float:
+    """Milliseconds per step of the loop where each step runs the model over the last ``context``
+    steps from an empty state (no recurrent state carried): act, environment step, record."""
+    batch = make_batch(tasks)
+    B = batch.n_envs
+    n_actions = np.array([i.n_actions for i in batch.infos])
+    history = demonstrations(batch, context, seed, end_action=A, policy="random").trajectory
+    hist = {k: torch.as_tensor(v) for k, v in history.items()}  # (B, context)
+    generator = torch.Generator().manual_seed(seed)
+    recorder = EpisodeRecorder(batch.infos)
+    obs = batch.reset(seed).copy()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        now = {"obs": torch.as_tensor(obs), "prompt": torch.full((B,), ORACLE_TAG),
+               "tag": torch.full((B,), UNKNOWN_TAG), "action": torch.full((B,), model.unknown_action),
+               "reward": torch.zeros(B)}
+        inputs = {k: torch.cat([hist[k][:, 1:], now[k][:, None].to(hist[k].dtype)], dim=1) for k in hist}
+        out, _ = model(**inputs)  # the whole window, from an empty context
+        probs = torch.softmax(out["policy"][:, -1, :A], dim=-1)
+        action = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        result = batch.step(remap_actions(action.numpy(), n_actions))
+        recorder.record(result)
+        inputs["action"][:, -1] = action
+        inputs["reward"][:, -1] = torch.as_tensor(result.reward, dtype=torch.float32)
+        hist = inputs
+        obs = batch.obs.copy()
+    return 1e3 * (time.perf_counter() - t0) / steps
+
+
+def bench_context(name: str, tasks, s: dict) -> dict:
+    model = make_model(name, s["seed"])
+    contexts = s["contexts"]
+    shortest, *others = contexts
+    runs = [run_context(model, tasks, shortest, s)]
+    runs += [run_context(model, tasks, c, s) for c in others]
+    if others:  # the shortest again, after the others
+        runs.append(run_context(model, tasks, shortest, s))
+    rows = []
+    for c in contexts:
+        mine = [r for r in runs if r["context"] == c]
+        row = dict(mine[0])
+        for key in ("step_ms", "env_steps_per_s", "prefill_s", "demo_s", "prefill_steps_per_s"):
+            row[key] = float(np.mean([r[key] for r in mine]))
+        row["runs"] = len(mine)
+        rows.append(row)
+    ratio = rows[-1]["step_ms"] / rows[0]["step_ms"]
+    window = s["recompute_context"]
+    recompute_ms = recompute_step_ms(model, tasks, window, s["recompute_steps"], s["seed"])
+    ours_at_window = min(rows, key=lambda r: abs(r["context"] - window))
+    return {"backbone": name, "envs": len(tasks), "contexts": rows,
+            "ratio_longest_to_shortest": ratio, "target_ratio": TARGET_RATIO, "meets_target": ratio <= TARGET_RATIO,
+            "recompute": {"context": window, "step_ms": recompute_ms,
+                          "env_steps_per_s": 1e3 * len(tasks) / recompute_ms,
+                          "extrapolated_step_ms_at_longest": recompute_ms * contexts[-1] / window},
+            "speedup_vs_recompute": {"at_context": ours_at_window["context"],
+                                     "same_context": recompute_ms / ours_at_window["step_ms"],
+                                     "at_longest_extrapolated": recompute_ms * contexts[-1] / window
+                                     / rows[-1]["step_ms"]}}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    s = _settings(args)
+    torch.set_num_threads(s["threads"])
+    t0 = time.perf_counter()
+    tasks = [sample_anymdp(S, A, seed=i) for i in range(max(s["envs"], s["context_envs"]))]
+    log(f"sampled {len(tasks)} AnyMDP tasks in {time.perf_counter() - t0:.1f} s")
+
+    online = []
+    for name in s["backbones"]:
+        row = bench_online(name, tasks[:s["envs"]], s)
+        log(f"online {name:>6} B={row['envs']}: {row['env_steps_per_s']:8.0f} env steps/s with the model "
+            f"({row['step_ms']:.1f} ms/step), env alone {row['env_only_steps_per_s']:8.0f}/s, "
+            f"model share {row['model_share']:.0%}")
+        online.append(row)
+
+    context = []
+    for name in s["backbones"]:
+        row = bench_context(name, tasks[:s["context_envs"]], s)
+        log(f"context {name:>6} B={row['envs']}: " + ", ".join(
+            f"ctx {c['context']}: {c['step_ms']:.2f} ms/step (prefill {c['prefill_s']:.1f} s)" for c in row["contexts"])
+            + f"; ratio {row['ratio_longest_to_shortest']:.2f}; recompute ctx {row['recompute']['context']}: "
+            f"{row['recompute']['step_ms']:.1f} ms/step")
+        context.append(row)
+
+    report = {"benchmark": "eval", "settings": s,
+              "machine": {**machine_info(("torch",)), "torch_threads": torch.get_num_threads()},
+              "online": online, "context": context,
+              "all_meet_target": all(r["meets_target"] for r in context),
+              "total_s": time.perf_counter() - t0}
+    emit(report, args.out)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Load a trained OmniRL model from a training checkpoint.
+
+    from omnirl.evaluate.checkpoint import load_model
+    model = load_model("runs/train/checkpoints/last.ckpt")      # or the run directory
+    model = load_model(path, map_location="cuda")
+
+A training checkpoint is a Lightning checkpoint of ``omnirl.train.module.OmniRLModule``: its
+``hyper_parameters["config"]`` holds the ``TrainConfig`` as plain data and its ``state_dict`` the
+module's weights, the model's under the prefix ``model.``. ``load_model`` rebuilds the model from
+the stored ``model`` section (``omnirl.train.config.ModelSection``; fields added since the
+checkpoint was written take their defaults) and loads those weights strictly (every weight of the
+model present, none left over). The file is read with ``torch.load(weights_only=True)``: tensors and
+plain data only, no code runs. The optimiser and data-loader state are ignored. The model is
+returned in evaluation mode.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from omnirl.config import config_from_dict
+from omnirl.model.omnirl import OmniRL
+from omnirl.train.config import ModelSection
+
+PREFIX = "model."
+"""Prefix of the model's weights in the module's ``state_dict``."""
+LAST = Path("checkpoints") / "last.ckpt"
+"""Where a run directory keeps its checkpoint (``omnirl.train.__main__``)."""
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """``path`` itself if it is a file; ``path/checkpoints/last.ckpt`` if ``path`` is a run
+    directory holding one; else ``FileNotFoundError`` naming ``path``."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        if (p / LAST).is_file():
+            return p / LAST
+        raise FileNotFoundError(f"checkpoint {str(p)!r} is a directory without {LAST}")
+    raise FileNotFoundError(f"checkpoint {str(p)!r}: no such file")
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """The checkpoint at ``path`` (see ``resolve_checkpoint``) as a dict, checked to be an OmniRL
+    training checkpoint (``ValueError`` naming the path otherwise)."""
+    p = resolve_checkpoint(path)
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as e:  # pickle, zip and weights-only errors all mean "not a checkpoint we read"
+        raise ValueError(f"checkpoint {str(p)!r} is not a readable torch checkpoint: {e}") from e
+    config = ckpt.get("hyper_parameters", {}).get("config") if isinstance(ckpt, dict) else None
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict) \
+            or not isinstance(ckpt.get("state_dict"), dict):
+        raise ValueError(f"checkpoint {str(p)!r} is not an OmniRL training checkpoint: it needs "
+                         "hyper_parameters['config']['model'] and a state_dict")
+    return ckpt
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> OmniRL:
+    """The OmniRL model of the training checkpoint at ``path`` (a ``.ckpt`` file or a run
+    directory), on ``map_location``, in evaluation mode (see the module docstring)."""
+    ckpt = read_checkpoint(path, map_location)
+    p = resolve_checkpoint(path)
+    try:
+        section = config_from_dict(ModelSection, ckpt["hyper_parameters"]["config"]["model"])
+    except ValueError as e:
+        raise ValueError(f"checkpoint {str(p)!r}: bad model configuration: {e}") from e
+    model = OmniRL(section.build())
+    weights = {k[len(PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)}
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"checkpoint {str(p)!r}: weights do not fit the model it describes: {e}") from e
+    return model.to(torch.device(map_location)).eval()
+
+
+__all__ = ["load_model", "read_checkpoint", "resolve_checkpoint"]
