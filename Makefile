@@ -33,6 +33,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_tasks.py
 	$(PY) benchmarks/bench_synthesis.py
 	$(PY) benchmarks/bench_backbones.py
+	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_eval.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
