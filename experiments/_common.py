@@ -1,0 +1,290 @@
+"""What the experiments share: presets, the run directory, and the data / train / evaluate steps.
+
+Every experiment is a module ``experiments.NAME`` with a frozen dataclass of its settings (a
+docstring per field) and a dict ``PRESETS`` of three instances: ``smoke`` (about a minute, run by
+the tests), ``laptop`` (the default: at most about 20 minutes on a 2-core CPU) and ``paper`` (the
+paper's sizes, for GPU clusters). Its command line is
+
+    python -m experiments.NAME [--preset laptop] [--out runs/NAME-laptop] [--seed 0]
+                               [--wandb-mode auto|online|offline|disabled] [--field=value ...]
+
+where ``--field=value`` overrides any field of the preset by its dotted name (the form W&B sweep
+agents pass with ``${args}``, so a sweep file can run an experiment unchanged).
+
+Everything lands in one run directory (``--out``, default ``runs/NAME-PRESET``):
+
+* ``summary.json``: ``experiment``, ``preset``, ``seed``, ``settings`` (the resolved preset),
+  ``results`` (the experiment's numbers), ``table`` (rows of the printed table), ``figures``
+  (file names), ``finding`` (one paragraph saying plainly what the run shows) and ``seconds``;
+* the datasets (``data/``), training runs (``train/NAME/``: ``run.json``, ``history.jsonl``,
+  ``position_curves.json``, checkpoints, offline W&B runs), evaluations (``eval/NAME/``) and figures
+  the steps below write;
+* a W&B run of the experiment itself (offline without credentials) with the summary, table and
+  figures.
+
+Steps are idempotent: a dataset already complete in the run directory is reused, and a training
+run whose ``checkpoints/last.ckpt`` reached its step count is not repeated, so an interrupted
+experiment resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+PRESET_NAMES = ("smoke", "laptop", "paper")
+
+
+def log(msg: str) -> None:
+    """A progress line on standard error."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- command line
+@dataclasses.dataclass(frozen=True)
+class Invocation:
+    """A parsed experiment command line."""
+
+    preset: str
+    """Preset name."""
+    settings: Any
+    """The preset's settings with the overrides applied."""
+    out: Path
+    """The run directory."""
+    seed: int
+    """Seed of everything the experiment draws."""
+    wandb_mode: str
+    """W&B mode of the experiment's own run and of its training runs."""
+
+
+def parse(name: str, presets: Mapping[str, Any], argv: Sequence[str] | None, doc: str | None = None,
+          default_preset: str = "laptop") -> Invocation:
+    """Parse ``argv`` of experiment ``name`` with its ``presets`` (see the module docstring).
+    Raises ``SystemExit(2)`` with a message naming the bad value."""
+    from omnirl.config import config_from_dict, config_to_dict
+
+    p = argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default=default_preset, choices=sorted(presets),
+                   help=f"settings preset (default {default_preset})")
+    p.add_argument("--out", default=None, help=f"run directory (default runs/{name}-PRESET)")
+    p.add_argument("--seed", type=int, default=0, help="seed of everything the experiment draws")
+    p.add_argument("--wandb-mode", default="auto", choices=("auto", "online", "offline", "disabled"))
+    args, rest = p.parse_known_args(argv)
+    if args.seed < 0:
+        p.error(f"--seed must be >= 0, got {args.seed}")
+    base = presets[args.preset]
+    try:
+        settings = config_from_dict(type(base), config_to_dict(base), rest)
+    except ValueError as e:
+        p.error(str(e))
+    out = Path(args.out) if args.out else Path("runs") / f"{name}-{args.preset}"
+    return Invocation(preset=args.preset, settings=settings, out=out, seed=args.seed, wandb_mode=args.wandb_mode)
+
+
+# --------------------------------------------------------------------------- data
+def dataset(out: Path, *, n_tasks: int | None, sequences: int, length: int, states: int | str, actions: int = 5,
+            pipeline: str = "omnirl", seed: int = 0, task_seed: int = 0, workers: int = 1) -> Path:
+    """A dataset at ``out`` (made if missing, resumed if interrupted): ``sequences`` sequences of
+    ``length`` steps of ``pipeline`` on a task set of ``n_tasks`` tasks (``None``: a fresh task per
+    sequence). Task sets of one ``task_seed`` are nested: the first ``n`` tasks of a larger set are
+    the smaller set."""
+    from omnirl.data.generate import DatasetSpec, generate_dataset, prepare_task_set
+    from omnirl.tasks.taskset import parse_states
+
+    hi, lo = parse_states(states)
+    task_dir = None
+    if n_tasks is not None:
+        task_dir = str(prepare_task_set(out, n_tasks, states, actions, task_seed, workers))
+    spec = DatasetSpec(pipeline=pipeline, n_sequences=sequences, length=length, n_obs=hi, n_actions=actions,
+                       seed=seed, task_set=task_dir, min_states=lo if n_tasks is None else None)
+    if not (out / "manifest.json").exists():
+        t0 = time.perf_counter()
+        generate_dataset(spec, out, workers=workers)
+        log(f"dataset {out}: {sequences} x {length} steps ({n_tasks or 'fresh'} tasks) in "
+            f"{time.perf_counter() - t0:.0f} s")
+    return out
+
+
+def validation_sets(train_dir: Path, out: Path, sequences: int) -> dict[str, str]:
+    """``{"seen": DIR, "unseen": DIR}`` (``seen`` only when the training set has a task set):
+    new sequences on the training tasks and on new tasks, made if missing."""
+    from omnirl.data.generate import make_validation_sets
+    from omnirl.data.store import read_manifest
+
+    _, head = read_manifest(train_dir)
+    names = ("seen", "unseen") if head.config["spec"].get("task_set") else ("unseen",)
+    if not all((out / n / "manifest.json").exists() for n in names):
+        make_validation_sets(train_dir, out, sequences)
+    return {n: str(out / n) for n in names}
+
+
+# --------------------------------------------------------------------------- training
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def train(out: Path, overrides: Mapping[str, Any], wandb_mode: str = "auto") -> dict[str, Any]:
+    """Train with ``python -m omnirl.train``'s entry point into ``out`` with the dotted
+    ``overrides`` (e.g. ``{"model.backbone": "gdn", "data.train": [DIR]}``), unless ``out`` already
+    holds a finished run of them; returns ``read_training(out)``."""
+    from omnirl.train.__main__ import main as train_main
+
+    argv = [f"--{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in overrides.items()]
+    argv += [f"--logging.out_dir={out}", f"--logging.wandb_mode={wandb_mode}"]
+    done = out / "done.json"
+    if done.exists() and json.loads(done.read_text()).get("argv") == argv:
+        log(f"training {out}: already done")
+        return read_training(out)
+    resume = ["--train.resume=last"] if (out / "checkpoints" / "last.ckpt").exists() else []
+    t0 = time.perf_counter()
+    with _env(WANDB_SILENT="true"):
+        code = train_main(argv + resume)
+    if code != 0:
+        raise RuntimeError(f"training into {out} failed (exit {code}); arguments: {argv}")
+    from omnirl.fileio import atomic_write_json
+    atomic_write_json(done, {"argv": argv, "seconds": time.perf_counter() - t0})
+    log(f"training {out}: {time.perf_counter() - t0:.0f} s")
+    return read_training(out)
+
+
+def read_training(out: Path) -> dict[str, Any]:
+    """A training run directory's ``run`` record, validation ``history`` (list of dicts) and latest
+    ``curves`` (by validation set: position and the loss of each behaviour)."""
+    from omnirl.train.tracking import CURVES_FILE, HISTORY_FILE, RUN_FILE
+
+    history = [json.loads(line) for line in (out / HISTORY_FILE).read_text().splitlines() if line.strip()]
+    return {"run": json.loads((out / RUN_FILE).read_text()), "history": history,
+            "curves": json.loads((out / CURVES_FILE).read_text())["curves"],
+            "checkpoint": str(out / "checkpoints" / "last.ckpt")}
+
+
+# --------------------------------------------------------------------------- evaluation
+def evaluate(out: Path, *, checkpoint: str | None, envs: Sequence[str], protocol: str = "online", n_envs: int,
+             steps: int, seed: int, baselines: Sequence[str] | None = None, wandb_mode: str = "disabled",
+             **fields: Any) -> dict[str, Any]:
+    """``python -m omnirl.evaluate`` into ``out``; ``fields`` are further dotted settings (e.g.
+    ``{"protocol.demo_steps": 1000}``). Returns its summary."""
+    from omnirl.config import config_from_dict
+    from omnirl.evaluate.__main__ import EvaluateConfig
+    from omnirl.evaluate.__main__ import evaluate as run_evaluation
+
+    data = {"run": {"checkpoint": checkpoint, "envs": list(envs), "n_envs": n_envs, "steps": steps, "seed": seed,
+                    "out_dir": str(out), "wandb_mode": wandb_mode,
+                    "baselines": None if baselines is None else list(baselines)},
+            "protocol": {"protocol": protocol}}
+    overrides = [f"--{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in fields.items()]
+    cfg = config_from_dict(EvaluateConfig, data, overrides)
+    return run_evaluation(cfg)
+
+
+# --------------------------------------------------------------------------- results
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """Rows as an aligned plain-text table (floats with 3 significant digits)."""
+    if not rows:
+        return "(no rows)\n"
+    columns = list(columns or rows[0])
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "-" if v != v else f"{v:.3g}"
+        return str(v)
+
+    cells = [[cell(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines) + "\n"
+
+
+def finish(inv: Invocation, name: str, *, results: Mapping[str, Any], table: Sequence[Mapping[str, Any]],
+           figures: Sequence[Path], finding: str, seconds: float) -> dict[str, Any]:
+    """Write ``summary.json``, log the experiment's W&B run, print the table and the finding;
+    returns the summary."""
+    from omnirl.config import config_to_dict
+    from omnirl.fileio import atomic_write_json
+
+    summary = {"experiment": name, "preset": inv.preset, "seed": inv.seed,
+               "settings": config_to_dict(inv.settings), "results": _plain(results), "table": _plain(list(table)),
+               "figures": [Path(f).name for f in figures], "finding": finding, "seconds": seconds}
+    atomic_write_json(inv.out / "summary.json", summary)
+    _log_wandb(inv, name, summary, figures)
+    print(format_table(summary["table"]), end="")
+    print(f"\n{finding}\n\nresults: {inv.out / 'summary.json'}")
+    return summary
+
+
+def _plain(x: Any) -> Any:
+    import numpy as np
+
+    if isinstance(x, Mapping):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [_plain(v) for v in x.tolist()]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and x != x:
+        return None
+    return x
+
+
+def _log_wandb(inv: Invocation, name: str, summary: dict, figures: Sequence[Path]) -> None:
+    from omnirl.train.tracking import git_provenance, wandb_mode
+
+    mode = wandb_mode(inv.wandb_mode)
+    if mode == "disabled":
+        return
+    import wandb
+
+    with _env(WANDB_SILENT="true"):
+        run = wandb.init(project="omnirl", dir=str(inv.out), mode=mode, job_type="experiment",
+                         name=f"{name}-{inv.preset}", config={"experiment": name, "preset": inv.preset,
+                                                              "seed": inv.seed, "settings": summary["settings"],
+                                                              "provenance": {"git": git_provenance()}})
+        try:
+            rows = summary["table"]
+            payload: dict[str, Any] = {}
+            if rows:
+                columns = list(rows[0])
+                payload["table"] = wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
+            for f in figures:
+                payload[Path(f).stem] = wandb.Image(str(f))
+            if payload:
+                run.log(payload)
+            run.summary["finding"] = summary["finding"]
+        finally:
+            run.finish()
+
+
+def main_of(name: str, presets: Mapping[str, Any], run: Callable[[Invocation], dict], doc: str | None):
+    """The ``main(argv)`` of an experiment: parse, make the run directory, run, return 0."""
+    def main(argv: Sequence[str] | None = None) -> int:
+        inv = parse(name, presets, argv, doc)
+        inv.out.mkdir(parents=True, exist_ok=True)
+        run(inv)
+        return 0
+    return main
+
+
+__all__ = ["PRESET_NAMES", "Invocation", "parse", "dataset", "validation_sets", "train", "read_training",
+           "evaluate", "format_table", "finish", "main_of", "log"]
