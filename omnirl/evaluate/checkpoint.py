@@ -79,4 +79,21 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     return model.to(torch.device(map_location)).eval()
 
 
-__all__ = ["load_model", "read_checkpoint", "resolve_checkpoint"]
+def export_weights(path: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write the model part of the training checkpoint at ``path`` (its configuration and the
+    ``model.`` weights; no optimiser, scheduler or data state) to ``out``, written to a temporary
+    name and renamed. ``load_model(out)`` reads it like the full checkpoint; it is a third of the
+    size, for sharing a trained model."""
+    from omnirl.fileio import atomic_open
+
+    ckpt = read_checkpoint(path)
+    slim = {"hyper_parameters": {"config": ckpt["hyper_parameters"]["config"]},
+            "state_dict": {k: v for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)},
+            "global_step": ckpt.get("global_step")}
+    out = Path(out)
+    with atomic_open(out) as f:
+        torch.save(slim, f)
+    return out
+
+
+__all__ = ["load_model", "read_checkpoint", "resolve_checkpoint", "export_weights"]
