@@ -1,4 +1,4 @@
-# make run        set up .venv and run the main job on its small default
+# make run        set up .venv and run the main job (the task-count ablation, laptop preset)
 # make test       set up .venv and run the default test suite (< 10 minutes on 2 cores)
 # make test-full  also the tests marked slow
 # make bench      side-by-side benchmarks against the reference implementation (JSON)
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m experiments.anymdp_showcase
+	OPENBLAS_NUM_THREADS=1 $(PY) -m experiments.task_scaling
 
 test: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -m "not slow" -q

@@ -11,7 +11,8 @@ paper's sizes, for GPU clusters). Its command line is
 where ``--field=value`` overrides any field of the preset by its dotted name (the form W&B sweep
 agents pass with ``${args}``, so a sweep file can run an experiment unchanged).
 
-Everything lands in one run directory (``--out``, default ``runs/NAME-PRESET``):
+Everything lands in one run directory (``--out``, default ``runs/NAME-PRESET``; under a sweep
+runner the run's own directory, see ``default_out``):
 
 * ``summary.json``: ``experiment``, ``preset``, ``seed``, ``settings`` (the resolved preset),
   ``results`` (the experiment's numbers), ``table`` (rows of the printed table), ``figures``
@@ -85,8 +86,29 @@ def parse(name: str, presets: Mapping[str, Any], argv: Sequence[str] | None, doc
         settings = config_from_dict(type(base), config_to_dict(base), rest)
     except ValueError as e:
         p.error(str(e))
-    out = Path(args.out) if args.out else Path("runs") / f"{name}-{args.preset}"
+    out = Path(args.out) if args.out else default_out(name, args.preset)
     return Invocation(preset=args.preset, settings=settings, out=out, seed=args.seed, wandb_mode=args.wandb_mode)
+
+
+def default_out(name: str, preset: str) -> Path:
+    """The run directory when ``--out`` is not given: ``$OMNIRL_RUN_DIR`` under ``python -m
+    omnirl.sweep --local``; ``runs/NAME-PRESET/$WANDB_RUN_ID`` under a ``wandb agent`` (so the runs of
+    a sweep do not share a directory); else ``runs/NAME-PRESET``."""
+    if os.environ.get("OMNIRL_RUN_DIR"):
+        return Path(os.environ["OMNIRL_RUN_DIR"])
+    base = Path("runs") / f"{name}-{preset}"
+    if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):
+        return base / os.environ["WANDB_RUN_ID"]
+    return base
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its finished children, in seconds: the
+    cost of a run on a shared machine, where wall-clock time depends on the other work."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 # --------------------------------------------------------------------------- data
@@ -128,9 +150,14 @@ def validation_sets(train_dir: Path, out: Path, sequences: int) -> dict[str, str
 
 # --------------------------------------------------------------------------- training
 @contextlib.contextmanager
-def _env(**values: str) -> Iterator[None]:
+def _env(**values: str | None) -> Iterator[None]:
+    """Environment variables set (``None``: unset) inside the block, restored after it."""
     old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     try:
         yield
     finally:
@@ -139,6 +166,11 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+SWEEP_AGENT_VARIABLES = ("WANDB_RUN_ID", "WANDB_SWEEP_ID", "WANDB_SWEEP_PARAM_PATH")
+"""What ``wandb agent`` sets for the run it starts: hidden from the training and evaluation runs
+an experiment makes, so only the experiment's own W&B run is the sweep's run."""
 
 
 def train(out: Path, overrides: Mapping[str, Any], wandb_mode: str = "auto") -> dict[str, Any]:
@@ -155,7 +187,7 @@ def train(out: Path, overrides: Mapping[str, Any], wandb_mode: str = "auto") -> 
         return read_training(out)
     resume = ["--train.resume=last"] if (out / "checkpoints" / "last.ckpt").exists() else []
     t0 = time.perf_counter()
-    with _env(WANDB_SILENT="true"):
+    with _env(WANDB_SILENT="true", **dict.fromkeys(SWEEP_AGENT_VARIABLES)):
         code = train_main(argv + resume)
     if code != 0:
         raise RuntimeError(f"training into {out} failed (exit {code}); arguments: {argv}")
@@ -176,6 +208,48 @@ def read_training(out: Path) -> dict[str, Any]:
             "checkpoint": str(out / "checkpoints" / "last.ckpt")}
 
 
+def _train_job(out: Path, overrides: Mapping[str, Any], wandb_mode: str, threads: int) -> dict[str, Any]:
+    """``train`` on ``threads`` torch threads, with its wall and CPU seconds (this process's)."""
+    import resource
+
+    import torch
+
+    def own() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    c0, t0 = own(), time.perf_counter()
+    try:
+        result = train(out, overrides, wandb_mode)
+    finally:
+        torch.set_num_threads(before)
+    return {**result, "wall_seconds": time.perf_counter() - t0, "cpu_seconds": own() - c0}
+
+
+def train_many(jobs: Sequence[tuple[Path, Mapping[str, Any]]], *, parallel: int = 1, threads: int = 0,
+               wandb_mode: str = "auto") -> list[dict[str, Any]]:
+    """``train(out, overrides)`` for every job, up to ``parallel`` at once (each in its own spawned
+    process when ``parallel`` > 1, else here, one after another), each on ``threads`` torch threads
+    (0: the machine's cores divided by ``parallel``, at least 1). Small models use a second
+    thread poorly and a busy core not at all, so two one-thread runs side by side cost less CPU
+    than two two-thread runs in turn. Returns, in the order of ``jobs``, ``read_training`` of each
+    plus ``wall_seconds`` and ``cpu_seconds`` (its process's CPU time while training: about zero
+    for a run found already done)."""
+    if parallel < 1 or threads < 0:
+        raise ValueError(f"parallel must be >= 1 and threads >= 0, got {parallel} and {threads}")
+    n = threads or max(1, (os.cpu_count() or 1) // parallel)
+    if parallel == 1 or len(jobs) <= 1:
+        return [_train_job(Path(out), dict(o), wandb_mode, n) for out, o in jobs]
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(min(parallel, len(jobs)), mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_train_job, Path(out), dict(o), wandb_mode, n) for out, o in jobs]
+        return [f.result() for f in futures]
+
+
 # --------------------------------------------------------------------------- evaluation
 def evaluate(out: Path, *, checkpoint: str | None, envs: Sequence[str], protocol: str = "online", n_envs: int,
              steps: int, seed: int, baselines: Sequence[str] | None = None, wandb_mode: str = "disabled",
@@ -192,7 +266,8 @@ def evaluate(out: Path, *, checkpoint: str | None, envs: Sequence[str], protocol
             "protocol": {"protocol": protocol}}
     overrides = [f"--{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in fields.items()]
     cfg = config_from_dict(EvaluateConfig, data, overrides)
-    return run_evaluation(cfg)
+    with _env(WANDB_SILENT="true", **dict.fromkeys(SWEEP_AGENT_VARIABLES)):
+        return run_evaluation(cfg)
 
 
 # --------------------------------------------------------------------------- results
@@ -272,6 +347,9 @@ def _log_wandb(inv: Invocation, name: str, summary: dict, figures: Sequence[Path
             if payload:
                 run.log(payload)
             run.summary["finding"] = summary["finding"]
+            for k, v in summary["results"].items():  # the flat numbers: what a sweep's metric names
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    run.summary[f"results/{k}"] = v
         finally:
             run.finish()
 
@@ -286,5 +364,6 @@ def main_of(name: str, presets: Mapping[str, Any], run: Callable[[Invocation], d
     return main
 
 
-__all__ = ["PRESET_NAMES", "Invocation", "parse", "dataset", "validation_sets", "train", "read_training",
-           "evaluate", "format_table", "finish", "main_of", "log"]
+__all__ = ["PRESET_NAMES", "Invocation", "parse", "default_out", "cpu_seconds", "dataset", "validation_sets",
+           "train", "train_many", "read_training", "evaluate", "format_table", "finish", "main_of", "log",
+           "SWEEP_AGENT_VARIABLES"]

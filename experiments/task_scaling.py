@@ -1,0 +1,575 @@
+"""Task-count ablation (the paper's §4.3 and Figure 7): one model per number of training tasks N.
+
+    python -m experiments.task_scaling                            # laptop preset (what `make run` runs)
+    python -m experiments.task_scaling --preset smoke             # about half a minute (the tests)
+    python -m experiments.task_scaling --preset paper             # GPU cluster sizes (documented, not run here)
+    python -m experiments.task_scaling --preset paper --n_tasks=[1000]   # one N: a run of sweeps/task_scaling.yaml
+    python -m experiments.task_scaling --max_steps=800 --out runs/ts-long   # any field of Settings
+
+Steps (everything lands in one run directory, see ``experiments._common``):
+
+1. **Data.** For every N of ``n_tasks``: a dataset of ``sequences`` sequences of ``length`` steps
+   (the ``omnirl`` pipeline: the full behaviour mix, oracle labels) cycling over a task set of
+   exactly N AnyMDP tasks. The task sets come from one task seed, so they are nested: the N = 16
+   tasks are the first 16 of the N = 256 set, and so on. Every dataset has the same number of
+   sequences, so a small N has many sequences per task (it can be memorised) and the largest N
+   about one. Validation sets: ``val_sequences`` new sequences on the training tasks (``seen``)
+   and on new tasks (``unseen``, the same tasks for every N).
+2. **Training.** One model per N, all with the same backbone, size and budget (``max_steps``
+   batches of ``batch_size`` windows of ``window`` steps), up to ``parallel`` at once. Every
+   ``val_every`` steps the policy loss (cross-entropy against the oracle label) is measured on
+   both validation sets, against position in the context and split by who acted.
+3. **Online RL.** Every model acts on ``eval_envs`` unseen ``anymdp{states}`` tasks for
+   ``eval_steps`` steps with an empty context (``python -m omnirl.evaluate``'s online protocol,
+   its own actions fed back with the "unknown" tag, sampling at ``temperature``); TQL-UCB runs on
+   the same tasks. Score: normalised return (random policy 0, oracle 1) of the episodes that
+   ended in the last quarter, per task then averaged, with its standard error over tasks; also
+   its median over tasks and the gap-weighted score (a few tasks whose random and oracle returns
+   nearly coincide can move the task mean by a lot; they cannot move these two).
+4. **Report.** A table (one row per N), ``task_scaling.png`` (Figure 7's quantities: loss against
+   position and against training step, seen and unseen; unseen loss by behaviour; the online
+   curves next to TQL-UCB's), ``summary.json`` and the experiment's W&B run; the training and
+   evaluation runs have their own (offline without credentials).
+
+What the numbers are read for (the ``finding`` is computed from them, thresholds below):
+
+* **Memorisation.** Seen-task loss far below unseen-task loss (gap > ``MEMORISED_GAP``) means the
+  model stores its training tasks and recognises them from context; the gap closing
+  (|gap| < ``CLOSED_GAP``) at the largest N means it can no longer do so and must generalise.
+* **In-context RL or imitation.** On unseen tasks, loss falling with position on steps where a
+  *random* policy acted can only come from inferring the task's good actions from the rewards in
+  the context: evidence of in-context RL. Loss falling only on steps where a near-oracle acted
+  is in-context imitation (copying the actions the context shows). A fall counts if it exceeds
+  ``CONTEXT_DROP`` nats between the first and the last quarter of the context.
+* **Online.** Above random means the last-quarter task mean exceeds 0 by two standard errors;
+  rising means the last quarter beats the first by more than ``ONLINE_RISE``; matching TQL-UCB
+  means a gap-weighted score at least TQL-UCB's. In-context RL from rewards is claimed only when
+  the random-behaviour loss falls with context and the online score is above random and rising.
+
+Presets (``PRESETS``):
+
+* ``laptop`` (default): N = 16, 256, 4096; 4096 sequences of 1025 steps per dataset; the ``tiny``
+  GDN (about 0.12M parameters), 400 steps of 8 windows of 1024 steps (3.3M environment steps per
+  model), two models at once on one thread each; online on 64 unseen anymdp16 tasks for 1024
+  steps. About 18 CPU-minutes in all (data ~2.5, each model ~4.5, evaluation ~1): at most 20 minutes
+  on an idle 2-core machine.
+* ``smoke``: N = 4 and 64, tiny data and 8 training steps: checks the pipeline (about half a minute).
+* ``paper``: N = 100, 1K, 10K, 128K; 128K sequences of 12,001 steps; the paper's RWKV-7 (Table 6,
+  18 blocks, hidden 512) with the paper's 5-token layout, segments of 2,000 steps (six per window,
+  C.2), AdamW at 2e-4 with 2,000 warm-up steps, bf16, all GPUs of the node; online for 12,000
+  steps on 64 tasks. Sized for a GPU cluster; not run here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import math
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from experiments._common import (Invocation, cpu_seconds, dataset, evaluate, finish, log, main_of, train_many,
+                                 validation_sets)
+
+NAME = "task_scaling"
+MEMORISED_GAP = 0.1
+"""Nats: a seen-unseen gap (unseen minus seen final validation loss) above this is memorisation."""
+CLOSED_GAP = 0.05
+"""Nats: a gap below this in absolute value is closed (seen and unseen tasks alike)."""
+CONTEXT_DROP = 0.05
+"""Nats: a validation loss falls with context if its last-quarter mean is this much below its
+first-quarter mean."""
+ONLINE_RISE = 0.05
+"""Normalised score: an online curve rises if its last quarter beats its first by this much."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The task-count ablation's settings (the defaults are the laptop preset)."""
+
+    n_tasks: tuple[int, ...] = (16, 256, 4096)
+    """Training task counts N: one dataset and one model each (a sweep run may give one)."""
+    states: int = 16
+    """States S of every task (16, 32, 64 or 128: the online evaluation uses ``anymdp{S}``)."""
+    actions: int = 5
+    """Actions A of every task."""
+    sequences: int = 4096
+    """Sequences per training dataset, the same for every N (at least the largest N, so every
+    task is played)."""
+    length: int = 1025
+    """Steps per stored sequence (end markers included); at least ``window + 1``. With exactly
+    ``window + 1`` every training window starts at a task's first step, like validation."""
+    val_sequences: int = 64
+    """Sequences per validation set (seen and unseen)."""
+    backbone: str = "gdn"
+    """Backbone of every model: ``rwkv7``, ``gdn``, ``gsa`` or ``mamba2``."""
+    model_preset: str = "tiny"
+    """Backbone size: ``tiny`` or ``paper`` (Table 6)."""
+    layout: str = "compact"
+    """Tokens per step: ``compact`` (2) or ``paper`` (5)."""
+    window: int = 1024
+    """Context length T of training and validation (steps)."""
+    batch_size: int = 8
+    """Windows per batch (per device)."""
+    segment_len: int = 256
+    """Steps per back-propagation segment (the state is carried across segments)."""
+    max_steps: int = 400
+    """Optimiser steps per model (a multiple of ``val_every``)."""
+    lr: float = 1e-3
+    """Peak learning rate (AdamW)."""
+    warmup_steps: int = 50
+    """Learning-rate warm-up steps (then inverse-square-root decay)."""
+    val_every: int = 100
+    """Optimiser steps between validations (the loss-against-iteration curve's spacing)."""
+    precision: str = "32-true"
+    """Lightning precision (``bf16-mixed`` on GPUs)."""
+    devices: int | str = "auto"
+    """Devices per training run (``auto``, or a count: more than one runs DDP)."""
+    parallel: int = 2
+    """Training runs at once (each in its own process when more than one)."""
+    threads: int = 0
+    """Torch threads per training run and of the evaluation (0: the cores divided by ``parallel`` for
+    training, one for the evaluation)."""
+    workers: int = 2
+    """Processes generating the data."""
+    eval_envs: int = 64
+    """Unseen tasks of the online evaluation."""
+    eval_steps: int = 1024
+    """Acting steps per task of the online evaluation (the context grows to this length)."""
+    temperature: float = 1.0
+    """Sampling temperature of the model's policy online (constant; 0: greedy)."""
+
+    def __post_init__(self) -> None:
+        from omnirl._validate import check_choice, check_float, check_int
+        from omnirl.evaluate.envs.anymdp import SIZES
+        from omnirl.model.backbone import BACKBONES, PRESETS as MODEL_PRESETS
+        from omnirl.model.omnirl import LAYOUTS
+
+        if not self.n_tasks:
+            raise ValueError("n_tasks must name at least one task count, got none")
+        for n in self.n_tasks:
+            check_int("n_tasks", n, min_value=1)
+        if len(set(self.n_tasks)) != len(self.n_tasks):
+            raise ValueError(f"n_tasks must not repeat a count, got {list(self.n_tasks)}")
+        check_choice("states", self.states, SIZES)
+        check_int("actions", self.actions, min_value=2)
+        for f in ("sequences", "val_sequences", "window", "batch_size", "segment_len", "max_steps", "val_every",
+                  "parallel", "workers", "eval_envs", "eval_steps"):
+            check_int(f, getattr(self, f), min_value=1)
+        for f in ("warmup_steps", "threads"):
+            check_int(f, getattr(self, f), min_value=0)
+        if self.sequences < max(self.n_tasks):
+            raise ValueError(f"sequences={self.sequences} must be >= the largest of n_tasks ({max(self.n_tasks)}), "
+                             "so that every task of every set is played")
+        if self.length < self.window + 1:
+            raise ValueError(f"length={self.length} must be >= window + 1 = {self.window + 1}")
+        if self.segment_len > self.window:
+            raise ValueError(f"segment_len={self.segment_len} must be <= window={self.window}")
+        if self.max_steps % self.val_every:
+            raise ValueError(f"max_steps={self.max_steps} must be a multiple of val_every={self.val_every}")
+        check_choice("backbone", self.backbone, BACKBONES)
+        check_choice("model_preset", self.model_preset, MODEL_PRESETS)
+        check_choice("layout", self.layout, LAYOUTS)
+        check_float("lr", self.lr, min_value=0.0, min_inclusive=False)
+        check_float("temperature", self.temperature, min_value=0.0)
+
+
+PRESETS = {
+    "smoke": Settings(n_tasks=(4, 64), sequences=64, length=129, val_sequences=8, window=128, batch_size=4,
+                      segment_len=64, max_steps=8, warmup_steps=2, val_every=4, parallel=1, threads=1, workers=1,
+                      eval_envs=4, eval_steps=128),
+    "laptop": Settings(),
+    "paper": Settings(n_tasks=(100, 1_000, 10_000, 128_000), sequences=128_000, length=12_001, val_sequences=256,
+                      backbone="rwkv7", model_preset="paper", layout="paper", window=12_000, batch_size=12,
+                      segment_len=2_000, max_steps=40_000, lr=2e-4, warmup_steps=2_000, val_every=1_000,
+                      precision="bf16-mixed", parallel=1, workers=32, eval_envs=64, eval_steps=12_000),
+}
+"""The presets (see the module docstring)."""
+
+
+# --------------------------------------------------------------------------- reading the runs
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Torch intra-op threads set to ``n`` inside the block (a small model's step gains little from
+    a second thread, and a thread on a busy core spins)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _mean(values: Sequence[Any]) -> float:
+    vals = [float(v) for v in values if _finite(v)]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def quarter_means(curve: Sequence[Any]) -> tuple[float, float]:
+    """Mean of a binned loss-against-position curve over its first and its last quarter of bins
+    (``None``/NaN bins skipped; NaN if a quarter has none)."""
+    n = len(curve)
+    q = max(1, n // 4)
+    return _mean(curve[:q]), _mean(curve[n - q:])
+
+
+def training_overrides(s: Any, train_dir: Path, validation: Mapping[str, str], seed: int, backbone: str) -> dict:
+    """The ``python -m omnirl.train`` settings of one model of ``s`` (a settings dataclass with
+    the model, window, batch and optimiser fields of ``Settings``)."""
+    return {"model.backbone": backbone, "model.preset": s.model_preset, "model.layout": s.layout,
+            "model.n_states": s.states, "model.n_actions": s.actions,
+            "data.train": [str(train_dir)], "data.validation": dict(validation), "data.window": s.window,
+            "data.batch_size": s.batch_size, "data.seed": seed,
+            "train.segment_len": s.segment_len, "train.max_steps": s.max_steps, "train.lr": s.lr,
+            "train.warmup_steps": s.warmup_steps, "train.val_every": s.val_every, "train.seed": seed,
+            "train.precision": s.precision, "train.devices": s.devices}
+
+
+def online_stats(eval_dir: Path, env: str, method: str, steps: int, bins: int = 16,
+                 n_tasks: int | None = None) -> dict[str, Any]:
+    """The online run of ``method`` on ``env`` in the evaluation directory ``eval_dir`` (its
+    ``episodes.npz``): ``performance`` (normalised score of the episodes that ended in the last
+    quarter, per task then over tasks: the evaluation table's number), ``se`` (its standard error
+    over tasks), ``first_quarter`` (the same over the first quarter), ``per_task`` (each task's
+    last-quarter mean, NaN without such an episode) and the ``curve`` (mean score of the episodes
+    ending in each of ``bins`` equal bins of the steps), the ``median`` over tasks, and the
+    ``gap_weighted`` score of the evaluation's table (``sum(R - R_random) / sum(R_oracle -
+    R_random)``: the aggregate that tasks whose references nearly coincide cannot dominate; NaN
+    without the evaluation's ``summary.json``). ``n_tasks``: the rows of the run (default: up to the
+    last row that finished an episode)."""
+    import json
+
+    import numpy as np
+
+    with np.load(eval_dir / "episodes.npz") as z:
+        row, end, score = (z[f"{env}/{method}/{c}"] for c in ("row", "end_step", "score"))
+    n_rows = n_tasks if n_tasks is not None else int(row.max()) + 1 if row.size else 0
+
+    def per_task(mask):
+        sums = np.bincount(row[mask], weights=score[mask], minlength=n_rows)
+        counts = np.bincount(row[mask], minlength=n_rows)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+    late, early = per_task(end > 0.75 * steps), per_task(end <= 0.25 * steps)
+    ok = np.isfinite(late)
+    se = float(np.std(late[ok], ddof=1) / np.sqrt(ok.sum())) if ok.sum() > 1 else float("nan")
+    edges = np.linspace(0, steps, bins + 1)
+    idx = np.clip(np.searchsorted(edges, end, side="left") - 1, 0, bins - 1)
+    sums, counts = np.bincount(idx, weights=score, minlength=bins), np.bincount(idx, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        curve = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    gap_weighted = float("nan")
+    if (eval_dir / "summary.json").is_file():
+        rows = json.loads((eval_dir / "summary.json").read_text())["rows"]
+        gap_weighted = next((r["gap_weighted"] for r in rows if r["environment"] == env and r["method"] == method
+                             and r["gap_weighted"] is not None), float("nan"))
+    return {"performance": float(np.nanmean(late)) if ok.any() else float("nan"), "se": se,
+            "median": float(np.nanmedian(late)) if ok.any() else float("nan"), "gap_weighted": gap_weighted,
+            "first_quarter": float(np.nanmean(early)) if np.isfinite(early).any() else float("nan"),
+            "per_task": late.tolist(), "curve": {"steps": ((edges[:-1] + edges[1:]) / 2).tolist(),
+                                                 "score": curve.tolist()}}
+
+
+def paired_se(a: Sequence[float], b: Sequence[float]) -> float:
+    """Standard error of the mean of ``a - b`` over the tasks where both are finite."""
+    import numpy as np
+
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    d = d[np.isfinite(d)]
+    return float(np.std(d, ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
+
+
+def model_numbers(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The validation numbers of one training run (``train_many``'s entry): final losses, the
+    per-behaviour quarter means of the latest curves, the curves and the history."""
+    last = run["history"][-1]
+    out: dict[str, Any] = {"parameters": run["run"]["parameters"], "step": last["step"],
+                           "tokens_seen": last["tokens_seen"], "train_cpu_seconds": run.get("cpu_seconds"),
+                           "train_wall_seconds": run.get("wall_seconds")}
+    for name, curves in run["curves"].items():
+        out[f"{name}_policy_loss"] = last.get(f"val/{name}/policy_loss", float("nan"))
+        out[f"{name}_first_steps"] = last.get(f"val/{name}/policy_loss_first_steps", float("nan"))
+        out[f"{name}_last_quarter"] = last.get(f"val/{name}/policy_loss_last_quarter", float("nan"))
+        for behaviour in ("all", "random", "oracle"):
+            q1, q4 = quarter_means(curves.get(behaviour, []))
+            out[f"{name}_{behaviour}_q1"], out[f"{name}_{behaviour}_q4"] = q1, q4
+    out["curves"] = run["curves"]
+    out["history"] = run["history"]
+    return out
+
+
+# --------------------------------------------------------------------------- the claims
+
+def claims(per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any]) -> dict[str, Any]:
+    """What the numbers show (``None``: not testable in this run), from the smallest and the
+    largest N's numbers (``per_n`` sorted by N) and TQL-UCB's online numbers."""
+    small, large = per_n[0], per_n[-1]
+    online = large["online"]
+
+    def above(x, threshold):
+        return bool(_finite(x) and x > threshold)
+
+    c: dict[str, Any] = {
+        "smallest_memorised": above(small["gap"], MEMORISED_GAP),
+        "largest_gap_closed": bool(_finite(large["gap"]) and abs(large["gap"]) < CLOSED_GAP),
+        "random_steps_improve": above(large["unseen_random_q1"] - large["unseen_random_q4"], CONTEXT_DROP),
+        "oracle_steps_improve": above(large["unseen_oracle_q1"] - large["unseen_oracle_q4"], CONTEXT_DROP),
+        "online_above_random": above(online["performance"] - 2 * online["se"], 0.0),
+        "online_rises": above(online["performance"] - online["first_quarter"], ONLINE_RISE),
+        "online_matches_tql_ucb": bool(_finite(online["gap_weighted"]) and _finite(tql["gap_weighted"])
+                                       and online["gap_weighted"] >= tql["gap_weighted"]),
+    }
+    if len(per_n) > 1:
+        c["task_count_effect"] = c["smallest_memorised"] and c["largest_gap_closed"]
+        c["unseen_loss_falls_with_n"] = above(small["unseen_policy_loss"] - large["unseen_policy_loss"], 0.0)
+    else:
+        c["task_count_effect"] = c["unseen_loss_falls_with_n"] = None
+    c["icrl_from_rewards"] = c["random_steps_improve"] and c["online_above_random"] and c["online_rises"]
+    return c
+
+
+def finding_text(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any],
+                 c: Mapping[str, Any]) -> str:
+    """The run's finding, from its numbers and ``claims``."""
+    small, large = per_n[0], per_n[-1]
+    env = f"anymdp{s.states}"
+    parts = []
+    if len(per_n) > 1:
+        parts.append(
+            f"Task count: with N={small['n_tasks']} ({small['sequences_per_task']:.0f} sequences per task) the final "
+            f"validation loss is {small['seen_policy_loss']:.3f} nats on seen tasks against "
+            f"{small['unseen_policy_loss']:.3f} on unseen ones (gap {small['gap']:+.3f}): "
+            + ("it memorised its training tasks" if c["smallest_memorised"]
+               else f"it did not memorise them at this budget (gap below {MEMORISED_GAP})")
+            + f"; with N={large['n_tasks']} the gap is {large['gap']:+.3f} nats, "
+            + ("closed (seen and unseen tasks alike)" if c["largest_gap_closed"]
+               else f"not closed (|gap| >= {CLOSED_GAP})") + ". "
+            + "Gap and unseen-task loss by N: "
+            + ", ".join(f"N={r['n_tasks']} {r['gap']:+.3f} / {r['unseen_policy_loss']:.3f}" for r in per_n) + ".")
+    else:
+        parts.append(f"With N={large['n_tasks']} ({large['sequences_per_task']:.1f} sequences per task) the final "
+                     f"validation loss is {large['seen_policy_loss']:.3f} nats on seen tasks and "
+                     f"{large['unseen_policy_loss']:.3f} on unseen ones (gap {large['gap']:+.3f}).")
+    parts.append(
+        f"In context (N={large['n_tasks']}, unseen tasks, first to last quarter of the {s.window}-step context): "
+        f"the loss on near-oracle steps goes {large['unseen_oracle_q1']:.3f} -> {large['unseen_oracle_q4']:.3f} "
+        f"nats, on random-behaviour steps {large['unseen_random_q1']:.3f} -> {large['unseen_random_q4']:.3f} "
+        f"(uniform guess: {math.log(s.actions):.3f}). "
+        + ("The random-behaviour steps improve: the model infers better actions from the rewards in its "
+           "context, not only by copying demonstrated actions." if c["random_steps_improve"] else
+           "Only the near-oracle steps improve: that is in-context imitation of the actions the context shows, "
+           "not in-context RL from rewards." if c["oracle_steps_improve"] else
+           f"Neither falls by more than {CONTEXT_DROP} nats: no in-context learning on unseen tasks at this budget."))
+    def score(o: Mapping[str, Any]) -> str:
+        return (f"{o['performance']:+.3f} +- {o['se']:.3f} / median {o['median']:+.3f} / gap-weighted "
+                f"{o['gap_weighted']:+.3f}")
+
+    online = "; ".join(f"N={r['n_tasks']} {score(r['online'])} (first quarter {r['online']['first_quarter']:+.3f})"
+                       for r in per_n)
+    parts.append(
+        f"Online on {s.eval_envs} unseen {env} tasks ({s.eval_steps} steps from an empty context, temperature "
+        f"{s.temperature:g}), the last-quarter normalised score (random 0, oracle 1; task mean +- standard error "
+        f"/ median / gap-weighted) is {online}; TQL-UCB on the same tasks: {score(tql)}. "
+        f"The N={large['n_tasks']} model is "
+        + ("above the random level" if c["online_above_random"] else "not above the random level")
+        + ("; its score rises with context" if c["online_rises"] else "; its score does not rise with context")
+        + ("; it matches or beats TQL-UCB (gap-weighted)." if c["online_matches_tql_ucb"]
+           else "; it stays below TQL-UCB (gap-weighted)."))
+    if c["task_count_effect"] is None:
+        effect = f"this run has one task count (N={large['n_tasks']}), so it does not test the task-count effect"
+    elif c["task_count_effect"]:
+        effect = ("this run shows the task-count effect (the fewest tasks are memorised, the most generalise "
+                  "to unseen tasks)")
+    else:
+        effect = "this run does not show the full task-count effect"
+    if c["icrl_from_rewards"]:
+        icrl = "and it shows in-context RL from rewards on unseen tasks"
+    elif c["random_steps_improve"] or c["online_above_random"]:
+        icrl = ("and only partial evidence of in-context RL from rewards (loss on random-behaviour steps "
+                + ("falls" if c["random_steps_improve"] else "does not fall") + ", online score "
+                + ("above" if c["online_above_random"] else "at") + " the random level"
+                + (" and rising" if c["online_rises"] else ", not rising") + ")")
+    else:
+        icrl = "and it does not show in-context RL from rewards on unseen tasks"
+        if c["oracle_steps_improve"]:
+            icrl += " (what it shows there is in-context imitation)"
+    parts.append(f"Bottom line: {effect}, {icrl}.")
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------- the figure
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    from omnirl.fileio import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def limit_y(ax: Any, lo: float, hi: float, margin: float = 0.05) -> None:
+    """Y range of ``ax``: its lines' data range widened by ``margin``, cut to ``[lo, hi]``; a line
+    wholly outside gets its mean in its label ("off scale")."""
+    import numpy as np
+
+    data = [np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()]
+    data = [y[np.isfinite(y)] for y in data]
+    values = np.concatenate([y for y in data if y.size] or [np.zeros(0)])
+    if not values.size:
+        return
+    bottom, top = max(lo, values.min() - margin), min(hi, values.max() + margin)
+    for line, y in zip(ax.get_lines(), data):
+        if y.size and (y.min() > top or y.max() < bottom) and not line.get_label().startswith("_"):
+            line.set_label(f"{line.get_label()} (off scale, mean {y.mean():.2f})")
+    ax.set_ylim(bottom, top)
+
+
+def plot(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any], path: Path) -> Path:
+    """Figure 7's quantities in four panels (see the module docstring), saved to ``path``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    def arr(x):
+        return np.array([np.nan if v is None else v for v in x], dtype=float)
+
+    colours = plt.cm.viridis(np.linspace(0.0, 0.85, len(per_n)))
+    fig, ax = plt.subplots(2, 2, figsize=(11, 8))
+    uniform = math.log(s.actions)
+    for r, col in zip(per_n, colours):
+        label = f"N={r['n_tasks']}"
+        for name, ls in (("seen", "--"), ("unseen", "-")):
+            cur = r["curves"].get(name)
+            if cur:
+                ax[0, 0].plot(arr(cur["position"]), arr(cur["all"]), ls, color=col, label=f"{label} {name}")
+            steps = [h["step"] for h in r["history"]]
+            ax[0, 1].plot(steps, arr([h.get(f"val/{name}/policy_loss") for h in r["history"]]), ls, marker="o",
+                          ms=3, color=col, label=f"{label} {name}")
+        cur = r["curves"]["unseen"]
+        ax[1, 0].plot(arr(cur["position"]), arr(cur["oracle"]), "-", color=col, label=f"{label} near-oracle steps")
+        ax[1, 0].plot(arr(cur["position"]), arr(cur["random"]), ":", color=col, label=f"{label} random steps")
+        on = r["online"]["curve"]
+        ax[1, 1].plot(on["steps"], arr(on["score"]), "-", marker="o", ms=3, color=col, label=label)
+    ax[1, 1].plot(tql["curve"]["steps"], arr(tql["curve"]["score"]), "-", marker="s", ms=3, color="black",
+                  label="TQL-UCB")
+    for a in (ax[0, 0], ax[0, 1], ax[1, 0]):
+        a.axhline(uniform, color="grey", lw=0.8, ls=":")
+        a.set_ylabel("policy loss (nats)")
+    ax[0, 0].set(title="validation loss against position (seen --, unseen -)", xlabel="step in context")
+    ax[0, 1].set(title="validation loss against training (seen --, unseen -)", xlabel="optimiser step")
+    ax[1, 0].set(title="unseen tasks: loss by who acted", xlabel="step in context")
+    ax[1, 1].axhline(0.0, color="grey", lw=0.8, ls=":")
+    ax[1, 1].axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax[1, 1].set(title=f"online RL on {s.eval_envs} unseen anymdp{s.states} tasks", xlabel="step in context",
+                 ylabel="normalised score (random 0, oracle 1)")
+    for a in (ax[0, 0], ax[0, 1], ax[1, 0]):
+        limit_y(a, 0.0, 2 * uniform)
+    limit_y(ax[1, 1], -0.5, 1.1)
+    for a in ax.flat:
+        a.legend(fontsize=6)
+    fig.suptitle(f"Task-count ablation: {s.backbone} ({s.model_preset}), {s.max_steps} steps of "
+                 f"{s.batch_size}x{s.window}")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- the run
+
+def table_rows(per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per N."""
+    return [{"N": r["n_tasks"], "seq/task": round(r["sequences_per_task"], 1),
+             "seen": r["seen_policy_loss"], "unseen": r["unseen_policy_loss"], "gap": r["gap"],
+             "unseen first32": r["unseen_first_steps"], "unseen lastQ": r["unseen_last_quarter"],
+             "random Q1": r["unseen_random_q1"], "random Q4": r["unseen_random_q4"],
+             "oracle Q1": r["unseen_oracle_q1"], "oracle Q4": r["unseen_oracle_q4"],
+             "online": r["online"]["performance"], "online se": r["online"]["se"],
+             "online gw": r["online"]["gap_weighted"], "TQL-UCB": tql["performance"],
+             "TQL-UCB gw": tql["gap_weighted"]} for r in per_n]
+
+
+def run(inv: Invocation) -> dict:
+    """The experiment (see the module docstring); returns its summary."""
+    s: Settings = inv.settings
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    ns = sorted(s.n_tasks)
+    env = f"anymdp{s.states}"
+    wall: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+
+    jobs = []
+    for n in ns:
+        root = inv.out / "data" / f"n{n}"
+        train_dir = dataset(root / "train", n_tasks=n, sequences=s.sequences, length=s.length, states=s.states,
+                            actions=s.actions, seed=inv.seed, task_seed=inv.seed, workers=s.workers)
+        val = validation_sets(train_dir, root / "val", s.val_sequences)
+        jobs.append((inv.out / "train" / f"n{n}", training_overrides(s, train_dir, val, inv.seed, s.backbone)))
+    wall["data"], cpu["data"] = time.perf_counter() - t0, cpu_seconds() - c0
+
+    t1, c1 = time.perf_counter(), cpu_seconds()
+    log(f"training {len(jobs)} models ({s.parallel} at once)")
+    runs = train_many(jobs, parallel=s.parallel, threads=s.threads, wandb_mode=inv.wandb_mode)
+    wall["train"], cpu["train"] = time.perf_counter() - t1, cpu_seconds() - c1
+
+    t2, c2 = time.perf_counter(), cpu_seconds()
+    common = {"envs": [env], "protocol": "online", "n_envs": s.eval_envs, "steps": s.eval_steps, "seed": inv.seed,
+              "wandb_mode": inv.wandb_mode}
+    evaluate(inv.out / "eval" / "tql_ucb", checkpoint=None, baselines=["tql_ucb"], **common)
+    tql = online_stats(inv.out / "eval" / "tql_ucb", env, "tql_ucb", s.eval_steps, n_tasks=s.eval_envs)
+    per_n = []
+    for n, r in zip(ns, runs):
+        out = inv.out / "eval" / f"n{n}"
+        with torch_threads(s.threads or 1):
+            evaluate(out, checkpoint=r["checkpoint"], baselines=[], **common,
+                     **{"protocol.t_initial": s.temperature, "protocol.t_final": s.temperature})
+        numbers = model_numbers(r)
+        numbers.update(n_tasks=n, sequences_per_task=s.sequences / n,
+                       gap=numbers["unseen_policy_loss"] - numbers["seen_policy_loss"],
+                       online=online_stats(out, env, "omnirl", s.eval_steps, n_tasks=s.eval_envs))
+        numbers["online"]["minus_tql_ucb_se"] = paired_se(numbers["online"]["per_task"], tql["per_task"])
+        per_n.append(numbers)
+    wall["eval"], cpu["eval"] = time.perf_counter() - t2, cpu_seconds() - c2
+
+    c = claims(per_n, tql)
+    finding = finding_text(s, per_n, tql, c)
+    figure = plot(s, per_n, tql, inv.out / "task_scaling.png")
+    wall["total"], cpu["total"] = time.perf_counter() - t0, cpu_seconds() - c0
+    large = per_n[-1]
+    results = {
+        "n_tasks": ns,
+        "unseen_policy_loss": large["unseen_policy_loss"],  # the largest N's (a one-N sweep run's own)
+        "seen_policy_loss": large["seen_policy_loss"],
+        "gap": large["gap"],
+        "online_score": large["online"]["performance"],
+        "tql_ucb_score": tql["performance"],
+        "per_n": {str(r["n_tasks"]): r for r in per_n},
+        "tql_ucb": tql,
+        "claims": c,
+        "thresholds": {"memorised_gap": MEMORISED_GAP, "closed_gap": CLOSED_GAP, "context_drop": CONTEXT_DROP,
+                       "online_rise": ONLINE_RISE},
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+    }
+    log(f"task_scaling: {wall['total']:.0f} s wall, {cpu['total']:.0f} CPU-s "
+        f"(data {cpu['data']:.0f}, training {cpu['train']:.0f}, evaluation {cpu['eval']:.0f})")
+    return finish(inv, NAME, results=results, table=table_rows(per_n, tql), figures=[figure], finding=finding,
+                  seconds=wall["total"])
+
+
+main = main_of(NAME, PRESETS, run, __doc__)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""experiments.task_scaling: the smoke preset end to end, the command line, the presets and the sweep file."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from experiments import _common
+from experiments import task_scaling as ts
+
+ROOT = Path(__file__).resolve().parents[1]
+SWEEP = ROOT / "sweeps" / "task_scaling.yaml"
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("task_scaling") / "run"
+    assert ts.main(["--preset", "smoke", "--out", str(out), "--wandb-mode", "disabled"]) == 0
+    return out, json.loads((out / "summary.json").read_text())
+
+
+def test_smoke_summary_table_and_figure(smoke, capsys):
+    out, summary = smoke
+    assert summary["experiment"] == "task_scaling" and summary["preset"] == "smoke" and summary["seed"] == 0
+    settings = ts.PRESETS["smoke"]
+    assert summary["settings"]["n_tasks"] == list(settings.n_tasks)
+    assert summary["seconds"] > 0 and summary["finding"].strip()
+    # one row per N, in order, with the numbers of results
+    assert [row["N"] for row in summary["table"]] == sorted(settings.n_tasks)
+    results = summary["results"]
+    assert sorted(results["per_n"], key=int) == [str(n) for n in sorted(settings.n_tasks)]
+    for row in summary["table"]:
+        r = results["per_n"][str(row["N"])]
+        assert row["unseen"] == r["unseen_policy_loss"] and row["seen"] == r["seen_policy_loss"]
+        assert row["gap"] == pytest.approx(r["unseen_policy_loss"] - r["seen_policy_loss"])
+        assert row["TQL-UCB"] == results["tql_ucb"]["performance"]
+        # validation against training step and against position, seen and unseen, by behaviour
+        assert [h["step"] for h in r["history"]] == list(range(settings.val_every, settings.max_steps + 1,
+                                                                settings.val_every))
+        for name in ("seen", "unseen"):
+            assert set(r["curves"][name]) >= {"position", "all", "random", "oracle"}
+            assert len(r["curves"][name]["all"]) == 16
+        assert len(r["online"]["curve"]["score"]) == 16
+        assert len(r["online"]["per_task"]) == settings.eval_envs
+    # the online numbers agree with the evaluation's own table
+    evaluation = json.loads((out / "eval" / "n4" / "summary.json").read_text())
+    (row,) = evaluation["rows"]
+    assert row["method"] == "omnirl" and row["environment"] == "anymdp16"
+    assert results["per_n"]["4"]["online"]["performance"] == pytest.approx(row["performance"], nan_ok=True)
+    assert results["unseen_policy_loss"] == results["per_n"]["64"]["unseen_policy_loss"]
+    # figure, training runs, cost accounting
+    assert summary["figures"] == ["task_scaling.png"]
+    assert (out / "task_scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for n in settings.n_tasks:
+        assert (out / "train" / f"n{n}" / "checkpoints" / "last.ckpt").is_file()
+    assert set(results["cpu_seconds"]) == {"data", "train", "eval", "total"}
+
+
+def test_smoke_finding_follows_the_numbers(smoke):
+    _, summary = smoke
+    results, finding = summary["results"], summary["finding"]
+    per_n = [results["per_n"][k] for k in sorted(results["per_n"], key=int)]
+    small, large = per_n[0], per_n[-1]
+    c = results["claims"]
+    # recompute the claims from the numbers
+    assert c["smallest_memorised"] == (small["gap"] > ts.MEMORISED_GAP)
+    assert c["largest_gap_closed"] == (abs(large["gap"]) < ts.CLOSED_GAP)
+    assert c["random_steps_improve"] == (large["unseen_random_q1"] - large["unseen_random_q4"] > ts.CONTEXT_DROP)
+    online = large["online"]
+    above = online["performance"] is not None and online["se"] is not None and \
+        online["performance"] - 2 * online["se"] > 0
+    assert c["online_above_random"] == above
+    assert c["task_count_effect"] == (c["smallest_memorised"] and c["largest_gap_closed"])
+    # and the text says what they say
+    assert ("it memorised its training tasks" in finding) == c["smallest_memorised"]
+    assert f"(gap {small['gap']:+.3f})" in finding
+    assert ("this run shows the task-count effect" in finding) == c["task_count_effect"]
+    shows_icrl = "it shows in-context RL from rewards" in finding
+    assert shows_icrl == c["icrl_from_rewards"]
+    if not c["icrl_from_rewards"]:
+        assert "in-context RL from rewards" in finding  # says plainly that it does not show it
+
+
+def test_quarter_means_and_online_stats(tmp_path):
+    assert ts.quarter_means([1.0, None, 3.0, 4.0, 5.0, 6.0, 7.0, float("nan")]) == (1.0, 7.0)
+    assert all(math.isnan(x) for x in ts.quarter_means([None] * 4))
+    import numpy as np
+
+    # three tasks, 100 steps: task 0 ends episodes at 10 (score 0) and 90 (score 1), task 1 at 95
+    # (score 0.5), task 2 none
+    arrays = {"anymdp16/m/row": np.array([0, 0, 1]), "anymdp16/m/end_step": np.array([10, 90, 95]),
+              "anymdp16/m/score": np.array([0.0, 1.0, 0.5])}
+    np.savez(tmp_path / "episodes.npz", **arrays)
+    s = ts.online_stats(tmp_path, "anymdp16", "m", 100, bins=4, n_tasks=3)
+    assert s["performance"] == pytest.approx(0.75) and s["median"] == pytest.approx(0.75)
+    assert s["per_task"][:2] == [1.0, 0.5] and math.isnan(s["per_task"][2])
+    assert math.isnan(s["gap_weighted"])  # no evaluation summary here
+    assert s["se"] == pytest.approx(np.std([1.0, 0.5], ddof=1) / np.sqrt(2))
+    assert s["first_quarter"] == pytest.approx(0.0)
+    assert s["curve"]["score"][0] == 0.0 and s["curve"]["score"][3] == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("override, named", [
+    ("--n_tasks=abc", "n_tasks"),
+    ("--n_tasks=[0]", "n_tasks"),
+    ("--n_tasks=[16, 16]", "n_tasks"),
+    ("--bogus=1", "bogus"),
+    ("--states=20", "states"),
+    ("--window=5000", "length"),
+    ("--max_steps=450", "val_every"),
+    ("--backbone=lstm", "backbone"),
+    ("--sequences=100", "sequences"),
+])
+def test_cli_rejects_bad_overrides(override, named, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        ts.main([override, "--out", str(tmp_path / "never")])
+    assert e.value.code == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+
+
+def test_presets(monkeypatch):
+    for var in ("OMNIRL_RUN_DIR", "WANDB_SWEEP_ID", "WANDB_RUN_ID"):
+        monkeypatch.delenv(var, raising=False)
+    assert set(ts.PRESETS) == set(_common.PRESET_NAMES)
+    assert ts.PRESETS["laptop"] == ts.Settings()
+    laptop, paper = ts.PRESETS["laptop"], ts.PRESETS["paper"]
+    assert laptop.n_tasks == (16, 256, 4096) and laptop.sequences / min(laptop.n_tasks) >= 100
+    assert paper.n_tasks == (100, 1_000, 10_000, 128_000) and paper.model_preset == "paper"
+    assert paper.window > laptop.window
+    inv = _common.parse("task_scaling", ts.PRESETS, ["--n_tasks=[1000]", "--preset=paper"])
+    assert inv.settings == dataclasses.replace(paper, n_tasks=(1000,))
+    assert inv.out == Path("runs/task_scaling-paper")
+    # under a sweep runner every run gets its own directory
+    monkeypatch.setenv("WANDB_SWEEP_ID", "s1")
+    monkeypatch.setenv("WANDB_RUN_ID", "r1")
+    assert _common.parse("task_scaling", ts.PRESETS, []).out == Path("runs/task_scaling-laptop/r1")
+    monkeypatch.setenv("OMNIRL_RUN_DIR", "/tmp/sweep/run-3")
+    assert _common.parse("task_scaling", ts.PRESETS, []).out == Path("/tmp/sweep/run-3")
+    assert _common.parse("task_scaling", ts.PRESETS, ["--out", "x"]).out == Path("x")
+
+
+def test_sweep_file_expands_to_real_fields_and_runs_in_smoke(tmp_path, monkeypatch):
+    from omnirl.sweep import check_parameters, command_line, expand, load_sweep, run_local
+
+    sweep = load_sweep(SWEEP)
+    assert {"method", "metric", "parameters", "command"} <= set(sweep)
+    assert sweep["command"] == ["${env}", "${interpreter}", "-m", "experiments.task_scaling", "${args}"]
+    configs = expand(sweep)
+    assert len(configs) == 4
+    assert sorted(c["n_tasks"][0] for c in configs) == [100, 1_000, 10_000, 128_000]
+    fields = [f.name for f in dataclasses.fields(ts.Settings)]
+    assert check_parameters(sweep, ts.Settings, prefixes=fields) == ["n_tasks"]
+    assert set(sweep["parameters"]) - set(fields) == {"preset"}
+    for c in configs:  # every configuration parses as the run will read its command line
+        argv = command_line(sweep, c)
+        inv = _common.parse("task_scaling", ts.PRESETS, argv[argv.index("experiments.task_scaling") + 1:])
+        assert inv.preset == "paper" and inv.settings.n_tasks == tuple(c["n_tasks"])
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    manifest = run_local(SWEEP, max_runs=1, out_dir=tmp_path, cwd=ROOT, out_dir_arg="--out", quiet=True,
+                         extra_args=["--preset=smoke", "--sequences=128", "--max_steps=2", "--val_every=2",
+                                     "--eval_envs=2"])
+    (entry,) = manifest["runs"]
+    assert entry["exit_code"] == 0, (Path(entry["run_dir"]) / "sweep_run.log").read_text()[-3000:]
+    assert entry["params"] == {"n_tasks": [100], "preset": "paper"}
+    assert math.isfinite(entry["metric"])
+    summary = json.loads((tmp_path / "run-0" / "summary.json").read_text())
+    assert summary["preset"] == "smoke" and summary["settings"]["n_tasks"] == [100]
+    assert summary["results"]["unseen_policy_loss"] == entry["metric"]
+    assert summary["results"]["claims"]["task_count_effect"] is None
+    assert "one task count (N=100)" in summary["finding"]
