@@ -62,6 +62,11 @@ def test_smoke_finding_follows_the_numbers(smoke):
     spread = losses[worst] - losses[best]
     assert c["distinguishable"] == (spread >= ac.DISTINGUISHABLE)
     assert ("not told apart" in finding) == (not c["distinguishable"])
+    uniform = math.log(ac.PRESETS["smoke"].actions)
+    for b, r in results["per_backbone"].items():
+        q1, q4 = r["unseen_random_q1"], r["unseen_random_q4"]
+        expected = q1 is not None and q4 is not None and q1 - q4 > ac.CONTEXT_DROP and uniform - q4 > ac.CONTEXT_DROP
+        assert c["random_steps_improve"][b] == expected
     speeds = {b: r["tokens_per_cpu_s"] for b, r in results["per_backbone"].items()}
     assert c["fastest"] == max(speeds, key=speeds.get) and f"fastest {c['fastest']}" in finding
 

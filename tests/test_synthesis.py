@@ -235,3 +235,12 @@ def test_cli(tmp_path, capsys):
 def test_all_pipelines_are_named():
     assert set(PIPELINES) == {"omnirl", "omnirl_noprior", "ad", "ad_epsilon", "dpt"}
     assert json.dumps(pipeline("omnirl").to_dict())
+
+
+def test_sequences_do_not_depend_on_the_shard_size(task_dir, tmp_path):
+    generate_dataset(spec(task_dir, shard_size=4), tmp_path / "a")
+    m = generate_dataset(spec(task_dir, shard_size=11), tmp_path / "b")
+    assert m["n_shards"] == 1
+    a, b = read_all(tmp_path / "a"), read_all(tmp_path / "b")
+    for f in a:
+        np.testing.assert_array_equal(a[f], b[f])
