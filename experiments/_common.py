@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from omnirl._validate import check_choice, check_int
+
 PRESET_NAMES = ("smoke", "laptop", "paper")
 
 
@@ -111,7 +113,32 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+COST_FILE = "cost.json"
+"""Written into a step's directory (a training run, an evaluation) when the step runs: what it
+cost (``cpu_seconds``, ``wall_seconds``), so a resumed experiment reports what its reused steps cost."""
+
+
+def record_cost(out: Path, cost: Mapping[str, float] | None) -> tuple[dict[str, float], bool]:
+    """``(cost, reused)`` of the step in ``out``: ``cost`` (``cpu_seconds``, ``wall_seconds``, ...)
+    recorded in ``out/cost.json`` when the step ran now, or (``cost`` ``None``: the step was found
+    done) the recorded cost read back, NaN when never recorded."""
+    from omnirl.fileio import atomic_write_json
+
+    if cost is not None:
+        cost = {k: float(v) for k, v in cost.items()}
+        atomic_write_json(out / COST_FILE, cost)
+        return cost, False
+    f = out / COST_FILE
+    if f.is_file():
+        return {k: float(v) for k, v in json.loads(f.read_text()).items()}, True
+    return {"cpu_seconds": float("nan"), "wall_seconds": float("nan")}, True
+
+
 # --------------------------------------------------------------------------- data
+SHARD_SIZE = 512
+"""Sequences per dataset shard of the experiments' datasets (see ``dataset``)."""
+
+
 def dataset(out: Path, *, n_tasks: int | None, sequences: int, length: int, states: int | str, actions: int = 5,
             pipeline: str = "omnirl", seed: int = 0, task_seed: int = 0, workers: int = 1,
             shard_size: int | None = None) -> Path:
@@ -172,6 +199,24 @@ def _env(**values: str | None) -> Iterator[None]:
                 os.environ[k] = v
 
 
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Lightning's information lines (model summary, devices, why ``fit`` stopped) held back inside
+    the block: an experiment trains several models and prints its own progress; each training
+    run's own record is in its directory."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 SWEEP_AGENT_VARIABLES = ("WANDB_RUN_ID", "WANDB_SWEEP_ID", "WANDB_SWEEP_PARAM_PATH")
 """What ``wandb agent`` sets for the run it starts: hidden from the training and evaluation runs
 an experiment makes, so only the experiment's own W&B run is the sweep's run."""
@@ -191,7 +236,7 @@ def train(out: Path, overrides: Mapping[str, Any], wandb_mode: str = "auto") -> 
         return read_training(out)
     resume = ["--train.resume=last"] if (out / "checkpoints" / "last.ckpt").exists() else []
     t0 = time.perf_counter()
-    with _env(WANDB_SILENT="true", **dict.fromkeys(SWEEP_AGENT_VARIABLES)):
+    with _env(WANDB_SILENT="true", **dict.fromkeys(SWEEP_AGENT_VARIABLES)), _quiet_lightning():
         code = train_main(argv + resume)
     if code != 0:
         raise RuntimeError(f"training into {out} failed (exit {code}); arguments: {argv}")
@@ -212,18 +257,12 @@ def read_training(out: Path) -> dict[str, Any]:
             "checkpoint": str(out / "checkpoints" / "last.ckpt")}
 
 
-COST_FILE = "cost.json"
-"""What training a run cost (``wall_seconds``, ``cpu_seconds``, ``threads``), in its directory."""
-
-
 def _train_job(out: Path, overrides: Mapping[str, Any], wandb_mode: str, threads: int) -> dict[str, Any]:
-    """``train`` on ``threads`` torch threads, with its wall and CPU seconds (this process's),
-    recorded in ``out/cost.json``; a run found done reports the recorded cost."""
+    """``train`` on ``threads`` torch threads, with ``record_cost``'s ``cpu_seconds`` (this
+    process's), ``wall_seconds`` and ``reused``."""
     import resource
 
-    import torch
-
-    from omnirl.fileio import atomic_write_json
+    from omnirl._threads import torch_threads
 
     def own() -> float:
         r = resource.getrusage(resource.RUSAGE_SELF)
@@ -231,21 +270,13 @@ def _train_job(out: Path, overrides: Mapping[str, Any], wandb_mode: str, threads
 
     done = out / "done.json"
     previous = done.read_bytes() if done.exists() else None
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    c0, t0 = own(), time.perf_counter()
-    try:
+    with torch_threads(threads):
+        c0, t0 = own(), time.perf_counter()
         result = train(out, overrides, wandb_mode)
-    finally:
-        torch.set_num_threads(before)
-    cost = {"wall_seconds": time.perf_counter() - t0, "cpu_seconds": own() - c0, "threads": threads}
-    if previous is None or done.read_bytes() != previous:  # trained now
-        atomic_write_json(out / COST_FILE, cost)
-    elif (out / COST_FILE).is_file():  # found done: what training it cost
-        cost = json.loads((out / COST_FILE).read_text())
-    else:  # found done, cost never recorded
-        cost = {"wall_seconds": float("nan"), "cpu_seconds": float("nan")}
-    return {**result, "wall_seconds": cost["wall_seconds"], "cpu_seconds": cost["cpu_seconds"]}
+    ran = previous is None or done.read_bytes() != previous
+    cost, reused = record_cost(out, {"cpu_seconds": own() - c0, "wall_seconds": time.perf_counter() - t0,
+                                     "threads": threads} if ran else None)
+    return {**result, "cpu_seconds": cost["cpu_seconds"], "wall_seconds": cost["wall_seconds"], "reused": reused}
 
 
 def train_many(jobs: Sequence[tuple[Path, Mapping[str, Any]]], *, parallel: int = 1, threads: int = 0,
@@ -255,8 +286,9 @@ def train_many(jobs: Sequence[tuple[Path, Mapping[str, Any]]], *, parallel: int 
     (0: the machine's cores divided by ``parallel``, at least 1). Small models use a second
     thread poorly and a busy core not at all, so two one-thread runs side by side cost less CPU
     than two two-thread runs in turn. Returns, in the order of ``jobs``, ``read_training`` of each
-    plus ``wall_seconds`` and ``cpu_seconds`` (its process's CPU time while training; for a run
-    found already done, what its ``cost.json`` recorded when it was trained, else NaN)."""
+    plus ``wall_seconds``, ``cpu_seconds`` (its process's CPU time while training; for a run found
+    already done, what its ``cost.json`` recorded when it was trained, else NaN) and ``reused``
+    (found done)."""
     if parallel < 1 or threads < 0:
         raise ValueError(f"parallel must be >= 1 and threads >= 0, got {parallel} and {threads}")
     n = threads or max(1, (os.cpu_count() or 1) // parallel)
@@ -268,6 +300,134 @@ def train_many(jobs: Sequence[tuple[Path, Mapping[str, Any]]], *, parallel: int 
     with ProcessPoolExecutor(min(parallel, len(jobs)), mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(_train_job, Path(out), dict(o), wandb_mode, n) for out, o in jobs]
         return [f.result() for f in futures]
+
+
+# --------------------------------------------------------------------------- a trained model: settings and steps
+def env_states(name: str) -> int:
+    """Observation ids of environment ``name`` (the model must read at least this many)."""
+    from omnirl.evaluate.envs import ENVIRONMENTS, make_batch
+
+    f = ENVIRONMENTS[check_choice("env", name, ENVIRONMENTS)]
+    return max(i.n_states for i in make_batch(name, f.n_agents, seed=0).infos)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSettings:
+    """The training data of one model."""
+
+    states: int | str = 16
+    """State-space size ``S`` of the AnyMDP tasks, or ``MIN:MAX`` (the model reads ``MAX`` ids)."""
+    actions: int = 5
+    """Actions of every task (and of the model)."""
+    n_tasks: int | None = 1024
+    """Tasks of the training task set (``None``: a fresh task per sequence)."""
+    sequences: int = 1024
+    """Training sequences."""
+    length: int = 1024
+    """Steps per sequence (episode-end markers included)."""
+    val_sequences: int = 32
+    """Sequences of each validation set (seen and unseen tasks)."""
+    workers: int = 1
+    """Data-generation processes."""
+
+    def __post_init__(self) -> None:
+        from omnirl.tasks.taskset import parse_states
+
+        try:
+            parse_states(self.states)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"states: {e}") from None
+        check_int("actions", self.actions, min_value=2)
+        if self.n_tasks is not None:
+            check_int("n_tasks", self.n_tasks, min_value=1)
+        check_int("sequences", self.sequences, min_value=1)
+        check_int("length", self.length, min_value=2)
+        check_int("val_sequences", self.val_sequences, min_value=1)
+        check_int("workers", self.workers, min_value=1)
+
+    @property
+    def max_states(self) -> int:
+        """The largest state-space size of the data: the model's observation vocabulary."""
+        from omnirl.tasks.taskset import parse_states
+
+        return int(parse_states(self.states)[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSettings:
+    """The model and its optimisation (``python -m omnirl.train`` settings)."""
+
+    backbone: str = "gdn"
+    """Backbone: ``gdn``, ``rwkv7``, ``gsa`` or ``mamba2``."""
+    preset: str = "tiny"
+    """Backbone size: ``tiny`` or ``paper``."""
+    layout: str = "compact"
+    """Tokens per step: ``compact`` (2) or ``paper`` (5)."""
+    window: int = 512
+    """Steps of one training sequence (a random window of a stored sequence)."""
+    batch_size: int = 8
+    """Sequences per batch."""
+    segment_len: int = 256
+    """Steps per segment of truncated back-propagation."""
+    max_steps: int = 420
+    """Optimiser steps."""
+    lr: float = 1e-3
+    """Peak learning rate."""
+    warmup_steps: int = 50
+    """Learning-rate warm-up steps."""
+    val_every: int = 210
+    """Optimiser steps between validations (and checkpoints)."""
+    torch_threads: int = 1
+    """Torch intra-op threads of every training run and evaluation (0: training runs get the
+    machine's cores divided by ``parallel``, evaluations torch's setting). One thread costs the
+    least CPU time for the tiny model, and is the fastest on a busy 2-core machine."""
+    parallel: int = 1
+    """Training runs at once, each in its own process (``train_many``); 2 on a 2-core machine
+    trains two models in about the wall time of one."""
+
+    def __post_init__(self) -> None:
+        from omnirl.train.config import DataSection, ModelSection, TrainSection
+
+        ModelSection(backbone=self.backbone, preset=self.preset, layout=self.layout)
+        DataSection(window=self.window, batch_size=self.batch_size)
+        TrainSection(segment_len=self.segment_len, max_steps=self.max_steps, lr=self.lr,
+                     warmup_steps=self.warmup_steps, val_every=self.val_every)
+        if self.window < self.segment_len:
+            raise ValueError(f"window={self.window} must be >= segment_len={self.segment_len}")
+        check_int("torch_threads", self.torch_threads, min_value=0)
+        check_int("parallel", self.parallel, min_value=1)
+
+    def overrides(self, data: DatasetSettings, train_dir: Path, validation: Mapping[str, str],
+                  seed: int) -> dict[str, Any]:
+        """The dotted ``omnirl.train`` settings of a run on ``train_dir``."""
+        return {"model.backbone": self.backbone, "model.preset": self.preset, "model.layout": self.layout,
+                "model.n_states": data.max_states, "model.n_actions": data.actions,
+                "data.train": [str(train_dir)], "data.validation": dict(validation), "data.window": self.window,
+                "data.batch_size": self.batch_size, "data.seed": seed, "train.segment_len": self.segment_len,
+                "train.max_steps": self.max_steps, "train.lr": self.lr, "train.warmup_steps": self.warmup_steps,
+                "train.val_every": self.val_every, "train.seed": seed}
+
+
+def prepare_data(out: Path, data: DatasetSettings, *, pipeline: str, seed: int) -> tuple[Path, dict[str, str]]:
+    """The training dataset ``out/data/PIPELINE`` (task set of seed ``seed``) and its validation
+    sets ``out/data/PIPELINE-val``, made if missing."""
+    train_dir = dataset(out / "data" / pipeline, n_tasks=data.n_tasks, sequences=data.sequences, length=data.length,
+                        states=data.states, actions=data.actions, pipeline=pipeline, seed=seed, task_seed=seed,
+                        workers=data.workers, shard_size=SHARD_SIZE)
+    return train_dir, validation_sets(train_dir, out / "data" / f"{pipeline}-val", data.val_sequences)
+
+
+def train_models(out: Path, data: DatasetSettings, training: TrainingSettings, pipelines: Sequence[str], *,
+                 seed: int, wandb_mode: str) -> dict[str, dict[str, Any]]:
+    """One model per pipeline into ``out/train/PIPELINE`` on the data of ``prepare_data``, with
+    ``training.parallel`` runs at once (``train_many``: a finished run is reused). Returns by
+    pipeline ``train_many``'s record (``read_training`` plus ``cpu_seconds`` and ``reused``)."""
+    jobs = []
+    for p in pipelines:
+        train_dir, val = prepare_data(out, data, pipeline=p, seed=seed)
+        jobs.append((out / "train" / p, training.overrides(data, train_dir, val, seed)))
+    runs = train_many(jobs, parallel=training.parallel, threads=training.torch_threads, wandb_mode=wandb_mode)
+    return dict(zip(pipelines, runs))
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -288,6 +448,29 @@ def evaluate(out: Path, *, checkpoint: str | None, envs: Sequence[str], protocol
     cfg = config_from_dict(EvaluateConfig, data, overrides)
     with _env(WANDB_SILENT="true", **dict.fromkeys(SWEEP_AGENT_VARIABLES)):
         return run_evaluation(cfg)
+
+
+def evaluate_once(out: Path, *, threads: int = 1, **request: Any) -> dict[str, Any]:
+    """``evaluate(out, **request)`` on ``threads`` torch threads (0: torch's setting), unless
+    ``out`` already holds the summary of this very request (an interrupted experiment resumes
+    without evaluating twice); returns the summary with ``cpu_seconds`` (what the evaluation cost,
+    also when reused: ``record_cost``) and ``reused``."""
+    from omnirl._threads import torch_threads
+    from omnirl.fileio import atomic_write_json
+
+    key = out / "request.json"
+    plain = json.loads(json.dumps(request, default=str))
+    if (out / "summary.json").exists() and key.exists() and json.loads(key.read_text()) == plain:
+        cost, reused = record_cost(out, None)
+        log(f"evaluation {out}: already done")
+        return {**json.loads((out / "summary.json").read_text()), "cpu_seconds": cost["cpu_seconds"],
+                "reused": reused}
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    with torch_threads(threads):
+        summary = evaluate(out, **request)
+    atomic_write_json(key, plain)
+    cost, _ = record_cost(out, {"cpu_seconds": cpu_seconds() - c0, "wall_seconds": time.perf_counter() - t0})
+    return {**summary, "cpu_seconds": cost["cpu_seconds"], "reused": False}
 
 
 # --------------------------------------------------------------------------- results
@@ -320,7 +503,7 @@ def finish(inv: Invocation, name: str, *, results: Mapping[str, Any], table: Seq
     summary = {"experiment": name, "preset": inv.preset, "seed": inv.seed,
                "settings": config_to_dict(inv.settings), "results": _plain(results), "table": _plain(list(table)),
                "figures": [Path(f).name for f in figures], "finding": finding, "seconds": seconds}
-    atomic_write_json(inv.out / "summary.json", summary)
+    atomic_write_json(inv.out / "summary.json", summary, sort_keys=False)  # table rows keep their column order
     _log_wandb(inv, name, summary, figures)
     print(format_table(summary["table"]), end="")
     print(f"\n{finding}\n\nresults: {inv.out / 'summary.json'}")

@@ -55,9 +55,10 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from experiments._common import (Invocation, cpu_seconds, dataset, finish, log, main_of, train_many,
+from experiments._common import (SHARD_SIZE, Invocation, cpu_seconds, dataset, finish, log, main_of, train_many,
                                  validation_sets)
-from experiments.task_scaling import SHARD_SIZE, _finite, _save, model_numbers, training_overrides
+from experiments._scores import finite
+from experiments.task_scaling import model_numbers, training_overrides
 
 NAME = "arch_comparison"
 DISTINGUISHABLE = 0.02
@@ -166,14 +167,13 @@ def measure_throughput(train_dir: Path, s: Settings, backbone: str, seed: int) -
     """Training-step speed of ``backbone`` on one torch thread (see the module docstring)."""
     import torch
 
+    from omnirl._threads import torch_threads
     from omnirl.model.omnirl import OmniRL
     from omnirl.train.config import ModelSection
     from omnirl.train.data import WindowDataset
     from omnirl.train.module import detach_model_state, segment_slices, split_window
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         torch.manual_seed(seed)
         model = OmniRL(ModelSection(backbone=backbone, preset=s.model_preset, layout=s.layout, n_states=s.states,
                                     n_actions=s.actions).build())
@@ -199,8 +199,6 @@ def measure_throughput(train_dir: Path, s: Settings, backbone: str, seed: int) -
         for _ in range(s.throughput_steps):
             step()
         cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-    finally:
-        torch.set_num_threads(before)
     tokens = s.batch_size * T * s.throughput_steps
     return {"parameters": sum(p.numel() for p in model.parameters()), "tokens_per_cpu_s": tokens / cpu,
             "tokens_per_s": tokens / wall, "cpu_share": cpu / wall, "steps": s.throughput_steps}
@@ -208,7 +206,7 @@ def measure_throughput(train_dir: Path, s: Settings, backbone: str, seed: int) -
 
 def finding_text(s: Settings, rows: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
     """The finding and the claims it rests on, from the per-backbone numbers."""
-    ranked = sorted([r for r in rows if _finite(r["unseen_policy_loss"])], key=lambda r: r["unseen_policy_loss"])
+    ranked = sorted([r for r in rows if finite(r["unseen_policy_loss"])], key=lambda r: r["unseen_policy_loss"])
     c: dict[str, Any] = {"ranking": [r["backbone"] for r in ranked]}
     data = (f"{s.sequences} sequences of {s.length} steps on "
             + ("fresh tasks" if s.n_tasks is None else f"{s.n_tasks} tasks"))
@@ -230,7 +228,7 @@ def finding_text(s: Settings, rows: Sequence[Mapping[str, Any]]) -> tuple[str, d
                      f"{ranked[0]['unseen_policy_loss']:.3f} nats.")
     drops = {r["backbone"]: r["unseen_first_steps"] - r["unseen_last_quarter"] for r in rows}
     c["context_drop"] = drops
-    c["falls_with_context"] = {b: bool(_finite(d) and d > CONTEXT_DROP) for b, d in drops.items()}
+    c["falls_with_context"] = {b: bool(finite(d) and d > CONTEXT_DROP) for b, d in drops.items()}
     parts.append("Loss from the first 32 steps to the last quarter of the context: "
                  + ", ".join(f"{r['backbone']} {r['unseen_first_steps']:.3f} -> {r['unseen_last_quarter']:.3f}"
                              for r in rows)
@@ -239,7 +237,7 @@ def finding_text(s: Settings, rows: Sequence[Mapping[str, Any]]) -> tuple[str, d
                  + (", ".join(b for b, ok in c["falls_with_context"].items() if ok) or "none") + ".")
     uniform = math.log(s.actions)
     c["random_steps_improve"] = {
-        r["backbone"]: bool(_finite(r["unseen_random_q1"]) and _finite(r["unseen_random_q4"])
+        r["backbone"]: bool(finite(r["unseen_random_q1"]) and finite(r["unseen_random_q4"])
                             and r["unseen_random_q1"] - r["unseen_random_q4"] > CONTEXT_DROP
                             and uniform - r["unseen_random_q4"] > CONTEXT_DROP) for r in rows}
     parts.append("On random-behaviour steps (first to last quarter of the context; uniform guess "
@@ -249,7 +247,7 @@ def finding_text(s: Settings, rows: Sequence[Mapping[str, Any]]) -> tuple[str, d
                  + f"; ending more than {CONTEXT_DROP} nats below both the start and the uniform guess (what "
                  "learning from the rewards in the context would give): "
                  + (", ".join(b for b, ok in c["random_steps_improve"].items() if ok) or "none") + ".")
-    fast = [r for r in rows if _finite(r.get("tokens_per_cpu_s"))]
+    fast = [r for r in rows if finite(r.get("tokens_per_cpu_s"))]
     if len(fast) > 1:
         fast.sort(key=lambda r: -r["tokens_per_cpu_s"])
         c.update(fastest=fast[0]["backbone"], slowest=fast[-1]["backbone"])
@@ -262,15 +260,16 @@ def finding_text(s: Settings, rows: Sequence[Mapping[str, Any]]) -> tuple[str, d
 
 def plot(s: Settings, rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """Unseen loss against position and against training step; throughput and parameters."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
+
+    from omnirl.tasks.plots import save_figure
 
     def arr(x):
         return np.array([np.nan if v is None else v for v in x], dtype=float)
 
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig = Figure(figsize=(15, 4.2))
+    ax = fig.subplots(1, 3)
     for r in rows:
         cur = r["curves"]["unseen"]
         ax[0].plot(arr(cur["position"]), arr(cur["all"]), label=r["backbone"])
@@ -283,14 +282,14 @@ def plot(s: Settings, rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     ax[0].set(title="against position in the context", xlabel="step in context")
     ax[1].set(title="against training", xlabel="optimiser step")
     speed = [r.get("tokens_per_cpu_s") for r in rows]
-    bars = ax[2].bar([r["backbone"] for r in rows], [v if _finite(v) else 0.0 for v in speed], color="tab:blue")
+    bars = ax[2].bar([r["backbone"] for r in rows], [v if finite(v) else 0.0 for v in speed], color="tab:blue")
     for b, r in zip(bars, rows):
         ax[2].annotate(f"{r['parameters'] / 1e3:.0f}K params", (b.get_x() + b.get_width() / 2, b.get_height()),
                        ha="center", va="bottom", fontsize=8)
     ax[2].set(title="training throughput (1 thread)", ylabel="env steps per CPU-second")
     fig.suptitle(f"Backbones: {s.model_preset} preset, {s.max_steps} steps of {s.batch_size}x{s.window}")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def run(inv: Invocation) -> dict:
@@ -328,7 +327,7 @@ def run(inv: Invocation) -> dict:
     finding, c = finding_text(s, rows)
     figure = plot(s, rows, inv.out / "arch_comparison.png")
     wall["total"], cpu["total"] = time.perf_counter() - t0, cpu_seconds() - c0
-    best = min((r for r in rows if _finite(r["unseen_policy_loss"])), key=lambda r: r["unseen_policy_loss"],
+    best = min((r for r in rows if finite(r["unseen_policy_loss"])), key=lambda r: r["unseen_policy_loss"],
                default=None)
     results = {
         "backbones": list(s.backbones),
@@ -341,7 +340,7 @@ def run(inv: Invocation) -> dict:
         "cpu_seconds": cpu,
     }
     def rate(x: Any) -> Any:
-        return round(x) if _finite(x) else "-"
+        return round(x) if finite(x) else "-"
 
     table = [{"backbone": r["backbone"], "params": r["parameters"], "env steps/CPU-s": rate(r["tokens_per_cpu_s"]),
               "env steps/s": rate(r["tokens_per_s"]), "unseen": r["unseen_policy_loss"],

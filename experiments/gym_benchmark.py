@@ -28,12 +28,18 @@ Steps (one run directory, ``runs/gym_benchmark-PRESET``):
    than 200 episodes in the run, the last 20 reached, given as ``late_window``), and the
    normalised performance.
 
+4. **Memory (Figure 5, right).** On every environment of ``memory.envs`` (AnyMDP of 16, 32 and
+   64 states, bandits, Lake, Cliff, Pendulum, DarkRoom), the model acts online and its recurrent
+   memory is stored after each of ``memory.memory_steps`` steps into ``eval/memory/memory.npz``:
+   what ``notebooks/tsne_memory.ipynb`` draws (its default run directory is this experiment's
+   laptop run).
+
 The paper's numbers sit beside ours in ``results.paper``: Table 2's as printed (FrozenLake success
 rates as fractions); Table 1's numbers were lost in the text extraction we have (only its row and
 column names survive), so they are ``None`` and nothing is compared against them.
 
-Outputs: ``summary.json`` (``results``: ``online``, ``offline``, ``skipped``, ``model``, ``paper``,
-``timing``), ``table1_curves.png`` (score against steps, a panel per environment),
+Outputs: ``summary.json`` (``results``: ``online``, ``offline``, ``skipped``, ``model``, ``memory``,
+``paper``, ``timing``), ``table1_curves.png`` (score against steps, a panel per environment),
 ``table2_scores.png`` (OmniRL against CQL per environment and teacher), and ``train/``, ``eval/``.
 
 Presets: ``smoke`` (a few optimiser steps, two environments), ``laptop`` (default: 1,200 optimiser
@@ -52,10 +58,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from experiments._common import Invocation, finish, log, main_of
-from experiments._common import cpu_seconds
-from experiments.ss_ablation import (DatasetSettings, TrainingSettings, differs, episode_scores, evaluate_once, pm,
-                                     train_models, trend)
+from experiments._common import (DatasetSettings, Invocation, TrainingSettings, cpu_seconds, env_states,
+                                 evaluate_once, finish, log, main_of, train_models)
+from experiments._scores import differs, episode_scores, pm, trend
 from omnirl._validate import check_choice, check_float, check_int
 
 NAME = "gym_benchmark"
@@ -168,6 +173,40 @@ class OfflineSettings:
             raise ValueError(f"cql must be true or false, got {self.cql!r}")
 
 
+MEMORY_ENVS = ("anymdp16", "anymdp32", "anymdp64", "bandit5", "lake4x4", "cliff", "pendulum_g5", "darkroom6",
+               "darkroom8")
+"""Environments of the memory dump: AnyMDP of three sizes, Gymnasium tasks and DarkRoom."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MemorySettings:
+    """The recurrent-memory dump that ``notebooks/tsne_memory.ipynb`` draws (the paper's Figure 5,
+    right): the model acts online on tasks of several families and its memory is stored after a
+    few numbers of steps (``omnirl.evaluate``'s ``protocol.memory_steps``) into ``eval/memory/``."""
+
+    envs: tuple[str, ...] = MEMORY_ENVS
+    """Environments (those the model cannot read are skipped); empty: no dump."""
+    n_envs: int = 16
+    """Copies (rows) of each environment: points per environment and step."""
+    steps: int = 1024
+    """Acting steps per row."""
+    memory_steps: tuple[int, ...] = (0, 64, 256, 1024)
+    """Acting steps after which every row's memory is stored (each at most ``steps``)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.envs, (str, bytes)):
+            raise ValueError(f"envs must be a list of environment names, got {self.envs!r}")
+        if self.envs:
+            _check_envs("envs", self.envs)
+        check_int("n_envs", self.n_envs, min_value=1)
+        _check_switch2(self.envs, self.n_envs)
+        check_int("steps", self.steps, min_value=1)
+        if isinstance(self.memory_steps, (str, bytes)) or not self.memory_steps:
+            raise ValueError(f"memory_steps must be a non-empty list of steps, got {self.memory_steps!r}")
+        for t in self.memory_steps:
+            check_int("memory_steps", t, min_value=0, max_value=self.steps)
+
+
 @dataclasses.dataclass(frozen=True)
 class GymBenchmarkSettings:
     """What ``python -m experiments.gym_benchmark`` runs."""
@@ -185,6 +224,8 @@ class GymBenchmarkSettings:
     """Table 1."""
     offline: OfflineSettings = dataclasses.field(default_factory=OfflineSettings)
     """Table 2."""
+    memory: MemorySettings = dataclasses.field(default_factory=MemorySettings)
+    """The memory dump of the t-SNE notebook."""
 
     def __post_init__(self) -> None:
         if self.checkpoint is not None:
@@ -202,7 +243,8 @@ PRESETS = {
         training=TrainingSettings(window=128, batch_size=2, segment_len=64, max_steps=3, warmup_steps=1, val_every=3),
         online=OnlineSettings(envs=("lake4x4", "cliff"), n_envs=2, steps=60),
         offline=OfflineSettings(envs=("lake4x4",), teachers=("oracle", "random"), n_envs=2, steps=60,
-                                demo_steps=40)),
+                                demo_steps=40),
+        memory=MemorySettings(envs=("anymdp16", "lake4x4", "cliff"), n_envs=2, steps=32, memory_steps=(0, 16, 32))),
     "laptop": GymBenchmarkSettings(),
     "paper": GymBenchmarkSettings(
         dataset=DatasetSettings(states="16:128", n_tasks=None, sequences=131072, length=16384, val_sequences=256,
@@ -212,7 +254,9 @@ PRESETS = {
                                   torch_threads=0),
         online=OnlineSettings(n_envs=64, steps=20000),
         offline=OfflineSettings(envs=TABLE2_ENVS, teachers=("oracle", "random"), n_envs=64, steps=40000,
-                                demo_steps=10000)),
+                                demo_steps=10000),
+        memory=MemorySettings(envs=(*MEMORY_ENVS, "anymdp128", "darkroom10"), n_envs=64, steps=10000,
+                              memory_steps=(0, 100, 1000, 10000))),
 }
 
 
@@ -283,8 +327,6 @@ def skip_note(env: str, skipped: dict, model: dict) -> str:
     """The table's note for an environment the model did not run on."""
     if env not in skipped:
         return "not run"
-    from experiments.ss_ablation import env_states
-
     return f"skipped: {env_states(env)} ids, the model reads {model['n_states']}"
 
 
@@ -292,7 +334,8 @@ def _fmt(x: float) -> str:
     return pm(x, None)
 
 
-def describe(s: GymBenchmarkSettings, online: dict, offline: dict, skipped: dict, model: dict) -> str:
+def describe(s: GymBenchmarkSettings, online: dict, offline: dict, skipped: dict, model: dict,
+             memory: dict | None = None) -> str:
     """The finding, from the numbers."""
     parts = [f"Model: {model['source']}, reading {model['n_states']} observation ids."]
     evaluated = [e for e in s.online.envs if MODEL in online.get(e, {})]
@@ -353,6 +396,10 @@ def describe(s: GymBenchmarkSettings, online: dict, offline: dict, skipped: dict
         parts.append(f"The paper's Table 2 has no values for {', '.join(unmatched)} (its DarkRoom row is 10x10).")
     parts.append("The paper's Table 1 numbers are not available in our copy of the paper, so Table 1 is compared "
                  "only between methods run here.")
+    if memory and memory.get("points"):
+        parts.append(f"Memory dump for notebooks/tsne_memory.ipynb: {memory['points']} states of {memory['state_size']} "
+                     f"floats ({', '.join(memory['groups'])}; after {', '.join(map(str, memory['steps']))} steps)"
+                     + (f"; skipped for the model: {', '.join(memory['skipped'])}" if memory["skipped"] else "") + ".")
     return " ".join(parts)
 
 
@@ -418,6 +465,25 @@ def run(inv: Invocation) -> dict:
             offline.setdefault(r["environment"], {}).setdefault(t, {})[r["method"]] = {
                 **sc, "random_return": r["random_return"], "oracle_return": r["oracle_return"]}
 
+    # the memory dump of the t-SNE notebook
+    memory: dict[str, Any] = {}
+    if s.memory.envs:
+        log("memory dump (t-SNE)")
+        out = inv.out / "eval" / "memory"
+        summ = evaluate_once(out, threads=threads, checkpoint=checkpoint, envs=list(s.memory.envs), protocol="online",
+                             n_envs=s.memory.n_envs, steps=s.memory.steps, seed=inv.seed, baselines=[],
+                             **{"protocol.memory_steps": list(s.memory.memory_steps)})
+        timing["memory_cpu_seconds"] = summ["cpu_seconds"]
+        timing["reused"] += ["eval/memory"] if summ["reused"] else []
+        memory = {"skipped": sorted(summ["skipped"])}
+        if (out / "memory.npz").is_file():
+            from omnirl.analysis.runs import read_memory
+
+            m = read_memory(out)
+            memory.update(file=str((out / "memory.npz").relative_to(inv.out)), points=len(m),
+                          state_size=int(m.states.shape[1]), groups=sorted(set(m.group.tolist())),
+                          steps=sorted(set(m.step.tolist())))
+
     figures = [plot_online(online, s.online.envs, inv.out / "table1_curves.png"),
                plot_offline(offline, s.offline.envs, s.offline.teachers, inv.out / "table2_scores.png")]
     table: list[dict] = []
@@ -448,10 +514,9 @@ def run(inv: Invocation) -> dict:
     columns = ["table", "environment", "teacher", "method", "performance", "se", "steps_to_reach", "episodes_to_reach",
                "raw_early", "raw_late", "paper_early", "paper_late", "note"]
     table = [{c: r.get(c) for c in columns} for r in table]
-    finding = describe(s, online, offline, skipped, model)
+    finding = describe(s, online, offline, skipped, model, memory)
     timing["cpu_seconds"] = cpu_seconds() - c0
-    results = {"table_columns": list(table[0]) if table else [],  # summary.json sorts the rows' keys
-               "online": online, "offline": offline, "skipped": skipped, "model": model,
+    results = {"online": online, "offline": offline, "skipped": skipped, "model": model, "memory": memory,
                "paper": {"table1": PAPER_TABLE1, "table2": PAPER_TABLE2}, "timing": timing}
     return finish(inv, NAME, results=results, table=table, figures=figures, finding=finding,
                   seconds=time.perf_counter() - t0)

@@ -44,33 +44,27 @@ S = 16, 1024 tasks, 420 optimiser steps of 8 x 512 steps each, two trained at on
 CPU-minutes per pipeline) and ``paper`` (paper-sized model and data; documented, not run: the
 paper's dataset sizes for this ablation were lost in the text we have, so they are our estimate).
 
-The settings dataclasses ``DatasetSettings`` and ``TrainingSettings`` and the helpers
-``train_models``, ``evaluate_once``, ``episode_scores``, ``differs``, ``trend`` and ``pm`` are also
-used by ``experiments.gym_benchmark``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from experiments._common import (Invocation, cpu_seconds, dataset, evaluate, finish, log, main_of, train_many,
-                                 validation_sets)
+from experiments._common import (DatasetSettings, Invocation, TrainingSettings, cpu_seconds, env_states,
+                                 evaluate_once, finish, log, main_of, train_models)
+from experiments._scores import differs, episode_scores, pm, trend
 from omnirl._validate import check_choice, check_float, check_int
 
 NAME = "ss_ablation"
 PIPELINE_NAMES = ("omnirl", "omnirl_noprior", "ad", "ad_epsilon", "dpt")
 """The pipelines of the paper's Table 4, in the order of its Figure 6."""
 PROTOCOL_NAMES = ("online", "offline", "imitation")
-RESOLVE = 2.0
-"""Two scores differ when they differ by more than this many standard errors of the difference."""
 PAPER_FIGURE6 = {
     "claims": [
         "OmniRL and OmniRL (w/o a priori) surpass AD, AD-epsilon and DPT by a large gap under online RL, "
@@ -80,112 +74,6 @@ PAPER_FIGURE6 = {
     "values": None,
     "note": "Figure 6 is a plot; its numbers are not in the paper text we have, so only its claims are compared.",
 }
-
-
-# --------------------------------------------------------------------------- shared settings
-def env_states(name: str) -> int:
-    """Observation ids of environment ``name`` (the model must read at least this many)."""
-    from omnirl.evaluate.envs import ENVIRONMENTS, make_batch
-
-    f = ENVIRONMENTS[check_choice("env", name, ENVIRONMENTS)]
-    return max(i.n_states for i in make_batch(name, f.n_agents, seed=0).infos)
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetSettings:
-    """The training data of one model."""
-
-    states: int | str = 16
-    """State-space size ``S`` of the AnyMDP tasks, or ``MIN:MAX`` (the model reads ``MAX`` ids)."""
-    actions: int = 5
-    """Actions of every task (and of the model)."""
-    n_tasks: int | None = 1024
-    """Tasks of the training task set (``None``: a fresh task per sequence)."""
-    sequences: int = 1024
-    """Training sequences."""
-    length: int = 1024
-    """Steps per sequence (episode-end markers included)."""
-    val_sequences: int = 32
-    """Sequences of each validation set (seen and unseen tasks)."""
-    workers: int = 1
-    """Data-generation processes."""
-
-    def __post_init__(self) -> None:
-        from omnirl.tasks.taskset import parse_states
-
-        try:
-            parse_states(self.states)
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"states: {e}") from None
-        check_int("actions", self.actions, min_value=2)
-        if self.n_tasks is not None:
-            check_int("n_tasks", self.n_tasks, min_value=1)
-        check_int("sequences", self.sequences, min_value=1)
-        check_int("length", self.length, min_value=2)
-        check_int("val_sequences", self.val_sequences, min_value=1)
-        check_int("workers", self.workers, min_value=1)
-
-    @property
-    def max_states(self) -> int:
-        """The largest state-space size of the data: the model's observation vocabulary."""
-        from omnirl.tasks.taskset import parse_states
-
-        return int(parse_states(self.states)[0])
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingSettings:
-    """The model and its optimisation (``python -m omnirl.train`` settings)."""
-
-    backbone: str = "gdn"
-    """Backbone: ``gdn``, ``rwkv7``, ``gsa`` or ``mamba2``."""
-    preset: str = "tiny"
-    """Backbone size: ``tiny`` or ``paper``."""
-    layout: str = "compact"
-    """Tokens per step: ``compact`` (2) or ``paper`` (5)."""
-    window: int = 512
-    """Steps of one training sequence (a random window of a stored sequence)."""
-    batch_size: int = 8
-    """Sequences per batch."""
-    segment_len: int = 256
-    """Steps per segment of truncated back-propagation."""
-    max_steps: int = 420
-    """Optimiser steps."""
-    lr: float = 1e-3
-    """Peak learning rate."""
-    warmup_steps: int = 50
-    """Learning-rate warm-up steps."""
-    val_every: int = 210
-    """Optimiser steps between validations (and checkpoints)."""
-    torch_threads: int = 1
-    """Torch intra-op threads of every training run and evaluation (0: training runs get the
-    machine's cores divided by ``parallel``, evaluations torch's setting). One thread costs the
-    least CPU time for the tiny model, and is the fastest on a busy 2-core machine."""
-    parallel: int = 1
-    """Training runs at once, each in its own process (``_common.train_many``); 2 on a 2-core
-    machine trains two models in about the wall time of one."""
-
-    def __post_init__(self) -> None:
-        from omnirl.train.config import DataSection, ModelSection, TrainSection
-
-        ModelSection(backbone=self.backbone, preset=self.preset, layout=self.layout)
-        DataSection(window=self.window, batch_size=self.batch_size)
-        TrainSection(segment_len=self.segment_len, max_steps=self.max_steps, lr=self.lr,
-                     warmup_steps=self.warmup_steps, val_every=self.val_every)
-        if self.window < self.segment_len:
-            raise ValueError(f"window={self.window} must be >= segment_len={self.segment_len}")
-        check_int("torch_threads", self.torch_threads, min_value=0)
-        check_int("parallel", self.parallel, min_value=1)
-
-    def overrides(self, data: DatasetSettings, train_dir: Path, validation: Mapping[str, str],
-                  seed: int) -> dict[str, Any]:
-        """The dotted ``omnirl.train`` settings of a run on ``train_dir``."""
-        return {"model.backbone": self.backbone, "model.preset": self.preset, "model.layout": self.layout,
-                "model.n_states": data.max_states, "model.n_actions": data.actions,
-                "data.train": [str(train_dir)], "data.validation": dict(validation), "data.window": self.window,
-                "data.batch_size": self.batch_size, "data.seed": seed, "train.segment_len": self.segment_len,
-                "train.max_steps": self.max_steps, "train.lr": self.lr, "train.warmup_steps": self.warmup_steps,
-                "train.val_every": self.val_every, "train.seed": seed}
 
 
 # --------------------------------------------------------------------------- this experiment's settings
@@ -271,161 +159,6 @@ PRESETS = {
         evaluation=EvaluationSettings(env="anymdp64", n_envs=256, steps=10000, demo_steps=10000,
                                       baselines=("tql_ucb", "ppo"))),
 }
-
-
-# --------------------------------------------------------------------------- helpers (shared with gym_benchmark)
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Torch intra-op threads set to ``n`` inside the block (``0``: unchanged), restored after."""
-    import torch
-
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-COST_FILE = "experiment_cost.json"
-"""Written beside a step's outputs: the CPU seconds the step took when it ran, so a resumed
-experiment reports what its reused steps cost."""
-
-
-def _cost(out: Path, cost: float | None) -> tuple[float, bool]:
-    """``(cpu seconds, reused)`` of a step in ``out``: ``cost`` recorded now when the step ran
-    (``cost`` given), else the recorded cost read back (NaN when never recorded)."""
-    from omnirl.fileio import atomic_write_json
-
-    if cost is not None:
-        atomic_write_json(out / COST_FILE, {"cpu_seconds": cost})
-        return cost, False
-    f = out / COST_FILE
-    return (float(json.loads(f.read_text())["cpu_seconds"]) if f.exists() else math.nan), True
-
-
-def prepare_data(out: Path, data: DatasetSettings, *, pipeline: str, seed: int) -> tuple[Path, dict[str, str]]:
-    """The training dataset ``out/data/PIPELINE`` (task set of seed ``seed``) and its validation
-    sets ``out/data/PIPELINE-val``, made if missing."""
-    train_dir = dataset(out / "data" / pipeline, n_tasks=data.n_tasks, sequences=data.sequences, length=data.length,
-                        states=data.states, actions=data.actions, pipeline=pipeline, seed=seed, task_seed=seed,
-                        workers=data.workers)
-    return train_dir, validation_sets(train_dir, out / "data" / f"{pipeline}-val", data.val_sequences)
-
-
-def train_models(out: Path, data: DatasetSettings, training: TrainingSettings, pipelines: Sequence[str], *,
-                 seed: int, wandb_mode: str) -> dict[str, dict[str, Any]]:
-    """One model per pipeline into ``out/train/PIPELINE`` on the data of ``prepare_data``, with
-    ``training.parallel`` runs at once (``_common.train_many``); a finished run is reused. Returns
-    by pipeline ``read_training`` plus ``cpu_seconds`` (what the training cost, also when reused:
-    recorded when it ran) and ``reused``."""
-    jobs, before = [], {}
-    for p in pipelines:
-        train_dir, val = prepare_data(out, data, pipeline=p, seed=seed)
-        run_dir = out / "train" / p
-        before[p] = (run_dir / "done.json").read_bytes() if (run_dir / "done.json").exists() else None
-        jobs.append((run_dir, training.overrides(data, train_dir, val, seed)))
-    runs = train_many(jobs, parallel=training.parallel, threads=training.torch_threads, wandb_mode=wandb_mode)
-    records = {}
-    for p, (run_dir, _), rec in zip(pipelines, jobs, runs):
-        reused = before[p] is not None and (run_dir / "done.json").read_bytes() == before[p]  # left untouched
-        cost, reused = _cost(run_dir, None if reused else rec["cpu_seconds"])
-        records[p] = {**rec, "cpu_seconds": cost, "reused": reused}
-    return records
-
-
-def evaluate_once(out: Path, *, threads: int = 1, **request: Any) -> dict[str, Any]:
-    """``_common.evaluate(out, **request)`` unless ``out`` already holds the summary of this very
-    request (an interrupted experiment resumes without evaluating twice); returns the summary
-    with ``cpu_seconds`` (what the evaluation cost, also when reused) and ``reused``."""
-    key = out / "request.json"
-    plain = json.loads(json.dumps(request, default=str))
-    if (out / "summary.json").exists() and key.exists() and json.loads(key.read_text()) == plain:
-        cost, reused = _cost(out, None)
-        return {**json.loads((out / "summary.json").read_text()), "cpu_seconds": cost, "reused": reused}
-    c0 = cpu_seconds()
-    with torch_threads(threads):
-        summary = evaluate(out, **request)
-    from omnirl.fileio import atomic_write_json
-    atomic_write_json(key, plain)
-    cost, _ = _cost(out, cpu_seconds() - c0)
-    return {**summary, "cpu_seconds": cost, "reused": False}
-
-
-def episode_scores(eval_dir: Path, env: str, method: str, n_rows: int, bins: int = 8) -> dict[str, Any]:
-    """Per-task numbers of one (environment, method) of an evaluation's ``episodes.npz``:
-    ``performance`` (mean normalised score over the episodes that ended in the last quarter,
-    per task then over tasks) and its standard error over tasks (``se``), ``first_quarter`` (the
-    same over the first quarter), the learning curve (``curve_steps``, ``curve``: mean score of the
-    episodes ending in each of ``bins`` step bins), and the raw-return columns ``raw_early`` /
-    ``raw_late`` (mean raw return over the first 20 episodes and over the last 20 of at most 200
-    episodes of each task, the columns of the paper's Table 2) with the episodes reached
-    (``late_window``: the median over tasks of the window's end)."""
-    with np.load(eval_dir / "episodes.npz") as z:
-        cols = {c: z[f"{env}/{method}/{c}"] for c in ("row", "episode", "end_step", "raw_return", "score")}
-    steps = int(json.loads((eval_dir / "summary.json").read_text())["config"]["run"]["steps"])
-    row, score = cols["row"], cols["score"]
-
-    def per_row(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
-        sums = np.bincount(row[mask], weights=values[mask], minlength=n_rows)
-        counts = np.bincount(row[mask], minlength=n_rows)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-
-    def mean_se(x: np.ndarray) -> tuple[float, float]:
-        x = x[np.isfinite(x)]
-        if x.size == 0:
-            return math.nan, math.nan
-        return float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else math.nan
-
-    finite = np.isfinite(score)
-    late = per_row((cols["end_step"] > 0.75 * steps) & finite, score)
-    early = per_row((cols["end_step"] <= 0.25 * steps) & finite, score)
-    perf, se = mean_se(late)
-    first, first_se = mean_se(early)
-    edges = np.linspace(0, steps, bins + 1)
-    idx = np.clip(np.searchsorted(edges, cols["end_step"], side="left") - 1, 0, bins - 1)
-    curve = [float(score[(idx == b) & finite].mean()) if ((idx == b) & finite).any() else math.nan
-             for b in range(bins)]
-    # Table 2 columns: raw return of episodes 0-19 and of the last 20 of at most 200 episodes
-    n_eps = np.bincount(row, minlength=n_rows)  # (n_rows,) episodes finished per task
-    end = np.minimum(n_eps, 200)[row]  # window end of each episode's task
-    raw_early = per_row(cols["episode"] < 20, cols["raw_return"])
-    raw_late = per_row((cols["episode"] < end) & (cols["episode"] >= end - 20), cols["raw_return"])
-    return {"performance": perf, "se": se, "first_quarter": first, "first_quarter_se": first_se,
-            "tasks": int(np.isfinite(late).sum()), "episodes": int(row.size),
-            "curve_steps": ((edges[:-1] + edges[1:]) / 2).tolist(), "curve": curve,
-            "raw_early": float(np.nanmean(raw_early)) if np.isfinite(raw_early).any() else math.nan,
-            "raw_late": float(np.nanmean(raw_late)) if np.isfinite(raw_late).any() else math.nan,
-            "late_window": int(np.median(np.minimum(n_eps, 200))) if n_eps.size else 0}
-
-
-def differs(a: Mapping[str, float], b: Mapping[str, float], key: str = "performance") -> int:
-    """+1 if ``a[key]`` is resolved above ``b[key]``, -1 if below, 0 if not resolved
-    (``RESOLVE`` standard errors of the difference; ``se`` or ``KEY_se``)."""
-    se_key = "se" if key == "performance" else f"{key}_se"
-    d = a[key] - b[key]
-    se = math.sqrt((a.get(se_key) or 0.0) ** 2 + (b.get(se_key) or 0.0) ** 2)
-    if not math.isfinite(d):
-        return 0
-    if not math.isfinite(se) or abs(d) <= RESOLVE * se:
-        return 0
-    return 1 if d > 0 else -1
-
-
-def pm(x: float, se: float) -> str:
-    """``x±se`` with two decimals (``x`` alone when ``se`` is unknown, ``-`` when ``x`` is)."""
-    if x is None or not math.isfinite(x):
-        return "-"
-    return f"{x:.2f}" if se is None or not math.isfinite(se) else f"{x:.2f}±{se:.2f}"
-
-
-def trend(sc: Mapping[str, float]) -> tuple[dict, dict]:
-    """The last-quarter and first-quarter scores of ``sc`` as ``differs`` arguments (positive:
-    the score rose within the run)."""
-    return ({"performance": sc["performance"], "se": sc["se"]},
-            {"performance": sc["first_quarter"], "se": sc["first_quarter_se"]})
 
 
 # --------------------------------------------------------------------------- figures
@@ -604,8 +337,7 @@ def run(inv: Invocation) -> dict:
     timing["cpu_seconds"] = cpu_seconds() - c0
     timing["steps_cpu_seconds"] = float(sum(timing["train_cpu_seconds"].values())
                                         + sum(timing["eval_cpu_seconds"].values()))
-    results = {"table_columns": list(table[0]) if table else [],  # summary.json sorts the rows' keys
-               "scores": scores, **mean_perf, "demonstration_gain": gains, "reference": reference,
+    results = {"scores": scores, **mean_perf, "demonstration_gain": gains, "reference": reference,
                "training": training, "paper": {"figure6": PAPER_FIGURE6}, "timing": timing}
     return finish(inv, NAME, results=results, table=table, figures=figures, finding=finding,
                   seconds=time.perf_counter() - t0)

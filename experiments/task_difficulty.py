@@ -418,8 +418,7 @@ def run(inv: Invocation) -> dict:
                               "auc_median": median_auc(t), "final_median": float(np.nanmedian(t["final"])),
                               "final_gap_weighted": gap_weighted(t), "episodes": t["episodes"]})
     finding = describe(s, comparisons, sd)
-    results = {"table_columns": list(table[0]) if table else [],  # summary.json sorts the rows' keys
-               "curves": curves, "tasks": tasks, "comparisons": comparisons, "stationary": sd,
+    results = {"curves": curves, "tasks": tasks, "comparisons": comparisons, "stationary": sd,
                "timing": {"cpu_seconds": cpu_seconds() - c0, "curves_cpu_seconds": seconds,
                           "stationary_cpu_seconds": sd_cpu}}
     return finish(inv, NAME, results=results, table=table, figures=[lc, sd_fig], finding=finding,

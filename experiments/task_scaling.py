@@ -70,16 +70,15 @@ Presets (``PRESETS``):
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from experiments._common import (Invocation, cpu_seconds, dataset, evaluate, finish, log, main_of, train_many,
-                                 validation_sets)
+from experiments._common import (SHARD_SIZE, Invocation, cpu_seconds, dataset, evaluate_once, finish, log, main_of,
+                                 train_many, validation_sets)
+from experiments._scores import episode_scores, finite, paired_se
 
 NAME = "task_scaling"
 MEMORISED_GAP = 0.1
@@ -92,8 +91,8 @@ its first-quarter mean and the uniform guess ``ln A`` (a fall from above the uni
 a model learning to be unsure, not learning from the context)."""
 ONLINE_RISE = 0.05
 """Normalised score: an online curve rises if its last quarter beats its first by this much."""
-SHARD_SIZE = 512
-"""Sequences per dataset shard: synthesis is batched per shard (see ``experiments._common.dataset``)."""
+ONLINE_BINS = 16
+"""Bins of the online learning curves (``episode_scores``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,26 +201,8 @@ PRESETS = {
 
 # --------------------------------------------------------------------------- reading the runs
 
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Torch intra-op threads set to ``n`` inside the block (a small model's step gains little from
-    a second thread, and a thread on a busy core spins)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _mean(values: Sequence[Any]) -> float:
-    vals = [float(v) for v in values if _finite(v)]
+    vals = [float(v) for v in values if finite(v)]
     return sum(vals) / len(vals) if vals else float("nan")
 
 
@@ -243,61 +224,6 @@ def training_overrides(s: Any, train_dir: Path, validation: Mapping[str, str], s
             "train.segment_len": s.segment_len, "train.max_steps": s.max_steps, "train.lr": s.lr,
             "train.warmup_steps": s.warmup_steps, "train.val_every": s.val_every, "train.seed": seed,
             "train.precision": s.precision, "train.devices": s.devices}
-
-
-def online_stats(eval_dir: Path, env: str, method: str, steps: int, bins: int = 16,
-                 n_tasks: int | None = None) -> dict[str, Any]:
-    """The online run of ``method`` on ``env`` in the evaluation directory ``eval_dir`` (its
-    ``episodes.npz``): ``performance`` (normalised score of the episodes that ended in the last
-    quarter, per task then over tasks: the evaluation table's number), ``se`` (its standard error
-    over tasks), ``first_quarter`` (the same over the first quarter), ``per_task`` (each task's
-    last-quarter mean, NaN without such an episode) and the ``curve`` (mean score of the episodes
-    ending in each of ``bins`` equal bins of the steps), the ``median`` over tasks, and the
-    ``gap_weighted`` score of the evaluation's table (``sum(R - R_random) / sum(R_oracle -
-    R_random)``: the aggregate that tasks whose references nearly coincide cannot dominate; NaN
-    without the evaluation's ``summary.json``). ``n_tasks``: the rows of the run (default: up to the
-    last row that finished an episode)."""
-    import json
-
-    import numpy as np
-
-    with np.load(eval_dir / "episodes.npz") as z:
-        row, end, score = (z[f"{env}/{method}/{c}"] for c in ("row", "end_step", "score"))
-    n_rows = n_tasks if n_tasks is not None else int(row.max()) + 1 if row.size else 0
-
-    def per_task(mask):
-        sums = np.bincount(row[mask], weights=score[mask], minlength=n_rows)
-        counts = np.bincount(row[mask], minlength=n_rows)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-
-    late, early = per_task(end > 0.75 * steps), per_task(end <= 0.25 * steps)
-    ok = np.isfinite(late)
-    se = float(np.std(late[ok], ddof=1) / np.sqrt(ok.sum())) if ok.sum() > 1 else float("nan")
-    edges = np.linspace(0, steps, bins + 1)
-    idx = np.clip(np.searchsorted(edges, end, side="left") - 1, 0, bins - 1)
-    sums, counts = np.bincount(idx, weights=score, minlength=bins), np.bincount(idx, minlength=bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        curve = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    gap_weighted = float("nan")
-    if (eval_dir / "summary.json").is_file():
-        rows = json.loads((eval_dir / "summary.json").read_text())["rows"]
-        gap_weighted = next((r["gap_weighted"] for r in rows if r["environment"] == env and r["method"] == method
-                             and r["gap_weighted"] is not None), float("nan"))
-    return {"performance": float(np.nanmean(late)) if ok.any() else float("nan"), "se": se,
-            "median": float(np.nanmedian(late)) if ok.any() else float("nan"), "gap_weighted": gap_weighted,
-            "first_quarter": float(np.nanmean(early)) if np.isfinite(early).any() else float("nan"),
-            "per_task": late.tolist(), "curve": {"steps": ((edges[:-1] + edges[1:]) / 2).tolist(),
-                                                 "score": curve.tolist()}}
-
-
-def paired_se(a: Sequence[float], b: Sequence[float]) -> float:
-    """Standard error of the mean of ``a - b`` over the tasks where both are finite."""
-    import numpy as np
-
-    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    d = d[np.isfinite(d)]
-    return float(np.std(d, ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
 
 
 def model_numbers(run: Mapping[str, Any]) -> dict[str, Any]:
@@ -330,19 +256,19 @@ def claims(per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any], actions: 
     online = large["online"]
 
     def above(x, threshold):
-        return bool(_finite(x) and x > threshold)
+        return bool(finite(x) and x > threshold)
 
     def improves(q1, q4):
         return above(q1 - q4, CONTEXT_DROP) and above(uniform - q4, CONTEXT_DROP)
 
     c: dict[str, Any] = {
         "smallest_memorised": above(small["gap"], MEMORISED_GAP),
-        "largest_gap_closed": bool(_finite(large["gap"]) and abs(large["gap"]) < CLOSED_GAP),
+        "largest_gap_closed": bool(finite(large["gap"]) and abs(large["gap"]) < CLOSED_GAP),
         "random_steps_improve": improves(large["unseen_random_q1"], large["unseen_random_q4"]),
         "oracle_steps_improve": improves(large["unseen_oracle_q1"], large["unseen_oracle_q4"]),
         "online_above_random": above(online["performance"] - 2 * online["se"], 0.0),
         "online_rises": above(online["performance"] - online["first_quarter"], ONLINE_RISE),
-        "online_matches_tql_ucb": bool(_finite(online["gap_weighted"]) and _finite(tql["gap_weighted"])
+        "online_matches_tql_ucb": bool(finite(online["gap_weighted"]) and finite(tql["gap_weighted"])
                                        and online["gap_weighted"] >= tql["gap_weighted"]),
     }
     if len(per_n) > 1:
@@ -428,17 +354,6 @@ def finding_text(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[s
 
 # --------------------------------------------------------------------------- the figure
 
-def _save(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    from omnirl.fileio import atomic_write_bytes
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
 def limit_y(ax: Any, lo: float, hi: float, margin: float = 0.05) -> None:
     """Y range of ``ax``: its lines' data range widened by ``margin``, cut to ``[lo, hi]``; a line
     wholly outside gets its mean in its label ("off scale")."""
@@ -459,15 +374,17 @@ def limit_y(ax: Any, lo: float, hi: float, margin: float = 0.05) -> None:
 def plot(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any], path: Path) -> Path:
     """Figure 7's quantities in four panels (see the module docstring), saved to ``path``."""
     import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
+
+    from omnirl.tasks.plots import save_figure
 
     def arr(x):
         return np.array([np.nan if v is None else v for v in x], dtype=float)
 
-    colours = plt.cm.viridis(np.linspace(0.0, 0.85, len(per_n)))
-    fig, ax = plt.subplots(2, 2, figsize=(11, 8))
+    colours = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, len(per_n)))
+    fig = Figure(figsize=(11, 8))
+    ax = fig.subplots(2, 2)
     uniform = math.log(s.actions)
     for r, col in zip(per_n, colours):
         label = f"N={r['n_tasks']}"
@@ -481,9 +398,9 @@ def plot(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any]
         cur = r["curves"]["unseen"]
         ax[1, 0].plot(arr(cur["position"]), arr(cur["oracle"]), "-", color=col, label=f"{label} near-oracle steps")
         ax[1, 0].plot(arr(cur["position"]), arr(cur["random"]), ":", color=col, label=f"{label} random steps")
-        on = r["online"]["curve"]
-        ax[1, 1].plot(on["steps"], arr(on["score"]), "-", marker="o", ms=3, color=col, label=label)
-    ax[1, 1].plot(tql["curve"]["steps"], arr(tql["curve"]["score"]), "-", marker="s", ms=3, color="black",
+        ax[1, 1].plot(r["online"]["curve_steps"], arr(r["online"]["curve"]), "-", marker="o", ms=3, color=col,
+                      label=label)
+    ax[1, 1].plot(tql["curve_steps"], arr(tql["curve"]), "-", marker="s", ms=3, color="black",
                   label="TQL-UCB")
     for a in (ax[0, 0], ax[0, 1], ax[1, 0]):
         a.axhline(uniform, color="grey", lw=0.8, ls=":")
@@ -503,7 +420,7 @@ def plot(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any]
     fig.suptitle(f"Task-count ablation: {s.backbone} ({s.model_preset}), {s.max_steps} steps of "
                  f"{s.batch_size}x{s.window}")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- the run
@@ -547,18 +464,18 @@ def run(inv: Invocation) -> dict:
     t2, c2 = time.perf_counter(), cpu_seconds()
     common = {"envs": [env], "protocol": "online", "n_envs": s.eval_envs, "steps": s.eval_steps, "seed": inv.seed,
               "wandb_mode": inv.wandb_mode}
-    evaluate(inv.out / "eval" / "tql_ucb", checkpoint=None, baselines=["tql_ucb"], **common)
-    tql = online_stats(inv.out / "eval" / "tql_ucb", env, "tql_ucb", s.eval_steps, n_tasks=s.eval_envs)
+    threads = s.threads or 1
+    evaluate_once(inv.out / "eval" / "tql_ucb", threads=threads, checkpoint=None, baselines=["tql_ucb"], **common)
+    tql = episode_scores(inv.out / "eval" / "tql_ucb", env, "tql_ucb", s.eval_envs, bins=ONLINE_BINS)
     per_n = []
     for n, r in zip(ns, runs):
         out = inv.out / "eval" / f"n{n}"
-        with torch_threads(s.threads or 1):
-            evaluate(out, checkpoint=r["checkpoint"], baselines=[], **common,
-                     **{"protocol.t_initial": s.temperature, "protocol.t_final": s.temperature})
+        evaluate_once(out, threads=threads, checkpoint=r["checkpoint"], baselines=[], **common,
+                      **{"protocol.t_initial": s.temperature, "protocol.t_final": s.temperature})
         numbers = model_numbers(r)
         numbers.update(n_tasks=n, sequences_per_task=s.sequences / n,
                        gap=numbers["unseen_policy_loss"] - numbers["seen_policy_loss"],
-                       online=online_stats(out, env, "omnirl", s.eval_steps, n_tasks=s.eval_envs))
+                       online=episode_scores(out, env, "omnirl", s.eval_envs, bins=ONLINE_BINS))
         numbers["online"]["minus_tql_ucb_se"] = paired_se(numbers["online"]["per_task"], tql["per_task"])
         per_n.append(numbers)
     wall["eval"], cpu["eval"] = time.perf_counter() - t2, cpu_seconds() - c2

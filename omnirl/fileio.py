@@ -44,9 +44,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented, key-sorted JSON atomically."""
-    return atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+def atomic_write_json(path: str | os.PathLike, obj: Any, sort_keys: bool = True) -> Path:
+    """Write ``obj`` as indented JSON atomically, keys sorted unless ``sort_keys`` is false (then
+    in the order of ``obj``'s dicts, e.g. a table's columns)."""
+    return atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=sort_keys) + "\n").encode())
 
 
 def read_json(path: str | os.PathLike, missing: str) -> Any:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from experiments import gym_benchmark as gb
-from experiments.ss_ablation import differs
+from experiments._scores import differs
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,21 @@ def test_smoke_summary(smoke):
     assert (out / "train" / "omnirl" / "done.json").exists()
 
 
+def test_smoke_dumps_memory_for_the_tsne_notebook(smoke):
+    from omnirl.analysis.runs import collect_memory
+
+    out, s = smoke
+    m, mem = gb.PRESETS["smoke"].memory, s["results"]["memory"]
+    assert mem["skipped"] == ["cliff"]  # 48 ids: more than the smoke model reads
+    read = [e for e in m.envs if e != "cliff"]
+    memory = collect_memory(out)  # what the notebook reads: every dump under the run directory
+    assert len(memory) == mem["points"] == len(read) * m.n_envs * len(m.memory_steps)
+    assert sorted(set(memory.env.tolist())) == sorted(read) and mem["groups"] == ["anymdp16", "lake"]
+    assert sorted(set(memory.step.tolist())) == mem["steps"] == list(m.memory_steps)
+    assert memory.states.shape[1] == mem["state_size"] > 0
+    assert f"{mem['points']} states" in s["finding"]
+
+
 def test_finding_follows_the_numbers(smoke):
     _, s = smoke
     online, settings = s["results"]["online"], gb.PRESETS["smoke"]
@@ -63,9 +78,10 @@ def test_reuses_a_checkpoint(smoke, tmp_path):
     out, _ = smoke
     ckpt = out / "train" / "omnirl" / "checkpoints" / "last.ckpt"
     argv = ["--preset", "smoke", "--out", str(tmp_path), "--wandb-mode", "disabled", f"--checkpoint={ckpt}",
-            "--online.envs=[lake4x4]", "--offline.teachers=[noisy_oracle]"]
+            "--online.envs=[lake4x4]", "--offline.teachers=[noisy_oracle]", "--memory.envs=[]"]
     assert gb.main(argv) == 0
     s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["results"]["memory"] == {} and not (tmp_path / "eval" / "memory").exists()  # no dump asked for
     assert not (tmp_path / "train").exists() and not (tmp_path / "data").exists()
     assert s["results"]["model"]["source"].startswith("reused") and Path(s["results"]["model"]["checkpoint"]) == ckpt
     assert [r["teacher"] for r in s["table"] if r["table"] == "2"] == ["noisy_oracle", "noisy_oracle"]
@@ -79,6 +95,8 @@ def test_reuses_a_checkpoint(smoke, tmp_path):
     ("--offline.demo_epsilon=2", "demo_epsilon"),
     ("--training.batch_size=0", "batch_size"),
     ("--online.bogus=1", "bogus"),
+    ("--memory.memory_steps=[0, 64]", "memory_steps"),  # beyond the smoke preset's 32 steps
+    ("--memory.envs=[anymdp17]", "envs"),
 ])
 def test_bad_overrides_are_rejected(override, field, capsys):
     argv = ["--preset", "smoke", override]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from experiments import ss_ablation as ss
+from experiments._scores import differs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,7 +61,7 @@ def test_finding_follows_the_numbers(smoke):
     # the online sentence follows the resolved comparison with random play
     scores = {p: {k: (math.nan if v is None else v) for k, v in res["scores"][p]["online"].items()
                   if k in ("performance", "se")} for p in settings.pipelines}
-    above = [p for p in settings.pipelines if ss.differs(scores[p], {"performance": 0.0, "se": 0.0}) > 0]
+    above = [p for p in settings.pipelines if differs(scores[p], {"performance": 0.0, "se": 0.0}) > 0]
     if above:
         assert f"Online, {', '.join(above)} scored above random play" in s["finding"]
     else:
@@ -84,13 +85,6 @@ def test_rerun_reuses_everything(smoke):
     assert t["train_cpu_seconds"] == first["train_cpu_seconds"] and t["eval_cpu_seconds"] == first["eval_cpu_seconds"]
     assert t["cpu_seconds"] < first["cpu_seconds"]
     assert again["table"] == s["table"]
-
-
-def test_differs():
-    assert ss.differs({"performance": 0.5, "se": 0.1}, {"performance": 0.0, "se": 0.0}) == 1
-    assert ss.differs({"performance": 0.1, "se": 0.1}, {"performance": 0.0, "se": 0.0}) == 0
-    assert ss.differs({"performance": -0.5, "se": 0.1}, {"performance": 0.0, "se": 0.1}) == -1
-    assert ss.differs({"performance": math.nan, "se": 0.1}, {"performance": 0.0, "se": 0.1}) == 0
 
 
 @pytest.mark.parametrize("override, field", [

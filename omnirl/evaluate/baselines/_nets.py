@@ -13,8 +13,7 @@ Weights are initialised per row from ``numpy`` generators seeded ``(seed, tag, r
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -82,21 +81,6 @@ class BatchedMLP:
         with torch.no_grad():
             for p, v in zip(self.parameters(), values):
                 p.copy_(v)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` torch intra-op threads (0: leave the setting alone), restoring the
-    previous setting afterwards. The per-row matrices are tiny: extra threads buy nothing, and on a
-    busy machine OpenMP's spinning threads made a PPO run 5x slower than one thread."""
-    old = torch.get_num_threads()
-    if n and n != old:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if n and n != old:
-            torch.set_num_threads(old)
 
 
 def clip_rows(params: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:

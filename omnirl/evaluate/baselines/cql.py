@@ -35,11 +35,12 @@ import dataclasses
 import numpy as np
 import torch
 
+from omnirl._threads import torch_threads
 from omnirl._validate import check_choice, check_float, check_int
 from omnirl.evaluate.baselines._common import (TAG_CQL_BEHAVIOUR, TAG_CQL_EVAL, TAG_CQL_INIT,
                                                TAG_CQL_SHUFFLE, action_mask, check_config, check_run,
                                                derived_seed, row_sizes, streams, uniform_actions)
-from omnirl.evaluate.baselines._nets import BatchedMLP, torch_threads
+from omnirl.evaluate.baselines._nets import BatchedMLP
 from omnirl.evaluate.records import EpisodeRecorder, Episodes
 
 BEHAVIOURS = ("noisy_oracle", "oracle", "random")

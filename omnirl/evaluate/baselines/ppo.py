@@ -38,10 +38,11 @@ import dataclasses
 import numpy as np
 import torch
 
+from omnirl._threads import torch_threads
 from omnirl._validate import check_float, check_int
 from omnirl.evaluate.baselines._common import (TAG_PPO_ACT, TAG_PPO_INIT, TAG_PPO_SHUFFLE, action_mask,
                                                check_config, check_run, row_sizes, streams)
-from omnirl.evaluate.baselines._nets import BatchedMLP, clip_rows, masked_logits, torch_threads
+from omnirl.evaluate.baselines._nets import BatchedMLP, clip_rows, masked_logits
 from omnirl.evaluate.records import EpisodeRecorder, Episodes
 
 

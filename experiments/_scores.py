@@ -1,0 +1,140 @@
+"""What the experiments read from an evaluation's episodes, and how they compare two numbers.
+
+``episode_scores`` turns one (environment, method) of an ``omnirl.evaluate`` run directory into the
+per-task numbers every experiment reports; ``differs`` and ``trend`` say whether a difference is
+resolved (``RESOLVE`` standard errors); ``pm`` prints a number with its standard error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+RESOLVE = 2.0
+"""Standard errors of a difference for it to count as resolved."""
+
+
+def finite(x: Any) -> bool:
+    """``x`` is a real, finite number (not a bool, not ``None``)."""
+    return isinstance(x, (int, float, np.floating, np.integer)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _mean_se(x: np.ndarray) -> tuple[float, float]:
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return math.nan, math.nan
+    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else math.nan
+
+
+def episode_scores(eval_dir: Path, env: str, method: str, n_rows: int | None = None, *, steps: int | None = None,
+                   bins: int = 8) -> dict[str, Any]:
+    """Per-task numbers of one (environment ``env``, ``method``) of the evaluation in ``eval_dir``
+    (its ``episodes.npz``; ``summary.json`` for the acting steps and the gap-weighted score):
+
+    * ``performance``: mean normalised score (0 random, 1 oracle) of the episodes that ended in the
+      last quarter of the steps, per task then over tasks (the evaluation table's number); ``se``
+      its standard error over tasks; ``median`` over tasks; ``per_task`` each task's value (NaN for
+      a task without such an episode); ``tasks`` the tasks that have one; ``episodes`` all episodes;
+    * ``first_quarter`` and ``first_quarter_se``: the same over the first quarter;
+    * ``curve_steps`` and ``curve``: mean score of the episodes ending in each of ``bins`` equal
+      bins of the steps (the learning curve);
+    * ``raw_early`` and ``raw_late``: mean raw return of episodes 0-19 and of the last 20 of at
+      most 200 episodes per task (the columns of the paper's Table 2), with ``late_window`` the
+      median over tasks of that window's end;
+    * ``gap_weighted``: the evaluation table's ``sum(R - R_random) / sum(R_oracle - R_random)``
+      (NaN without ``summary.json``).
+
+    ``n_rows``: rows of the run (default: up to the last row that finished an episode); ``steps``:
+    acting steps per row (default: the evaluation's ``summary.json``)."""
+    eval_dir = Path(eval_dir)
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    summary_file = eval_dir / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else None
+    if steps is None:
+        if summary is None:
+            raise ValueError(f"steps: not given and {summary_file} does not exist to read it from")
+        steps = int(summary["config"]["run"]["steps"])
+    with np.load(eval_dir / "episodes.npz") as z:
+        keys = [k for k in z.files if k.startswith(f"{env}/{method}/")]
+        if not keys:
+            raise ValueError(f"env/method: {env}/{method} is not in {eval_dir / 'episodes.npz'}")
+        cols = {k.rsplit("/", 1)[1]: z[k] for k in keys}
+    row, end, score = cols["row"], cols["end_step"], cols["score"]
+    n_rows = n_rows if n_rows is not None else int(row.max()) + 1 if row.size else 0
+
+    def per_row(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
+        sums = np.bincount(row[mask], weights=values[mask], minlength=n_rows)
+        counts = np.bincount(row[mask], minlength=n_rows)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+    ok = np.isfinite(score)
+    late = per_row((end > 0.75 * steps) & ok, score)  # (n_rows,)
+    early = per_row((end <= 0.25 * steps) & ok, score)  # (n_rows,)
+    perf, se = _mean_se(late)
+    first, first_se = _mean_se(early)
+    edges = np.linspace(0, steps, bins + 1)
+    idx = np.clip(np.searchsorted(edges, end, side="left") - 1, 0, bins - 1)
+    curve = [float(score[(idx == b) & ok].mean()) if ((idx == b) & ok).any() else math.nan for b in range(bins)]
+    out: dict[str, Any] = {
+        "performance": perf, "se": se, "median": float(np.nanmedian(late)) if np.isfinite(late).any() else math.nan,
+        "first_quarter": first, "first_quarter_se": first_se, "per_task": late.tolist(),
+        "tasks": int(np.isfinite(late).sum()), "episodes": int(row.size),
+        "curve_steps": ((edges[:-1] + edges[1:]) / 2).tolist(), "curve": curve,
+        "raw_early": math.nan, "raw_late": math.nan, "late_window": 0, "gap_weighted": math.nan}
+    if "episode" in cols and "raw_return" in cols:
+        episode, raw = cols["episode"], cols["raw_return"]
+        n_eps = np.bincount(row, minlength=n_rows)  # (n_rows,) episodes finished per task
+        window_end = np.minimum(n_eps, 200)[row]  # each episode's task's window end
+        raw_early = per_row(episode < 20, raw)
+        raw_late = per_row((episode < window_end) & (episode >= window_end - 20), raw)
+        out.update(raw_early=float(np.nanmean(raw_early)) if np.isfinite(raw_early).any() else math.nan,
+                   raw_late=float(np.nanmean(raw_late)) if np.isfinite(raw_late).any() else math.nan,
+                   late_window=int(np.median(np.minimum(n_eps, 200))) if n_eps.size else 0)
+    if summary is not None:
+        out["gap_weighted"] = next((float(r["gap_weighted"]) for r in summary["rows"]
+                                    if r["environment"] == env and r["method"] == method
+                                    and r["gap_weighted"] is not None), math.nan)
+    return out
+
+
+def paired_se(a: Sequence[float], b: Sequence[float]) -> float:
+    """Standard error of the mean of ``a - b`` over the tasks where both are finite."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    d = d[np.isfinite(d)]
+    return float(np.std(d, ddof=1) / np.sqrt(d.size)) if d.size > 1 else math.nan
+
+
+def differs(a: Mapping[str, float], b: Mapping[str, float], key: str = "performance") -> int:
+    """+1 if ``a[key]`` is resolved above ``b[key]``, -1 if below, 0 if not resolved
+    (``RESOLVE`` standard errors of the difference; ``se`` or ``KEY_se``)."""
+    se_key = "se" if key == "performance" else f"{key}_se"
+    d = a[key] - b[key]
+    se = math.sqrt((a.get(se_key) or 0.0) ** 2 + (b.get(se_key) or 0.0) ** 2)
+    if not math.isfinite(d):
+        return 0
+    if not math.isfinite(se) or abs(d) <= RESOLVE * se:
+        return 0
+    return 1 if d > 0 else -1
+
+
+def trend(sc: Mapping[str, float]) -> tuple[dict, dict]:
+    """The last-quarter and first-quarter scores of ``sc`` as ``differs`` arguments (positive:
+    the score rose within the run)."""
+    return ({"performance": sc["performance"], "se": sc["se"]},
+            {"performance": sc["first_quarter"], "se": sc["first_quarter_se"]})
+
+
+def pm(x: float | None, se: float | None) -> str:
+    """``x±se`` with two decimals (``x`` alone when ``se`` is unknown, ``-`` when ``x`` is)."""
+    if x is None or not math.isfinite(x):
+        return "-"
+    return f"{x:.2f}" if se is None or not math.isfinite(se) else f"{x:.2f}±{se:.2f}"
+
+
+__all__ = ["RESOLVE", "finite", "episode_scores", "paired_se", "differs", "trend", "pm"]
