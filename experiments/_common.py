@@ -199,24 +199,6 @@ def _env(**values: str | None) -> Iterator[None]:
                 os.environ[k] = v
 
 
-@contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Lightning's information lines (model summary, devices, why ``fit`` stopped) held back inside
-    the block: an experiment trains several models and prints its own progress; each training
-    run's own record is in its directory."""
-    import logging
-
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
-
-
 SWEEP_AGENT_VARIABLES = ("WANDB_RUN_ID", "WANDB_SWEEP_ID", "WANDB_SWEEP_PARAM_PATH")
 """What ``wandb agent`` sets for the run it starts: hidden from the training and evaluation runs
 an experiment makes, so only the experiment's own W&B run is the sweep's run."""
@@ -236,8 +218,8 @@ def train(out: Path, overrides: Mapping[str, Any], wandb_mode: str = "auto") -> 
         return read_training(out)
     resume = ["--train.resume=last"] if (out / "checkpoints" / "last.ckpt").exists() else []
     t0 = time.perf_counter()
-    with _env(WANDB_SILENT="true", **dict.fromkeys(SWEEP_AGENT_VARIABLES)), _quiet_lightning():
-        code = train_main(argv + resume)
+    with _env(WANDB_SILENT="true", **dict.fromkeys(SWEEP_AGENT_VARIABLES)):
+        code = train_main(argv + resume + ["--logging.quiet=true"])  # the experiment prints its own progress
     if code != 0:
         raise RuntimeError(f"training into {out} failed (exit {code}); arguments: {argv}")
     from omnirl.fileio import atomic_write_json

@@ -32,6 +32,22 @@ def test_train_entry_point_runs(tiny_data, tmp_path, monkeypatch):
     assert any((tmp_path / "run").rglob("*.ckpt"))
 
 
+@pytest.mark.parametrize("quiet", [False, True])
+def test_quiet_holds_back_lightning_console_output(quiet, tiny_data, tmp_path, monkeypatch, capfd):
+    import logging
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    args = [f"--data.train=[{tiny_data / 'train'}]", f"--data.validation={{unseen: {tiny_data / 'val' / 'unseen'}}}",
+            "--data.window=64", "--data.batch_size=2", "--train.segment_len=32", "--train.max_steps=2",
+            "--train.val_every=2", f"--logging.out_dir={tmp_path / 'run'}", f"--logging.quiet={str(quiet).lower()}"]
+    level = logging.getLogger("lightning.pytorch").level
+    assert train_main(args) == 0
+    out, err = capfd.readouterr()
+    assert ("Params" in out + err) == (not quiet)  # the model summary
+    assert logging.getLogger("lightning.pytorch").level == level  # restored
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()  # the same records either way
+
+
 def test_bad_config_exits_2(capsys):
     assert train_main(["--train.segmentlen=5"]) == 2
     assert "train.'segmentlen'" in capsys.readouterr().err

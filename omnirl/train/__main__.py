@@ -31,11 +31,13 @@ gets ``run.json``, ``history.jsonl`` and ``position_curves.json`` (``omnirl.trai
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -62,6 +64,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, f)
 
 
+@contextlib.contextmanager
+def _lightning_log_level(level: int | None) -> Iterator[None]:
+    """Lightning's loggers at ``level`` inside the block (``None``: unchanged), restored after."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    before = [lg.level for lg in loggers]
+    if level is not None:
+        for lg in loggers:
+            lg.setLevel(level)
+    try:
+        yield
+    finally:
+        for lg, b in zip(loggers, before):
+            lg.setLevel(b)
+
+
 def build_trainer(cfg: Any, logger: Any = False, callbacks: list | None = None):
     """The ``lightning.Trainer`` of a ``TrainConfig``: DDP when several devices or nodes, validation
     and ``last.ckpt`` every ``train.val_every`` steps (atomically written), plus ``callbacks``."""
@@ -77,7 +94,8 @@ def build_trainer(cfg: Any, logger: Any = False, callbacks: list | None = None):
                      default_root_dir=str(out), precision=cfg.train.precision,
                      val_check_interval=cfg.train.val_every, check_val_every_n_epoch=None,
                      callbacks=[checkpoint, *(callbacks or [])], plugins=[AtomicCheckpointIO()],
-                     enable_progress_bar=sys.stderr.isatty(), log_every_n_steps=10)
+                     enable_progress_bar=sys.stderr.isatty() and not cfg.logging.quiet,
+                     enable_model_summary=not cfg.logging.quiet, log_every_n_steps=10)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=None, help="YAML file (fields not set keep their defaults)")
     args, overrides = p.parse_known_args(argv)
 
-    from omnirl.config import config_to_dict, load_config
+    from omnirl.config import load_config
     from omnirl.train.config import TrainConfig
     try:
         cfg = load_config(TrainConfig, args.config, overrides)
@@ -94,9 +112,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
+    with warnings.catch_warnings(), _lightning_log_level(logging.WARNING if cfg.logging.quiet else None):
+        # last.ckpt is written after the optimiser step on purpose: a resumed run continues with
+        # the next step and matches an uninterrupted one exactly (tests/test_train_resume.py)
+        warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+        if cfg.logging.quiet:
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+        return _fit(cfg)
+
+
+def _fit(cfg: Any) -> int:
+    """Build the data, model, loggers and trainer of ``cfg`` and train (``main``'s body)."""
     import lightning as L
     from lightning.pytorch.loggers import WandbLogger
 
+    from omnirl.config import config_to_dict
     from omnirl.train.data import OmniRLDataModule
     from omnirl.train.module import OmniRLModule
     from omnirl.train.tracking import RunTracker
@@ -118,11 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     if ckpt_path is not None and ckpt_path != "last" and not Path(ckpt_path).is_file():
         print(f"error: train.resume={ckpt_path!r}: no such checkpoint file", file=sys.stderr)
         return 2
-    with warnings.catch_warnings():
-        # last.ckpt is written after the optimiser step on purpose: a resumed run continues with
-        # the next step and matches an uninterrupted one exactly (tests/test_train_resume.py)
-        warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     if logger and trainer.is_global_zero:
         logger.experiment.finish()  # flush and close the run now, not at interpreter exit
     return 0

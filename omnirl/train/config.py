@@ -131,9 +131,15 @@ class LoggingSection:
     """W&B project."""
     wandb_mode: str = "auto"
     """``auto`` (online with credentials, else offline), ``online``, ``offline`` or ``disabled``."""
+    quiet: bool = False
+    """Hold back Lightning's console output (model summary, device and seed lines, progress bar,
+    library warnings); the run directory and W&B get the same records. Experiments that train
+    several models set it."""
 
     def __post_init__(self) -> None:
         check_choice("wandb_mode", self.wandb_mode, ("auto", "online", "offline", "disabled"))
+        if not isinstance(self.quiet, bool):
+            raise ValueError(f"quiet must be true or false, got {self.quiet!r}")
 
 
 @dataclasses.dataclass(frozen=True)
