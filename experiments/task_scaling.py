@@ -54,9 +54,9 @@ Presets (``PRESETS``):
 * ``laptop`` (default): N = 16, 256, 4096; 4096 sequences of 1025 steps per dataset (256, 16 and
   1 per task); the ``tiny`` GDN (0.12M parameters), 400 steps of 8 windows of 1024 steps (3.3M
   environment steps per model), two models at once on one thread each; online on 64 unseen
-  anymdp16 tasks for 1024 steps. Measured: 1050 CPU-seconds in all (17.5 CPU-minutes: data 105,
-  training 896, about 300 per model, evaluation 48), 24 minutes of wall-clock time on a 2-core
-  machine shared with other work (73% of a core on average); about 12 minutes on 2 idle cores.
+  anymdp16 tasks for 1024 steps. Measured on 2 idle cores: 11.3 minutes and 1027 CPU-seconds
+  (17.1 CPU-minutes: data 110, training 875, about 300 per model, evaluation 41); ``make run`` from
+  a fresh clone, install included, took 12.5 minutes.
   It shows the task-count effect: N = 16 is memorised (seen 0.02 against unseen 5.2 nats), N = 256
   partly (gap 0.12), N = 4096 not at all (gap -0.01); on unseen tasks the loss falls with context
   on near-oracle steps only (in-context imitation), and online every model stays at the random
