@@ -143,6 +143,12 @@ def _name(tp: Any) -> str:
 
 
 def _build(cls: type[C], data: Mapping[str, Any], prefix: str = "") -> C:
+    prepare = getattr(cls, "prepare_config", None)  # a class's own step from raw mapping to fields
+    if prepare is not None and isinstance(data, Mapping):
+        try:
+            data = prepare(dict(data))
+        except ValueError as e:
+            raise ValueError(f"{prefix}: {e}" if prefix else str(e)) from None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))

@@ -82,11 +82,22 @@ def test_checkpoint_free_mode(tmp_path):
     (["--protocol", "sideways"], "protocol"),
     (["--checkpoint", "/no/such.ckpt"], "/no/such.ckpt"),
     (["--run.baselines=[dqn]"], "baselines"),
+    (["--protocol.memory_steps=[0, 121]"], "memory_steps must be <= 120"),  # run.steps is 120
+    (["--protocol.steps=50"], "protocol.steps=50 differs from run.steps=120"),
 ])
 def test_bad_input_names_it(tmp_path, capsys, args, match):
     code, _ = run(tmp_path, *args)
     assert code == 2
     assert match in capsys.readouterr().err
+
+
+def test_the_protocol_acts_for_the_runs_steps():
+    from omnirl.config import config_from_dict
+
+    cfg = config_from_dict(EvaluateConfig, {"run": {"steps": 4000}}, ["--protocol.memory_steps=[0, 1000, 4000]"])
+    assert cfg.protocol.steps == 4000 and cfg.protocol.memory_steps == (0, 1000, 4000)  # beyond EvalConfig's 1000
+    assert cfg.protocol_config().memory_steps == (0, 1000, 4000)
+    assert config_from_dict(EvaluateConfig).protocol.steps == 2000  # RunSection's default
 
 
 def test_cql_data_follows_the_protocol():

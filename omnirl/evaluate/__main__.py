@@ -37,7 +37,7 @@ import io
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -113,6 +113,19 @@ class EvaluateConfig:
     cql: CQLConfig = dataclasses.field(default_factory=CQLConfig)
     """CQL hyper-parameters (its data follows the protocol's demonstrations)."""
 
+    @classmethod
+    def prepare_config(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """The raw mapping before it is built (``omnirl.config``): the protocol's ``steps`` are the
+        run's ``run.steps``, so that ``protocol.memory_steps`` is checked against them."""
+        run, protocol = data.get("run", {}), data.get("protocol", {})
+        if not isinstance(run, Mapping) or not isinstance(protocol, Mapping):
+            return data  # the builder names the section that is not a mapping
+        steps = run.get("steps", RunSection.steps)
+        if "steps" in protocol and protocol["steps"] != steps:
+            raise ValueError(f"protocol.steps={protocol['steps']!r} differs from run.steps={steps!r}: set run.steps "
+                             "(the protocol acts for the run's steps)")
+        return {**data, "protocol": {**protocol, "steps": steps}}
+
     def baselines(self) -> tuple[str, ...]:
         """The baselines to run."""
         if self.run.baselines is not None:
@@ -121,8 +134,7 @@ class EvaluateConfig:
 
     def protocol_config(self) -> EvalConfig:
         """The protocol with the run's step count."""
-        return dataclasses.replace(self.protocol, steps=self.run.steps,
-                                   memory_steps=tuple(s for s in self.protocol.memory_steps if s <= self.run.steps))
+        return dataclasses.replace(self.protocol, steps=self.run.steps)
 
     def baseline_config(self, name: str) -> Any:
         """Hyper-parameters of baseline ``name`` (CQL's data matched to the protocol's)."""
