@@ -81,6 +81,11 @@ def test_offline_wandb_run_holds_everything(offline_run):
     for key in ("perf/steps_per_s", "perf/tokens_per_s", "train/loss", "val/unseen/policy_loss",
                 "val/unseen/random/policy_loss", "tokens/unseen/policy_loss", "tokens_seen"):
         assert key in keys, key
+    # the validation numbers sit at the same step in W&B as in history.jsonl, once per validation
+    logged = [(h["trainer/global_step"], h["val/unseen/policy_loss"]) for h in run["history"]
+              if "val/unseen/policy_loss" in h]
+    plain = [json.loads(line) for line in (root / "run" / HISTORY_FILE).read_text().splitlines()]
+    assert logged == [(h["step"], pytest.approx(h["val/unseen/policy_loss"])) for h in plain]
     speeds = [h["perf/tokens_per_s"] for h in run["history"] if "perf/tokens_per_s" in h]
     assert speeds and all(s > 0 for s in speeds)
     tables = sorted((root / "run" / "wandb").glob("offline-run-*/files/media/table/val/unseen/loss_vs_position_*.table.json"))

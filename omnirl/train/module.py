@@ -288,12 +288,14 @@ class OmniRLModule(lightning.LightningModule):
             def mean(i: int, where: Tensor | slice = slice(None)) -> Tensor:
                 return sums[i, where].sum() / counts[i, where].sum()
 
-            self.log(f"val/{name}/policy_loss", mean(0))
-            self.log(f"val/{name}/policy_loss_last_quarter", mean(0, last_quarter))
-            self.log(f"val/{name}/policy_loss_first_steps", mean(0, first))
+            # logger=False: RunTracker logs them, against the optimiser steps taken so far (Lightning's
+            # logger would label them one step lower under manual optimisation)
+            self.log(f"val/{name}/policy_loss", mean(0), logger=False)
+            self.log(f"val/{name}/policy_loss_last_quarter", mean(0, last_quarter), logger=False)
+            self.log(f"val/{name}/policy_loss_first_steps", mean(0, first), logger=False)
             for i, behaviour in enumerate(BEHAVIOURS):
                 if behaviour != "all" and counts[i].sum() > 0:
-                    self.log(f"val/{name}/{behaviour}/policy_loss", mean(i))
+                    self.log(f"val/{name}/{behaviour}/policy_loss", mean(i), logger=False)
 
             bin_of = position * bins // T  # (T,) bin index of each position
 

@@ -188,7 +188,7 @@ class RunTracker(lightning.Callback):
             return
         import wandb
 
-        payload: dict[str, Any] = {f"tokens/{k[4:]}": v for k, v in val.items() if k.endswith("policy_loss")}
+        payload: dict[str, Any] = {**val, **{f"tokens/{k[4:]}": v for k, v in val.items() if k.endswith("policy_loss")}}
         for name, c in pl_module.position_curves.items():
             columns = ["position", *[k for k in c if k != "position"]]
             rows = np.stack([np.asarray(c[k], dtype=np.float64) for k in columns], axis=1)  # (bins, columns)
