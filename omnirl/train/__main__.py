@@ -116,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         # last.ckpt is written after the optimiser step on purpose: a resumed run continues with
         # the next step and matches an uninterrupted one exactly (tests/test_train_resume.py)
         warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-        if cfg.logging.quiet:
+        if cfg.logging.quiet:  # the libraries' notices of their own deprecations
             warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", category=FutureWarning)
         return _fit(cfg)
 
 
