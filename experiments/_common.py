@@ -147,7 +147,8 @@ def dataset(out: Path, *, n_tasks: int | None, sequences: int, length: int, stat
     sequence). Task sets of one ``task_seed`` are nested: the first ``n`` tasks of a larger set are
     the smaller set. ``shard_size``: sequences per shard (default ``DatasetSpec``'s 64); the
     content does not depend on it, but synthesis is batched per shard, so larger shards of short
-    sequences cost several times less CPU (512 sequences of 1,025 steps: about a quarter)."""
+    sequences cost several times less CPU (shards of 512 rather than 64 sequences of 1,025 steps:
+    a third)."""
     from omnirl.data.generate import DatasetSpec, generate_dataset, prepare_task_set
     from omnirl.tasks.taskset import parse_states
 
