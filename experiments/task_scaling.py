@@ -35,7 +35,9 @@ What the numbers are read for (the ``finding`` is computed from them, thresholds
 
 * **Memorisation.** Seen-task loss far below unseen-task loss (gap > ``MEMORISED_GAP``) means the
   model stores its training tasks and recognises them from context; the gap closing
-  (|gap| < ``CLOSED_GAP``) at the largest N means it can no longer do so and must generalise.
+  (gap < ``CLOSED_GAP``: unseen tasks no worse than seen ones beyond that) at the largest N means
+  it can no longer do so and must generalise. A negative gap is no memorisation: the two
+  validation sets are samples of tasks whose difficulty differs by a few hundredths of a nat.
 * **In-context RL or imitation.** On unseen tasks, loss falling with position on steps where a
   *random* policy acted can only come from inferring the task's good actions from the rewards in
   the context: evidence of in-context RL. Loss falling only on steps where a near-oracle acted
@@ -84,7 +86,7 @@ NAME = "task_scaling"
 MEMORISED_GAP = 0.1
 """Nats: a seen-unseen gap (unseen minus seen final validation loss) above this is memorisation."""
 CLOSED_GAP = 0.05
-"""Nats: a gap below this in absolute value is closed (seen and unseen tasks alike)."""
+"""Nats: a gap below this is closed (unseen tasks no worse than seen ones beyond it)."""
 CONTEXT_DROP = 0.05
 """Nats: a validation loss improves with context if its last-quarter mean is this much below both
 its first-quarter mean and the uniform guess ``ln A`` (a fall from above the uniform guess to it is
@@ -111,10 +113,11 @@ class Settings:
     length: int = 1025
     """Steps per stored sequence (end markers included); at least ``window + 1``. With exactly
     ``window + 1`` every training window starts at a task's first step, like validation."""
-    val_sequences: int = 64
-    """Sequences per validation set (seen and unseen)."""
-    backbone: str = "gdn"
-    """Backbone of every model: ``rwkv7``, ``gdn``, ``gsa`` or ``mamba2``."""
+    val_sequences: int = 128
+    """Sequences per validation set (seen and unseen): the gap compares two samples of tasks,
+    whose difficulty differs by a few hundredths of a nat at 64."""
+    backbone: str = "rwkv7"
+    """Backbone of every model: ``rwkv7`` (the paper's), ``gdn``, ``gsa`` or ``mamba2``."""
     model_preset: str = "tiny"
     """Backbone size: ``tiny`` or ``paper`` (Table 6)."""
     layout: str = "compact"
@@ -263,7 +266,7 @@ def claims(per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any], actions: 
 
     c: dict[str, Any] = {
         "smallest_memorised": above(small["gap"], MEMORISED_GAP),
-        "largest_gap_closed": bool(finite(large["gap"]) and abs(large["gap"]) < CLOSED_GAP),
+        "largest_gap_closed": bool(finite(large["gap"]) and large["gap"] < CLOSED_GAP),
         "random_steps_improve": improves(large["unseen_random_q1"], large["unseen_random_q4"]),
         "oracle_steps_improve": improves(large["unseen_oracle_q1"], large["unseen_oracle_q4"]),
         "online_above_random": above(online["performance"] - 2 * online["se"], 0.0),
@@ -294,8 +297,8 @@ def finding_text(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[s
             + ("it memorised its training tasks" if c["smallest_memorised"]
                else f"it did not memorise them at this budget (gap below {MEMORISED_GAP})")
             + f"; with N={large['n_tasks']} the gap is {large['gap']:+.3f} nats, "
-            + ("closed (seen and unseen tasks alike)" if c["largest_gap_closed"]
-               else f"not closed (|gap| >= {CLOSED_GAP})") + ". "
+            + ("closed (unseen tasks no worse than seen ones)" if c["largest_gap_closed"]
+               else f"not closed (gap >= {CLOSED_GAP})") + ". "
             + "Gap and unseen-task loss by N: "
             + ", ".join(f"N={r['n_tasks']} {r['gap']:+.3f} / {r['unseen_policy_loss']:.3f}" for r in per_n) + ".")
     else:
