@@ -167,16 +167,18 @@ def dataset(out: Path, *, n_tasks: int | None, sequences: int, length: int, stat
     return out
 
 
-def validation_sets(train_dir: Path, out: Path, sequences: int) -> dict[str, str]:
+def validation_sets(train_dir: Path, out: Path, sequences: int, probe: bool = False) -> dict[str, str]:
     """``{"seen": DIR, "unseen": DIR}`` (``seen`` only when the training set has a task set):
-    new sequences on the training tasks and on new tasks, made if missing."""
-    from omnirl.data.generate import make_validation_sets
+    new sequences on the training tasks and on new tasks, made if missing; with ``probe``, also
+    ``probe`` (the in-context-RL probe of ``omnirl.data.generate.make_validation_sets``)."""
+    from omnirl.data.generate import PROBE, make_validation_sets
     from omnirl.data.store import read_manifest
 
     _, head = read_manifest(train_dir)
     names = ("seen", "unseen") if head.config["spec"].get("task_set") else ("unseen",)
+    names += (PROBE,) if probe else ()
     if not all((out / n / "manifest.json").exists() for n in names):
-        make_validation_sets(train_dir, out, sequences)
+        make_validation_sets(train_dir, out, sequences, probe=probe)
     return {n: str(out / n) for n in names}
 
 

@@ -13,12 +13,14 @@ Steps (everything lands in one run directory, see ``experiments._common``):
    exactly N AnyMDP tasks. The task sets come from one task seed, so they are nested: the N = 16
    tasks are the first 16 of the N = 256 set, and so on. Every dataset has the same number of
    sequences, so a small N has many sequences per task (it can be memorised) and the largest N
-   about one. Validation sets: ``val_sequences`` new sequences on the training tasks (``seen``)
-   and on new tasks (``unseen``, the same tasks for every N).
+   about one. Validation sets: ``val_sequences`` new sequences on the training tasks (``seen``),
+   on new tasks (``unseen``, the same tasks for every N), and the probe (``probe``: the unseen
+   tasks played by one random policy for the whole sequence, oracle-labelled: the
+   ``random_probe`` pipeline).
 2. **Training.** One model per N, all with the same backbone, size and budget (``max_steps``
    batches of ``batch_size`` windows of ``window`` steps), up to ``parallel`` at once. Every
    ``val_every`` steps the policy loss (cross-entropy against the oracle label) is measured on
-   both validation sets, against position in the context and split by who acted.
+   the validation sets, against position in the context and split by who acted.
 3. **Online RL.** Every model acts on ``eval_envs`` unseen ``anymdp{states}`` tasks for
    ``eval_steps`` steps with an empty context (``python -m omnirl.evaluate``'s online protocol,
    its own actions fed back with the "unknown" tag, sampling at ``temperature``); TQL-UCB runs on
@@ -43,13 +45,13 @@ What the numbers are read for (the ``finding`` is computed from them, thresholds
   the context: evidence of in-context RL. Loss falling only on steps where a near-oracle acted
   is in-context imitation (copying the actions the context shows). A loss improves if its
   last-quarter mean is ``CONTEXT_DROP`` nats below both its first-quarter mean and the uniform
-  guess ``ln A``. (A sequence mixes behaviours, so the context of a random step may also show
-  near-oracle actions in the same state: the online test is the check that does not depend on
-  what the context shows.)
+  guess ``ln A``. A training sequence mixes behaviours, so the context of a random step may also
+  show near-oracle actions in the same state; the probe's context shows none, so its loss
+  improving is the evidence of in-context RL in the loss.
 * **Online.** Above random means the last-quarter task mean exceeds 0 by two standard errors;
   rising means the last quarter beats the first by more than ``ONLINE_RISE``; matching TQL-UCB
   means a gap-weighted score at least TQL-UCB's. In-context RL from rewards is claimed only when
-  the random-behaviour loss falls with context and the online score is above random and rising.
+  the probe's loss improves and the online score is above random and rising.
 
 Presets (``PRESETS``):
 
@@ -81,6 +83,7 @@ from typing import Any, Mapping, Sequence
 from experiments._common import (SHARD_SIZE, Invocation, cpu_seconds, dataset, evaluate_once, finish, log, main_of,
                                  train_many, validation_sets)
 from experiments._scores import episode_scores, finite, paired_se
+from omnirl.data.generate import PROBE
 
 NAME = "task_scaling"
 MEMORISED_GAP = 0.1
@@ -269,6 +272,7 @@ def claims(per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any], actions: 
         "largest_gap_closed": bool(finite(large["gap"]) and large["gap"] < CLOSED_GAP),
         "random_steps_improve": improves(large["unseen_random_q1"], large["unseen_random_q4"]),
         "oracle_steps_improve": improves(large["unseen_oracle_q1"], large["unseen_oracle_q4"]),
+        "probe_improves": improves(large["probe_all_q1"], large["probe_all_q4"]),
         "online_above_random": above(online["performance"] - 2 * online["se"], 0.0),
         "online_rises": above(online["performance"] - online["first_quarter"], ONLINE_RISE),
         "online_matches_tql_ucb": bool(finite(online["gap_weighted"]) and finite(tql["gap_weighted"])
@@ -279,7 +283,7 @@ def claims(per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any], actions: 
         c["unseen_loss_falls_with_n"] = above(small["unseen_policy_loss"] - large["unseen_policy_loss"], 0.0)
     else:
         c["task_count_effect"] = c["unseen_loss_falls_with_n"] = None
-    c["icrl_from_rewards"] = c["random_steps_improve"] and c["online_above_random"] and c["online_rises"]
+    c["icrl_from_rewards"] = c["probe_improves"] and c["online_above_random"] and c["online_rises"]
     return c
 
 
@@ -310,14 +314,20 @@ def finding_text(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[s
         f"the loss on near-oracle steps goes {large['unseen_oracle_q1']:.3f} -> {large['unseen_oracle_q4']:.3f} "
         f"nats, on random-behaviour steps {large['unseen_random_q1']:.3f} -> {large['unseen_random_q4']:.3f} "
         f"(uniform guess: {math.log(s.actions):.3f}). "
-        + ("The random-behaviour steps improve too, to below the uniform guess: consistent with inferring "
-           "better actions from the rewards in the context (the context of a random step may also show "
-           "near-oracle actions in the same state; the online test below does not depend on that)."
+        + ("The random-behaviour steps improve too, to below the uniform guess (from the rewards, or from "
+           "near-oracle actions elsewhere in the same context: the probe tells)."
            if c["random_steps_improve"] else
-           "Only the near-oracle steps improve: that is in-context imitation of the actions the context shows, "
-           "not in-context RL from rewards." if c["oracle_steps_improve"] else
-           f"Neither ends {CONTEXT_DROP} nats below both its start and the uniform guess: no in-context "
-           "learning on unseen tasks at this budget."))
+           "Only the near-oracle steps improve: in-context imitation of the actions the context shows."
+           if c["oracle_steps_improve"] else
+           f"Neither ends {CONTEXT_DROP} nats below both its start and the uniform guess.")
+        + f" On the probe (the same unseen tasks played by one random policy for the whole sequence, so that no "
+        f"action in the context demonstrates good play) the loss goes {large['probe_all_q1']:.3f} -> "
+        f"{large['probe_all_q4']:.3f}: "
+        + ("it improves to below the uniform guess, so the model infers better actions from the rewards in its "
+           "context (in-context RL, in the loss)." if c["probe_improves"] else
+           f"it does not end {CONTEXT_DROP} nats below both its start and the uniform guess, so the model does not "
+           "infer the good actions from the rewards alone" + (" (what it learns in context is imitation)."
+                                                                if c["oracle_steps_improve"] else ".")))
     def score(o: Mapping[str, Any]) -> str:
         return (f"{o['performance']:+.3f} +- {o['se']:.3f} / median {o['median']:+.3f} / gap-weighted "
                 f"{o['gap_weighted']:+.3f}")
@@ -342,9 +352,9 @@ def finding_text(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[s
         effect = "this run does not show the full task-count effect"
     if c["icrl_from_rewards"]:
         icrl = "and it shows in-context RL from rewards on unseen tasks"
-    elif c["random_steps_improve"] or c["online_above_random"]:
-        icrl = ("and it gives only partial evidence of in-context RL from rewards (loss on random-behaviour steps "
-                + ("improves" if c["random_steps_improve"] else "does not improve") + ", online score "
+    elif c["probe_improves"] or c["online_above_random"]:
+        icrl = ("and it gives only partial evidence of in-context RL from rewards (the probe's loss "
+                + ("improves" if c["probe_improves"] else "does not improve") + ", online score "
                 + ("above" if c["online_above_random"] else "at") + " the random level"
                 + (" and rising" if c["online_rises"] else ", not rising") + ")")
     else:
@@ -401,6 +411,10 @@ def plot(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any]
         cur = r["curves"]["unseen"]
         ax[1, 0].plot(arr(cur["position"]), arr(cur["oracle"]), "-", color=col, label=f"{label} near-oracle steps")
         ax[1, 0].plot(arr(cur["position"]), arr(cur["random"]), ":", color=col, label=f"{label} random steps")
+        probe = r["curves"].get(PROBE)
+        if probe:
+            ax[1, 0].plot(arr(probe["position"]), arr(probe["all"]), "--", color=col,
+                          label=f"{label} probe (random policy throughout)")
         ax[1, 1].plot(r["online"]["curve_steps"], arr(r["online"]["curve"]), "-", marker="o", ms=3, color=col,
                       label=label)
     ax[1, 1].plot(tql["curve_steps"], arr(tql["curve"]), "-", marker="s", ms=3, color="black",
@@ -410,7 +424,7 @@ def plot(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any]
         a.set_ylabel("policy loss (nats)")
     ax[0, 0].set(title="validation loss against position (seen --, unseen -)", xlabel="step in context")
     ax[0, 1].set(title="validation loss against training (seen --, unseen -)", xlabel="optimiser step")
-    ax[1, 0].set(title="unseen tasks: loss by who acted", xlabel="step in context")
+    ax[1, 0].set(title="unseen tasks: loss by who acted, and the probe", xlabel="step in context")
     ax[1, 1].axhline(0.0, color="grey", lw=0.8, ls=":")
     ax[1, 1].axhline(1.0, color="grey", lw=0.8, ls="--")
     ax[1, 1].set(title=f"online RL on {s.eval_envs} unseen anymdp{s.states} tasks", xlabel="step in context",
@@ -435,6 +449,7 @@ def table_rows(per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any]) -> li
              "unseen first32": r["unseen_first_steps"], "unseen lastQ": r["unseen_last_quarter"],
              "random Q1": r["unseen_random_q1"], "random Q4": r["unseen_random_q4"],
              "oracle Q1": r["unseen_oracle_q1"], "oracle Q4": r["unseen_oracle_q4"],
+             "probe Q1": r["probe_all_q1"], "probe Q4": r["probe_all_q4"],
              "online": r["online"]["performance"], "online se": r["online"]["se"],
              "online gw": r["online"]["gap_weighted"], "TQL-UCB": tql["performance"],
              "TQL-UCB gw": tql["gap_weighted"]} for r in per_n]
@@ -455,7 +470,7 @@ def run(inv: Invocation) -> dict:
         train_dir = dataset(root / "train", n_tasks=n, sequences=s.sequences, length=s.length, states=s.states,
                             actions=s.actions, seed=inv.seed, task_seed=inv.seed, workers=s.workers,
                             shard_size=SHARD_SIZE)
-        val = validation_sets(train_dir, root / "val", s.val_sequences)
+        val = validation_sets(train_dir, root / "val", s.val_sequences, probe=True)
         jobs.append((inv.out / "train" / f"n{n}", training_overrides(s, train_dir, val, inv.seed, s.backbone)))
     wall["data"], cpu["data"] = time.perf_counter() - t0, cpu_seconds() - c0
 

@@ -42,9 +42,10 @@ def test_smoke_summary_table_and_figure(smoke, capsys):
         # validation against training step and against position, seen and unseen, by behaviour
         assert [h["step"] for h in r["history"]] == list(range(settings.val_every, settings.max_steps + 1,
                                                                 settings.val_every))
-        for name in ("seen", "unseen"):
+        for name in ("seen", "unseen", "probe"):
             assert set(r["curves"][name]) >= {"position", "all", "random", "oracle"}
             assert len(r["curves"][name]["all"]) == 16
+        assert row["probe Q4"] == pytest.approx(r["probe_all_q4"], nan_ok=True)
         assert len(r["online"]["curve"]) == ts.ONLINE_BINS
         assert len(r["online"]["per_task"]) == settings.eval_envs
     # the online numbers agree with the evaluation's own table
@@ -73,11 +74,15 @@ def test_smoke_finding_follows_the_numbers(smoke):
     uniform = math.log(ts.PRESETS["smoke"].actions)
     assert c["random_steps_improve"] == (large["unseen_random_q1"] - large["unseen_random_q4"] > ts.CONTEXT_DROP
                                          and uniform - large["unseen_random_q4"] > ts.CONTEXT_DROP)
+    assert c["probe_improves"] == (large["probe_all_q1"] - large["probe_all_q4"] > ts.CONTEXT_DROP
+                                   and uniform - large["probe_all_q4"] > ts.CONTEXT_DROP)
+    assert f"-> {large['probe_all_q4']:.3f}" in finding
     online = large["online"]
     above = online["performance"] is not None and online["se"] is not None and \
         online["performance"] - 2 * online["se"] > 0
     assert c["online_above_random"] == above
     assert c["task_count_effect"] == (c["smallest_memorised"] and c["largest_gap_closed"])
+    assert c["icrl_from_rewards"] == (c["probe_improves"] and c["online_above_random"] and c["online_rises"])
     # and the text says what they say
     assert ("it memorised its training tasks" in finding) == c["smallest_memorised"]
     assert f"(gap {small['gap']:+.3f})" in finding

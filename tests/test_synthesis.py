@@ -194,6 +194,23 @@ def test_validation_sets(task_dir, tmp_path):
     assert {task_hash_hex(seen.sequence(j)["task_hash"]) for j in range(6)} <= train_hashes
     assert not {task_hash_hex(unseen.sequence(j)["task_hash"]) for j in range(6)} & train_hashes
     assert res["seen"]["content_hash"] != read_all(tmp_path / "train")
+    assert set(res) == {"seen", "unseen"}  # no probe unless asked for
+
+
+def test_validation_probe_is_the_unseen_tasks_under_a_random_policy(task_dir, tmp_path):
+    from omnirl.data.generate import PROBE
+
+    generate_dataset(spec(task_dir), tmp_path / "train")
+    res = make_validation_sets(tmp_path / "train", tmp_path / "val", 6, probe=True)
+    assert set(res) == {"seen", "unseen", PROBE}
+    unseen, probe = read_all(tmp_path / "val" / "unseen"), read_all(tmp_path / "val" / PROBE)
+    hashes = [Dataset.open(tmp_path / "val" / n).sequence(j)["task_hash"].tobytes()
+              for n in ("unseen", PROBE) for j in range(6)]
+    assert hashes[:6] == hashes[6:]  # the same unseen tasks
+    steps = probe["label"] < A  # not episode-end markers
+    assert (probe["tag"][steps] == int(PriorInfo.RANDOM)).all()  # every action random, none masked
+    assert (unseen["tag"][unseen["label"] < A] != int(PriorInfo.RANDOM)).any()  # the mix has other behaviours
+    assert (probe["label"][steps] != probe["action"][steps]).mean() > 0.5  # the labels are the oracle's
 
 
 @pytest.mark.parametrize("kw, name", [
@@ -215,6 +232,8 @@ def test_cli(tmp_path, capsys):
     assert "5 sequences x 200 steps" in capsys.readouterr().out
     assert cli(args) == 0  # rerun: everything is there already
     assert cli(["verify", str(out)]) == 0
+    assert cli(["validation", str(out), "--sequences", "2", "--out", str(tmp_path / "val"), "--probe"]) == 0
+    assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()[-3:]] == ["seen", "unseen", "probe"]
     shard = out / "shard-00001.bin"
     raw = bytearray(shard.read_bytes())
     raw[100] ^= 0xFF
@@ -233,7 +252,7 @@ def test_cli(tmp_path, capsys):
 
 
 def test_all_pipelines_are_named():
-    assert set(PIPELINES) == {"omnirl", "omnirl_noprior", "ad", "ad_epsilon", "dpt"}
+    assert set(PIPELINES) == {"omnirl", "omnirl_noprior", "ad", "ad_epsilon", "dpt", "random_probe"}
     assert json.dumps(pipeline("omnirl").to_dict())
 
 

@@ -3,6 +3,7 @@
     python -m omnirl.data generate --tasks N --sequences M --length T --pipeline omnirl --out DIR --workers K
     python -m omnirl.data generate --tasks fresh --sequences M --length T --out DIR      # a new task per sequence
     python -m omnirl.data validation DIR --sequences M --out VALDIR    # VALDIR/seen and VALDIR/unseen
+        [--probe]                                                      # and VALDIR/probe
     python -m omnirl.data verify DIR [--json]
 
 ``generate`` writes the task set of exactly N tasks to ``DIR/tasks`` (sequence j plays task
@@ -76,7 +77,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
 
 def cmd_validation(a: argparse.Namespace) -> int:
     from omnirl.data.generate import make_validation_sets
-    res = make_validation_sets(a.path, a.out, a.sequences, a.workers, a.backend, a.batch)
+    res = make_validation_sets(a.path, a.out, a.sequences, a.workers, a.backend, a.batch, probe=a.probe)
     for name, m in res.items():
         print(f"{name}: {m['n_sequences']} sequences in {Path(a.out) / name}, content hash {m['content_hash']}")
     return 0
@@ -108,6 +109,9 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--batch", type=int, default=256)
     v.add_argument("--workers", type=int, default=1)
     v.add_argument("--backend", default="local", choices=["local", "ray"])
+    v.add_argument("--probe", action="store_true",
+                   help="also VALDIR/probe: the unseen tasks under one random policy per sequence (the "
+                        "in-context-RL probe)")
     v.set_defaults(fn=cmd_validation)
 
 

@@ -35,7 +35,8 @@ class DatasetSpec:
     """Everything that defines a dataset's content (stored in its manifest)."""
 
     pipeline: str
-    """Data pipeline name (``omnirl``, ``omnirl_noprior``, ``ad``, ``ad_epsilon``, ``dpt``)."""
+    """Data pipeline name (``omnirl``, ``omnirl_noprior``, ``ad``, ``ad_epsilon``, ``dpt``,
+    ``random_probe``)."""
     n_sequences: int
     """Number of sequences."""
     length: int
@@ -204,11 +205,18 @@ def prepare_task_set(out: str | os.PathLike, n_tasks: int, states: Any, n_action
     return task_dir
 
 
+PROBE = "probe"
+"""Name of the in-context-RL probe among the validation sets (``make_validation_sets(probe=True)``)."""
+
+
 def make_validation_sets(train_dir: str | os.PathLike, out: str | os.PathLike, n_sequences: int,
-                         workers: int = 1, backend: str = "local", batch: int = 256) -> dict[str, dict]:
+                         workers: int = 1, backend: str = "local", batch: int = 256,
+                         probe: bool = False) -> dict[str, dict]:
     """Validation datasets for a training dataset, same pipeline, sizes and length:
     ``out/seen`` (new sequences on the training tasks) and ``out/unseen`` (new tasks, one per
-    sequence, never in the training task set)."""
+    sequence, never in the training task set); with ``probe``, also ``out/probe`` (``PROBE``):
+    the unseen tasks played by one random policy per sequence (the ``random_probe`` pipeline),
+    oracle-labelled, where only the rewards in the context can tell the good actions."""
     from omnirl.data.store import read_manifest
     _, head = read_manifest(train_dir)
     spec = DatasetSpec(**head.config["spec"])
@@ -221,4 +229,7 @@ def make_validation_sets(train_dir: str | os.PathLike, out: str | os.PathLike, n
         result["seen"] = generate_dataset(seen, out / "seen", workers, backend, batch)
     unseen = dataclasses.replace(spec, n_sequences=n_sequences, seed=seed, task_set=None)
     result["unseen"] = generate_dataset(unseen, out / "unseen", workers, backend, batch)
+    if probe:
+        result[PROBE] = generate_dataset(dataclasses.replace(unseen, pipeline="random_probe"), out / PROBE, workers,
+                                         backend, batch)
     return result

@@ -10,6 +10,15 @@ mixture of ``omnirl.agents`` and the synthesis loop of ``omnirl.data.synthesis``
 | ``ad`` | one learning agent (model-based or Q-learning, with decaying noise) for the whole sequence | its own action | who acted |
 | ``ad_epsilon`` | the oracle with decaying epsilon-greedy noise (noise distillation) | the behaviour's action | who acted |
 | ``dpt`` | random or oracle, redrawn at episode ends | the reference oracle | who acted |
+
+One more pipeline is a validation probe, not a training pipeline of Table 4:
+
+| pipeline | behaviour | label (prompt) | tags |
+|---|---|---|---|
+| ``random_probe`` | one random policy for the whole sequence | the reference oracle | who acted |
+
+No action in its context is a demonstration of good play, so a model whose loss on it falls with
+position in the context infers the good actions from the rewards: in-context RL, not imitation.
 """
 
 from __future__ import annotations
@@ -80,11 +89,16 @@ def _dpt() -> PipelineConfig:
     return PipelineConfig("dpt", behaviour=mix, mask_sequence_prob=0.0, mask_episode_prob=0.0)
 
 
+def _random_probe() -> PipelineConfig:
+    mix = BehaviourMixConfig(weights={"random": 1.0}, resample_sequence_prob=0.0)
+    return PipelineConfig("random_probe", behaviour=mix, mask_sequence_prob=0.0, mask_episode_prob=0.0)
+
+
 PIPELINES: dict[str, Callable[[], PipelineConfig]] = {
     "omnirl": _omnirl, "omnirl_noprior": _omnirl_noprior, "ad": _ad, "ad_epsilon": _ad_epsilon,
-    "dpt": _dpt,
+    "dpt": _dpt, "random_probe": _random_probe,
 }
-"""Named pipelines of the paper's Table 4."""
+"""Named pipelines: the paper's Table 4, and the ``random_probe`` validation probe."""
 
 
 def pipeline(name: str) -> PipelineConfig:
