@@ -103,6 +103,13 @@ def episode_scores(eval_dir: Path, env: str, method: str, n_rows: int | None = N
     return out
 
 
+def context_improves(q1: Any, q4: Any, *, uniform: float, drop: float) -> bool:
+    """A validation loss improves with context: its last-quarter mean ``q4`` is ``drop`` nats below
+    both its first-quarter mean ``q1`` and the uniform guess ``uniform`` (``ln A``): a fall from
+    above the uniform guess to it is a model learning to be unsure, not learning from its context."""
+    return bool(finite(q1) and finite(q4) and q1 - q4 > drop and uniform - q4 > drop)
+
+
 def paired_se(a: Sequence[float], b: Sequence[float]) -> float:
     """Standard error of the mean of ``a - b`` over the tasks where both are finite."""
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
@@ -137,4 +144,4 @@ def pm(x: float | None, se: float | None) -> str:
     return f"{x:.2f}" if se is None or not math.isfinite(se) else f"{x:.2f}±{se:.2f}"
 
 
-__all__ = ["RESOLVE", "finite", "episode_scores", "paired_se", "differs", "trend", "pm"]
+__all__ = ["RESOLVE", "finite", "context_improves", "episode_scores", "paired_se", "differs", "trend", "pm"]

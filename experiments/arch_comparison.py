@@ -10,7 +10,8 @@ Steps (one run directory, see ``experiments._common``):
 1. **Data.** One dataset of ``sequences`` sequences of ``length`` steps (the ``omnirl`` pipeline),
    each on a freshly sampled AnyMDP task (``n_tasks`` null) or cycling over a task set of
    ``n_tasks`` tasks, and ``val_sequences`` validation sequences on new tasks (``unseen``; plus
-   ``seen`` ones on the training tasks when there is a task set). ``data_root`` can point several
+   ``seen`` ones on the training tasks when there is a task set) and on the same new tasks under
+   one random policy per sequence (``probe``). ``data_root`` can point several
    runs (e.g. the runs of a sweep) at one dataset.
 2. **Training.** One model per backbone of ``backbones``, all the same size preset, layout, data,
    seed and budget (``max_steps`` batches of ``batch_size`` windows of ``window`` steps, segments
@@ -22,8 +23,8 @@ Steps (one run directory, see ``experiments._common``):
    process's CPU share (below 1: the cores were shared and the wall-clock rate is low by that
    factor).
 4. **Report.** A table (one row per backbone: parameters, throughput, final unseen-task policy loss,
-   its first-32-step and last-quarter values, near-oracle and random-behaviour steps in the first
-   and last quarter of the context, the training run's CPU time), ``arch_comparison.png`` (unseen
+   its first-32-step and last-quarter values, near-oracle and random-behaviour steps and the probe
+   in the first and last quarter of the context, the training run's CPU time), ``arch_comparison.png`` (unseen
    loss against position and against training step, throughput with parameter counts),
    ``summary.json`` and the experiment's W&B run (the training runs have their own).
 
@@ -31,7 +32,8 @@ The finding names the best and worst backbone by final unseen-task loss and says
 spread exceeds ``DISTINGUISHABLE`` nats (below it, the backbones are not told apart at this
 budget; above it, one seed per backbone still cannot separate a real difference from seed noise:
 sweep ``--seed`` for that), how much each one's loss falls with context (overall, and on the
-random-behaviour steps, where only the rewards can tell the better actions), and the fastest and
+random-behaviour steps of mixed sequences, and on the probe: the unseen tasks under a random policy
+for the whole sequence, where only the rewards can tell the better actions), and the fastest and
 slowest backbone.
 
 Presets (``PRESETS``):
@@ -57,7 +59,7 @@ from typing import Any, Mapping, Sequence
 
 from experiments._common import (SHARD_SIZE, Invocation, cpu_seconds, dataset, finish, log, main_of, train_many,
                                  validation_sets)
-from experiments._scores import finite
+from experiments._scores import context_improves, finite
 from experiments.task_scaling import model_numbers, training_overrides
 
 NAME = "arch_comparison"
@@ -65,7 +67,8 @@ DISTINGUISHABLE = 0.02
 """Nats: backbones whose final unseen-task losses differ by less than this are not told apart."""
 CONTEXT_DROP = 0.05
 """Nats: a loss falls with context if its last-quarter value is this much below its first-32-step value
-(on random-behaviour steps: below its first-quarter value and the uniform guess ``ln A``)."""
+(on random-behaviour steps and the probe: below its first-quarter value and the uniform guess ``ln A``,
+``_scores.context_improves``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,17 +239,23 @@ def finding_text(s: Settings, rows: Sequence[Mapping[str, Any]]) -> tuple[str, d
                  f"{CONTEXT_DROP} nats for "
                  + (", ".join(b for b, ok in c["falls_with_context"].items() if ok) or "none") + ".")
     uniform = math.log(s.actions)
-    c["random_steps_improve"] = {
-        r["backbone"]: bool(finite(r["unseen_random_q1"]) and finite(r["unseen_random_q4"])
-                            and r["unseen_random_q1"] - r["unseen_random_q4"] > CONTEXT_DROP
-                            and uniform - r["unseen_random_q4"] > CONTEXT_DROP) for r in rows}
-    parts.append("On random-behaviour steps (first to last quarter of the context; uniform guess "
-                 f"{uniform:.3f}): "
+    c["random_steps_improve"] = {r["backbone"]: context_improves(r["unseen_random_q1"], r["unseen_random_q4"],
+                                                                 uniform=uniform, drop=CONTEXT_DROP) for r in rows}
+    c["probe_improves"] = {r["backbone"]: context_improves(r["probe_all_q1"], r["probe_all_q4"], uniform=uniform,
+                                                           drop=CONTEXT_DROP) for r in rows}
+
+    def improved(key: str) -> str:
+        return ", ".join(b for b, ok in c[key].items() if ok) or "none"
+    parts.append("First to last quarter of the context (uniform guess "
+                 f"{uniform:.3f}), on the random-behaviour steps of mixed sequences: "
                  + ", ".join(f"{r['backbone']} {r['unseen_random_q1']:.3f} -> {r['unseen_random_q4']:.3f}"
                              for r in rows)
-                 + f"; ending more than {CONTEXT_DROP} nats below both the start and the uniform guess (what "
-                 "learning from the rewards in the context would give): "
-                 + (", ".join(b for b, ok in c["random_steps_improve"].items() if ok) or "none") + ".")
+                 + "; on the probe (a random policy for the whole sequence, so that only the rewards can tell "
+                 "the better actions): "
+                 + ", ".join(f"{r['backbone']} {r['probe_all_q1']:.3f} -> {r['probe_all_q4']:.3f}" for r in rows)
+                 + f". Ending more than {CONTEXT_DROP} nats below both the start and the uniform guess: "
+                 f"random steps {improved('random_steps_improve')}; the probe {improved('probe_improves')} "
+                 "(in-context RL in the loss only where the probe improves).")
     fast = [r for r in rows if finite(r.get("tokens_per_cpu_s"))]
     if len(fast) > 1:
         fast.sort(key=lambda r: -r["tokens_per_cpu_s"])
@@ -302,7 +311,7 @@ def run(inv: Invocation) -> dict:
     train_dir = dataset(root / "train", n_tasks=s.n_tasks, sequences=s.sequences, length=s.length, states=s.states,
                         actions=s.actions, seed=inv.seed, task_seed=inv.seed, workers=s.workers,
                         shard_size=SHARD_SIZE)
-    val = validation_sets(train_dir, root / "val", s.val_sequences)
+    val = validation_sets(train_dir, root / "val", s.val_sequences, probe=True)
     wall["data"], cpu["data"] = time.perf_counter() - t0, cpu_seconds() - c0
 
     t1, c1 = time.perf_counter(), cpu_seconds()
@@ -347,6 +356,7 @@ def run(inv: Invocation) -> dict:
               "unseen first32": r["unseen_first_steps"], "unseen lastQ": r["unseen_last_quarter"],
               "oracle Q1": r["unseen_oracle_q1"], "oracle Q4": r["unseen_oracle_q4"],
               "random Q1": r["unseen_random_q1"], "random Q4": r["unseen_random_q4"],
+              "probe Q1": r["probe_all_q1"], "probe Q4": r["probe_all_q4"],
               "train CPU-s": rate(r["train_cpu_seconds"])} for r in rows]
     log(f"arch_comparison: {wall['total']:.0f} s wall, {cpu['total']:.0f} CPU-s "
         f"(data {cpu['data']:.0f}, training {cpu['train']:.0f}, throughput {cpu['throughput']:.0f})")

@@ -86,7 +86,7 @@ from typing import Any, Mapping, Sequence
 
 from experiments._common import (SHARD_SIZE, Invocation, cpu_seconds, dataset, evaluate_once, finish, log, main_of,
                                  train_many, validation_sets)
-from experiments._scores import episode_scores, finite, paired_se
+from experiments._scores import context_improves, episode_scores, finite, paired_se
 from omnirl.data.generate import PROBE
 
 NAME = "task_scaling"
@@ -269,7 +269,7 @@ def claims(per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any], actions: 
         return bool(finite(x) and x > threshold)
 
     def improves(q1, q4):
-        return above(q1 - q4, CONTEXT_DROP) and above(uniform - q4, CONTEXT_DROP)
+        return context_improves(q1, q4, uniform=uniform, drop=CONTEXT_DROP)
 
     c: dict[str, Any] = {
         "smallest_memorised": above(small["gap"], MEMORISED_GAP),

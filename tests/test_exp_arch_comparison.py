@@ -67,6 +67,10 @@ def test_smoke_finding_follows_the_numbers(smoke):
         q1, q4 = r["unseen_random_q1"], r["unseen_random_q4"]
         expected = q1 is not None and q4 is not None and q1 - q4 > ac.CONTEXT_DROP and uniform - q4 > ac.CONTEXT_DROP
         assert c["random_steps_improve"][b] == expected
+        p1, p4 = r["probe_all_q1"], r["probe_all_q4"]
+        assert c["probe_improves"][b] == (p1 is not None and p4 is not None and p1 - p4 > ac.CONTEXT_DROP
+                                          and uniform - p4 > ac.CONTEXT_DROP)
+        assert f"{b} {p1:.3f} -> {p4:.3f}" in finding
     speeds = {b: r["tokens_per_cpu_s"] for b, r in results["per_backbone"].items()}
     assert c["fastest"] == max(speeds, key=speeds.get) and f"fastest {c['fastest']}" in finding
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from experiments import _common
-from experiments._scores import differs, episode_scores, paired_se, pm, trend
+from experiments._scores import context_improves, differs, episode_scores, paired_se, pm, trend
 
 
 @pytest.fixture
@@ -80,3 +80,12 @@ def test_record_cost_keeps_what_a_step_cost(tmp_path):
     fresh.mkdir()
     cost, reused = _common.record_cost(fresh, None)
     assert reused and math.isnan(cost["cpu_seconds"]) and math.isnan(cost["wall_seconds"])
+
+
+def test_context_improves():
+    u = math.log(5)
+    assert context_improves(1.6, 1.4, uniform=u, drop=0.05)
+    assert not context_improves(1.9, 1.6, uniform=u, drop=0.05)  # falls, but only to the uniform guess
+    assert not context_improves(1.45, 1.42, uniform=u, drop=0.05)  # below uniform, but no fall
+    assert not context_improves(None, 1.0, uniform=u, drop=0.05) and not context_improves(1.6, math.nan, uniform=u,
+                                                                                          drop=0.05)
