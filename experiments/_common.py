@@ -210,22 +210,34 @@ an experiment makes, so only the experiment's own W&B run is the sweep's run."""
 def train(out: Path, overrides: Mapping[str, Any], wandb_mode: str = "auto") -> dict[str, Any]:
     """Train with ``python -m omnirl.train``'s entry point into ``out`` with the dotted
     ``overrides`` (e.g. ``{"model.backbone": "gdn", "data.train": [DIR]}``), unless ``out`` already
-    holds a finished run of them; returns ``read_training(out)``."""
+    holds a finished run of them; an interrupted run of them is resumed from its last checkpoint.
+    A run of other settings in ``out`` is refused (``ValueError`` naming the directory), never
+    resumed or overwritten. Returns ``read_training(out)``."""
+    from omnirl.fileio import atomic_write_json
     from omnirl.train.__main__ import main as train_main
 
     argv = [f"--{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in overrides.items()]
     argv += [f"--logging.out_dir={out}", f"--logging.wandb_mode={wandb_mode}"]
-    done = out / "done.json"
+    done, started = out / "done.json", out / "started.json"
     if done.exists() and json.loads(done.read_text()).get("argv") == argv:
         log(f"training {out}: already done")
         return read_training(out)
-    resume = ["--train.resume=last"] if (out / "checkpoints" / "last.ckpt").exists() else []
+    resume = []
+    if (out / "checkpoints" / "last.ckpt").exists():
+        record = started if started.exists() else done
+        before = json.loads(record.read_text()).get("argv") if record.exists() else None
+        if before != argv:
+            changed = sorted(set(argv) ^ set(before or []))
+            raise ValueError(f"{out} holds a training run of other settings (differing: {changed}); "
+                             "give the experiment another --out, or remove that directory to train anew")
+        resume = ["--train.resume=last"]
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(started, {"argv": argv})
     t0 = time.perf_counter()
     with _env(WANDB_SILENT="true", **dict.fromkeys(SWEEP_AGENT_VARIABLES)):
         code = train_main(argv + resume + ["--logging.quiet=true"])  # the experiment prints its own progress
     if code != 0:
         raise RuntimeError(f"training into {out} failed (exit {code}); arguments: {argv}")
-    from omnirl.fileio import atomic_write_json
     atomic_write_json(done, {"argv": argv, "seconds": time.perf_counter() - t0})
     log(f"training {out}: {time.perf_counter() - t0:.0f} s")
     return read_training(out)

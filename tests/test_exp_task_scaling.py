@@ -93,6 +93,18 @@ def test_smoke_finding_follows_the_numbers(smoke):
         assert "in-context RL from rewards" in finding  # says plainly that it does not show it
 
 
+def test_a_run_of_other_settings_is_refused_not_resumed(smoke):
+    out, _ = smoke
+    run_dir = out / "train" / "n4"
+    argv = json.loads((run_dir / "done.json").read_text())["argv"]
+    overrides = dict(a[2:].split("=", 1) for a in argv if not a.startswith("--logging."))
+    before = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
+    with pytest.raises(ValueError, match=f"{run_dir}.*other settings.*train.max_steps=16"):
+        _common.train(run_dir, {**overrides, "train.max_steps": "16"}, wandb_mode="disabled")
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == before  # untouched
+    assert _common.train(run_dir, overrides, wandb_mode="disabled")["run"]  # the same settings: found done
+
+
 def test_quarter_means():
     assert ts.quarter_means([1.0, None, 3.0, 4.0, 5.0, 6.0, 7.0, float("nan")]) == (1.0, 7.0)
     assert all(math.isnan(x) for x in ts.quarter_means([None] * 4))
