@@ -60,7 +60,7 @@ from typing import Any, Mapping, Sequence
 from experiments._common import (SHARD_SIZE, Invocation, cpu_seconds, dataset, finish, log, main_of, train_many,
                                  validation_sets)
 from experiments._scores import context_improves, finite
-from experiments.task_scaling import model_numbers, training_overrides
+from experiments.task_scaling import check_training_fields, model_numbers, training_overrides
 
 NAME = "arch_comparison"
 DISTINGUISHABLE = 0.02
@@ -123,9 +123,8 @@ class Settings:
     """Timed training steps per backbone of the throughput measurement (0: skip it)."""
 
     def __post_init__(self) -> None:
-        from omnirl._validate import check_choice, check_float, check_int
-        from omnirl.model.backbone import BACKBONES, PRESETS as MODEL_PRESETS
-        from omnirl.model.omnirl import LAYOUTS
+        from omnirl._validate import check_choice, check_int
+        from omnirl.model.backbone import BACKBONES
 
         if not self.backbones:
             raise ValueError("backbones must name at least one backbone, got none")
@@ -136,21 +135,8 @@ class Settings:
         if self.n_tasks is not None:
             check_int("n_tasks", self.n_tasks, min_value=1)
         check_int("states", self.states, min_value=2)
-        check_int("actions", self.actions, min_value=2)
-        for f in ("sequences", "val_sequences", "window", "batch_size", "segment_len", "max_steps", "val_every",
-                  "parallel", "workers"):
-            check_int(f, getattr(self, f), min_value=1)
-        for f in ("warmup_steps", "threads", "throughput_steps"):
-            check_int(f, getattr(self, f), min_value=0)
-        if self.length < self.window + 1:
-            raise ValueError(f"length={self.length} must be >= window + 1 = {self.window + 1}")
-        if self.segment_len > self.window:
-            raise ValueError(f"segment_len={self.segment_len} must be <= window={self.window}")
-        if self.max_steps % self.val_every:
-            raise ValueError(f"max_steps={self.max_steps} must be a multiple of val_every={self.val_every}")
-        check_choice("model_preset", self.model_preset, MODEL_PRESETS)
-        check_choice("layout", self.layout, LAYOUTS)
-        check_float("lr", self.lr, min_value=0.0, min_inclusive=False)
+        check_training_fields(self)
+        check_int("throughput_steps", self.throughput_steps, min_value=0)
 
 
 PRESETS = {

@@ -104,6 +104,30 @@ ONLINE_BINS = 16
 """Bins of the online learning curves (``episode_scores``)."""
 
 
+def check_training_fields(s: Any) -> None:
+    """Validate the data, model and optimiser fields ``training_overrides`` reads (``Settings``'
+    and ``arch_comparison.Settings``'), naming the bad field."""
+    from omnirl._validate import check_choice, check_float, check_int
+    from omnirl.model.backbone import PRESETS as MODEL_PRESETS
+    from omnirl.model.omnirl import LAYOUTS
+
+    check_int("actions", s.actions, min_value=2)
+    for f in ("sequences", "val_sequences", "window", "batch_size", "segment_len", "max_steps", "val_every",
+              "parallel", "workers"):
+        check_int(f, getattr(s, f), min_value=1)
+    for f in ("warmup_steps", "threads"):
+        check_int(f, getattr(s, f), min_value=0)
+    if s.length < s.window + 1:
+        raise ValueError(f"length={s.length} must be >= window + 1 = {s.window + 1}")
+    if s.segment_len > s.window:
+        raise ValueError(f"segment_len={s.segment_len} must be <= window={s.window}")
+    if s.max_steps % s.val_every:
+        raise ValueError(f"max_steps={s.max_steps} must be a multiple of val_every={s.val_every}")
+    check_choice("model_preset", s.model_preset, MODEL_PRESETS)
+    check_choice("layout", s.layout, LAYOUTS)
+    check_float("lr", s.lr, min_value=0.0, min_inclusive=False)
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """The task-count ablation's settings (the defaults are the laptop preset)."""
@@ -164,8 +188,7 @@ class Settings:
     def __post_init__(self) -> None:
         from omnirl._validate import check_choice, check_float, check_int
         from omnirl.evaluate.envs.anymdp import SIZES
-        from omnirl.model.backbone import BACKBONES, PRESETS as MODEL_PRESETS
-        from omnirl.model.omnirl import LAYOUTS
+        from omnirl.model.backbone import BACKBONES
 
         if not self.n_tasks:
             raise ValueError("n_tasks must name at least one task count, got none")
@@ -174,25 +197,13 @@ class Settings:
         if len(set(self.n_tasks)) != len(self.n_tasks):
             raise ValueError(f"n_tasks must not repeat a count, got {list(self.n_tasks)}")
         check_choice("states", self.states, SIZES)
-        check_int("actions", self.actions, min_value=2)
-        for f in ("sequences", "val_sequences", "window", "batch_size", "segment_len", "max_steps", "val_every",
-                  "parallel", "workers", "eval_envs", "eval_steps"):
+        check_training_fields(self)
+        for f in ("eval_envs", "eval_steps"):
             check_int(f, getattr(self, f), min_value=1)
-        for f in ("warmup_steps", "threads"):
-            check_int(f, getattr(self, f), min_value=0)
         if self.sequences < max(self.n_tasks):
             raise ValueError(f"sequences={self.sequences} must be >= the largest of n_tasks ({max(self.n_tasks)}), "
                              "so that every task of every set is played")
-        if self.length < self.window + 1:
-            raise ValueError(f"length={self.length} must be >= window + 1 = {self.window + 1}")
-        if self.segment_len > self.window:
-            raise ValueError(f"segment_len={self.segment_len} must be <= window={self.window}")
-        if self.max_steps % self.val_every:
-            raise ValueError(f"max_steps={self.max_steps} must be a multiple of val_every={self.val_every}")
         check_choice("backbone", self.backbone, BACKBONES)
-        check_choice("model_preset", self.model_preset, MODEL_PRESETS)
-        check_choice("layout", self.layout, LAYOUTS)
-        check_float("lr", self.lr, min_value=0.0, min_inclusive=False)
         check_float("temperature", self.temperature, min_value=0.0)
 
 
