@@ -151,6 +151,28 @@ def test_dataset_is_identical_whatever_the_workers_and_batch(task_dir, tmp_path)
     assert m1["task_set_hash"] == TaskSet.load(task_dir).content_hash()
 
 
+def test_resume_after_a_run_interrupted_within_a_batch_of_shards(task_dir, tmp_path, monkeypatch):
+    import omnirl.data.generate as gen
+    real = gen.synthesize
+    calls = {"n": 0}
+
+    def dying(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(gen, "synthesize", dying)
+    with pytest.raises(KeyboardInterrupt):  # shards of 2, 4 at a time: dies in shards 2 and 3
+        generate_dataset(spec(task_dir, shard_size=2), tmp_path / "r", workers=1, batch=4)
+    assert not list((tmp_path / "r").glob("*.tmp")) and not list((tmp_path / "r").glob(".*tmp"))
+    assert sorted(p.name for p in (tmp_path / "r").glob("shard-*.bin")) == ["shard-00000.bin", "shard-00001.bin"]
+    monkeypatch.setattr(gen, "synthesize", real)
+    m = generate_dataset(spec(task_dir, shard_size=2), tmp_path / "r", workers=1, batch=4)
+    ref = generate_dataset(spec(task_dir, shard_size=2), tmp_path / "ref", workers=1, batch=3)
+    assert m["content_hash"] == ref["content_hash"]
+
+
 def test_resume_after_an_interrupted_run(task_dir, tmp_path, monkeypatch):
     import omnirl.data.generate as gen
     real = gen.synthesize
@@ -263,3 +285,55 @@ def test_sequences_do_not_depend_on_the_shard_size(task_dir, tmp_path):
     a, b = read_all(tmp_path / "a"), read_all(tmp_path / "b")
     for f in a:
         np.testing.assert_array_equal(a[f], b[f])
+
+
+def test_a_batch_spans_shards(task_dir, tmp_path, monkeypatch):
+    import omnirl.data.generate as gen
+    real, sizes = gen.synthesize, []
+
+    def counted(tasks, *args, **kw):
+        sizes.append(len(tasks))
+        return real(tasks, *args, **kw)
+
+    monkeypatch.setattr(gen, "synthesize", counted)
+    m = generate_dataset(spec(task_dir, shard_size=2), tmp_path / "a", batch=8)
+    assert m["n_shards"] == 6 and sizes == [8, 3]  # shards of 2 simulated 8 at a time, not 2
+    sizes.clear()
+    generate_dataset(spec(task_dir, shard_size=3), tmp_path / "b", batch=100)
+    assert sizes == [11]
+    sizes.clear()
+    generate_dataset(spec(task_dir, shard_size=11), tmp_path / "c", batch=4)
+    assert sizes == [4, 4, 3]  # a shard larger than the batch is simulated in parts
+    ref = read_all(tmp_path / "a")
+    for other in ("b", "c"):
+        d = read_all(tmp_path / other)
+        for f in ref:
+            np.testing.assert_array_equal(ref[f], d[f])
+    ds, ts = Dataset.open(tmp_path / "a"), TaskSet.load(task_dir)
+    from omnirl.data.schema import task_hash_hex
+    assert [int(ds.sequence(j)["sequence_index"]) for j in range(11)] == list(range(11))
+    assert [task_hash_hex(ds.sequence(j)["task_hash"]) for j in range(11)] == [
+        ts[j % 5].content_hash() for j in range(11)]
+
+
+def test_shard_groups_fill_the_batch_and_every_worker():
+    from omnirl.data.generate import shard_groups
+    sp = DatasetSpec(pipeline="omnirl", n_sequences=100, length=10, n_obs=S, n_actions=A, seed=0, shard_size=10)
+    assert shard_groups(sp, list(range(10)), batch=40) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert shard_groups(sp, [1, 4, 5, 9], batch=25) == [[1, 4], [5, 9]]  # any shards, in order
+    assert shard_groups(sp, list(range(10)), batch=5) == [[s] for s in range(10)]
+    assert shard_groups(sp, list(range(10)), batch=1000, workers=3) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_synthesis_into_row_blocks_equals_one_block(batch):
+    tasks, seeds, d = batch
+    cut = (0, 5, 6, 24)
+    blocks = [{f: np.zeros((hi - lo, T), dtype=d[f].dtype) for f in STEP_FIELDS} for lo, hi in zip(cut, cut[1:])]
+    synthesize(tasks, seeds, pipeline("omnirl"), T, blocks)
+    for f in STEP_FIELDS:
+        np.testing.assert_array_equal(np.concatenate([b[f] for b in blocks]), d[f])
+    with pytest.raises(ValueError, match="24 rows"):
+        synthesize(tasks, seeds, pipeline("omnirl"), T, blocks[:2])
+    short = [{f: np.zeros((24, T - 1), dtype=d[f].dtype) for f in STEP_FIELDS}]
+    with pytest.raises(ValueError, match=r"out\[0\]\['obs'\] must have shape"):
+        synthesize(tasks, seeds, pipeline("omnirl"), T, short)

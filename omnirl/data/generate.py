@@ -9,13 +9,15 @@ skips intact shards; an output directory holding another dataset is refused.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -66,37 +68,60 @@ def _fresh_task(spec: DatasetSpec, j: int) -> MDPTask:
     return sample_anymdp(spec.n_obs, spec.n_actions, seed=(spec.seed, 1_000_003, j), min_states=spec.min_states)
 
 
-def _shard_tasks(spec: DatasetSpec, tasks: TaskSet | None, lo: int, hi: int) -> tuple[list[MDPTask], np.ndarray]:
+def _sequence_tasks(spec: DatasetSpec, tasks: TaskSet | None, js: Sequence[int]) -> tuple[list[MDPTask], np.ndarray]:
+    """The tasks of sequences ``js`` and their indices in the task set (-1: a fresh task)."""
     if tasks is None:
-        return [_fresh_task(spec, j) for j in range(lo, hi)], np.full(hi - lo, -1, dtype=np.int64)
-    idx = np.arange(lo, hi) % len(tasks)
-    return [tasks[int(i)] for i in idx], idx.astype(np.int64)
+        return [_fresh_task(spec, j) for j in js], np.full(len(js), -1, dtype=np.int64)
+    idx = np.asarray(js, dtype=np.int64) % len(tasks)
+    return [tasks[int(i)] for i in idx], idx
 
 
-def generate_shard(spec: DatasetSpec, config: PipelineConfig, out: str, s: int, batch: int,
-                   tasks: TaskSet | None = None) -> dict[str, Any]:
-    """Synthesise shard ``s`` into ``out`` (memory-mapped, then committed atomically)."""
+def generate_shards(spec: DatasetSpec, config: PipelineConfig, out: str, shards: Sequence[int], batch: int,
+                    tasks: TaskSet | None = None) -> dict[str, Any]:
+    """Synthesise the shards ``shards`` into ``out``: their sequences one after another,
+    ``batch`` of them simulated together whatever the shard size (a batch may span shards);
+    each shard is filled through a memory map and committed atomically once all are written."""
     if tasks is None and spec.task_set is not None:
         tasks = TaskSet.load(spec.task_set)
     writer = DatasetWriter(out, header(spec, config, tasks))
-    lo = s * spec.shard_size
-    hi = min(lo + spec.shard_size, spec.n_sequences)
     t0 = time.perf_counter()
     steps = 0
-    with writer.open_shard(s) as shard:
-        cols = shard.columns
-        for b0 in range(lo, hi, batch):
-            b1 = min(b0 + batch, hi)
-            task_list, task_index = _shard_tasks(spec, tasks, b0, b1)
-            rows = slice(b0 - lo, b1 - lo)
-            out_rows = {f: cols[f][rows] for f in STEP_FIELDS}
-            stats = synthesize(task_list, [(spec.seed, j) for j in range(b0, b1)], config, spec.length, out_rows)
+    with contextlib.ExitStack() as stack:
+        opened = [stack.enter_context(writer.open_shard(s)) for s in shards]
+        # (global sequence index, shard buffer, row in the shard) of every sequence of the group
+        seqs = [(sh.index * spec.shard_size + r, sh, r) for sh in opened for r in range(_shard_len(spec, sh.index))]
+        for b0 in range(0, len(seqs), batch):
+            part = seqs[b0:b0 + batch]
+            js = [j for j, _, _ in part]
+            blocks = []  # (shard buffer, its rows in this batch), in the batch's order
+            for sh, run in itertools.groupby(part, key=lambda x: x[1]):
+                rs = [r for _, _, r in run]
+                blocks.append((sh, slice(rs[0], rs[-1] + 1)))
+            task_list, task_index = _sequence_tasks(spec, tasks, js)
+            stats = synthesize(task_list, [(spec.seed, j) for j in js], config, spec.length,
+                               [{f: sh.columns[f][rows] for f in STEP_FIELDS} for sh, rows in blocks])
             steps += stats["steps"]
-            cols["task_index"][rows] = task_index
-            cols["sequence_index"][rows] = np.arange(b0, b1)
-            cols["task_hash"][rows] = np.stack([task_hash_bytes(t.content_hash()) for t in task_list])
-        shard.commit()
-    return {"shard": s, "sequences": hi - lo, "seconds": time.perf_counter() - t0, "steps": steps}
+            hashes = np.stack([task_hash_bytes(t.content_hash()) for t in task_list])
+            i = 0
+            for sh, rows in blocks:
+                n = rows.stop - rows.start
+                sh.columns["task_index"][rows] = task_index[i:i + n]
+                sh.columns["sequence_index"][rows] = js[i:i + n]
+                sh.columns["task_hash"][rows] = hashes[i:i + n]
+                i += n
+        for sh in opened:
+            sh.commit()
+    return {"shards": list(shards), "sequences": len(seqs), "seconds": time.perf_counter() - t0, "steps": steps}
+
+
+def shard_groups(spec: DatasetSpec, todo: Sequence[int], batch: int, workers: int = 1) -> list[list[int]]:
+    """The shards ``todo`` in runs that ``generate_shards`` simulates together: as many shards as
+    fit in ``batch`` sequences (at least one), and at least ``workers`` runs when there are as
+    many shards, so every worker has work."""
+    per = max(1, batch // spec.shard_size)
+    if workers > 1:
+        per = min(per, -(-len(todo) // workers))
+    return [list(todo[i:i + per]) for i in range(0, len(todo), per)]
 
 
 def header(spec: DatasetSpec, config: PipelineConfig, tasks: TaskSet | None) -> DatasetHeader:
@@ -128,16 +153,17 @@ def generate_dataset(spec: DatasetSpec, out: str | os.PathLike, workers: int = 1
         bar = tqdm(total=spec.n_sequences, unit="seq", desc="synthesise",
                    initial=spec.n_sequences - sum(_shard_len(spec, s) for s in todo))
     try:
+        groups = shard_groups(spec, todo, batch, workers)
         if backend == "ray":
-            _run_ray(spec, config, str(out), todo, batch, workers, ray_address, bar)
-        elif workers == 1 or len(todo) <= 1:
-            for s in todo:
-                r = generate_shard(spec, config, str(out), s, batch, tasks)
+            _run_ray(spec, config, str(out), groups, batch, workers, ray_address, bar)
+        elif workers == 1 or len(groups) <= 1:
+            for group in groups:
+                r = generate_shards(spec, config, str(out), group, batch, tasks)
                 if bar is not None:
                     bar.update(r["sequences"])
         else:
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(generate_shard, spec, config, str(out), s, batch) for s in todo]
+                futures = [pool.submit(generate_shards, spec, config, str(out), group, batch) for group in groups]
                 for fut in as_completed(futures):
                     r = fut.result()
                     if bar is not None:
@@ -152,7 +178,7 @@ def _shard_len(spec: DatasetSpec, s: int) -> int:
     return min(spec.shard_size, spec.n_sequences - s * spec.shard_size)
 
 
-def _run_ray(spec, config, out, todo, batch, workers, address, bar) -> None:
+def _run_ray(spec, config, out, groups, batch, workers, address, bar) -> None:
     try:
         import ray
     except ImportError:
@@ -162,8 +188,8 @@ def _run_ray(spec, config, out, todo, batch, workers, address, bar) -> None:
         ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
                  log_to_driver=False)
     try:
-        remote = ray.remote(num_cpus=1)(generate_shard)
-        pending = [remote.remote(spec, config, out, s, batch) for s in todo]
+        remote = ray.remote(num_cpus=1)(generate_shards)
+        pending = [remote.remote(spec, config, out, group, batch) for group in groups]
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             r = ray.get(ready[0])

@@ -42,13 +42,45 @@ def sequence_seeds(seed: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
     return {"sim": (*seed, 0), "agent": (*seed, 1), "mask": (*seed, 2)}
 
 
+def _row_blocks(out: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]], B: int,
+                T: int) -> tuple[list[Mapping[str, np.ndarray]], np.ndarray, np.ndarray]:
+    """``(blocks, block of each row, row within its block)`` of ``out``: one mapping of ``(B, T)``
+    columns, or mappings of ``(n_k, T)`` columns whose rows, one after another, are the ``B`` rows."""
+    if isinstance(out, Mapping):
+        for f in STEP_FIELDS:
+            if out[f].shape != (B, T):
+                raise ValueError(f"out[{f!r}] must have shape ({B}, {T}), got {out[f].shape}")
+        return [out], np.zeros(B, dtype=np.int64), np.arange(B)
+    blocks = list(out)
+    sizes = []
+    for k, block in enumerate(blocks):
+        first = block[STEP_FIELDS[0]]
+        n = first.shape[0] if first.ndim == 2 else -1
+        for f in STEP_FIELDS:
+            if block[f].shape != (n, T) or n < 1:
+                raise ValueError(f"out[{k}][{f!r}] must have shape (n, {T}) with the n >= 1 rows of "
+                                 f"out[{k}][{STEP_FIELDS[0]!r}], got {block[f].shape}")
+            if block[f].dtype != blocks[0][f].dtype:
+                raise ValueError(f"out[{k}][{f!r}] must have the dtype of out[0][{f!r}], "
+                                 f"{blocks[0][f].dtype}, got {block[f].dtype}")
+        sizes.append(n)
+    if sum(sizes) != B:
+        raise ValueError(f"out must hold {B} rows (one per task) in its blocks, got {' + '.join(map(str, sizes)) or 0}")
+    block_of = np.repeat(np.arange(len(blocks)), sizes)
+    row_in = np.arange(B) - np.repeat(np.cumsum([0, *sizes[:-1]]), sizes)
+    return blocks, block_of, row_in
+
+
 def synthesize(tasks: Sequence[MDPTask], seeds: Sequence[tuple[int, ...]], config: PipelineConfig,
-               length: int, out: Mapping[str, np.ndarray], chunk: int = 2048) -> dict[str, int]:
+               length: int, out: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]],
+               chunk: int = 2048) -> dict[str, int]:
     """Play ``B = len(tasks)`` sequences of ``length`` steps and write them into ``out``.
 
     tasks: one task per sequence (same ``n_actions`` and ``n_obs``); seeds: one seed tuple per
-    sequence; out: column arrays ``(B, length)`` per name in ``STEP_FIELDS`` (e.g. memory-mapped
-    rows of a shard). Returns counts (steps simulated, episodes, end markers written).
+    sequence; out: column arrays ``(B, length)`` per name in ``STEP_FIELDS``, or a list of such
+    mappings with ``(n_k, length)`` columns whose rows, one after another, are the ``B`` rows (e.g.
+    the memory-mapped columns of several shards, simulated together). Returns counts (steps
+    simulated, episodes, end markers written).
     """
     B = len(tasks)
     T = check_int("length", length, min_value=2)
@@ -56,9 +88,7 @@ def synthesize(tasks: Sequence[MDPTask], seeds: Sequence[tuple[int, ...]], confi
     if B == 0 or len(seeds) != B:
         raise ValueError(f"need one seed per task and at least one task, got {len(tasks)} tasks "
                          f"and {len(seeds)} seeds")
-    for f in STEP_FIELDS:
-        if out[f].shape != (B, T):
-            raise ValueError(f"out[{f!r}] must have shape ({B}, {T}), got {out[f].shape}")
+    blocks, block_of, row_in = _row_blocks(out, B, T)
     A = tasks[0].n_actions
     n_obs = tasks[0].n_obs
     streams = [sequence_seeds(tuple(s)) for s in seeds]
@@ -68,7 +98,7 @@ def synthesize(tasks: Sequence[MDPTask], seeds: Sequence[tuple[int, ...]], confi
     mask_seq = masks.uniform(LANES["mask_sequence"]) < config.mask_sequence_prob  # (B,)
     mask_ep = masks.uniform(LANES["mask_episode"]) < config.mask_episode_prob  # (B,)
 
-    stage = {f: np.zeros((B, chunk + 2), dtype=out[f].dtype) for f in STEP_FIELDS}  # (B, chunk+2)
+    stage = {f: np.zeros((B, chunk + 2), dtype=blocks[0][f].dtype) for f in STEP_FIELDS}  # (B, chunk+2)
     fill = np.zeros(B, dtype=np.int64)  # (B,) entries staged per row
     done_upto = np.zeros(B, dtype=np.int64)  # (B,) entries already flushed per row
     rows = np.arange(B)
@@ -80,8 +110,9 @@ def synthesize(tasks: Sequence[MDPTask], seeds: Sequence[tuple[int, ...]], confi
             n = min(int(fill[r]), T - int(done_upto[r]))
             if n > 0:
                 lo = int(done_upto[r])
+                block, i = blocks[block_of[r]], row_in[r]
                 for f in STEP_FIELDS:
-                    out[f][r, lo:lo + n] = stage[f][r, :n]
+                    block[f][i, lo:lo + n] = stage[f][r, :n]
             done_upto[r] += fill[r]
             fill[r] = 0
 
