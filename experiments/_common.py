@@ -145,10 +145,8 @@ def dataset(out: Path, *, n_tasks: int | None, sequences: int, length: int, stat
     """A dataset at ``out`` (made if missing, resumed if interrupted): ``sequences`` sequences of
     ``length`` steps of ``pipeline`` on a task set of ``n_tasks`` tasks (``None``: a fresh task per
     sequence). Task sets of one ``task_seed`` are nested: the first ``n`` tasks of a larger set are
-    the smaller set. ``shard_size``: sequences per shard (default ``DatasetSpec``'s 64); the
-    content does not depend on it, but synthesis is batched per shard, so larger shards of short
-    sequences cost several times less CPU (shards of 512 rather than 64 sequences of 1,025 steps:
-    a third)."""
+    the smaller set. ``shard_size``: sequences per shard (default ``DatasetSpec``'s); neither the
+    content nor the speed depends on it (synthesis simulates a batch of sequences across shards)."""
     from omnirl.data.generate import DatasetSpec, generate_dataset, prepare_task_set
     from omnirl.tasks.taskset import parse_states
 

@@ -84,6 +84,7 @@ def cmd_validation(a: argparse.Namespace) -> int:
 
 
 def add_generate(sub: argparse._SubParsersAction) -> None:
+    from omnirl.data.generate import DEFAULT_BATCH, DEFAULT_SHARD_SIZE
     from omnirl.data.pipelines import PIPELINES
     g = sub.add_parser("generate", help="synthesise a dataset of sequences")
     g.add_argument("--tasks", required=True, help="number of tasks N in the task set, or 'fresh'")
@@ -95,8 +96,11 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--actions", type=int, default=5)
     g.add_argument("--seed", type=int, default=0, help="sequence seed")
     g.add_argument("--task-seed", type=int, default=0, help="seed of the task set")
-    g.add_argument("--shard-size", type=int, default=64, help="sequences per shard")
-    g.add_argument("--batch", type=int, default=256, help="sequences simulated together per worker")
+    g.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
+                   help=f"sequences per shard (default {DEFAULT_SHARD_SIZE})")
+    g.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+                   help=f"sequences simulated together per worker, across shards (default {DEFAULT_BATCH}; "
+                        "memory grows with it)")
     g.add_argument("--workers", type=int, default=1)
     g.add_argument("--backend", default="local", choices=["local", "ray"])
     g.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
@@ -106,7 +110,8 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     v.add_argument("path", help="the training dataset")
     v.add_argument("--sequences", type=int, required=True)
     v.add_argument("--out", required=True)
-    v.add_argument("--batch", type=int, default=256)
+    v.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+                   help=f"sequences simulated together per worker (default {DEFAULT_BATCH})")
     v.add_argument("--workers", type=int, default=1)
     v.add_argument("--backend", default="local", choices=["local", "ray"])
     v.add_argument("--probe", action="store_true",

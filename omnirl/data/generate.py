@@ -30,6 +30,11 @@ from omnirl.tasks import MDPTask, sample_anymdp
 from omnirl.tasks.taskset import TaskSet, parse_states
 
 BACKENDS = ("local", "ray")
+DEFAULT_BATCH = 1024
+"""Sequences simulated together per worker by default, whatever the shard size: batching is most
+of the speed (README, Speed), and memory grows with the batch, not with the sequence length."""
+DEFAULT_SHARD_SIZE = 256
+"""Sequences per shard by default (speed does not depend on it; a shard is the unit of resuming)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +58,8 @@ class DatasetSpec:
     """Directory of the task set (sequence ``j`` plays task ``j mod N``); ``None``: a fresh task per sequence."""
     min_states: int | None = None
     """For fresh tasks: active states drawn in ``[min_states, n_obs]``."""
-    shard_size: int = 64
-    """Sequences per shard."""
+    shard_size: int = DEFAULT_SHARD_SIZE
+    """Sequences per shard (the unit of writing and resuming; the content does not depend on it)."""
 
     def __post_init__(self) -> None:
         pipeline(self.pipeline)  # validates the name
@@ -133,7 +138,7 @@ def header(spec: DatasetSpec, config: PipelineConfig, tasks: TaskSet | None) -> 
 
 
 def generate_dataset(spec: DatasetSpec, out: str | os.PathLike, workers: int = 1, backend: str = "local",
-                     batch: int = 256, progress: bool = False, ray_address: str | None = None) -> dict:
+                     batch: int = DEFAULT_BATCH, progress: bool = False, ray_address: str | None = None) -> dict:
     """Write the dataset ``spec`` to ``out`` (resuming an interrupted run); returns the manifest."""
     workers = check_int("workers", workers, min_value=1)
     batch = check_int("batch", batch, min_value=1)
@@ -236,7 +241,7 @@ PROBE = "probe"
 
 
 def make_validation_sets(train_dir: str | os.PathLike, out: str | os.PathLike, n_sequences: int,
-                         workers: int = 1, backend: str = "local", batch: int = 256,
+                         workers: int = 1, backend: str = "local", batch: int = DEFAULT_BATCH,
                          probe: bool = False) -> dict[str, dict]:
     """Validation datasets for a training dataset, same pipeline, sizes and length:
     ``out/seen`` (new sequences on the training tasks) and ``out/unseen`` (new tasks, one per
