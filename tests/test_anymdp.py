@@ -28,12 +28,12 @@ def test_rows_sum_to_one_and_terminal_rows_are_empty(tasks):
         assert (P >= 0).all()
 
 
-def reference_forward_limit(t: MDPTask, i: int, b_plus: int) -> int:
-    """Highest rank the band of ``i`` may reach: ``i + b_plus`` or, if further, the rank holding the
-    second useful (non-terminal or goal) state above ``i``."""
-    useful = [j for j in range(i + 1, t.n_states) if not t.terminal[j] or j == t.goal]
-    need = useful[min(2, len(useful)) - 1] if useful else i
-    return max(min(i + b_plus, t.n_states - 1), need)
+def forward_limit(t: MDPTask, i: int, b_plus: int) -> int:
+    """Highest rank the band of ``i`` may reach: ``i + max(2, b_plus) - 2`` or, if further, the rank
+    holding the second non-terminal state above ``i`` (the top rank when there is none)."""
+    above = [j for j in range(i + 1, t.n_states) if not t.terminal[j]]
+    need = above[1] if len(above) >= 2 else t.n_states - 1
+    return max(min(i + max(2, b_plus) - 2, t.n_states - 1), need)
 
 
 def test_band_is_respected_in_hidden_order(tasks):
@@ -44,7 +44,8 @@ def test_band_is_respected_in_hidden_order(tasks):
         for i in np.flatnonzero(~t.terminal):
             js = np.flatnonzero(reach[i])
             assert js.min() >= i - b_minus, (t, i, js)
-            assert js.max() <= reference_forward_limit(t, i, b_plus), (t, i, js)
+            assert js.min() <= max(i - 2, 0), (t, i, js)  # at least two ranks back
+            assert js.max() <= forward_limit(t, i, b_plus), (t, i, js)
             # the band is contiguous and always reaches one rank up and one rank down (if any)
             assert np.array_equal(js, np.arange(js.min(), js.max() + 1)) or i == n - 1
             assert js.max() > i or i == n - 1
@@ -123,6 +124,36 @@ def test_pitfalls_below_everything_and_top_above_start(tasks):
     assert n_pits > 0
     goals = [t.goal is not None for t in all_tasks(tasks)]
     assert 0.1 < np.mean(goals) < 0.6  # the goal appears in ~30% of tasks
+
+
+def test_repair_puts_pitfalls_below_every_state_and_the_top_above_the_start():
+    from omnirl.tasks.anymdp import (_repair_terminal_rewards, _sample_reward_parts, _sample_starts,
+                                     _sample_terminals, _sample_transition)
+    from omnirl.tasks.solver import policy_iteration
+    cfg = AnyMDPConfig()
+    rng = np.random.default_rng(3)
+    repaired = with_pits = 0
+    for _ in range(60):
+        n = 16
+        starts, _probs = _sample_starts(rng, n, cfg)
+        terminal, goal = _sample_terminals(rng, n, starts, cfg)
+        P = _sample_transition(rng, n, 5, terminal, cfg)
+        raw, _noise = _sample_reward_parts(rng, n, 5, terminal, goal)
+        r_term = _repair_terminal_rewards(rng, P, raw, terminal, goal, starts, cfg)
+        if r_term is None:
+            continue
+        repaired += 1
+        V = policy_iteration(P, raw + r_term[None, None, :], cfg.repair_gamma)[0].max(-1)
+        nonterm = np.flatnonzero(~terminal)
+        pits = terminal.copy()
+        if goal is not None:
+            pits[goal] = False
+        with_pits += bool(pits.any())
+        # every terminal reward (and 0 for the others) lies a margin below every non-terminal value
+        assert r_term.min() <= V[nonterm].min() - cfg.pit_margin + 1e-6
+        top = n - 2 if goal is not None else n - 1
+        assert V[top] >= V[starts].max() + 2.0 - 1e-6
+    assert repaired >= 20 and with_pits >= 5
 
 
 def test_accepted_tasks_pass_the_validity_checks(tasks):
@@ -245,9 +276,9 @@ def test_bad_generator_and_params():
 # Bit-identical tasks on any machine: a fixed seed must keep giving the same bytes. A change of
 # these hashes is a change of the generator, and needs a new GENERATOR_VERSION.
 GOLDEN = {
-    ("anymdp", 16, 5, (0,)): "7b3868e64c36ee938f90299889b86647de65270235bc4fc5e17d1e6c9a2c7d69",
-    ("anymdp", 64, 5, (3, 7)): "96b9f12040ce63d7f05dd663d7d987ef33fd22f0bc44f3a127aa6fefd63065eb",
-    ("garnet", 16, 4, (1,)): "b5a6f4854eae5b3e3df62065df71b25c27e3ff120f2609e0c34365ba76e962e8",
+    ("anymdp", 16, 5, (0,)): "b02ed620e6c4d23db83073162621279fdf62868cde53ec5e558e065f1b72309a",
+    ("anymdp", 64, 5, (3, 7)): "dfb4ed23c3e3316f5e2820946366776824fb0637b63154e1689045f43829cb59",
+    ("garnet", 16, 4, (1,)): "db85debd16ff524eb6ca99948b8480e42bf1761e7349813b07f6c919e66ddefa",
 }
 
 
@@ -259,9 +290,14 @@ def test_golden_task_hashes(key):
 
 @pytest.mark.slow
 def test_properties_hold_over_many_tasks_with_random_sizes():
+    pit_below = []
     for i in range(150):
         t = sample_anymdp(128, 5, seed=(55, i), min_states=16)
         props = task_properties(t)
         assert props["row_sum_error"] < 1e-6
-        assert props["pit_below"] and props["top_above_start"]
+        pit_below.append(props["pit_below"])
+        assert props["top_above_start"]
         assert props["sd_min"] > 0
+    # the repair bounds each pitfall's terminal reward; the shaping terms of the reward for entering
+    # it can lift that reward above the lowest value in a few tasks
+    assert np.mean(pit_below) >= 0.95

@@ -5,21 +5,27 @@ A task is built over a hidden ordering of ``n`` states (ranks ``0 .. n-1``):
 1. **Start and terminal states.** Start states are drawn among the lowest ``start_range`` ranks.
    Each other rank becomes a *pitfall* with a per-task rate ``max(U(-0.2, 0.4), 0)``; with
    probability ``goal_prob`` the top rank is a terminal *goal*.
-2. **Banded transition kernel.** From rank ``i`` the state-level kernel reaches only ranks in
-   ``[i - back_i, i + fwd_i]`` with ``back_i <= band_minus`` (default ``n // 2 + 1``) and
-   ``fwd_i <= band_plus`` (default ``n // 4 + 1``); the forward reach is extended until it covers two
-   non-terminal ranks (or the goal), so no state is isolated. Band weights are ``clip(N(0,1), 0.1, 1)``
-   (self-loops halved; the top rank has none). The backward reach is twice the forward one, so under
-   a random policy the chain drifts down: its stationary distribution (SD) decays at least
-   exponentially with rank (Theorem 1), and blind exploration rarely reaches the top.
+2. **Banded transition kernel.** From rank ``i`` the state-level kernel reaches the ranks
+   ``[i - back_i, i + fwd_i]``: the backward reach is uniform in ``[2, band_minus]`` (default
+   ``n // 2 + 1``), the forward reach uniform in ``[0, band_plus - 2]`` (default ``band_plus =
+   n // 4 + 1``), and the forward end is extended until the band holds two non-terminal ranks above
+   ``i`` (to the top rank when fewer exist), so no state is isolated. Band weights are
+   ``clip(N(0,1), 0.1, 1)`` (self-loops halved; the top rank has none). The band reaches several
+   times further back than forward, so under a random policy the chain drifts down: its stationary
+   distribution (SD) decays at least exponentially with rank (Theorem 1), and blind exploration
+   rarely reaches the top.
 3. **Actions split the band.** Each action has a centre in the band and the state's width
-   ``sigma ~ clip(Exp(1), 0.2, 1.6)``; the band's mass at rank ``j`` is shared among actions by a
-   softmax of ``-(centre_a - j)^2 / sigma^2``, so each action concentrates around its own centre.
-4. **Composite reward.** ``R[i, a, j] = phi(j) - phi(i) + rs(j) + c(i, a) + r_step + r_term(j)``:
-   a random smooth potential ``phi`` (shaping), a strictly increasing state-wise reward ``rs``, a
-   sparse random state-action cost ``c``, a per-step reward, and terminal rewards ``r_term`` that are
-   repaired (at most ``max_repairs`` times) until every pitfall is worth less than every non-terminal
-   state and the top of the chain is worth well more than the start states.
+   ``sigma ~ clip(Exp(1), 0.2, 1.6)``; the band's mass at rank ``j`` is shared among actions in
+   proportion to ``exp(-(centre_a - j)^2 / sigma^2)`` (all to the nearest action where every weight
+   is below 1e-10), so each action concentrates around its own centre.
+4. **Composite reward.** ``R[i, a, j] = phi(i) - phi(j) + rs(j) + c(i, a) + r_step + r_term(j)``:
+   a random low-order Fourier potential ``phi`` (shaping; zero in about three tasks of four), a
+   non-decreasing state-wise reward ``rs``, a sparse random state-action cost ``c``, a per-step
+   reward, and terminal rewards ``r_term`` that are repaired (at most ``max_repairs`` rounds, all
+   pitfalls lowered together) until every pitfall's terminal reward lies ``pit_margin`` below every
+   non-terminal value (a task without pitfalls passes only when every non-terminal value reaches
+   ``pit_margin``) and the rank below the goal (the top rank without one) is worth more than the
+   start states.
 5. **Validity checks, with resampling on failure**: rows of ``P`` sum to 1 for non-terminal states;
    every state is reachable from the start and leads back to it (ergodic with terminal resets); the
    oracle beats random play at every start state by ``min_value_gap`` in average reward over an
@@ -45,12 +51,12 @@ from omnirl.tasks.solver import (bellman_q, expected_reward, one_hot_policy, pol
                                  uniform_policy)
 from omnirl.tasks.task import MDPTask
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 
 @dataclasses.dataclass(frozen=True)
 class AnyMDPConfig:
-    """Parameters of the AnyMDP sampler (defaults follow the reference generator)."""
+    """Parameters of the AnyMDP sampler (defaults follow the reference generator, xenoverse 0.1.14)."""
 
     start_range: int = 3
     """Start states are drawn among the lowest ``start_range`` ranks."""
@@ -61,9 +67,11 @@ class AnyMDPConfig:
     goal_prob: float = 0.3
     """Probability that the top rank is a terminal goal."""
     band_plus: int | None = None
-    """Largest forward reach of the band; ``None`` means ``n // 4 + 1``."""
+    """The band's drawn forward reach is uniform in ``[0, max(2, band_plus) - 2]`` (then extended to
+    two non-terminal ranks); ``None`` means ``n // 4 + 1``."""
     band_minus: int | None = None
-    """Largest backward reach of the band; ``None`` means ``n // 2 + 1``."""
+    """Largest backward reach of the band (uniform in ``[2, max(2, band_minus)]``); ``None`` means
+    ``n // 2 + 1``."""
     action_width_min: float = 0.2
     """Lower clip of the per-state action width ``sigma ~ Exp(1)``."""
     action_width_max: float = 1.6
@@ -72,8 +80,9 @@ class AnyMDPConfig:
     """Discount of the values used to repair terminal rewards."""
     pit_margin: float = 1.0
     """Every pitfall's terminal reward ends up below every non-terminal value by this much."""
-    max_repairs: int = 5
-    """Terminal-reward repair rounds before the draw is rejected."""
+    max_repairs: int = 4
+    """Terminal-reward repair rounds before the draw is rejected (values are checked
+    ``max_repairs + 1`` times)."""
     min_value_gap: float = 2.0
     """Oracle minus random average reward over an episode, required at every start state."""
     min_oracle_entropy: float = 0.35
@@ -156,29 +165,31 @@ def _sample_terminals(rng, n: int, starts: np.ndarray, cfg: AnyMDPConfig) -> tup
     return terminal, goal
 
 
-def _sample_band(rng, n: int, terminal: np.ndarray, goal: int | None,
-                 cfg: AnyMDPConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Band limits ``lo, hi`` (inclusive) per rank and the band mask ``(n, n)``."""
-    b_plus = cfg.band_plus if cfg.band_plus is not None else n // 4 + 1
-    b_minus = cfg.band_minus if cfg.band_minus is not None else n // 2 + 1
+def _sample_band(rng, n: int, terminal: np.ndarray, cfg: AnyMDPConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Band limits ``lo, hi`` (inclusive) per rank.
+
+    The backward reach is uniform in ``[2, max(2, band_minus)]`` (clipped at rank 0), the forward
+    reach uniform in ``[0, max(2, band_plus) - 2]``; the forward end is then extended until the band
+    holds two non-terminal ranks above ``i``, or to the top rank when fewer exist."""
+    b_plus = max(2, cfg.band_plus if cfg.band_plus is not None else n // 4 + 1)
+    b_minus = max(2, cfg.band_minus if cfg.band_minus is not None else n // 2 + 1)
     ranks = np.arange(n)
-    lo = np.maximum(ranks - rng.integers(1, b_minus + 1, n), 0)
-    hi = np.minimum(ranks + rng.integers(1, b_plus + 1, n), n - 1)
-    # extend forward until the band holds two useful ranks above i (non-terminal, or the goal)
-    useful = ~terminal
-    if goal is not None:
-        useful[goal] = True
-    count = np.cumsum(useful)  # useful ranks <= j
-    need = np.minimum(2, count[-1] - count)
-    hi = np.maximum(hi, np.searchsorted(count, count + need, side="left"))
+    from_min = np.maximum(ranks - b_minus, 0)
+    from_max = np.maximum.reduce([np.zeros(n, np.int64), ranks - 1, from_min + 1])  # exclusive
+    lo = rng.integers(from_min, from_max)
+    to_max = np.minimum(n, ranks + b_plus)
+    to_min = np.minimum.reduce([np.full(n, n - 1), ranks + 1, to_max - 1])
+    end = rng.integers(to_min, to_max)  # exclusive end of the band
+    count = np.cumsum(~terminal)  # non-terminal ranks <= j
+    second = np.searchsorted(count, count + 2, side="left")  # rank of the 2nd one above i (n: none)
+    end = np.where(end < n, np.maximum(end, np.minimum(second + 1, n)), end)
+    return lo, end - 1
+
+
+def _sample_transition(rng, n: int, A: int, terminal: np.ndarray, cfg: AnyMDPConfig) -> np.ndarray:
+    lo, hi = _sample_band(rng, n, terminal, cfg)
+    ranks = np.arange(n)
     band = (ranks[None, :] >= lo[:, None]) & (ranks[None, :] <= hi[:, None]) & ~terminal[:, None]
-    return lo, hi, band
-
-
-def _sample_transition(rng, n: int, A: int, terminal: np.ndarray, goal: int | None,
-                       cfg: AnyMDPConfig) -> np.ndarray:
-    lo, hi, band = _sample_band(rng, n, terminal, goal, cfg)
-    ranks = np.arange(n)
     w = np.clip(rng.standard_normal((n, n)), 0.1, 1.0)
     w[ranks, ranks] *= 0.5
     w[n - 1, n - 1] = 0.0
@@ -187,35 +198,37 @@ def _sample_transition(rng, n: int, A: int, terminal: np.ndarray, goal: int | No
     centre = rng.uniform(lo[:, None] - 1.0, hi[:, None] + 1.0, size=(n, A))  # (n, A)
     sigma = np.clip(rng.exponential(1.0, n), cfg.action_width_min, cfg.action_width_max)
     logit = -((centre[:, :, None] - ranks[None, None, :]) / sigma[:, None, None]) ** 2  # (n, A, n)
-    share = logit - np.logaddexp.reduce(logit, axis=1, keepdims=True)  # log-softmax over actions
-    with np.errstate(divide="ignore"):
-        logp = share + np.log(w)[:, None, :]  # -inf outside the band
-    logp[terminal] = 0.0  # replaced by zeros below
-    logp -= logp.max(-1, keepdims=True)
-    P = np.exp(logp)
-    P /= P.sum(-1, keepdims=True)
+    weight = np.exp(logit)  # (n, A, n)
+    # where every action is far from a rank (total weight < 1e-10), the nearest one takes it
+    far = weight.sum(1, keepdims=True) < 1e-10  # (n, 1, n)
+    nearest = np.arange(A)[None, :, None] == logit.argmax(1)[:, None, :]
+    weight = np.where(far & nearest, 1.0, weight)
+    share = weight / weight.sum(1, keepdims=True)  # each rank's band mass shared among actions
+    P = share * w[:, None, :]  # (n, A, n)
     P[terminal] = 0.0
+    # an action whose weight underflows everywhere keeps an empty row: the row-sum check rejects it
+    total = P.sum(-1, keepdims=True)
+    np.divide(P, total, out=P, where=total > 0)
     return P
 
 
 def _smooth_potential(rng, n: int) -> np.ndarray:
-    if rng.random() < 0.5:
-        return np.zeros(n)
-    amp = np.clip(rng.exponential(1.0), 0.2, 5.0) * rng.uniform(0.0, 1.0)
+    """A random low-order Fourier potential over ranks; zero in about three tasks of four."""
+    base = 0.0 if rng.random() < 0.5 else float(np.clip(rng.exponential(1.0), 0.2, 5.0))
+    box = max(rng.uniform(-base, base), 0.0)
     k = int(rng.integers(1, 4))
-    freq = rng.integers(1, 6, k)
-    phase = rng.uniform(0.0, 2.0 * np.pi, k)
-    coef = rng.standard_normal(k)
-    x = np.arange(n)[:, None] / (2.0 * n)
-    return amp * (coef * np.sin(2.0 * np.pi * freq * x + phase)).sum(-1) / k
+    order = rng.integers(1, 6, k) + rng.standard_normal(k)  # (k,) non-integer frequencies
+    coef = rng.standard_normal((k, 2)) * rng.exponential(1.0, (k, 2)) * (box / np.sqrt(k))  # (k, 2)
+    x = np.arange(n)[:, None] / (2.0 * n)  # (n, 1)
+    return (coef[:, 0] * np.sin(order * x) + coef[:, 1] * np.cos(order * x)).sum(-1)
 
 
 def _sample_reward_parts(rng, n: int, A: int, terminal: np.ndarray, goal: int | None):
-    """The non-terminal part of the reward ``(n, A, n)``, its noise std, and the step reward."""
+    """The non-terminal part of the reward ``(n, A, n)`` and its noise std."""
     phi = _smooth_potential(rng, n)
-    # strictly increasing state-wise reward, zero on terminal states
+    # non-decreasing state-wise reward, zero on terminal states
     base_s = rng.exponential(0.2)
-    inc = np.maximum(rng.standard_normal(n), 0.0) + 0.05
+    inc = np.maximum(rng.standard_normal(n), 0.0)
     inc[-1] += 0.2
     rs = np.cumsum(inc * base_s)
     rs = rs - rng.uniform(0.1, 0.9) * rs[-1]
@@ -233,41 +246,41 @@ def _sample_reward_parts(rng, n: int, A: int, terminal: np.ndarray, goal: int | 
         r_step = max(rng.standard_normal(), 0.0) * 0.01
     else:
         r_step = 0.0
-    raw = (phi[None, None, :] - phi[:, None, None]) + rs[None, None, :] + c[:, :, None] + r_step
+    raw = (phi[:, None, None] - phi[None, None, :]) + rs[None, None, :] + c[:, :, None] + r_step
     noise = rs_noise[None, None, :] + c_noise[:, :, None]
     return raw, noise
 
 
 def _repair_terminal_rewards(rng, P: np.ndarray, raw: np.ndarray, terminal: np.ndarray,
                              goal: int | None, starts: np.ndarray, cfg: AnyMDPConfig):
-    """Terminal rewards ``(n,)`` such that entering any pitfall pays less than the value of every
-    non-terminal state (by ``pit_margin``) and the top non-terminal rank is worth more than every
-    start state; ``None`` if ``max_repairs`` rounds do not get there."""
+    """Terminal rewards ``(n,)`` such that every pitfall's reward lies ``pit_margin`` below the value
+    of every non-terminal state and the rank just below the goal (the top rank without a goal) is
+    worth more than every start state; ``None`` if ``max_repairs`` rounds do not get there.
+
+    Rewards start at 0 (pitfalls) and 1 (the top rank); a round lowers all pitfalls together and
+    raises the top rank's reward. The pitfall condition compares the lowest terminal reward of all
+    ranks (0 while no pitfall has been lowered) with the lowest non-terminal value, so a task
+    without pitfalls is kept only when every non-terminal value reaches ``pit_margin``."""
     n = P.shape[0]
     pits = terminal.copy()
     if goal is not None:
         pits[goal] = False
-    pits = np.flatnonzero(pits)
-    # largest non-terminal part of the reward for entering each pitfall
-    enter = np.where(P[:, :, pits] > 0, raw[:, :, pits], -np.inf).max((0, 1))
     nonterm = np.flatnonzero(~terminal)
-    top = int(nonterm[-1])
+    top = n - 2 if goal is not None else n - 1
     r_term = np.zeros(n)
     r_term[n - 1] = 1.0
-    goal_gap = rng.uniform(2.0, 5.0)
     g = cfg.repair_gamma
     act = None
     for _ in range(cfg.max_repairs + 1):
         Q, act = policy_iteration(P, raw + r_term[None, None, :], g, act)
         V = Q.max(-1)
         # rounding keeps the repaired rewards bit-identical across BLAS implementations
-        pit_gain = np.round(enter + r_term[pits] - V[nonterm].min() + cfg.pit_margin, 6)
-        goal_fall = round(float(V[starts].max() - V[top] + goal_gap), 6)
-        if not (pit_gain > 0.0).any() and goal_fall <= 0.0:
+        pit_gain = round(float(r_term.min() - V[nonterm].min() + cfg.pit_margin), 6)
+        goal_fall = round(float(V[starts].max() - V[top] + rng.uniform(2.0, 5.0)), 6)
+        if pit_gain <= 0.0 and goal_fall <= 0.0:
             return r_term
-        bad = pit_gain > 0.0
-        if bad.any():
-            r_term[pits[bad]] -= pit_gain[bad] + rng.uniform(1.0, 10.0)
+        if pit_gain > 0.0:
+            r_term[pits] -= pit_gain + rng.uniform(1.0, 10.0)
         if goal_fall > 0.0:
             lift = max(2.0 * goal_fall, rng.uniform(1.0, 10.0))
             r_term[n - 1] += lift if goal is not None else (1.0 - g) * lift
@@ -366,7 +379,7 @@ def sample_anymdp(n_states: int, n_actions: int, seed=0, min_states: int | None 
     for attempt in range(1, cfg.max_attempts + 1):
         starts, start_probs = _sample_starts(rng, n, cfg)
         terminal, goal = _sample_terminals(rng, n, starts, cfg)
-        P = _sample_transition(rng, n, A, terminal, goal, cfg)
+        P = _sample_transition(rng, n, A, terminal, cfg)
         raw, noise = _sample_reward_parts(rng, n, A, terminal, goal)
         r_term = _repair_terminal_rewards(rng, P, raw, terminal, goal, starts, cfg)
         if r_term is None:
