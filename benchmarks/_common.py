@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: one BLAS thread, argparse types, progress log, machine record.
+"""What the benchmark scripts share: one BLAS thread, argparse types, progress log, machine record,
+timed command lines.
 
 Every script imports this module first, before anything imports numpy: importing it sets
 ``THREAD_VARS`` to "1". The scripts run as ``python benchmarks/bench_*.py``, which puts this
@@ -79,6 +80,28 @@ def machine_info(dists: tuple[str, ...], thread_vars: tuple[str, ...] = THREAD_V
         import omnirl
         info["omnirl"] = getattr(omnirl, "__version__", None)
     return info
+
+
+def run_command(cmd: list[str], cwd: Path, name: str) -> dict:
+    """Run ``cmd`` as a whole process in ``cwd`` (inheriting this process's environment, one BLAS
+    thread included) and time it: wall seconds from start to exit and the child's CPU seconds
+    (``os.wait4``). Its stdout and stderr go to ``cwd/<name>.stdout`` and ``.stderr``; a failing
+    command exits the benchmark with its stderr."""
+    import subprocess
+    import time
+    cwd.mkdir(parents=True, exist_ok=True)
+    out_path, err_path = cwd / f"{name}.stdout", cwd / f"{name}.stderr"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"{Path(sys.argv[0]).name}: the command line {' '.join(cmd)} failed "
+                 f"(exit {proc.returncode}):\n{err_path.read_text()}")
+    return {"command": [Path(cmd[0]).name, *cmd[1:]], "seconds": seconds,
+            "cpu_seconds": usage.ru_utime + usage.ru_stime, "stdout": out_path.read_text()[-2000:]}
 
 
 def emit(report: dict, out: Path | None) -> dict:

@@ -34,6 +34,15 @@ that every peak is its own (started first, while this process is small, since a 
 ``ru_maxrss`` starts from its parent's); the output columns are touched before the baseline is
 read, so the reported growth is the call's working memory only.
 
+Command line: what a user runs, ``python -m omnirl.data generate --tasks D --sequences B --length T
+--states S --actions A --seed s --task-seed s --out TMP`` (``D = --distinct-tasks``) with every
+other option at its default (pipeline ``omnirl``, batch, shard size, one worker, progress bar), as
+a whole process into a temporary directory, timed from start to exit: interpreter start-up,
+imports, sampling and writing the task set of ``D`` tasks, synthesis and writing the shards. It
+makes the very sequences of ours' calls (checked column by column). ``cli_ratio`` = ours' labelled
+steps/s over the command line's; the target is <= 1.5 (``CLI_TARGET``). Since ours is given its
+tasks ready-made, ``cli_ratio_with_task_sampling`` also counts ours' sampling of the ``D`` tasks.
+
 One JSON document goes to stdout (progress goes to stderr); ``--out FILE`` also writes it there
 atomically. The target is >= 500,000 labelled steps/s on one core for ours, construction included.
 """
@@ -42,7 +51,7 @@ from __future__ import annotations
 
 # first: one core for both implementations (numpy/BLAS single-threaded, set before numpy is imported)
 from _common import THREAD_VARS as BLAS_THREAD_VARS
-from _common import emit, int_list, log, machine_info, positive_float, positive_int
+from _common import emit, int_list, log, machine_info, positive_float, positive_int, run_command
 
 import os  # noqa: E402
 
@@ -58,6 +67,7 @@ import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from importlib import metadata  # noqa: E402
@@ -68,6 +78,7 @@ import numpy as np  # noqa: E402
 from omnirl.tasks import sample_anymdp  # noqa: E402
 
 TARGET_STEPS_PER_S = 500_000.0  # labelled steps/s on one core, ours, construction included
+CLI_TARGET = 1.5  # most ours' labelled steps/s over the command line's
 ORACLE_GAMMA = 0.994
 # T = 16,000: the sequence length of the reference implementation's data-generation script
 # (dump_anymdp.sh, --max_steps 16000); shorter sequences pay the per-sequence set-up (solving four
@@ -388,6 +399,33 @@ def run_memory_probes(args: argparse.Namespace) -> dict | None:
                       "growth is the call's working memory"}
 
 
+# ----------------------------------------------------------------------------- command line
+def bench_cli(args: argparse.Namespace, work: Path, inner: dict[str, np.ndarray]) -> dict:
+    """``python -m omnirl.data generate`` for ours' workload, defaults otherwise, timed as a whole
+    process; whether it wrote ``inner``, the sequences of ours' calls."""
+    from omnirl.data.schema import STEP_FIELDS
+    from omnirl.data.store import Dataset
+    B, T = args.batch, args.length
+    data = work / "data"
+    cmd = [sys.executable, "-m", "omnirl.data", "generate", "--tasks", str(args.distinct_tasks),
+           "--sequences", str(B), "--length", str(T), "--states", str(args.states),
+           "--actions", str(args.actions), "--seed", str(args.seed), "--task-seed", str(args.seed),
+           "--out", str(data)]
+    rec = run_command(cmd, work, "cli")
+    ds = Dataset.open(data)
+    same = len(ds) == B
+    for i in range(ds.n_shards):
+        cols = ds.shard(i)
+        first = ds.header.shard_first(i)
+        rows = slice(first, first + ds.header.shard_rows(i))
+        same = same and all(np.array_equal(cols[f], inner[f][rows]) for f in STEP_FIELDS)
+    if not same:
+        sys.exit("bench_synthesis: the command line did not write the sequences of ours' calls")
+    rec.update(labelled_steps=B * T, labelled_steps_per_s=B * T / rec["seconds"], shards=ds.n_shards,
+               shard_size=ds.header.shard_size, same_sequences_as_ours=same)
+    return rec
+
+
 # ----------------------------------------------------------------------------- report
 def main(argv: list[str] | None = None) -> dict:
     args = _resolve(build_parser().parse_args(argv))
@@ -440,6 +478,10 @@ def main(argv: list[str] | None = None) -> dict:
             f"construction {rec['construction_s']:.2f}s)")
     mem_after = _memory_snapshot()
     ref = reference.summary()
+    with tempfile.TemporaryDirectory(prefix="bench_synthesis-") as work:
+        cli = bench_cli(args, Path(work), out)
+    log(f"command line: {cli['labelled_steps_per_s']:10.0f} steps/s ({cli['labelled_steps']} steps in "
+        f"{cli['seconds']:.2f}s, whole process, {args.distinct_tasks} tasks sampled and written)")
 
     steps = sum(r["labelled_steps"] for r in ours_runs)
     seconds = sum(r["seconds"] for r in ours_runs)
@@ -453,6 +495,11 @@ def main(argv: list[str] | None = None) -> dict:
             "median_steps_per_s": statistics.median(r["steps_per_s"] for r in ours_runs),
             "task_sampling_s": round(tasks_s, 6), "runs": ours_runs}
     ratio = ours["labelled_steps_per_s"] / ref["labelled_steps_per_s"]
+    cli_ratio = ours["labelled_steps_per_s"] / cli["labelled_steps_per_s"]
+    with_sampling = B * T / (seconds / len(ours_runs) + tasks_s)
+    log(f"ours/command line: {cli_ratio:.2f} (target <= {CLI_TARGET:g}: "
+        f"{'met' if cli_ratio <= CLI_TARGET else 'NOT met'}); counting ours' task sampling "
+        f"({tasks_s:.2f}s): {with_sampling / cli['labelled_steps_per_s']:.2f}")
     log(f"ours/reference: {ratio:.1f}x; ours {ours['labelled_steps_per_s']:.0f} labelled steps/s "
         f"(target >= {TARGET_STEPS_PER_S:.0f}: "
         f"{'met' if ours['labelled_steps_per_s'] >= TARGET_STEPS_PER_S else 'NOT met'})")
@@ -476,7 +523,11 @@ def main(argv: list[str] | None = None) -> dict:
                                "omnirl": "the whole synthesize call, construction included; oracle "
                                          "cache cleared (untimed) before every call"},
                      "schedule": "interleaved: each round is a reference slice of budget/repeats "
-                                 "seconds, then one call of ours"},
+                                 "seconds, then one call of ours",
+                     "cli": "python -m omnirl.data generate --tasks distinct_tasks --sequences batch "
+                            "--length length --states states --actions actions --seed base_seed "
+                            "--task-seed base_seed --out TMP, defaults otherwise; one whole process "
+                            "timed from start to exit"},
         "machine": machine_info(("numba", "gymnasium"), THREAD_VARS),
         "xenoverse_version": metadata.version("xenoverse"),
         "warmup": {"reference_s": warm_ref, "omnirl_s": warm_ours},
@@ -485,6 +536,12 @@ def main(argv: list[str] | None = None) -> dict:
         "ratio": ratio,
         "target_steps_per_s": TARGET_STEPS_PER_S,
         "meets_target": bool(ours["labelled_steps_per_s"] >= TARGET_STEPS_PER_S),
+        "cli": cli,
+        "cli_ratio": cli_ratio,
+        "omnirl_steps_per_s_with_task_sampling": with_sampling,
+        "cli_ratio_with_task_sampling": with_sampling / cli["labelled_steps_per_s"],
+        "cli_target_ratio": CLI_TARGET,
+        "cli_meets_target": bool(cli_ratio <= CLI_TARGET),
         "memory": {"omnirl_before": mem_before, "omnirl_after": mem_after,
                    "omnirl_peak_growth_mib": round(mem_after["peak_rss_mib"] - mem_before["peak_rss_mib"], 2),
                    "output_columns_mib": round(sum(a.nbytes for a in out.values()) / 2**20, 3),

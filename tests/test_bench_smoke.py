@@ -21,3 +21,14 @@ def test_bench_tasks_quick(tmp_path):
     assert row["omnirl_mean_attempts"] >= 1
     assert row["target_ratio"] == 10.0
     assert isinstance(row["meets_target"], bool)
+
+    cli = row["cli"]  # the command line as a whole process, for the tasks the sampler timed
+    assert cli["command"][1:4] == ["-m", "omnirl.tasks", "generate"]
+    assert "--workers" not in cli["command"] and "--shard-size" not in cli["command"]  # its defaults
+    assert cli["tasks"] == row["omnirl_tasks"] and cli["same_tasks_as_sampler"] is True
+    assert cli["seconds"] > 0 and cli["cpu_seconds"] > 0 and cli["shards"] >= 1
+    assert f"{cli['tasks']} tasks in" in cli["stdout"]
+    assert row["cli_tasks_per_s"] == pytest.approx(cli["tasks"] / cli["seconds"])
+    assert row["cli_ratio"] == pytest.approx(row["omnirl_tasks_per_s"] / row["cli_tasks_per_s"])
+    assert row["cli_target_ratio"] == 1.5 and isinstance(row["cli_meets_target"], bool)
+    assert report["all_cli_targets_met"] == row["cli_meets_target"]
