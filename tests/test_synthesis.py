@@ -316,6 +316,19 @@ def test_a_batch_spans_shards(task_dir, tmp_path, monkeypatch):
         ts[j % 5].content_hash() for j in range(11)]
 
 
+def test_a_loaded_task_set_is_used_when_it_is_the_spec_s(task_dir, tmp_path):
+    from omnirl.data.generate import load_task_set
+    path, tasks = load_task_set(task_dir.parent, 5, "8:16", A, task_seed=2)
+    assert path == task_dir and tasks == TaskSet.load(task_dir)
+    m = generate_dataset(spec(task_dir), tmp_path / "a", tasks=tasks)
+    assert m["content_hash"] == generate_dataset(spec(task_dir), tmp_path / "b")["content_hash"]
+    with pytest.raises(ValueError, match="content hash differs"):
+        generate_dataset(spec(task_dir), tmp_path / "c", tasks=tasks[:4])
+    with pytest.raises(ValueError, match="fresh tasks"):
+        generate_dataset(spec(task_dir, task_set=None), tmp_path / "c", tasks=tasks)
+    assert not (tmp_path / "c").exists()
+
+
 def test_shard_groups_fill_the_batch_and_every_worker():
     from omnirl.data.generate import shard_groups
     sp = DatasetSpec(pipeline="omnirl", n_sequences=100, length=10, n_obs=S, n_actions=A, seed=0, shard_size=10)

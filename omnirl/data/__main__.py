@@ -51,10 +51,10 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
-    from omnirl.data.generate import DatasetSpec, generate_dataset, prepare_task_set
+    from omnirl.data.generate import DatasetSpec, generate_dataset, load_task_set
     from omnirl.tasks.taskset import parse_states
     S, min_states = parse_states(a.states)
-    task_dir = None
+    task_dir = tasks = None
     if a.tasks != "fresh":
         try:
             n_tasks = int(a.tasks)
@@ -66,10 +66,11 @@ def cmd_generate(a: argparse.Namespace) -> int:
                      n_actions=a.actions, seed=a.seed, min_states=min_states, shard_size=a.shard_size)
     DatasetSpec(**spec_args)  # validate everything before anything is written
     if a.tasks != "fresh":
-        task_dir = str(prepare_task_set(a.out, n_tasks, a.states, a.actions, a.task_seed, a.workers))
+        path, tasks = load_task_set(a.out, n_tasks, a.states, a.actions, a.task_seed, a.workers)
+        task_dir = str(path)
     spec = DatasetSpec(**spec_args, task_set=task_dir)
     m = generate_dataset(spec, a.out, workers=a.workers, backend=a.backend, batch=a.batch,
-                         progress=not a.quiet, ray_address=a.ray_address)
+                         progress=not a.quiet, ray_address=a.ray_address, tasks=tasks)
     print(f"{m['n_sequences']} sequences x {m['length']} steps in {a.out} ({m['n_shards']} shards), "
           f"content hash {m['content_hash']}")
     return 0

@@ -28,6 +28,7 @@ from omnirl.data.store import DatasetHeader, DatasetWriter
 from omnirl.data.synthesis import synthesize
 from omnirl.tasks import MDPTask, sample_anymdp
 from omnirl.tasks.taskset import TaskSet, parse_states
+from omnirl.tasks.taskset import read_manifest as read_task_manifest
 
 BACKENDS = ("local", "ray")
 DEFAULT_BATCH = 1024
@@ -138,13 +139,23 @@ def header(spec: DatasetSpec, config: PipelineConfig, tasks: TaskSet | None) -> 
 
 
 def generate_dataset(spec: DatasetSpec, out: str | os.PathLike, workers: int = 1, backend: str = "local",
-                     batch: int = DEFAULT_BATCH, progress: bool = False, ray_address: str | None = None) -> dict:
-    """Write the dataset ``spec`` to ``out`` (resuming an interrupted run); returns the manifest."""
+                     batch: int = DEFAULT_BATCH, progress: bool = False, ray_address: str | None = None,
+                     tasks: TaskSet | None = None) -> dict:
+    """Write the dataset ``spec`` to ``out`` (resuming an interrupted run); returns the manifest.
+
+    ``tasks``: the task set at ``spec.task_set`` when the caller has it loaded already (it must
+    have the content hash of that directory's manifest); by default it is loaded from there."""
     workers = check_int("workers", workers, min_value=1)
     batch = check_int("batch", batch, min_value=1)
     check_choice("backend", backend, BACKENDS)
     config = pipeline(spec.pipeline)
-    tasks = TaskSet.load(spec.task_set) if spec.task_set is not None else None
+    if spec.task_set is None:
+        if tasks is not None:
+            raise ValueError("tasks were given for a dataset of fresh tasks (spec.task_set is None)")
+    elif tasks is None:
+        tasks = TaskSet.load(spec.task_set)
+    elif tasks.content_hash() != read_task_manifest(spec.task_set)["content_hash"]:
+        raise ValueError(f"the tasks given are not the task set {spec.task_set} (content hash differs)")
     if tasks is not None:
         t0 = tasks[0]
         if (t0.n_obs, t0.n_actions) != (spec.n_obs, spec.n_actions):
@@ -218,22 +229,29 @@ def prepare_task_set(out: str | os.PathLike, n_tasks: int, states: Any, n_action
     Refuses to write into a non-empty ``out`` that does not already hold this very task set, so a
     directory holding something else is never touched.
     """
+    return load_task_set(out, n_tasks, states, n_actions, task_seed, workers)[0]
+
+
+def load_task_set(out: str | os.PathLike, n_tasks: int, states: Any, n_actions: int, task_seed: int,
+                  workers: int = 1) -> tuple[Path, TaskSet]:
+    """``prepare_task_set``'s directory and its task set, loaded (and verified) once, for
+    ``generate_dataset(..., tasks=)``."""
     out = Path(out)
     task_dir = out / "tasks"
     n_tasks = check_int("tasks", n_tasks, min_value=1)
     if (task_dir / "manifest.json").exists():
-        info = TaskSet.load(task_dir).info
+        tasks = TaskSet.load(task_dir)
+        info = tasks.info
         want = {"n_tasks": n_tasks, "seed": task_seed, "n_actions": n_actions}
         have = {k: info.get(k) for k in want}
         if have != want or parse_states(states) != (info.get("n_states"), info.get("min_states")):
             raise ValueError(f"{task_dir} holds another task set ({have}, states "
                              f"{info.get('min_states')}:{info.get('n_states')}); use another --out")
-        return task_dir
+        return task_dir, tasks
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"output directory {str(out)!r} is not empty and holds no task set of this "
                          "dataset; use an empty or new directory")
-    TaskSet.generate(n_tasks, states, n_actions, seed=task_seed, out=task_dir, workers=workers)
-    return task_dir
+    return task_dir, TaskSet.generate(n_tasks, states, n_actions, seed=task_seed, out=task_dir, workers=workers)
 
 
 PROBE = "probe"
