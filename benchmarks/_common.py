@@ -82,18 +82,19 @@ def machine_info(dists: tuple[str, ...], thread_vars: tuple[str, ...] = THREAD_V
     return info
 
 
-def run_command(cmd: list[str], cwd: Path, name: str) -> dict:
+def run_command(cmd: list[str], cwd: Path, name: str, env: dict[str, str] | None = None) -> dict:
     """Run ``cmd`` as a whole process in ``cwd`` (inheriting this process's environment, one BLAS
-    thread included) and time it: wall seconds from start to exit and the child's CPU seconds
-    (``os.wait4``). Its stdout and stderr go to ``cwd/<name>.stdout`` and ``.stderr``; a failing
-    command exits the benchmark with its stderr."""
+    thread included, updated with ``env``) and time it: wall seconds from start to exit and the
+    child's CPU seconds (``os.wait4``). Its stdout and stderr go to ``cwd/<name>.stdout`` and
+    ``.stderr``; a failing command exits the benchmark with its stderr."""
     import subprocess
     import time
     cwd.mkdir(parents=True, exist_ok=True)
     out_path, err_path = cwd / f"{name}.stdout", cwd / f"{name}.stderr"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                env=None if env is None else {**os.environ, **env})
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)

@@ -1,11 +1,12 @@
-"""Meta-training on the CPU: throughput of the real training step, memory against sequence length
-under segment-wise truncated back-propagation, and data-loading throughput.
+"""Meta-training on the CPU: throughput of the real training step and of the training command line,
+memory against sequence length under segment-wise truncated back-propagation, and data-loading
+throughput.
 
     python benchmarks/bench_training.py [--backbones rwkv7,gdn,gsa,mamba2] [--batch 8] [--window 512]
         [--segment 128] [--warmup 3] [--steps 20] [--memory-backbone gdn]
         [--memory-lengths 256,1024,4096] [--memory-segment 128] [--loader-workers 0,1]
-        [--loader-batches 1000] [--tasks 64] [--sequences 64] [--threads 1] [--seed 0] [--quick]
-        [--out FILE]
+        [--loader-batches 1000] [--tasks 64] [--sequences 64] [--cli-backbone gdn] [--cli-steps 60]
+        [--threads 1] [--seed 0] [--quick] [--out FILE]
 
 Everything runs in fp32 on ``--threads`` CPU threads (default one, like the other benchmarks). One
 JSON document goes to stdout (progress to stderr); ``--out FILE`` also writes it there atomically.
@@ -47,6 +48,19 @@ of any section (one step more than the largest ``T``).
     ``flat`` in ``T`` when the truncated ratio is <= 1.25 (``FLAT_RATIO``), i.e. the step's memory
     depends on the segment, not on the sequence; the untruncated control grows with ``T``.
 
+``cli``
+    What a user runs: ``python -m omnirl.train --config CFG`` as a whole process, timed from start
+    to exit, where ``CFG`` sets only the training section's workload (``--cli-backbone``, default
+    ``gdn``, tiny, on the generated data, ``B``, ``T``, ``L``, ``train.max_steps``) and
+    ``logging.wandb_mode: offline`` (what the default does without W&B credentials, and never an
+    upload); everything else at its defaults (checkpoints, run tracking, Lightning's loop), torch
+    on ``--threads`` threads through ``OMP_NUM_THREADS``. It runs twice: for ``--cli-steps``
+    optimiser steps (default 60) and for one step (the fixed cost: start-up, imports, set-up,
+    final checkpoint). Reported: the whole process's ``steps_per_s`` (steps over wall time), the
+    one-step run's ``startup_s``, ``marginal_steps_per_s`` = ``(steps - 1) / (wall - startup_s)``,
+    and the training section's median rate over each (``ratio``, ``marginal_ratio``); the target
+    is ``ratio`` <= 1.5 (``CLI_TARGET``).
+
 ``loading``
     Random windows of ``T + 1`` steps read from the memory-mapped shards by the classes training
     uses (``OmniRLDataModule(DataSection).train_dataloader()``: ``WindowDataset``, ``EpochSampler``,
@@ -63,17 +77,19 @@ of any section (one step more than the largest ``T``).
 from __future__ import annotations
 
 # first: importing _common sets one BLAS thread per process before numpy loads
-from _common import emit, int_list, log, machine_info, positive_int
+from _common import emit, int_list, log, machine_info, positive_int, run_command
 
 import argparse  # noqa: E402
 import ctypes  # noqa: E402
 import ctypes.util  # noqa: E402
 import gc  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
 import multiprocessing  # noqa: E402
 import re  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
@@ -94,13 +110,14 @@ PIPELINE = "omnirl"
 FLAT_RATIO = 1.25  # truncated delta at the largest T / at the smallest T: at most this is "flat"
 TARGET_LOADER_RATIO = 10.0  # loader env steps/s over the fastest training tokens/s
 LOADER_WARMUP = 2  # untimed batches before the loader is timed
+CLI_TARGET = 1.5  # most training-section steps/s over the command line's
 
 DEFAULTS = {"batch": 8, "window": 512, "segment": 128, "warmup": 3, "steps": 20,
             "memory_lengths": [256, 1024, 4096], "memory_segment": 128, "loader_workers": [0, 1],
-            "loader_batches": 1000, "tasks": 64, "sequences": 64}
+            "loader_batches": 1000, "tasks": 64, "sequences": 64, "cli_steps": 60}
 QUICK = {"batch": 2, "window": 64, "segment": 32, "warmup": 1, "steps": 2,
          "memory_lengths": [64, 128], "memory_segment": 32, "loader_workers": [0],
-         "loader_batches": 10, "tasks": 8, "sequences": 16}
+         "loader_batches": 10, "tasks": 8, "sequences": 16, "cli_steps": 3}
 HELP = {"batch": "sequences per batch (training, memory, loading)",
         "window": "steps T per training window (training, loading)",
         "segment": "steps L per segment of truncated back-propagation (training)",
@@ -108,7 +125,8 @@ HELP = {"batch": "sequences per batch (training, memory, loading)",
         "steps": "timed training batches per backbone",
         "memory_segment": "segment L of the memory section's truncated runs",
         "loader_batches": "timed loader batches per worker count",
-        "tasks": "tasks of the generated dataset", "sequences": "sequences of the generated dataset"}
+        "tasks": "tasks of the generated dataset", "sequences": "sequences of the generated dataset",
+        "cli_steps": "optimiser steps of the timed command line"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--" + key.replace("_", "-"), type=positive_int, default=None,
                        help=f"{help_} (default: {DEFAULTS[key]}, or {QUICK[key]} with --quick)")
     p.add_argument("--memory-backbone", type=_name, default="gdn", help="backbone of the memory section")
+    p.add_argument("--cli-backbone", type=_name, default="gdn",
+                   help="backbone of the command-line section (default: gdn; also trained in the training "
+                        "section, which is added to --backbones if missing)")
     p.add_argument("--memory-lengths", type=lambda s: int_list(s, "--memory-lengths", 2), default=None,
                    help="comma-separated windows T of the memory section (default: "
                         f"{','.join(map(str, DEFAULTS['memory_lengths']))})")
@@ -160,8 +181,9 @@ def _settings(args) -> dict:
                          f"{s['batch']} (every batch full)")
     if args.seed < 0:
         raise SystemExit(f"bench_training: --seed must be >= 0, got {args.seed}")
-    s.update(backbones=args.backbones, memory_backbone=args.memory_backbone, threads=args.threads,
-             seed=args.seed, quick=args.quick)
+    backbones = list(args.backbones) + ([] if args.cli_backbone in args.backbones else [args.cli_backbone])
+    s.update(backbones=backbones, memory_backbone=args.memory_backbone, cli_backbone=args.cli_backbone,
+             threads=args.threads, seed=args.seed, quick=args.quick)
     return s
 
 
@@ -419,6 +441,44 @@ def bench_loading(data: str, B: int, T: int, workers: int, batches: int, seed: i
             "epochs": epoch}
 
 
+# ---------------------------------------------------------------------------- 4. command line
+
+
+def run_cli(data: str, s: dict, steps: int, work: Path, name: str) -> dict:
+    """``python -m omnirl.train --config CFG`` for ``steps`` optimiser steps, timed as a whole process."""
+    run_dir = work / name
+    cfg = {"model": {"backbone": s["cli_backbone"], "preset": "tiny", "n_states": S, "n_actions": A},
+           "data": {"train": [data], "window": s["window"], "batch_size": s["batch"], "seed": s["seed"]},
+           "train": {"segment_len": s["segment"], "max_steps": steps, "seed": s["seed"]},
+           "logging": {"out_dir": str(run_dir), "wandb_mode": "offline"}}
+    path = work / f"{name}.yaml"
+    path.write_text(json.dumps(cfg, indent=1))  # JSON is YAML
+    rec = run_command([sys.executable, "-m", "omnirl.train", "--config", str(path)], work, name,
+                      env={"OMP_NUM_THREADS": str(s["threads"])})
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    done = torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"] if ckpt.is_file() else None
+    if done != steps:
+        sys.exit(f"bench_training: the command line {name} trained {done} steps, not {steps}, into {run_dir}")
+    rec.update(config=cfg, steps=steps, steps_per_s=steps / rec["seconds"])
+    return rec
+
+
+def bench_cli(data: str, s: dict, training: list[dict], work: Path) -> dict:
+    """The command line for ``--cli-steps`` steps and for one, beside the training section's rate."""
+    inner = next(r for r in training if r["backbone"] == s["cli_backbone"])
+    run = run_cli(data, s, s["cli_steps"], work, "cli")
+    one = run_cli(data, s, 1, work, "cli_one_step")
+    marginal = (run["steps"] - 1) / (run["seconds"] - one["seconds"]) if run["seconds"] > one["seconds"] else None
+    ratio = inner["steps_per_s"] / run["steps_per_s"]
+    return {"backbone": s["cli_backbone"], "command": run["command"], "config": run["config"],
+            "steps": run["steps"], "seconds": run["seconds"], "cpu_seconds": run["cpu_seconds"],
+            "steps_per_s": run["steps_per_s"], "tokens_per_s": run["steps_per_s"] * s["batch"] * s["window"],
+            "startup_s": one["seconds"], "startup_cpu_s": one["cpu_seconds"], "marginal_steps_per_s": marginal,
+            "training_steps_per_s": inner["steps_per_s"], "ratio": ratio,
+            "marginal_ratio": None if marginal is None else inner["steps_per_s"] / marginal,
+            "target_ratio": CLI_TARGET, "meets_target": bool(ratio <= CLI_TARGET)}
+
+
 # ---------------------------------------------------------------------------- main
 
 
@@ -451,6 +511,12 @@ def main(argv: list[str] | None = None) -> dict:
                 f"steps/s, {row['tokens_per_s']:.0f} env steps/s ({row['parameters']} parameters)")
             training.append(row)
 
+        cli = bench_cli(data, s, training, Path(tmp))
+        log(f"command line {s['cli_backbone']}: {cli['steps_per_s']:.2f} steps/s over {cli['steps']} steps "
+            f"({cli['seconds']:.1f} s whole process; {cli['startup_s']:.1f} s for one step), training section "
+            f"{cli['training_steps_per_s']:.2f}: ratio {cli['ratio']:.2f} (target <= {CLI_TARGET:g}), "
+            f"marginal ratio {cli['marginal_ratio'] if cli['marginal_ratio'] is None else round(cli['marginal_ratio'], 2)}")
+
         rows = []
         for workers in s["loader_workers"]:
             row = bench_loading(data, s["batch"], s["window"], workers, s["loader_batches"], s["seed"])
@@ -467,7 +533,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     report = {"benchmark": "training", "settings": s,
               "machine": {**machine_info(("torch", "lightning")), "torch_threads": torch.get_num_threads()},
-              "dataset": dataset, "training": training, "memory": memory, "loading": loading,
+              "dataset": dataset, "training": training, "memory": memory, "loading": loading, "cli": cli,
               "seconds": time.perf_counter() - t_start}
     emit(report, args.out)
     return report

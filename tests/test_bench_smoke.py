@@ -30,5 +30,7 @@ def test_bench_tasks_quick(tmp_path):
     assert f"{cli['tasks']} tasks in" in cli["stdout"]
     assert row["cli_tasks_per_s"] == pytest.approx(cli["tasks"] / cli["seconds"])
     assert row["cli_ratio"] == pytest.approx(row["omnirl_tasks_per_s"] / row["cli_tasks_per_s"])
+    assert row["omnirl"]["cpu_seconds"] > 0
+    assert row["cli_cpu_ratio"] == pytest.approx(cli["cpu_seconds"] / row["omnirl"]["cpu_seconds"])
     assert row["cli_target_ratio"] == 1.5 and isinstance(row["cli_meets_target"], bool)
     assert report["all_cli_targets_met"] == row["cli_meets_target"]

@@ -37,6 +37,7 @@ def test_bench_synthesis_quick(tmp_path):
     assert cli["labelled_steps_per_s"] == pytest.approx(cli["labelled_steps"] / cli["seconds"])
     assert "6 sequences x 40 steps" in cli["stdout"]
     assert report["cli_ratio"] == pytest.approx(ours["labelled_steps_per_s"] / cli["labelled_steps_per_s"])
+    assert report["cli_cpu_ratio"] == pytest.approx(cli["cpu_seconds"] / (ours["cpu_seconds"] / 2))
     assert report["cli_ratio_with_task_sampling"] == pytest.approx(
         report["omnirl_steps_per_s_with_task_sampling"] / cli["labelled_steps_per_s"])
     assert report["cli_ratio_with_task_sampling"] < report["cli_ratio"]

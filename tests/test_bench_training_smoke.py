@@ -10,7 +10,7 @@ BACKBONES = ("rwkv7", "gdn", "gsa", "mamba2")
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     return run_bench("bench_training.py", ["--quick"], tmp_path_factory.mktemp("bench_training"),
-                     ("machine", "settings", "dataset", "training", "memory", "loading"), reference=False)
+                     ("machine", "settings", "dataset", "training", "memory", "loading", "cli"), reference=False)
 
 
 def test_settings_and_dataset(report):
@@ -69,3 +69,21 @@ def test_loading(report):
     assert lo["ratio_to_training"] == pytest.approx(lo["rows"][0]["env_steps_per_s"] / fastest["tokens_per_s"])
     assert lo["target_ratio"] == 10.0
     assert lo["meets_target"] == (lo["ratio_to_training"] >= lo["target_ratio"])
+
+
+def test_cli(report):
+    s, c = report["settings"], report["cli"]
+    assert c["command"][1:3] == ["-m", "omnirl.train"] and c["backbone"] == s["cli_backbone"]
+    cfg = c["config"]  # the workload of the training section; everything else at its defaults
+    assert (cfg["data"]["batch_size"], cfg["data"]["window"], cfg["train"]["segment_len"]) == (
+        s["batch"], s["window"], s["segment"])
+    assert cfg["train"]["max_steps"] == c["steps"] == s["cli_steps"]
+    assert set(cfg["train"]) == {"segment_len", "max_steps", "seed"} and cfg["logging"]["wandb_mode"] == "offline"
+    assert c["seconds"] > c["startup_s"] > 0 and c["cpu_seconds"] > 0
+    assert c["steps_per_s"] == pytest.approx(c["steps"] / c["seconds"])
+    assert c["tokens_per_s"] == pytest.approx(c["steps_per_s"] * s["batch"] * s["window"])
+    inner = next(r for r in report["training"] if r["backbone"] == c["backbone"])
+    assert c["training_steps_per_s"] == inner["steps_per_s"]
+    assert c["ratio"] == pytest.approx(inner["steps_per_s"] / c["steps_per_s"])
+    assert c["marginal_steps_per_s"] == pytest.approx((c["steps"] - 1) / (c["seconds"] - c["startup_s"]))
+    assert c["target_ratio"] == 1.5 and c["meets_target"] == (c["ratio"] <= 1.5)
