@@ -27,6 +27,13 @@ whether the medians agree:
 * ``random_score`` is 0 at random play by construction, so a ratio means nothing there: it agrees
   when the medians differ by at most 0.05.
 
+Two more columns say how far a median can be trusted. ``ks``: the two-sample Kolmogorov-Smirnov
+distance between the two samples and its asymptotic p-value (small p: the distributions differ).
+``reference_halves``: the same agreement rule applied between the reference's even- and odd-seeded
+tasks; where the reference disagrees with itself, the median of that statistic is not resolved at
+this number of tasks (a statistic whose median falls between two modes, such as the steps between
+resets of tasks with and without a low pitfall, needs thousands of tasks).
+
 Quantiles take order statistics (no interpolation), so ``inf`` (``steps_between_resets`` of a task
 without terminal states) is handled exactly; in the JSON it is written as the string ``"inf"``.
 One JSON document goes to stdout (progress to stderr); ``--out`` also writes it, ``--markdown`` the
@@ -211,31 +218,52 @@ def ratio(a: float, b: float) -> float:
     return a / b
 
 
+def ks_test(a: np.ndarray, b: np.ndarray) -> dict:
+    """Two-sample Kolmogorov-Smirnov distance ``D`` and its asymptotic p-value (``inf`` allowed)."""
+    a, b = np.sort(a[~np.isnan(a)]), np.sort(b[~np.isnan(b)])
+    grid = np.concatenate([a, b])
+    d = float(np.abs(np.searchsorted(a, grid, side="right") / a.size
+                     - np.searchsorted(b, grid, side="right") / b.size).max())
+    lam = math.sqrt(a.size * b.size / (a.size + b.size)) * d
+    k = np.arange(1, 101)
+    p = float(np.clip(2.0 * np.sum((-1.0) ** (k - 1) * np.exp(-2.0 * k ** 2 * lam ** 2)), 0.0, 1.0)) if lam > 0 else 1.0
+    return {"D": d, "p": p}
+
+
+def agreement(name: str, ref: np.ndarray, other: np.ndarray) -> tuple[str, bool, float, bool, bool]:
+    """``(rule, agrees, ratio of medians, wide, bands overlap)`` of ``other`` against ``ref``."""
+    r_lo, r_med, r_hi = quantile(ref, [0.1, 0.5, 0.9])
+    o_lo, o_med, o_hi = quantile(other, [0.1, 0.5, 0.9])
+    rr = ratio(float(o_med), float(r_med))
+    span = ratio(abs(float(r_hi)), abs(float(r_lo))) if r_lo * r_hi > 0 else math.inf
+    wide = bool(max(span, 1.0 / span if span else math.inf) > WIDE_SPAN)
+    overlap = bool(o_lo <= r_hi and r_lo <= o_hi)
+    if name in ABSOLUTE_BOUND:
+        bound = ABSOLUTE_BOUND[name]
+        return f"|difference| <= {bound:g}", bool(abs(o_med - r_med) <= bound), rr, wide, overlap
+    if wide:
+        agrees = bool(1.0 / WIDE_BOUND <= rr <= WIDE_BOUND and overlap)
+        return f"within {WIDE_BOUND:g}x, bands overlap", agrees, rr, wide, overlap
+    agrees = bool(1.0 / RELATIVE_BOUND <= rr <= RELATIVE_BOUND)
+    return f"within {RELATIVE_BOUND - 1:.0%}", agrees, rr, wide, overlap
+
+
 def compare(name: str, ref: np.ndarray, ours: np.ndarray, rng: np.random.Generator) -> dict:
-    """One statistic at one size: medians, bands, ratio with its bootstrap interval, verdict."""
+    """One statistic at one size: medians, bands, ratio with its bootstrap interval, verdict, the
+    KS test, and the same verdict between the two halves of the reference's tasks."""
     r_lo, r_med, r_hi = quantile(ref, [0.1, 0.5, 0.9])
     o_lo, o_med, o_hi = quantile(ours, [0.1, 0.5, 0.9])
     ref_ok, ours_ok = ref[~np.isnan(ref)], ours[~np.isnan(ours)]
     boot = [ratio(float(quantile(rng.choice(ours_ok, ours_ok.size), 0.5)),
                   float(quantile(rng.choice(ref_ok, ref_ok.size), 0.5))) for _ in range(BOOTSTRAP)]
     ci = np.quantile(np.array(boot), [0.025, 0.975], method="inverted_cdf")
-    rr = ratio(float(o_med), float(r_med))
-    span = ratio(abs(float(r_hi)), abs(float(r_lo))) if r_lo * r_hi > 0 else math.inf
-    wide = bool(max(span, 1.0 / span if span else math.inf) > WIDE_SPAN)
-    overlap = bool(o_lo <= r_hi and r_lo <= o_hi)
-    if name in ABSOLUTE_BOUND:
-        rule = f"|difference| <= {ABSOLUTE_BOUND[name]:g}"
-        agrees = bool(abs(o_med - r_med) <= ABSOLUTE_BOUND[name])
-    elif wide:
-        rule = f"within {WIDE_BOUND:g}x, bands overlap"
-        agrees = bool(1.0 / WIDE_BOUND <= rr <= WIDE_BOUND and overlap)
-    else:
-        rule = f"within {RELATIVE_BOUND - 1:.0%}"
-        agrees = bool(1.0 / RELATIVE_BOUND <= rr <= RELATIVE_BOUND)
+    rule, agrees, rr, wide, overlap = agreement(name, ref, ours)
+    _, half_agrees, half_ratio, _, _ = agreement(name, ref[0::2], ref[1::2])
     return {"reference": {"median": r_med, "q10": r_lo, "q90": r_hi, "tasks": int(ref_ok.size)},
             "omnirl": {"median": o_med, "q10": o_lo, "q90": o_hi, "tasks": int(ours_ok.size)},
             "ratio": rr, "ratio_ci95": [float(ci[0]), float(ci[1])], "wide": wide,
-            "bands_overlap": overlap, "rule": rule, "agrees": agrees}
+            "bands_overlap": overlap, "rule": rule, "agrees": agrees, "ks": ks_test(ref, ours),
+            "reference_halves": {"ratio": half_ratio, "agrees": half_agrees}}
 
 
 def plain(x):
@@ -264,8 +292,9 @@ def fmt(x: float) -> str:
 
 def markdown(results: list[dict]) -> str:
     """One row per statistic and size: reference and omnirl median [10%, 90%], ratio, verdict."""
-    lines = ["| statistic | S | reference median [10%, 90%] | omnirl median [10%, 90%] | ratio (95% CI) | agrees |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| statistic | S | reference median [10%, 90%] | omnirl median [10%, 90%] | ratio (95% CI) "
+             "| agrees | KS D (p) | reference halves: ratio, agree |",
+             "|---|---|---|---|---|---|---|---|"]
     for name in STATISTICS:
         for res in results:
             c = res["statistics"][name]
@@ -274,7 +303,9 @@ def markdown(results: list[dict]) -> str:
             lines.append(f"| {name} | {res['S']} | {fmt(r['median'])} [{fmt(r['q10'])}, {fmt(r['q90'])}] | "
                          f"{fmt(o['median'])} [{fmt(o['q10'])}, {fmt(o['q90'])}] | "
                          f"{fmt(c['ratio'])} ({fmt(ci[0])}–{fmt(ci[1])}) | "
-                         f"{'yes' if c['agrees'] else '**no**'} ({c['rule']}) |")
+                         f"{'yes' if c['agrees'] else '**no**'} ({c['rule']}) | "
+                         f"{c['ks']['D']:.2f} ({c['ks']['p']:.2g}) | "
+                         f"{fmt(c['reference_halves']['ratio'])}, {'yes' if c['reference_halves']['agrees'] else 'no'} |")
     return "\n".join(lines) + "\n"
 
 

@@ -301,3 +301,36 @@ def test_properties_hold_over_many_tasks_with_random_sizes():
     # the repair bounds each pitfall's terminal reward; the shaping terms of the reward for entering
     # it can lift that reward above the lowest value in a few tasks
     assert np.mean(pit_below) >= 0.95
+
+
+def test_distribution_statistics_by_hand():
+    from omnirl.tasks.stats import DISTRIBUTION_STATISTICS, distribution_statistics
+    from tests.helpers import small_task
+    # rank 0 (start) --a0, +1--> rank 1 --a0, -1--> pitfall rank 2; a1 leads back to rank 0 (reward 0)
+    P = np.zeros((3, 2, 3))
+    P[0, 0, 1] = P[0, 1, 0] = P[1, 0, 2] = P[1, 1, 0] = 1.0
+    R = np.zeros_like(P)
+    R[0, 0, 1], R[1, 0, 2] = 1.0, -1.0
+    t = small_task(P, R, terminal=np.array([False, False, True]), max_steps=200)
+    st = distribution_statistics(t)
+    assert set(st) == set(DISTRIBUTION_STATISTICS)
+    # random walk with resets: pi = (4, 2, 1) / 7
+    assert st["sd_ratio"] == pytest.approx(4.0)
+    assert st["sd_slope"] == pytest.approx(-3 * np.log(2))  # halves per rank, x = rank / 3
+    assert st["terminal_share"] == pytest.approx(1 / 3)
+    assert st["steps_between_resets"] == pytest.approx(7.0)
+    # E0 = 1 + E0/2 + E1/2, E1 = 1 + E0/2: 6 steps; the oracle cycles 0 -> 1 -> 0 until truncated
+    assert st["episode_length_random"] == pytest.approx(6.0)
+    assert st["episode_length_oracle"] == pytest.approx(200.0)
+    assert st["oracle_entropy"] == pytest.approx(np.log(2) / np.log(3))
+    assert st["value_rank_spearman"] == pytest.approx(-1.0)  # V1 = gamma V0 < V0
+    assert (st["reward_min"], st["reward_max"]) == (-1.0, 1.0)
+    g = 2.0 ** (-1 / 3)
+    v_opt0 = 1 / (1 - g * g)
+    # random: V0 = (1 + g V1) / 2 + g V0 / 2, V1 = -1/2 + g V0 / 2
+    v_rnd0 = np.linalg.solve([[1 - g / 2, -g / 2], [-g / 2, 1]], [0.5, -0.5])[0]
+    assert st["value_gap"] == pytest.approx((v_opt0 - v_rnd0) * (1 - g) * 200)
+    # no terminal state: resets never happen
+    P2 = np.zeros((2, 2, 2))
+    P2[:, :, 0] = P2[:, :, 1] = 0.5
+    assert distribution_statistics(small_task(P2))["steps_between_resets"] == float("inf")
