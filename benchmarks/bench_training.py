@@ -514,8 +514,8 @@ def main(argv: list[str] | None = None) -> dict:
         cli = bench_cli(data, s, training, Path(tmp))
         log(f"command line {s['cli_backbone']}: {cli['steps_per_s']:.2f} steps/s over {cli['steps']} steps "
             f"({cli['seconds']:.1f} s whole process; {cli['startup_s']:.1f} s for one step), training section "
-            f"{cli['training_steps_per_s']:.2f}: ratio {cli['ratio']:.2f} (target <= {CLI_TARGET:g}), "
-            f"marginal ratio {cli['marginal_ratio'] if cli['marginal_ratio'] is None else round(cli['marginal_ratio'], 2)}")
+            f"{cli['training_steps_per_s']:.2f}: ratio {cli['ratio']:.2f} (target <= {CLI_TARGET:g}), marginal "
+            f"ratio {'n/a' if cli['marginal_ratio'] is None else format(cli['marginal_ratio'], '.2f')}")
 
         rows = []
         for workers in s["loader_workers"]:
