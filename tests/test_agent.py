@@ -7,13 +7,15 @@ import torch
 from omnirl.model.agent import OmniRLAgent
 from omnirl.model.backbone import preset
 from omnirl.model.omnirl import LAYOUTS, OmniRL, OmniRLConfig
+from omnirl.model.rewards import REWARD_TRANSFORMS
 
 S, A, B, T = 16, 5, 3, 10
 
 
-def model(layout="paper", backbone="gdn"):
+def model(layout="paper", backbone="gdn", reward_transform="none"):
     torch.manual_seed(0)
-    return OmniRL(OmniRLConfig(n_states=S, n_actions=A, backbone=preset("tiny", backbone), layout=layout))
+    return OmniRL(OmniRLConfig(n_states=S, n_actions=A, backbone=preset("tiny", backbone), layout=layout,
+                               reward_transform=reward_transform))
 
 
 def traj(seed=1):
@@ -28,13 +30,18 @@ def flat(state):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_acting_step_by_step_is_the_forward_pass(layout):
-    m, d = model(layout), traj()
+@pytest.mark.parametrize("transform", REWARD_TRANSFORMS)
+def test_acting_step_by_step_is_the_forward_pass(layout, transform):
+    m, d = model(layout, reward_transform=transform), traj()
+    d["reward"] = d["reward"] * 5.0 + 2.0
+    d["action"][1, 4] = A  # an episode-end marker: no reward, left out of the running statistics
+    d["reward"][1, 4] = 0.0
     out, state = m(d["obs"], d["prompt"], d["tag"], d["action"], d["reward"])
     agent = OmniRLAgent(m, B)
     for t in range(T):
         greedy = agent.act(d["obs"][:, t], temperature=0.0)
         assert torch.equal(greedy, out["policy"][:, t, :A].argmax(-1))  # the policy at t, end marker excluded
+        torch.testing.assert_close(agent.last_logits, out["policy"][:, t, :A], atol=2e-5, rtol=1e-4)
         agent.observe(d["obs"][:, t], d["action"][:, t], d["reward"][:, t])
     torch.testing.assert_close(flat(agent.state), flat(state), atol=2e-6, rtol=1e-5)
 

@@ -12,8 +12,8 @@ import torch
 from omnirl.config import config_to_dict
 from omnirl.model.omnirl import OmniRL
 from omnirl.train.config import DataSection, ModelSection, TrainConfig, TrainSection
-from omnirl.train.module import (BEHAVIOURS, MIN_WEIGHT, OmniRLModule, detach_model_state, lr_factor,
-                                 position_weights, segment_slices, split_window)
+from omnirl.train.module import (BEHAVIOURS, MIN_WEIGHT, WORLD_MODEL_CURVES, OmniRLModule, detach_model_state,
+                                 lr_factor, position_weights, segment_slices, split_window)
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),  # Lightning's data-loader advice
               pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")]  # lightning vs torch 2.13
@@ -246,17 +246,28 @@ def test_validation_curves_per_set_and_behaviour():
 
     for name, batches in sets.items():
         curves = module.position_curves[name]
-        assert set(curves) == {"position", *BEHAVIOURS}
+        world = set(WORLD_MODEL_CURVES)
+        assert module.model.state_head is not None  # the world-model curves are checked too
+        assert set(curves) == {"position", *BEHAVIOURS, *world}
         assert all(v.shape == (8,) for v in curves.values())
         assert np.allclose(curves["position"], np.arange(8) * 8 + 3.5)
 
         with torch.no_grad():  # the reference: one pass over each window
-            losses, tags, masks = [], [], []
+            losses, tags, masks, wm = [], [], [], {k: [] for k in WORLD_MODEL_CURVES.values()}
             for b in batches:
                 inputs, targets = split_window(b)
-                parts = module.model.losses(module.model(**inputs)[0], targets["label"])
+                parts = module.model.losses(module.model(**inputs)[0], **targets)
                 losses.append(parts["policy"]), tags.append(inputs["tag"]), masks.append(parts["step_mask"])
+                for k in wm:
+                    wm[k].append(parts[k])
         loss, tag, mask = torch.cat(losses), torch.cat(tags), torch.cat(masks)
+        for key, part in WORLD_MODEL_CURVES.items():  # world-model losses over every step, by position
+            if key in world:
+                w = torch.cat(wm[part])
+                assert metrics[f"val/{name}/{part}_loss"] == pytest.approx(float((w * mask).sum() / mask.sum()), rel=1e-4)
+                per_bin = [(w[:, i:i + 8] * mask[:, i:i + 8]).sum() / mask[:, i:i + 8].sum() for i in range(0, T, 8)]
+                assert np.allclose(curves[key], torch.stack(per_bin).numpy(), rtol=1e-4), key
+                assert f"val/{name}/{part}_loss_last_quarter" in metrics
 
         def mean(m, positions=slice(None)):
             return float((loss[:, positions] * m[:, positions]).sum() / m[:, positions].sum())

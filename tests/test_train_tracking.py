@@ -90,10 +90,12 @@ def test_offline_wandb_run_holds_everything(offline_run):
     assert speeds and all(s > 0 for s in speeds)
     tables = sorted((root / "run" / "wandb").glob("offline-run-*/files/media/table/val/unseen/loss_vs_position_*.table.json"))
     table = json.loads([t for t in tables if "plot" not in t.name][-1].read_text())
-    assert table["columns"] == ["position", "all", "random", "oracle", "learner", "unknown"]
+    assert table["columns"] == ["position", "all", "random", "oracle", "learner", "unknown",
+                                "world/next_state", "world/reward"]
     assert len(table["data"]) == 16
-    assert any("loss_vs_position_plot" in k for k in config.get("_wandb", {}).get("visualize", {})) or \
-        "_wandb/visualize/val/unseen/loss_vs_position_plot" in config
+    for plot in ("loss_vs_position_plot", "loss_vs_position_world_plot"):  # policy and world model apart
+        assert any(plot in k for k in config.get("_wandb", {}).get("visualize", {})) or \
+            f"_wandb/visualize/val/unseen/{plot}" in config, plot
 
 
 def test_only_global_zero_writes(tmp_path):

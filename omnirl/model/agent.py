@@ -90,10 +90,10 @@ class OmniRLAgent:
         prompt = self._ids("prompt", prompt, 8)
         tag = self._ids("tag", tag, 8)
         B = self.n_envs
-        bstate, last = self.state
+        bstate, memory = self.state
         placeholder = torch.full((B, 1), self.model.unknown_action, device=self.device)
         slots = self.model.slots(obs[:, None], prompt[:, None], tag[:, None], placeholder,
-                                 torch.zeros(B, 1, device=self.device), last)[:, 0]  # (B, k, D)
+                                 torch.zeros(B, 1, device=self.device), memory)[0][:, 0]  # (B, k, D)
         policy_at, _ = self.model.read_points
         y, pending = self._run(slots[:, :policy_at + 1], bstate)  # (B, policy_at + 1, D)
         logits = self.model.policy_head(y[:, -1])[:, :c.n_actions]  # (B, A): no end marker
@@ -129,9 +129,10 @@ class OmniRLAgent:
         tag = self._ids("tag", tag, 8)
         reward = torch.as_tensor(reward, device=self.device, dtype=torch.float32).expand(self.n_envs)
         mask = self._rows(rows)
-        bstate, last = self.state
-        slots = self.model.slots(obs[:, None], prompt[:, None], tag[:, None], action[:, None],
-                                 reward[:, None], last)[:, 0]  # (B, k, D)
+        bstate, memory = self.state
+        slots, _, new_memory = self.model.slots(obs[:, None], prompt[:, None], tag[:, None], action[:, None],
+                                                reward[:, None], memory)
+        slots = slots[:, 0]  # (B, k, D)
         policy_at, _ = self.model.read_points
         p = self._pending
         resume = p is not None and torch.equal(p[1], obs) and torch.equal(p[2], prompt)
@@ -145,7 +146,7 @@ class OmniRLAgent:
             bnew = _scatter_rows(idx, new, bstate)
         else:
             bnew = bstate
-        self.state = (bnew, torch.where(mask, reward, last))
+        self.state = (bnew, torch.where(mask[:, None], new_memory, memory))
         self._pending = None
 
     @torch.no_grad()
@@ -191,7 +192,7 @@ class OmniRLAgent:
 
     def memory(self) -> Tensor:
         """Each row's recurrent memory as a flat float32 vector: ``(B, D)``, the backbone state
-        tensors of every block flattened and concatenated (the last reward left out). ``D`` is the
+        tensors of every block flattened and concatenated (the reward memory left out). ``D`` is the
         same at any context length (e.g. for t-SNE plots of the memory across tasks)."""
         bstate, _ = self.state
         return torch.cat([t.detach().reshape(self.n_envs, -1).float() for layer in bstate for t in layer], dim=1)
@@ -199,6 +200,6 @@ class OmniRLAgent:
     def reset(self, rows=None) -> None:
         """Give ``rows`` (default: all) an empty context."""
         mask = self._rows(rows)
-        bstate, last = self.state
-        self.state = (reset_rows(bstate, mask), torch.where(mask, torch.zeros_like(last), last))
+        bstate, memory = self.state
+        self.state = (reset_rows(bstate, mask), torch.where(mask[:, None], torch.zeros_like(memory), memory))
         self._pending = None

@@ -17,7 +17,11 @@ state over ``S`` ids and the reward as a scalar. Everything after the read point
 (its action, its reward, later steps) cannot change the policy output at ``t``: the backbones
 are causal and the read points come first.
 
-State: ``(backbone state, last reward (B,))``. Shapes: ``B`` batch, ``T`` steps, ``D`` width,
+Rewards enter through the config's reward transform (``omnirl.model.rewards``: ``none``,
+``symlog`` or ``causal``), and the reward head predicts the transformed reward.
+
+State: ``(backbone state, reward memory (B, 4))`` (the last transformed reward and the running
+reward statistics of ``omnirl.model.rewards``). Shapes: ``B`` batch, ``T`` steps, ``D`` width,
 ``S`` states, ``A`` actions.
 """
 
@@ -31,11 +35,13 @@ from torch import Tensor, nn
 
 from omnirl._validate import check_choice, check_float, check_int
 from omnirl.model.backbone import Backbone, BackboneConfig, State, preset
+from omnirl.model.rewards import REWARD_TRANSFORMS, init_memory, transform_rewards
 
 N_PRIOR = 8
 """Prior-information ids 0..7 (``omnirl.agents.prior``; 7 = unknown)."""
 UNKNOWN_PRIOR = 7
 LAYOUTS = ("paper", "compact")
+REWARD_LOSSES = ("mse", "huber")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +64,13 @@ class OmniRLConfig:
     state_weight: float = 0.1
     """Weight of the next-state loss (cross-entropy; world model only)."""
     reward_weight: float = 0.1
-    """Weight of the reward loss (squared error; world model only)."""
+    """Weight of the reward loss (``reward_loss``; world model only)."""
+    reward_transform: str = "none"
+    """What the model sees of a reward and its reward head predicts: ``none`` (raw), ``symlog`` or
+    ``causal`` (standardised by the running statistics of the context; ``omnirl.model.rewards``)."""
+    reward_loss: str = "mse"
+    """Loss of the reward head against the transformed reward: ``mse`` (squared error) or ``huber``
+    (squared within 1 of the target, linear beyond: heavy-tailed raw rewards dominate it less)."""
 
     def __post_init__(self) -> None:
         for name in ("policy_weight", "state_weight", "reward_weight"):
@@ -66,6 +78,8 @@ class OmniRLConfig:
         check_int("n_states", self.n_states, min_value=1)
         check_int("n_actions", self.n_actions, min_value=2)
         check_choice("layout", self.layout, LAYOUTS)
+        check_choice("reward_transform", self.reward_transform, REWARD_TRANSFORMS)
+        check_choice("reward_loss", self.reward_loss, REWARD_LOSSES)
         if not isinstance(self.backbone, BackboneConfig):
             raise ValueError(f"backbone must be a BackboneConfig, got {type(self.backbone).__name__}")
 
@@ -117,8 +131,8 @@ class OmniRL(nn.Module):
         return self.config.n_actions + 1
 
     def init_state(self, batch: int, device=None) -> tuple[State, Tensor]:
-        return (self.backbone.init_state(batch, device),
-                torch.zeros(batch, device=device, dtype=torch.float32))
+        """The state of an empty context: ``(backbone state, reward memory (B, 4))``."""
+        return self.backbone.init_state(batch, device), init_memory(batch, device)
 
     def _check(self, name: str, x: Tensor, B: int, T: int, high: int | None) -> Tensor:
         if x.shape != (B, T):
@@ -136,8 +150,10 @@ class OmniRL(nn.Module):
         return (1, 3) if self.config.layout == "paper" else (0, 1)
 
     def slots(self, obs: Tensor, prompt: Tensor, tag: Tensor, action: Tensor, reward: Tensor,
-              last_reward: Tensor) -> Tensor:
-        """Step fields ``(B, T)`` -> token slots ``(B, T, k, D)`` (embeddings plus slot types)."""
+              memory: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Step fields ``(B, T)`` and the reward memory ``(B, 4)`` before them -> token slots
+        ``(B, T, k, D)`` (embeddings plus slot types), the transformed rewards ``(B, T)`` and the
+        reward memory after the steps."""
         B, T = obs.shape
         c = self.config
         for name, x, high in (("obs", obs, c.n_states + 1), ("prompt", prompt, N_PRIOR),
@@ -146,32 +162,33 @@ class OmniRL(nn.Module):
             self._check(name, x, B, T, high)
         eo, ep, eg = self.obs_embed(obs), self.prompt_embed(prompt), self.tag_embed(tag)  # (B, T, D)
         ea = self.action_embed(action)
+        r, after = transform_rewards(c.reward_transform, reward, action < c.n_actions, memory)  # (B, T)
         if c.layout == "paper":
-            er = self.reward_embed(reward.float()[..., None])  # (B, T, D)
+            er = self.reward_embed(r[..., None])  # (B, T, D)
             slots = torch.stack([eo, ep, eg, ea, er], dim=2)  # (B, T, 5, D)
         else:
-            prev = torch.cat([last_reward[:, None].float(), reward.float()[:, :-1]], dim=1)  # (B, T)
+            prev = torch.cat([memory[:, :1].to(r.dtype), r[:, :-1]], dim=1)  # (B, T): r_{t-1} at step t
             slots = torch.stack([eo + ep + self.reward_embed(prev[..., None]), eg + ea], dim=2)
-        return slots + self.slot_embed  # (B, T, k, D)
+        return slots + self.slot_embed, r, after  # (B, T, k, D)
 
     def forward(self, obs: Tensor, prompt: Tensor, tag: Tensor, action: Tensor, reward: Tensor,
                 state: tuple[State, Tensor] | None = None) -> tuple[dict[str, Tensor], tuple[State, Tensor]]:
         """All fields ``(B, T)``. Returns ``({"policy": (B, T, A + 1), "next_state": (B, T, S),
         "reward": (B, T)}, new state)`` (the world-model entries only if it is built)."""
         B, T = obs.shape
-        bstate, last = self.init_state(B, obs.device) if state is None else state
+        bstate, memory = self.init_state(B, obs.device) if state is None else state
         k = self.config.tokens_per_step
-        tokens = self.slots(obs, prompt, tag, action, reward, last).reshape(B, T * k, -1)  # (B, T k, D)
+        slots, r, new_memory = self.slots(obs, prompt, tag, action, reward, memory)
+        tokens = slots.reshape(B, T * k, -1)  # (B, T k, D)
         y, bstate = self.backbone(tokens, bstate)  # (B, T k, D)
         y = y.view(B, T, k, -1)  # (B, T, k, D)
         policy_at, world_at = self.read_points
-        if T:
-            last = reward[:, -1].float()
         out = {"policy": self.policy_head(y[:, :, policy_at])}  # (B, T, A + 1) logits
         if self.state_head is not None:
             out["next_state"] = self.state_head(y[:, :, world_at])  # (B, T, S) logits
             out["reward"] = self.reward_head(y[:, :, world_at])[..., 0]  # (B, T)
-        return out, (bstate, last)
+            out["reward_target"] = r  # (B, T) the transformed reward the reward head predicts
+        return out, (bstate, new_memory)
 
     def losses(self, out: dict[str, Tensor], label: Tensor, next_obs: Tensor | None = None,
                reward: Tensor | None = None) -> dict[str, Tensor]:
@@ -179,8 +196,9 @@ class OmniRL(nn.Module):
 
         label: ``(B, T)`` label actions (``A`` at end markers, which carry no policy loss);
         next_obs ``(B, T)`` and reward ``(B, T)``: world-model targets (next observed state and the
-        reward of the step; ignored without the world model). Masked positions are 0 in the
-        per-position losses and excluded from the means.
+        raw reward of the step, which the reward head predicts transformed: ``out["reward_target"]``
+        when ``forward`` made ``out``; ignored without the world model). Masked positions are 0 in
+        the per-position losses and excluded from the means.
         """
         c = self.config
         B, T = label.shape
@@ -193,7 +211,11 @@ class OmniRL(nn.Module):
         if self.state_head is not None and next_obs is not None and reward is not None:
             state = F.cross_entropy(out["next_state"].reshape(B * T, -1),
                                     next_obs.reshape(-1).clamp(max=c.n_states - 1), reduction="none").view(B, T) * step
-            rew = (out["reward"] - reward.float()).square() * step
+            target = out["reward_target"] if "reward_target" in out else reward.float()
+            if c.reward_loss == "huber":
+                rew = F.huber_loss(out["reward"], target, reduction="none", delta=1.0) * step
+            else:
+                rew = (out["reward"] - target).square() * step
             result.update(next_state=state, reward=rew)
             total = total + (c.state_weight * state.sum() + c.reward_weight * rew.sum()) / n
         result["total"] = total

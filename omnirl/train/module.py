@@ -21,8 +21,11 @@ Validation: the policy loss against position in the window, binned into ``train.
 equal bins, overall (``all``) and by who acted (``random``: tag 6, ``oracle``: 0-3, ``learner``:
 4-5, ``unknown``: 7). Logged per validation set ``NAME`` (``self.val_names``, by data-loader index):
 ``val/NAME/policy_loss``, ``val/NAME/policy_loss_last_quarter``, ``val/NAME/policy_loss_first_steps``
-(the first 32 steps) and ``val/NAME/BEHAVIOUR/policy_loss``; ``self.position_curves[NAME]`` keeps
-the binned curves (numpy arrays) for plotting.
+(the first 32 steps) and ``val/NAME/BEHAVIOUR/policy_loss``. With a world model, the next-state
+and reward losses (over every step but end markers) the same way: ``val/NAME/next_state_loss``,
+``val/NAME/reward_loss`` and their ``_last_quarter`` and ``_first_steps`` variants.
+``self.position_curves[NAME]`` keeps the binned curves (numpy arrays) for plotting, the
+world-model ones under ``world/next_state`` and ``world/reward``.
 
 Checkpoints: Lightning stores the weights, the optimiser and the learning-rate scheduler (returned
 by ``configure_optimizers``, so tracked though stepped by hand here), the loop progress and the
@@ -55,6 +58,8 @@ MIN_WEIGHT = 1e-3
 """Loss weight of position 0 under the context warm-up."""
 FIRST_STEPS = 32
 """Steps of the ``policy_loss_first_steps`` validation metric."""
+WORLD_MODEL_CURVES = {"world/next_state": "next_state", "world/reward": "reward"}
+"""Position-curve keys of the world-model losses, and the ``OmniRL.losses`` entries they average."""
 BEHAVIOURS: dict[str, tuple[int, ...] | None] = {
     "all": None,
     "random": (PriorInfo.RANDOM,),
@@ -119,9 +124,9 @@ def set_rng_states(states: Mapping[str, Any]) -> None:
 
 
 def detach_model_state(state: tuple[State, Tensor]) -> tuple[State, Tensor]:
-    """The model state ``(backbone state, last reward)`` cut from the autograd graph."""
-    backbone_state, last_reward = state
-    return detach_state(backbone_state), last_reward.detach()
+    """The model state ``(backbone state, reward memory)`` cut from the autograd graph."""
+    backbone_state, memory = state
+    return detach_state(backbone_state), memory.detach()
 
 
 class OmniRLModule(lightning.LightningModule):
@@ -253,28 +258,37 @@ class OmniRLModule(lightning.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_sums = {}
 
+    def _curve_names(self) -> tuple[str, ...]:
+        """The rows of a validation set's sums: the policy loss by behaviour, then the world-model
+        losses (over all steps) when the model has a world model."""
+        return (*BEHAVIOURS, *(WORLD_MODEL_CURVES if self.model.state_head is not None else ()))
+
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         inputs, targets = split_window(batch)
         label, tag = targets["label"], inputs["tag"]
         T = label.shape[1]
-        state, policy = None, []
+        state, parts = None, []
         for seg in segment_slices(T, self.config.train.segment_len):
             out, state = self.model(**{n: x[:, seg] for n, x in inputs.items()}, state=state)
-            policy.append(self.model.losses(out, label[:, seg])["policy"])
-        policy = torch.cat(policy, dim=1)  # (B, T), 0 at end markers
+            parts.append(self.model.losses(out, **{n: x[:, seg] for n, x in targets.items()}))
+        policy = torch.cat([p["policy"] for p in parts], dim=1)  # (B, T), 0 at end markers
         steps = label < self.model.config.n_actions  # (B, T)
 
         name = self.val_name(dataloader_idx)
+        rows = self._curve_names()
         if name not in self._val_sums:
-            shape = (len(BEHAVIOURS), T)
+            shape = (len(rows), T)
             self._val_sums[name] = (torch.zeros(shape, device=self.device), torch.zeros(shape, device=self.device))
-        sums, counts = self._val_sums[name]  # (behaviours, T): loss sums and step counts by position
+        sums, counts = self._val_sums[name]  # (rows, T): loss sums and step counts by position
         if sums.shape[1] != T:
             raise ValueError(f"validation set {name!r}: windows of {T} steps after windows of {sums.shape[1]}")
         for i, tags in enumerate(BEHAVIOURS.values()):
             mask = steps if tags is None else steps & torch.isin(tag, torch.tensor(tags, device=tag.device))
             sums[i] += (policy * mask).sum(dim=0)
             counts[i] += mask.sum(dim=0)
+        for i, key in enumerate(rows[len(BEHAVIOURS):], start=len(BEHAVIOURS)):
+            sums[i] += torch.cat([p[WORLD_MODEL_CURVES[key]] for p in parts], dim=1).sum(dim=0)  # 0 at end markers
+            counts[i] += steps.sum(dim=0)
 
     def on_validation_epoch_end(self) -> None:
         bins = self.config.train.position_bins
@@ -296,6 +310,12 @@ class OmniRLModule(lightning.LightningModule):
             for i, behaviour in enumerate(BEHAVIOURS):
                 if behaviour != "all" and counts[i].sum() > 0:
                     self.log(f"val/{name}/{behaviour}/policy_loss", mean(i), logger=False)
+            rows = self._curve_names()
+            for i, key in enumerate(rows[len(BEHAVIOURS):], start=len(BEHAVIOURS)):
+                metric = f"{WORLD_MODEL_CURVES[key]}_loss"
+                self.log(f"val/{name}/{metric}", mean(i), logger=False)
+                self.log(f"val/{name}/{metric}_last_quarter", mean(i, last_quarter), logger=False)
+                self.log(f"val/{name}/{metric}_first_steps", mean(i, first), logger=False)
 
             bin_of = position * bins // T  # (T,) bin index of each position
 
@@ -304,10 +324,10 @@ class OmniRLModule(lightning.LightningModule):
 
             width = per_bin(torch.ones(T, device=sums.device))
             curves = {"position": per_bin(position.float()) / width}
-            curves.update(zip(BEHAVIOURS, per_bin(sums) / per_bin(counts)))
+            curves.update(zip(rows, per_bin(sums) / per_bin(counts)))
             self.position_curves[name] = {k: v.cpu().numpy() for k, v in curves.items()}
         self._val_sums = {}
 
 
-__all__ = ["OmniRLModule", "position_weights", "lr_factor", "segment_slices", "split_window",
+__all__ = ["WORLD_MODEL_CURVES", "OmniRLModule", "position_weights", "lr_factor", "segment_slices", "split_window",
            "detach_model_state", "rng_states", "set_rng_states", "BEHAVIOURS", "FIRST_STEPS", "MIN_WEIGHT"]

@@ -195,11 +195,15 @@ class RunTracker(lightning.Callback):
             table = wandb.Table(columns=columns, data=[[None if not math.isfinite(x) else float(x) for x in r]
                                                        for r in rows])
             payload[f"val/{name}/loss_vs_position"] = table
-            series = [k for k in columns[1:] if np.isfinite(np.asarray(c[k], dtype=np.float64)).any()]
-            payload[f"val/{name}/loss_vs_position_plot"] = wandb.plot.line_series(
-                xs=np.asarray(c["position"], dtype=np.float64).tolist(),
-                ys=[np.nan_to_num(np.asarray(c[k], dtype=np.float64), nan=0.0).tolist() for k in series],
-                keys=series, title=f"{name}: policy loss against position (step {step})", xname="position")
+            finite = [k for k in columns[1:] if np.isfinite(np.asarray(c[k], dtype=np.float64)).any()]
+            for suffix, what, series in (
+                    ("", "policy loss", [k for k in finite if not k.startswith("world/")]),
+                    ("_world", "world-model losses", [k for k in finite if k.startswith("world/")])):
+                if series:
+                    payload[f"val/{name}/loss_vs_position{suffix}_plot"] = wandb.plot.line_series(
+                        xs=np.asarray(c["position"], dtype=np.float64).tolist(),
+                        ys=[np.nan_to_num(np.asarray(c[k], dtype=np.float64), nan=0.0).tolist() for k in series],
+                        keys=series, title=f"{name}: {what} against position (step {step})", xname="position")
         self._log(trainer, pl_module, payload)
 
     def _log(self, trainer, pl_module, metrics: dict[str, Any]) -> None:
