@@ -13,7 +13,8 @@ import dataclasses
 
 from omnirl._validate import check_choice, check_float, check_int
 from omnirl.model.backbone import BACKBONES, PRESETS, preset
-from omnirl.model.omnirl import LAYOUTS, OmniRLConfig
+from omnirl.model.omnirl import LAYOUTS, REWARD_LOSSES, OmniRLConfig
+from omnirl.model.rewards import REWARD_TRANSFORMS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,18 +39,25 @@ class ModelSection:
     """Weight of the next-state loss."""
     reward_weight: float = 0.1
     """Weight of the reward loss."""
+    reward_transform: str = "none"
+    """What the model sees of a reward: ``none``, ``symlog`` or ``causal`` (``omnirl.model.rewards``)."""
+    reward_loss: str = "mse"
+    """Loss of the reward head: ``mse`` or ``huber``."""
 
     def __post_init__(self) -> None:
         check_choice("backbone", self.backbone, BACKBONES)
         check_choice("preset", self.preset, PRESETS)
         check_choice("layout", self.layout, LAYOUTS)
+        check_choice("reward_transform", self.reward_transform, REWARD_TRANSFORMS)
+        check_choice("reward_loss", self.reward_loss, REWARD_LOSSES)
 
     def build(self) -> OmniRLConfig:
         """The model configuration this section describes."""
         return OmniRLConfig(n_states=self.n_states, n_actions=self.n_actions,
                             backbone=preset(self.preset, self.backbone), layout=self.layout,
                             world_model=self.world_model, policy_weight=self.policy_weight,
-                            state_weight=self.state_weight, reward_weight=self.reward_weight)
+                            state_weight=self.state_weight, reward_weight=self.reward_weight,
+                            reward_transform=self.reward_transform, reward_loss=self.reward_loss)
 
 
 @dataclasses.dataclass(frozen=True)
