@@ -79,11 +79,14 @@ def test_cli(report):
         s["batch"], s["window"], s["segment"])
     assert cfg["train"]["max_steps"] == c["steps"] == s["cli_steps"]
     assert set(cfg["train"]) == {"segment_len", "max_steps", "seed"} and cfg["logging"]["wandb_mode"] == "offline"
-    assert c["seconds"] > c["startup_s"] > 0 and c["cpu_seconds"] > 0
+    assert c["seconds"] > 0 and c["startup_s"] > 0 and c["cpu_seconds"] > 0  # two timings: either may be larger
     assert c["steps_per_s"] == pytest.approx(c["steps"] / c["seconds"])
     assert c["tokens_per_s"] == pytest.approx(c["steps_per_s"] * s["batch"] * s["window"])
     inner = next(r for r in report["training"] if r["backbone"] == c["backbone"])
     assert c["training_steps_per_s"] == inner["steps_per_s"]
     assert c["ratio"] == pytest.approx(inner["steps_per_s"] / c["steps_per_s"])
-    assert c["marginal_steps_per_s"] == pytest.approx((c["steps"] - 1) / (c["seconds"] - c["startup_s"]))
+    if c["seconds"] > c["startup_s"]:
+        assert c["marginal_steps_per_s"] == pytest.approx((c["steps"] - 1) / (c["seconds"] - c["startup_s"]))
+    else:  # on a loaded machine the short run can take longer than the one-step run
+        assert c["marginal_steps_per_s"] is None and c["marginal_ratio"] is None
     assert c["target_ratio"] == 1.5 and c["meets_target"] == (c["ratio"] <= 1.5)
