@@ -50,7 +50,11 @@ def test_compare_generators_refuses_bad_input(tmp_path):
 
 @pytest.mark.slow
 def test_omnirl_tasks_are_distributed_like_the_reference(tmp_path):
-    """A small version of the comparison: 256 reference tasks at S = 16, every statistic agrees."""
+    """A small version of the comparison: 256 reference tasks at S = 16 (fixed seeds). No statistic's
+    distribution differs detectably (KS), and every median the reference resolves against itself at
+    this size (its two halves agree) agrees with ours. The medians of the bimodal statistics (steps
+    between resets, the random policy's episode length) need far more tasks: there the reference's
+    halves disagree too."""
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(BENCHMARKS / "compare_generators.py"), "--sizes", "16", "--tasks", "256",
            "--budget", "2000", "--out", str(out)]
@@ -58,5 +62,8 @@ def test_omnirl_tasks_are_distributed_like_the_reference(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     stats = report["results"][0]["statistics"]
-    assert {k for k, c in stats.items() if not c["agrees"]} == set(), report["markdown"]
-    assert report["all_agree"] is True
+    assert {k for k, c in stats.items() if c["ks"]["p"] < 1e-3} == set(), report["markdown"]
+    resolved = {k for k, c in stats.items() if c["reference_halves"]["agrees"]}
+    assert len(resolved) >= 10, report["markdown"]
+    assert {k for k in resolved if not stats[k]["agrees"]} == set(), report["markdown"]
+    assert report["all_agree"] == all(c["agrees"] for c in stats.values())
