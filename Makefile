@@ -31,6 +31,7 @@ test-full: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/bench_tasks.py
+	$(PY) benchmarks/compare_generators.py
 	$(PY) benchmarks/bench_synthesis.py
 	$(PY) benchmarks/bench_backbones.py
 	$(PY) benchmarks/bench_training.py
