@@ -5,6 +5,7 @@ only the global-zero process writes."""
 import hashlib
 import json
 import subprocess
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -42,7 +43,13 @@ def offline_run(tmp_path_factory):
         mp.undo()
     runs = sorted((root / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    return root, read_offline_run(runs[0])
+    run = read_offline_run(runs[0])
+    deadline = time.monotonic() + 60.0
+    while not run["complete"] and time.monotonic() < deadline:  # W&B's service may still be writing
+        time.sleep(0.5)
+        run = read_offline_run(runs[0])
+    assert run["complete"]
+    return root, run
 
 
 def test_run_directory_files(offline_run):

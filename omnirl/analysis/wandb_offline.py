@@ -69,10 +69,14 @@ def run_file(run_dir: str | Path) -> Path:
 
 def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
     """``{"config": dict, "history": [row dicts], "summary": dict, "metrics": {name or glob:
-    step metric}, "files": [paths]}`` of an offline W&B run directory."""
+    step metric}, "files": [paths], "complete": bool}`` of an offline W&B run directory.
+
+    ``complete`` says whether the log holds the run's exit record: W&B's service process writes the
+    log, and may still be writing it for a moment after ``run.finish()`` returns."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    out: dict[str, Any] = {"config": {}, "history": [], "summary": {}, "metrics": {}, "files": []}
+    out: dict[str, Any] = {"config": {}, "history": [], "summary": {}, "metrics": {}, "files": [],
+                           "complete": False}
     for payload in _records(run_file(run_dir).read_bytes()):
         r = pb.Record()
         r.ParseFromString(payload)
@@ -92,6 +96,8 @@ def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
             out["metrics"][r.metric.name or r.metric.glob_name] = r.metric.step_metric
         elif kind == "files":
             out["files"].extend(f.path for f in r.files.files)
+        elif kind == "exit":
+            out["complete"] = True
     for cfg_key, v in list(out["config"].items()):  # W&B stores config values as {"value": x}
         if isinstance(v, dict) and set(v) <= {"value", "desc"} and "value" in v:
             out["config"][cfg_key] = v["value"]
