@@ -151,18 +151,26 @@ def test_dataset_is_identical_whatever_the_workers_and_batch(task_dir, tmp_path)
     assert m1["task_set_hash"] == TaskSet.load(task_dir).content_hash()
 
 
-def test_resume_after_a_run_interrupted_within_a_batch_of_shards(task_dir, tmp_path, monkeypatch):
+def interrupt_synthesis_at_call(monkeypatch, n: int):
+    """Make the ``n``-th call of dataset generation's ``synthesize`` raise ``KeyboardInterrupt``;
+    returns the real ``synthesize``."""
     import omnirl.data.generate as gen
     real = gen.synthesize
     calls = {"n": 0}
 
     def dying(*args, **kw):
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == n:
             raise KeyboardInterrupt
         return real(*args, **kw)
 
     monkeypatch.setattr(gen, "synthesize", dying)
+    return real
+
+
+def test_resume_after_a_run_interrupted_within_a_batch_of_shards(task_dir, tmp_path, monkeypatch):
+    import omnirl.data.generate as gen
+    real = interrupt_synthesis_at_call(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):  # shards of 2, 4 at a time: dies in shards 2 and 3
         generate_dataset(spec(task_dir, shard_size=2), tmp_path / "r", workers=1, batch=4)
     assert not list((tmp_path / "r").glob("*.tmp")) and not list((tmp_path / "r").glob(".*tmp"))
@@ -175,16 +183,7 @@ def test_resume_after_a_run_interrupted_within_a_batch_of_shards(task_dir, tmp_p
 
 def test_resume_after_an_interrupted_run(task_dir, tmp_path, monkeypatch):
     import omnirl.data.generate as gen
-    real = gen.synthesize
-    calls = {"n": 0}
-
-    def dying(*args, **kw):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kw)
-
-    monkeypatch.setattr(gen, "synthesize", dying)
+    real = interrupt_synthesis_at_call(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         generate_dataset(spec(task_dir), tmp_path / "r", workers=1, batch=4)
     assert not list((tmp_path / "r").glob("*.tmp")) and not list((tmp_path / "r").glob(".*tmp"))
