@@ -234,6 +234,42 @@ def test_validation_probe_is_the_unseen_tasks_under_a_random_policy(task_dir, tm
     assert (probe["label"][steps] != probe["action"][steps]).mean() > 0.5  # the labels are the oracle's
 
 
+def test_uniform_and_myopic_probes(task_dir, tmp_path):
+    from omnirl.data.generate import _fresh_task
+    from omnirl.tasks.solver import greedy_actions, expected_reward, task_arrays
+
+    generate_dataset(spec(task_dir), tmp_path / "train")
+    res = make_validation_sets(tmp_path / "train", tmp_path / "val", 6, probes=("uniform_probe", "myopic_probe"))
+    assert set(res) == {"seen", "unseen", "uniform_probe", "myopic_probe"}
+    unseen_spec = DatasetSpec(**{**spec(task_dir).__dict__, "n_sequences": 6, "seed": 5, "task_set": None})
+    hashes = {n: [Dataset.open(tmp_path / "val" / n).sequence(j)["task_hash"].tobytes() for j in range(6)]
+              for n in ("unseen", "uniform_probe", "myopic_probe")}
+    assert hashes["unseen"] == hashes["uniform_probe"] == hashes["myopic_probe"]  # the same unseen tasks
+    for name, oracle, gamma in (("uniform_probe", PriorInfo.ORACLE_G0994, 0.994), ("myopic_probe", PriorInfo.ORACLE_G0, 0.0)):
+        d = read_all(tmp_path / "val" / name)
+        steps = d["label"] < A  # not episode-end markers
+        assert (d["tag"][steps] == int(PriorInfo.RANDOM)).all() and (d["prompt"][steps] == int(oracle)).all()
+        share = np.bincount(d["action"][steps], minlength=A) / steps.sum()
+        assert np.abs(share - 1 / A).max() < 0.03, share  # uniform: every action as often
+        for j in range(6):
+            task = _fresh_task(unseen_spec, j)
+            if gamma == 0.0:  # the best immediate reward, computed here from the task's arrays
+                table = np.zeros(task.n_obs, dtype=np.int64)
+                table[task.state_ids] = greedy_actions(expected_reward(*task_arrays(task)))
+            else:
+                table = oracle_table(task, gamma)
+            assert np.array_equal(d["label"][j][steps[j]], table[d["obs"][j][steps[j]]]), (name, j)
+    myopic, uniform = read_all(tmp_path / "val" / "myopic_probe"), read_all(tmp_path / "val" / "uniform_probe")
+    assert (myopic["label"] != uniform["label"]).any()
+
+
+def test_unknown_probe_is_refused_before_anything_is_written(task_dir, tmp_path):
+    generate_dataset(spec(task_dir), tmp_path / "train")
+    with pytest.raises(ValueError, match="probes"):
+        make_validation_sets(tmp_path / "train", tmp_path / "val", 6, probes=("uniform_probe", "greedy_probe"))
+    assert not (tmp_path / "val").exists()
+
+
 @pytest.mark.parametrize("kw, name", [
     (dict(pipeline="gato"), "pipeline"),
     (dict(length=1), "length"),
@@ -255,6 +291,12 @@ def test_cli(tmp_path, capsys):
     assert cli(["verify", str(out)]) == 0
     assert cli(["validation", str(out), "--sequences", "2", "--out", str(tmp_path / "val"), "--probe"]) == 0
     assert [line.split(":")[0] for line in capsys.readouterr().out.splitlines()[-3:]] == ["seen", "unseen", "probe"]
+    assert cli(["validation", str(out), "--sequences", "2", "--out", str(tmp_path / "val2"),
+                "--probes", "myopic_probe"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("myopic_probe: 2 sequences")
+    assert cli(["validation", str(out), "--sequences", "2", "--out", str(tmp_path / "val3"),
+                "--probes", "nope"]) == 2
+    assert "probes" in capsys.readouterr().err and not (tmp_path / "val3").exists()
     shard = out / "shard-00001.bin"
     raw = bytearray(shard.read_bytes())
     raw[100] ^= 0xFF
@@ -273,7 +315,8 @@ def test_cli(tmp_path, capsys):
 
 
 def test_all_pipelines_are_named():
-    assert set(PIPELINES) == {"omnirl", "omnirl_noprior", "ad", "ad_epsilon", "dpt", "random_probe"}
+    assert set(PIPELINES) == {"omnirl", "omnirl_noprior", "ad", "ad_epsilon", "dpt", "random_probe",
+                              "uniform_probe", "myopic_probe"}
     assert json.dumps(pipeline("omnirl").to_dict())
 
 

@@ -142,6 +142,9 @@ class BehaviourMixConfig:
     """Mean of the random policy's per-sequence logit scale ``~ Exp``."""
     random_drift_mean: float = 1e-3
     """Mean of the random policy's per-sequence logit drift per step ``~ Exp``."""
+    label_oracle: int = int(REFERENCE)
+    """``PriorInfo`` id (0-3) of the oracle whose actions ``label_actions`` returns: the reference
+    oracle (3, gamma 0.994) by default; 0 (gamma 0) labels the best immediate reward."""
     noisy_clean_prob: float = 0.5
     """Probability that a noisy learner (``noisy_model_based``, ``noisy_q_learning``) is drawn in
     its noise-free flavour (bonus ``c0``, learning rate ``alpha0``, noise 0); otherwise its bonus
@@ -194,6 +197,7 @@ class BehaviourMixConfig:
         check_int("sweep_iters", self.sweep_iters, min_value=1)
         check_float("random_scale_mean", self.random_scale_mean, min_value=0.0)
         check_float("random_drift_mean", self.random_drift_mean, min_value=0.0)
+        check_int("label_oracle", self.label_oracle, min_value=0, max_value=_N_ORACLES - 1)
         check_float("noisy_clean_prob", self.noisy_clean_prob, min_value=0.0, max_value=1.0)
         for name in ("noisy_clean_gamma", "noisy_noise", "mix_noise", "mix_noise_floor",
                      "mix_oracle_start", "mix_oracle_ceiling"):
@@ -245,7 +249,8 @@ class BehaviourMix:
         self._has_mb_noisy = bool(used[_c("noisy_model_based")])
         self._has_mb_oracle = bool(used[3:7].any())
         self._has_q = bool(used[_c("noisy_q_learning")])
-        self._oracles = sorted({int(REFERENCE)} | {int(_ORACLE_OF[k]) for k in np.flatnonzero(used)
+        self.label_oracle = int(config.label_oracle)
+        self._oracles = sorted({self.label_oracle} | {int(_ORACLE_OF[k]) for k in np.flatnonzero(used)
                                                     if _BASE[k] in (_ORACLE, _MB_ORACLE)})
         self.streams = RowStreams(seeds)
         self._rows = np.arange(B, dtype=np.int64)
@@ -295,8 +300,9 @@ class BehaviourMix:
         return self._oracle_flat[(self._rows * _N_ORACLES + oracle) * self.n_obs + obs]
 
     def label_actions(self, obs: np.ndarray) -> np.ndarray:
-        """``(B,)`` actions of the reference oracle (gamma 0.994) in ``obs``: the step labels."""
-        return self.oracle_actions(obs, int(REFERENCE))
+        """``(B,)`` actions of the label oracle (``config.label_oracle``; by default the reference
+        oracle, gamma 0.994) in ``obs``: the step labels."""
+        return self.oracle_actions(obs, self.label_oracle)
 
     # ----------------------------------------------------------------- stepping
     def act(self, obs: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@
     python -m omnirl.data generate --tasks N --sequences M --length T --pipeline omnirl --out DIR --workers K
     python -m omnirl.data generate --tasks fresh --sequences M --length T --out DIR      # a new task per sequence
     python -m omnirl.data validation DIR --sequences M --out VALDIR    # VALDIR/seen and VALDIR/unseen
-        [--probe]                                                      # and VALDIR/probe
+        [--probe] [--probes uniform_probe,myopic_probe]                # and VALDIR/probe, VALDIR/NAME
     python -m omnirl.data verify DIR [--json]
 
 ``generate`` writes the task set of exactly N tasks to ``DIR/tasks`` (sequence j plays task
@@ -78,7 +78,9 @@ def cmd_generate(a: argparse.Namespace) -> int:
 
 def cmd_validation(a: argparse.Namespace) -> int:
     from omnirl.data.generate import make_validation_sets
-    res = make_validation_sets(a.path, a.out, a.sequences, a.workers, a.backend, a.batch, probe=a.probe)
+    probes = [p.strip() for p in a.probes.split(",") if p.strip()]
+    res = make_validation_sets(a.path, a.out, a.sequences, a.workers, a.backend, a.batch, probe=a.probe,
+                               probes=probes)
     for name, m in res.items():
         print(f"{name}: {m['n_sequences']} sequences in {Path(a.out) / name}, content hash {m['content_hash']}")
     return 0
@@ -118,6 +120,10 @@ def add_generate(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--probe", action="store_true",
                    help="also VALDIR/probe: the unseen tasks under one random policy per sequence (the "
                         "in-context-RL probe)")
+    v.add_argument("--probes", default="",
+                   help="comma-separated probe pipelines, each also written to VALDIR/NAME: random_probe, "
+                        "uniform_probe (uniform random behaviour), myopic_probe (uniform random behaviour, "
+                        "labels of the gamma-0 oracle)")
     v.set_defaults(fn=cmd_validation)
 
 

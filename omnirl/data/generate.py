@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from omnirl._validate import check_choice, check_int
-from omnirl.data.pipelines import PipelineConfig, pipeline
+from omnirl.data.pipelines import PROBES, PipelineConfig, pipeline
 from omnirl.data.schema import SCHEMA_VERSION, STEP_FIELDS, task_hash_bytes
 from omnirl.data.store import DatasetHeader, DatasetWriter
 from omnirl.data.synthesis import synthesize
@@ -260,12 +260,17 @@ PROBE = "probe"
 
 def make_validation_sets(train_dir: str | os.PathLike, out: str | os.PathLike, n_sequences: int,
                          workers: int = 1, backend: str = "local", batch: int = DEFAULT_BATCH,
-                         probe: bool = False) -> dict[str, dict]:
+                         probe: bool = False, probes: Sequence[str] = ()) -> dict[str, dict]:
     """Validation datasets for a training dataset, same pipeline, sizes and length:
     ``out/seen`` (new sequences on the training tasks) and ``out/unseen`` (new tasks, one per
     sequence, never in the training task set); with ``probe``, also ``out/probe`` (``PROBE``):
     the unseen tasks played by one random policy per sequence (the ``random_probe`` pipeline),
-    oracle-labelled, where only the rewards in the context can tell the good actions."""
+    oracle-labelled, where only the rewards in the context can tell the good actions. Each name of
+    ``probes`` (``omnirl.data.pipelines.PROBES``) adds ``out/NAME``: the unseen tasks under that
+    probe pipeline."""
+    probes = tuple(probes)
+    for name in probes:
+        check_choice("probes", name, PROBES)
     from omnirl.data.store import read_manifest
     _, head = read_manifest(train_dir)
     spec = DatasetSpec(**head.config["spec"])
@@ -281,4 +286,7 @@ def make_validation_sets(train_dir: str | os.PathLike, out: str | os.PathLike, n
     if probe:
         result[PROBE] = generate_dataset(dataclasses.replace(unseen, pipeline="random_probe"), out / PROBE, workers,
                                          backend, batch)
+    for name in dict.fromkeys(probes):
+        result[name] = generate_dataset(dataclasses.replace(unseen, pipeline=name), out / name, workers, backend,
+                                        batch)
     return result

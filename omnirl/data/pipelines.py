@@ -11,14 +11,17 @@ mixture of ``omnirl.agents`` and the synthesis loop of ``omnirl.data.synthesis``
 | ``ad_epsilon`` | the oracle with decaying epsilon-greedy noise (noise distillation) | the behaviour's action | who acted |
 | ``dpt`` | random or oracle, redrawn at episode ends | the reference oracle | who acted |
 
-One more pipeline is a validation probe, not a training pipeline of Table 4:
+The probes are validation sets, not training pipelines of Table 4 (``PROBES``):
 
 | pipeline | behaviour | label (prompt) | tags |
 |---|---|---|---|
-| ``random_probe`` | one random policy for the whole sequence | the reference oracle | who acted |
+| ``random_probe`` | one random policy for the whole sequence (near-deterministic per state, drifting) | the reference oracle | who acted |
+| ``uniform_probe`` | the uniform random policy (every action tried in every state) | the reference oracle | who acted |
+| ``myopic_probe`` | the uniform random policy | the gamma-0 oracle (0): the best immediate reward in each state, a contextual bandit | who acted |
 
-No action in its context is a demonstration of good play, so a model whose loss on it falls with
-position in the context infers the good actions from the rewards: in-context RL, not imitation.
+No action in their context is a demonstration of good play, so a model whose loss on them falls
+with position in the context infers the good actions from the rewards: in-context RL, not
+imitation. On ``myopic_probe`` the rewards of each state's own actions are all it needs.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any, Callable
 
 from omnirl._validate import check_choice, check_float
 from omnirl.agents import BehaviourMixConfig
+from omnirl.agents.prior import PriorInfo
 
 LABELS = ("oracle", "behaviour")
 
@@ -41,7 +45,8 @@ class PipelineConfig:
     behaviour: BehaviourMixConfig = dataclasses.field(default_factory=BehaviourMixConfig)
     """The behaviour-policy mixture: components, weights, noise schedules, redraw probabilities."""
     label: str = "oracle"
-    """``oracle``: the label is the reference oracle's action (step-wise supervision), prompt 3;
+    """``oracle``: the label is the label oracle's action (step-wise supervision; the reference
+    oracle, prompt 3, unless ``behaviour.label_oracle`` says otherwise), its id the prompt;
     ``behaviour``: the label is the action taken, and the prompt is the tag of who took it."""
     prior: bool = True
     """Whether tags carry who acted; ``False`` writes ``unk`` (7) for every tag."""
@@ -94,11 +99,27 @@ def _random_probe() -> PipelineConfig:
     return PipelineConfig("random_probe", behaviour=mix, mask_sequence_prob=0.0, mask_episode_prob=0.0)
 
 
+def _uniform(name: str, label_oracle: int) -> PipelineConfig:
+    mix = BehaviourMixConfig(weights={"random": 1.0}, resample_sequence_prob=0.0, random_scale_mean=0.0,
+                             random_drift_mean=0.0, label_oracle=label_oracle)
+    return PipelineConfig(name, behaviour=mix, mask_sequence_prob=0.0, mask_episode_prob=0.0)
+
+
+def _uniform_probe() -> PipelineConfig:
+    return _uniform("uniform_probe", int(PriorInfo.ORACLE_G0994))
+
+
+def _myopic_probe() -> PipelineConfig:
+    return _uniform("myopic_probe", int(PriorInfo.ORACLE_G0))
+
+
 PIPELINES: dict[str, Callable[[], PipelineConfig]] = {
     "omnirl": _omnirl, "omnirl_noprior": _omnirl_noprior, "ad": _ad, "ad_epsilon": _ad_epsilon,
-    "dpt": _dpt, "random_probe": _random_probe,
+    "dpt": _dpt, "random_probe": _random_probe, "uniform_probe": _uniform_probe, "myopic_probe": _myopic_probe,
 }
-"""Named pipelines: the paper's Table 4, and the ``random_probe`` validation probe."""
+"""Named pipelines: the paper's Table 4, and the validation probes."""
+PROBES = ("random_probe", "uniform_probe", "myopic_probe")
+"""The validation probes (see the module docstring)."""
 
 
 def pipeline(name: str) -> PipelineConfig:

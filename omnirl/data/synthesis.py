@@ -102,7 +102,7 @@ def synthesize(tasks: Sequence[MDPTask], seeds: Sequence[tuple[int, ...]], confi
     fill = np.zeros(B, dtype=np.int64)  # (B,) entries staged per row
     done_upto = np.zeros(B, dtype=np.int64)  # (B,) entries already flushed per row
     rows = np.arange(B)
-    prompt_oracle = np.full(B, int(PriorInfo.ORACLE_G0994), dtype=np.int64)
+    prompt_oracle = np.full(B, agent.label_oracle, dtype=np.int64)  # (B,) prior id of the label oracle
     steps = episodes = 0
 
     def flush(idx: np.ndarray) -> None:
