@@ -263,6 +263,22 @@ def test_uniform_and_myopic_probes(task_dir, tmp_path):
     assert (myopic["label"] != uniform["label"]).any()
 
 
+def test_uniform_probe_on_bandits_is_the_bandit_probe(tmp_path):
+    tasks_dir = prepare_task_set(tmp_path / "bandits", 4, "1", A, task_seed=3)
+    bandit = DatasetSpec(pipeline="uniform_probe", n_sequences=4, length=400, n_obs=1, n_actions=A, seed=2,
+                         task_set=str(tasks_dir))
+    generate_dataset(bandit, tmp_path / "d")
+    d = read_all(tmp_path / "d")
+    tasks = TaskSet.load(tasks_dir)
+    steps = d["label"] < A  # every other entry is an episode-end marker: episodes of one pull
+    assert steps.mean() == pytest.approx(0.5, abs=0.01) and (d["obs"] == 0).all()
+    for j in range(4):
+        arms = tasks[int(d["task_index"][j])].reward[0, :, 0]  # (A,) mean reward of each arm
+        assert (d["label"][j][steps[j]] == int(np.argmax(arms))).all()  # the best arm
+    share = np.bincount(d["action"][steps], minlength=A) / steps.sum()
+    assert np.abs(share - 1 / A).max() < 0.05, share
+
+
 def test_unknown_probe_is_refused_before_anything_is_written(task_dir, tmp_path):
     generate_dataset(spec(task_dir), tmp_path / "train")
     with pytest.raises(ValueError, match="probes"):

@@ -21,7 +21,8 @@ The probes are validation sets, not training pipelines of Table 4 (``PROBES``):
 
 No action in their context is a demonstration of good play, so a model whose loss on them falls
 with position in the context infers the good actions from the rewards: in-context RL, not
-imitation. On ``myopic_probe`` the rewards of each state's own actions are all it needs.
+imitation. On ``myopic_probe`` the rewards of each state's own actions are all it needs. On bandit
+tasks (``S = 1``) ``uniform_probe`` is the bandit probe: uniform pulls labelled with the best arm.
 """
 
 from __future__ import annotations
