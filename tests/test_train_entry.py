@@ -1,8 +1,10 @@
 """The training entry point runs for real on tiny data; the shipped configs load and validate."""
 
+import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from omnirl.config import load_config
 from omnirl.data.generate import DatasetSpec, generate_dataset, make_validation_sets
@@ -74,3 +76,25 @@ def test_shipped_configs_load(path):
 
 def test_there_is_a_config():
     assert CONFIGS
+
+
+def test_a_run_directory_holds_one_run(tiny_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    run = tmp_path / "run"
+    args = [f"--data.train=[{tiny_data / 'train'}]", f"--data.validation={{unseen: {tiny_data / 'val' / 'unseen'}}}",
+            "--data.window=64", "--data.batch_size=2", "--train.segment_len=32", "--train.val_every=2",
+            f"--logging.out_dir={run}", "--logging.quiet=true"]
+    assert train_main(args + ["--train.max_steps=2"]) == 0
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    # a fresh run into it is refused, and nothing in it changes
+    assert train_main(args + ["--train.max_steps=4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: logging.out_dir=") and "--train.resume=last" in err and err.count("\n") == 0
+    assert {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # resuming continues the same run and rewrites its last.ckpt (no last-v1.ckpt beside it)
+    assert train_main(args + ["--train.max_steps=4", "--train.resume=last"]) == 0
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+    steps = [json.loads(line)["step"] for line in (run / "history.jsonl").read_text().splitlines()]
+    assert steps == [2, 4]

@@ -79,6 +79,16 @@ def _lightning_log_level(level: int | None) -> Iterator[None]:
             lg.setLevel(b)
 
 
+def held_run(out: Path) -> str | None:
+    """What in ``out`` shows that it holds a training run (a checkpoint or a validation history), or
+    ``None``."""
+    from omnirl.train.tracking import HISTORY_FILE
+    for rel in (f"{CHECKPOINT_DIR}/last.ckpt", HISTORY_FILE):
+        if (out / rel).exists():
+            return rel
+    return None
+
+
 def build_trainer(cfg: Any, logger: Any = False, callbacks: list | None = None):
     """The ``lightning.Trainer`` of a ``TrainConfig``: DDP when several devices or nodes, validation
     and ``last.ckpt`` every ``train.val_every`` steps (atomically written), plus ``callbacks``."""
@@ -86,8 +96,9 @@ def build_trainer(cfg: Any, logger: Any = False, callbacks: list | None = None):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     out = Path(cfg.logging.out_dir)
+    # no version counter: a resumed run rewrites last.ckpt instead of starting a last-v1.ckpt beside it
     checkpoint = ModelCheckpoint(dirpath=str(out / CHECKPOINT_DIR), every_n_train_steps=cfg.train.val_every,
-                                 save_top_k=0, save_last=True)
+                                 save_top_k=0, save_last=True, enable_version_counter=False)
     distributed = cfg.train.num_nodes > 1 or (isinstance(cfg.train.devices, int) and cfg.train.devices > 1)
     return L.Trainer(accelerator="auto", devices=cfg.train.devices, num_nodes=cfg.train.num_nodes,
                      strategy="ddp" if distributed else "auto", max_steps=cfg.train.max_steps, logger=logger,
@@ -133,6 +144,12 @@ def _fit(cfg: Any) -> int:
     from omnirl.train.tracking import RunTracker
 
     out = Path(cfg.logging.out_dir)
+    held = held_run(out)
+    if held is not None and cfg.train.resume is None:
+        # one run directory holds one run: a fresh run would mix its history and checkpoints with the old
+        print(f"error: logging.out_dir={str(out)!r} holds a training run already ({held}); resume it with "
+              "--train.resume=last, or give another --logging.out_dir", file=sys.stderr)
+        return 2
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.train.seed, workers=True)
     data = OmniRLDataModule(cfg.data)
