@@ -103,10 +103,30 @@ def test_resume_skips_finished_shards_and_redoes_broken_ones(tmp_path):
     assert (out / "shard-00000.npz").stat().st_mtime_ns == 1  # intact shard was not rewritten
     assert (out / "shard-00001.npz").stat().st_mtime_ns != t0["shard-00001.npz"]
     assert TaskSet.load(out) == TaskSet.generate(15, 16, 3, seed=2)
-    # a shard made with other parameters is not reused
+    # a task set of other parameters is never written over it: refused before anything is written
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
     spec2 = generation_spec(15, 16, 3, 9, "anymdp", 5, {})
-    generate_to_disk(spec2, out, workers=1)
-    assert TaskSet.load(out) == TaskSet.generate(15, 16, 3, seed=9)
+    with pytest.raises(ValueError, match="another task set"):
+        generate_to_disk(spec2, out, workers=1)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # nor are the shards of an interrupted run of other parameters, nor foreign files
+    (out / "manifest.json").unlink()
+    with pytest.raises(ValueError, match=r"shard-\d+\.json' of another task set"):
+        generate_to_disk(spec2, out, workers=1)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="notes.txt"):
+        generate_to_disk(spec, other, workers=1)
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+    # and a dataset directory is refused too
+    from omnirl.data.generate import DatasetSpec, generate_dataset
+    ds = tmp_path / "ds"
+    generate_dataset(DatasetSpec(pipeline="omnirl", n_sequences=2, length=20, n_obs=16, n_actions=3, seed=1,
+                                 task_set=str(generate_to_disk(generation_spec(3, 16, 3, 1, "anymdp", 5, {}),
+                                                               tmp_path / "t3"))), ds)
+    with pytest.raises(ValueError, match="another task set or a dataset"):
+        generate_to_disk(spec, ds, workers=1)
 
 
 def test_selection(small_set):

@@ -342,11 +342,48 @@ def _intact_shard(root: Path, s: int, spec_hash: str) -> dict[str, Any] | None:
     return entry if _sha256(npz) == entry["sha256"] else None
 
 
+def _check_out_holds_only(out: Path, spec: dict[str, Any], spec_hash: str) -> None:
+    """Refuse (``ValueError`` naming ``out``) a directory holding anything but this task set or an
+    interrupted run of it: another task set, a dataset, or other files are never overwritten."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ValueError(f"out={str(out)!r} is not a directory")
+    manifest = out / MANIFEST
+    if manifest.exists():
+        try:
+            m = json.loads(manifest.read_text())
+        except ValueError:
+            m = None
+        if not isinstance(m, dict) or m.get("format") != FORMAT or m.get("info") != spec:
+            raise ValueError(f"out={str(out)!r} holds another task set or a dataset ({MANIFEST}); "
+                             "choose an empty directory")
+    for p in out.iterdir():
+        if p.name == MANIFEST:
+            continue
+        shard = (p.name.startswith("shard-") and p.suffix in (".npz", ".json")) or (
+            p.name.startswith((".shard-", f".{MANIFEST}.")) and p.name.endswith(".tmp"))  # a killed run's
+        if not shard:
+            raise ValueError(f"out={str(out)!r} holds {p.name!r}, which is not part of this task set; "
+                             "choose an empty directory")
+        if p.suffix == ".json":
+            try:
+                own = json.loads(p.read_text()).get("spec_hash") == spec_hash
+            except (ValueError, AttributeError):
+                own = False
+            if not own:
+                raise ValueError(f"out={str(out)!r} holds {p.name!r} of another task set; "
+                                 "choose an empty directory")
+
+
 def generate_to_disk(spec: dict[str, Any], out: Path, workers: int = 1, progress: bool = False) -> Path:
-    """Write the task set ``spec`` to ``out`` shard by shard; resumes an interrupted run."""
+    """Write the task set ``spec`` to ``out`` shard by shard; resumes an interrupted run. A
+    directory holding anything else (another task set, a dataset, other files) is refused before
+    anything is written."""
     workers = check_int("workers", workers, min_value=1)
-    out.mkdir(parents=True, exist_ok=True)
     spec_hash = _spec_hash(spec)
+    _check_out_holds_only(out, spec, spec_hash)
+    out.mkdir(parents=True, exist_ok=True)
     n_shards = -(-spec["n_tasks"] // spec["shard_size"])
     entries: dict[int, dict] = {}
     for s in range(n_shards):
