@@ -230,8 +230,9 @@ def ks_test(a: np.ndarray, b: np.ndarray) -> dict:
     return {"D": d, "p": p}
 
 
-def agreement(name: str, ref: np.ndarray, other: np.ndarray) -> tuple[str, bool, float, bool, bool]:
-    """``(rule, agrees, ratio of medians, wide, bands overlap)`` of ``other`` against ``ref``."""
+def agreement(name: str, ref: np.ndarray, other: np.ndarray) -> dict:
+    """The agreement of ``other`` with ``ref``: both sides' 10/50/90% quantiles, the ratio of the
+    medians, whether the statistic is wide, whether the bands overlap, the rule and the verdict."""
     r_lo, r_med, r_hi = quantile(ref, [0.1, 0.5, 0.9])
     o_lo, o_med, o_hi = quantile(other, [0.1, 0.5, 0.9])
     rr = ratio(float(o_med), float(r_med))
@@ -240,30 +241,26 @@ def agreement(name: str, ref: np.ndarray, other: np.ndarray) -> tuple[str, bool,
     overlap = bool(o_lo <= r_hi and r_lo <= o_hi)
     if name in ABSOLUTE_BOUND:
         bound = ABSOLUTE_BOUND[name]
-        return f"|difference| <= {bound:g}", bool(abs(o_med - r_med) <= bound), rr, wide, overlap
-    if wide:
-        agrees = bool(1.0 / WIDE_BOUND <= rr <= WIDE_BOUND and overlap)
-        return f"within {WIDE_BOUND:g}x, bands overlap", agrees, rr, wide, overlap
-    agrees = bool(1.0 / RELATIVE_BOUND <= rr <= RELATIVE_BOUND)
-    return f"within {RELATIVE_BOUND - 1:.0%}", agrees, rr, wide, overlap
+        rule, agrees = f"|difference| <= {bound:g}", bool(abs(o_med - r_med) <= bound)
+    elif wide:
+        rule, agrees = f"within {WIDE_BOUND:g}x, bands overlap", bool(1.0 / WIDE_BOUND <= rr <= WIDE_BOUND and overlap)
+    else:
+        rule, agrees = f"within {RELATIVE_BOUND - 1:.0%}", bool(1.0 / RELATIVE_BOUND <= rr <= RELATIVE_BOUND)
+    return {"reference": {"median": r_med, "q10": r_lo, "q90": r_hi, "tasks": int((~np.isnan(ref)).sum())},
+            "omnirl": {"median": o_med, "q10": o_lo, "q90": o_hi, "tasks": int((~np.isnan(other)).sum())},
+            "ratio": rr, "wide": wide, "bands_overlap": overlap, "rule": rule, "agrees": agrees}
 
 
 def compare(name: str, ref: np.ndarray, ours: np.ndarray, rng: np.random.Generator) -> dict:
-    """One statistic at one size: medians, bands, ratio with its bootstrap interval, verdict, the
-    KS test, and the same verdict between the two halves of the reference's tasks."""
-    r_lo, r_med, r_hi = quantile(ref, [0.1, 0.5, 0.9])
-    o_lo, o_med, o_hi = quantile(ours, [0.1, 0.5, 0.9])
+    """One statistic at one size: ``agreement`` with the ratio's bootstrap interval, the KS test,
+    and the same verdict between the two halves of the reference's tasks."""
     ref_ok, ours_ok = ref[~np.isnan(ref)], ours[~np.isnan(ours)]
     boot = [ratio(float(quantile(rng.choice(ours_ok, ours_ok.size), 0.5)),
                   float(quantile(rng.choice(ref_ok, ref_ok.size), 0.5))) for _ in range(BOOTSTRAP)]
     ci = np.quantile(np.array(boot), [0.025, 0.975], method="inverted_cdf")
-    rule, agrees, rr, wide, overlap = agreement(name, ref, ours)
-    _, half_agrees, half_ratio, _, _ = agreement(name, ref[0::2], ref[1::2])
-    return {"reference": {"median": r_med, "q10": r_lo, "q90": r_hi, "tasks": int(ref_ok.size)},
-            "omnirl": {"median": o_med, "q10": o_lo, "q90": o_hi, "tasks": int(ours_ok.size)},
-            "ratio": rr, "ratio_ci95": [float(ci[0]), float(ci[1])], "wide": wide,
-            "bands_overlap": overlap, "rule": rule, "agrees": agrees, "ks": ks_test(ref, ours),
-            "reference_halves": {"ratio": half_ratio, "agrees": half_agrees}}
+    halves = agreement(name, ref[0::2], ref[1::2])
+    return {**agreement(name, ref, ours), "ratio_ci95": [float(ci[0]), float(ci[1])], "ks": ks_test(ref, ours),
+            "reference_halves": {"ratio": halves["ratio"], "agrees": halves["agrees"]}}
 
 
 def plain(x):

@@ -175,10 +175,10 @@ def _sample_band(rng, n: int, terminal: np.ndarray, cfg: AnyMDPConfig) -> tuple[
     b_minus = max(2, cfg.band_minus if cfg.band_minus is not None else n // 2 + 1)
     ranks = np.arange(n)
     from_min = np.maximum(ranks - b_minus, 0)
-    from_max = np.maximum.reduce([np.zeros(n, np.int64), ranks - 1, from_min + 1])  # exclusive
+    from_max = np.maximum(ranks - 1, from_min + 1)  # exclusive
     lo = rng.integers(from_min, from_max)
     to_max = np.minimum(n, ranks + b_plus)
-    to_min = np.minimum.reduce([np.full(n, n - 1), ranks + 1, to_max - 1])
+    to_min = np.minimum(ranks + 1, to_max - 1)
     end = rng.integers(to_min, to_max)  # exclusive end of the band
     count = np.cumsum(~terminal)  # non-terminal ranks <= j
     second = np.searchsorted(count, count + 2, side="left")  # rank of the 2nd one above i (n: none)

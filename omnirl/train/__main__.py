@@ -41,6 +41,7 @@ from typing import Any, Iterator
 
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from omnirl.train.tracking import HISTORY_FILE
 from omnirl.train.tracking import wandb_mode  # noqa: F401  (part of this entry point's interface)
 
 CHECKPOINT_DIR = "checkpoints"
@@ -82,7 +83,6 @@ def _lightning_log_level(level: int | None) -> Iterator[None]:
 def held_run(out: Path) -> str | None:
     """What in ``out`` shows that it holds a training run (a checkpoint or a validation history), or
     ``None``."""
-    from omnirl.train.tracking import HISTORY_FILE
     for rel in (f"{CHECKPOINT_DIR}/last.ckpt", HISTORY_FILE):
         if (out / rel).exists():
             return rel
