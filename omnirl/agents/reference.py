@@ -39,7 +39,8 @@ label oracle's action in the true task, under a posterior over tasks given the c
   that is not an oracle); the output is the frequency with which each action is optimal in
   ``obs[t]``. The models are re-drawn and re-solved at every step of the first ``dense_steps`` and
   then every ``refresh`` steps; in between the last solve (from an earlier, shorter context) is
-  reused.
+  reused. Actions whose values tie (or nearly) in the true task are split by the reference, while
+  the label oracle breaks exact ties towards the lowest id.
 
 Both are mixed with the uniform distribution, ``(1 - smoothing) p + smoothing / A`` (the Monte
 Carlo frequencies can be 0). At end markers the output is uniform and the loss 0.
@@ -72,7 +73,7 @@ NOISELESS_PRIOR = 0.5
 """Prior probability of ``noise_base = 0`` (the noiseless bandit branch)."""
 NOISELESS_POINTS = 128
 """Quadrature points over ``base`` in the noiseless branch."""
-INTERVAL_SIGMAS = 8.0
+INTERVAL_SIGMAS = 5.0
 """Half-width, in posterior standard deviations, of the quadrature interval of an arm's mean."""
 MIN_GAIN_DROP = 1e-3
 """A reference drop (nats) below this makes ``learning_gain`` NaN: there is nothing to learn."""
