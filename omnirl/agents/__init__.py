@@ -1,7 +1,8 @@
 """Behaviour policies for data synthesis, batched over rows: oracles, random policies, tabular
-learners and the behaviour mixture that switches between them.
+learners and the behaviour mixture that switches between them; bandit learners and their mixture.
 """
 
+from omnirl.agents.bandit import BANDIT_COMPONENTS, BANDIT_WEIGHTS, BanditMix, BanditMixConfig
 from omnirl.agents.base import BatchedAgent
 from omnirl.agents.mixture import COMPONENTS, DEFAULT_WEIGHTS, BehaviourMix, BehaviourMixConfig
 from omnirl.agents.model_based import ModelBasedAgent, ModelBasedConfig
@@ -12,7 +13,7 @@ from omnirl.agents.random_policy import RandomAgent, RandomConfig
 from omnirl.agents.streams import LANES, RowStreams
 
 __all__ = [
-    "BatchedAgent", "BehaviourMix", "BehaviourMixConfig", "COMPONENTS", "DEFAULT_WEIGHTS", "LANES",
+    "BANDIT_COMPONENTS", "BANDIT_WEIGHTS", "BanditMix", "BanditMixConfig", "BatchedAgent", "BehaviourMix", "BehaviourMixConfig", "COMPONENTS", "DEFAULT_WEIGHTS", "LANES",
     "ModelBasedAgent", "ModelBasedConfig", "N_PRIOR", "ORACLE_GAMMAS", "OracleAgent", "PriorInfo",
     "QLearningAgent", "QLearningConfig", "REFERENCE", "RandomAgent", "RandomConfig", "RowStreams",
     "clear_oracle_cache", "oracle_table",

@@ -110,6 +110,25 @@ def _check_range(name: str, value) -> None:
         raise ValueError(f"{name} must be a pair (lo, hi) of finite numbers with lo <= hi, got {value!r}")
 
 
+def check_weights(w, components: Sequence[str]) -> Weights:
+    """``w`` (a mapping of component name to weight) checked against ``components`` (names known,
+    weights finite and non-negative, positive sum) as read-only ``Weights``."""
+    if not isinstance(w, Mapping):
+        raise ValueError(f"weights must be a mapping of component name to weight, got {w!r}")
+    clean: dict[str, float] = {}
+    for name, value in w.items():
+        if name not in components:
+            raise ValueError(f"weights has unknown component {name!r}; known: {list(components)}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+            raise ValueError(f"weights[{name!r}] must be a finite number, got {value!r}")
+        if value < 0:
+            raise ValueError(f"weights[{name!r}] must be >= 0, got {value!r}")
+        clean[name] = float(value)
+    if sum(clean.values()) <= 0:
+        raise ValueError(f"weights must have a positive sum, got {dict(w)!r}")
+    return Weights(clean)
+
+
 def _uniform(bounds: tuple[float, float], u: np.ndarray) -> np.ndarray:
     """``U(lo, hi)`` from uniforms ``u`` in [0, 1)."""
     return bounds[0] + (bounds[1] - bounds[0]) * u
@@ -174,21 +193,7 @@ class BehaviourMixConfig:
     """Their epsilon falls by ``U(0, eps_step / (S A))`` per step (drawn once per sequence)."""
 
     def __post_init__(self) -> None:
-        w = self.weights
-        if not isinstance(w, Mapping):
-            raise ValueError(f"weights must be a mapping of component name to weight, got {w!r}")
-        clean: dict[str, float] = {}
-        for name, value in w.items():
-            if name not in COMPONENTS:
-                raise ValueError(f"weights has unknown component {name!r}; known: {list(COMPONENTS)}")
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-                raise ValueError(f"weights[{name!r}] must be a finite number, got {value!r}")
-            if value < 0:
-                raise ValueError(f"weights[{name!r}] must be >= 0, got {value!r}")
-            clean[name] = float(value)
-        if sum(clean.values()) <= 0:
-            raise ValueError(f"weights must have a positive sum, got {dict(w)!r}")
-        object.__setattr__(self, "weights", Weights(clean))
+        object.__setattr__(self, "weights", check_weights(self.weights, COMPONENTS))
         check_float("resample_sequence_prob", self.resample_sequence_prob, min_value=0.0, max_value=1.0)
         check_float("resample_episode_prob", self.resample_episode_prob, min_value=0.0, max_value=1.0)
         check_float("c", self.c, min_value=0.0)

@@ -26,10 +26,14 @@ LANES = {
     "mix_resample": 24, "mix_initial": 26,
     # per step of a mixture, 3 lanes: the noise test, the oracle test and the noise action
     "mix_step": 72,
+    # bandit mixture: the component at reset; per step the exploration test and the uniform arm
+    "bandit_initial": 30, "bandit_step": 76,
     # per-sequence parameter draws (lane + parameter index); each block holds up to 64 lanes
     "params": 128, "random_params": 192, "q_params": 256, "mb_params": 320,
+    "bandit_params": 384,
     # per-step draws of one number per action (normals take 2 lanes per action): blocks of 256
     "random_action": 4096, "random_drift": 4352, "q_bonus": 4608, "mb_bonus": 4864,
+    "bandit_ties": 5120, "bandit_normal": 5376,
     # the initial logits of the random policy (2 lanes per (state, action) cell)
     "random_logits": 1 << 16,
 }

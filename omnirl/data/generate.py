@@ -43,8 +43,8 @@ class DatasetSpec:
     """Everything that defines a dataset's content (stored in its manifest)."""
 
     pipeline: str
-    """Data pipeline name (``omnirl``, ``omnirl_noprior``, ``ad``, ``ad_epsilon``, ``dpt``,
-    ``random_probe``)."""
+    """Data pipeline name (``omnirl``, ``omnirl_noprior``, ``ad``, ``ad_epsilon``, ``dpt``, the probes
+    ``random_probe``, ``uniform_probe``, ``myopic_probe``, or ``bandit``: bandit tasks, ``n_obs = 1``)."""
     n_sequences: int
     """Number of sequences."""
     length: int
@@ -63,7 +63,9 @@ class DatasetSpec:
     """Sequences per shard (the unit of writing and resuming; the content does not depend on it)."""
 
     def __post_init__(self) -> None:
-        pipeline(self.pipeline)  # validates the name
+        if pipeline(self.pipeline).bandit and self.n_obs != 1:  # validates the name
+            raise ValueError(f"pipeline={self.pipeline!r} needs bandit tasks (n_obs = 1, states '1'), got "
+                             f"n_obs={self.n_obs}")
         check_int("n_sequences", self.n_sequences, min_value=1)
         check_int("length", self.length, min_value=2)
         check_int("seed", self.seed, min_value=0)

@@ -19,6 +19,12 @@ The probes are validation sets, not training pipelines of Table 4 (``PROBES``):
 | ``uniform_probe`` | the uniform random policy (every action tried in every state) | the reference oracle | who acted |
 | ``myopic_probe`` | the uniform random policy | the gamma-0 oracle (0): the best immediate reward in each state, a contextual bandit | who acted |
 
+The bandit pipeline (``S = 1`` task sets only):
+
+| pipeline | behaviour | label (prompt) | tags |
+|---|---|---|---|
+| ``bandit`` | the bandit mix (``omnirl.agents.bandit``: oracle, epsilon-greedy, UCB1, Thompson sampling, uniform random; one per sequence) | the best arm (3) | who acted, masked to ``unk`` for 15% of sequences and 15% of pulls |
+
 No action in their context is a demonstration of good play, so a model whose loss on them falls
 with position in the context infers the good actions from the rewards: in-context RL, not
 imitation. On ``myopic_probe`` the rewards of each state's own actions are all it needs. On bandit
@@ -31,7 +37,7 @@ import dataclasses
 from typing import Any, Callable
 
 from omnirl._validate import check_choice, check_float
-from omnirl.agents import BehaviourMixConfig
+from omnirl.agents import BanditMixConfig, BehaviourMixConfig
 from omnirl.agents.prior import PriorInfo
 
 LABELS = ("oracle", "behaviour")
@@ -43,8 +49,9 @@ class PipelineConfig:
 
     name: str
     """Pipeline name (a key of ``PIPELINES``)."""
-    behaviour: BehaviourMixConfig = dataclasses.field(default_factory=BehaviourMixConfig)
-    """The behaviour-policy mixture: components, weights, noise schedules, redraw probabilities."""
+    behaviour: BehaviourMixConfig | BanditMixConfig = dataclasses.field(default_factory=BehaviourMixConfig)
+    """The behaviour-policy mixture: components, weights, noise schedules, redraw probabilities
+    (a ``BanditMixConfig``: the bandit mixture, for bandit tasks only)."""
     label: str = "oracle"
     """``oracle``: the label is the label oracle's action (step-wise supervision; the reference
     oracle, prompt 3, unless ``behaviour.label_oracle`` says otherwise), its id the prompt;
@@ -61,8 +68,14 @@ class PipelineConfig:
         check_choice("label", self.label, LABELS)
         check_float("mask_sequence_prob", self.mask_sequence_prob, min_value=0.0, max_value=1.0)
         check_float("mask_episode_prob", self.mask_episode_prob, min_value=0.0, max_value=1.0)
-        if not isinstance(self.behaviour, BehaviourMixConfig):
-            raise ValueError(f"behaviour must be a BehaviourMixConfig, got {type(self.behaviour).__name__}")
+        if not isinstance(self.behaviour, (BehaviourMixConfig, BanditMixConfig)):
+            raise ValueError(f"behaviour must be a BehaviourMixConfig or a BanditMixConfig, got "
+                             f"{type(self.behaviour).__name__}")
+
+    @property
+    def bandit(self) -> bool:
+        """Whether the pipeline needs bandit tasks (``S = 1``): its behaviour is the bandit mixture."""
+        return isinstance(self.behaviour, BanditMixConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -114,11 +127,16 @@ def _myopic_probe() -> PipelineConfig:
     return _uniform("myopic_probe", int(PriorInfo.ORACLE_G0))
 
 
+def _bandit() -> PipelineConfig:
+    return PipelineConfig("bandit", behaviour=BanditMixConfig())
+
+
 PIPELINES: dict[str, Callable[[], PipelineConfig]] = {
     "omnirl": _omnirl, "omnirl_noprior": _omnirl_noprior, "ad": _ad, "ad_epsilon": _ad_epsilon,
     "dpt": _dpt, "random_probe": _random_probe, "uniform_probe": _uniform_probe, "myopic_probe": _myopic_probe,
+    "bandit": _bandit,
 }
-"""Named pipelines: the paper's Table 4, and the validation probes."""
+"""Named pipelines: the paper's Table 4, the validation probes and the bandit pipeline."""
 PROBES = ("random_probe", "uniform_probe", "myopic_probe")
 """The validation probes (see the module docstring)."""
 

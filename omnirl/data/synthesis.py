@@ -28,7 +28,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from omnirl._validate import check_int
-from omnirl.agents import BehaviourMix, PriorInfo
+from omnirl.agents import BanditMix, BehaviourMix, PriorInfo
 from omnirl.agents.streams import LANES, RowStreams
 from omnirl.data.pipelines import PipelineConfig
 from omnirl.data.schema import STEP_FIELDS
@@ -93,7 +93,8 @@ def synthesize(tasks: Sequence[MDPTask], seeds: Sequence[tuple[int, ...]], confi
     n_obs = tasks[0].n_obs
     streams = [sequence_seeds(tuple(s)) for s in seeds]
     sim = BatchedSimulator(tasks, [s["sim"] for s in streams])
-    agent = BehaviourMix(config.behaviour, tasks, [s["agent"] for s in streams], n_obs, A)
+    mix = BanditMix if config.bandit else BehaviourMix
+    agent = mix(config.behaviour, tasks, [s["agent"] for s in streams], n_obs, A)
     masks = RowStreams([s["mask"] for s in streams])
     mask_seq = masks.uniform(LANES["mask_sequence"]) < config.mask_sequence_prob  # (B,)
     mask_ep = masks.uniform(LANES["mask_episode"]) < config.mask_episode_prob  # (B,)
