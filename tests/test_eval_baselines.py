@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from omnirl.config import config_to_dict
-from omnirl.evaluate.baselines import (BASELINES, CQLConfig, PPOConfig, TQLUCBConfig, collect_dataset,
-                                       evaluate_policy, make_config, run_baseline, run_cql, run_ppo,
+from omnirl.evaluate.baselines import (BANDIT_BASELINES, BASELINES, CQLConfig, PPOConfig, TQLUCBConfig,
+                                       collect_dataset, evaluate_policy, make_config, run_baseline, run_cql, run_ppo,
                                        run_tql_ucb, train_cql)
 from omnirl.evaluate.baselines.ppo import gae
 from omnirl.evaluate.envs import make_batch
@@ -177,9 +177,11 @@ def test_cql_through_the_registry_and_oracle_behaviour():
 
 # --------------------------------------------------------------------------- all baselines
 SMALL = {"tql_ucb": {}, "ppo": {"n_steps": 64, "n_epochs": 2}, "cql": {"epochs": 3}}
+MDP_BASELINES = sorted(set(BASELINES) - set(BANDIT_BASELINES))
+"""The baselines of any discrete environment (the bandit ones are tested in test_bandits)."""
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES))
+@pytest.mark.parametrize("name", MDP_BASELINES)
 def test_reproducible_and_seed_dependent(name, anymdp_tasks):
     tasks = anymdp_tasks[0][:4]
     kw = {"dataset_steps": 256} if name == "cql" else {}
@@ -202,7 +204,7 @@ def test_network_rows_are_independent(name, anymdp_tasks):
         np.testing.assert_array_equal(v, row_columns(together, 0)[c], err_msg=c)
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES))
+@pytest.mark.parametrize("name", MDP_BASELINES)
 def test_configs_from_dicts(name):
     cls = BASELINES[name].config_cls
     assert make_config(name, None) == cls()

@@ -332,8 +332,9 @@ def test_cli(tmp_path, capsys):
 
 def test_all_pipelines_are_named():
     assert set(PIPELINES) == {"omnirl", "omnirl_noprior", "ad", "ad_epsilon", "dpt", "random_probe",
-                              "uniform_probe", "myopic_probe"}
+                              "uniform_probe", "myopic_probe", "bandit"}
     assert json.dumps(pipeline("omnirl").to_dict())
+    assert json.dumps(pipeline("bandit").to_dict()) and pipeline("bandit").bandit and not pipeline("omnirl").bandit
 
 
 def test_sequences_do_not_depend_on_the_shard_size(task_dir, tmp_path):

@@ -12,8 +12,10 @@ and ``protocol.protocol``.
 
 For every environment of the suite (or of ``run.envs``), the model (when a checkpoint is given)
 runs the protocol on ``run.n_envs`` rows for ``run.steps`` acting steps, and every baseline of
-``run.baselines`` (default: TQL-UCB and PPO for ``online``, CQL for ``offline``, none for
-``imitation``) runs on a fresh batch of the same environment built from the same seed. CQL learns
+``run.baselines`` (default: TQL-UCB and PPO for ``online``, and on bandits also UCB1, Thompson
+sampling and uniform random; CQL for ``offline``; none for ``imitation``) runs on a fresh batch of
+the same environment built from the same seed; the bandit baselines (``BANDIT_BASELINES``) are
+skipped on other environments. CQL learns
 from data of the same kind and amount the model gets in its context (``protocol.demo_policy``,
 ``protocol.demo_epsilon``, ``protocol.demo_steps``). Environments larger than the model's
 observation or action vocabulary are skipped for the model (and listed in the summary).
@@ -24,7 +26,12 @@ task-weighted, and gap-weighted; steps and episodes to reach 90% of it; raw retu
 returns), ``curves.png`` (normalised score against steps in context, per environment and method),
 ``entropy.png`` (the model's policy entropy against step in context), ``episodes.npz`` (every
 episode of every run), ``memory.npz`` (recurrent memory states at ``protocol.memory_steps``, with
-their environment names and families, for t-SNE), and ``summary.json``. The same table, figures and
+their environment names and families, for t-SNE), and ``summary.json``. On bandit environments
+(``bandit*``) every method is also measured by its expected cumulative regret
+(``omnirl.evaluate.regret``): ``regret.csv`` and ``regret.md`` (cumulative regret after 100 and 500
+pulls and at the end, with standard errors over rows, and the regret score, 0 for uniform random and
+1 for the best arm throughout), ``regret.npz`` (every pull's expected regret, ``ENV/METHOD``
+``(B, steps)``, and ``ENV/gap``: uniform random's regret per pull) and ``summary["regret"]``. The same table, figures and
 summary go to a W&B run (offline without credentials, see ``omnirl.train.tracking.wandb_mode``).
 A run is reproduced by its configuration and seed.
 """
@@ -42,15 +49,22 @@ from typing import Any, Mapping
 import numpy as np
 
 from omnirl._validate import check_choice, check_int
-from omnirl.evaluate.baselines import BASELINES, CQLConfig, PPOConfig, TQLUCBConfig, run_baseline
+from omnirl.evaluate.baselines import (BANDIT_BASELINES, BASELINES, CQLConfig, PPOConfig, TQLUCBConfig,
+                                      run_baseline)
+from omnirl.evaluate.baselines.bandits import ThompsonConfig, UCB1Config, UniformConfig
 from omnirl.evaluate.envs import ENVIRONMENTS, SUITES, make_batch
 from omnirl.evaluate.protocols import EvalConfig
 from omnirl.evaluate.records import COLUMNS as EPISODE_COLUMNS
 from omnirl.evaluate.records import Episodes
+from omnirl.evaluate.regret import RegretBatch, is_bandit_batch, regret_numbers
 
 MODEL = "omnirl"
 """Method name of the model in the tables."""
-DEFAULT_BASELINES = {"online": ("tql_ucb", "ppo"), "offline": ("cql",), "imitation": ()}
+DEFAULT_BASELINES = {"online": ("tql_ucb", "ppo", *BANDIT_BASELINES), "offline": ("cql",), "imitation": ()}
+"""Baselines of each protocol when ``run.baselines`` is not set (the bandit ones run on bandits only)."""
+REGRET_COLUMNS = ("environment", "method", "pulls", "regret@100", "regret@100_se", "regret@500", "regret@500_se",
+                  "regret", "regret_se", "regret_score")
+"""Columns of the regret table (bandit environments; a checkpoint beyond the run is empty)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +84,8 @@ class RunSection:
     seed: int = 0
     """Seed of the environments, the model's sampling and the baselines."""
     baselines: tuple[str, ...] | None = None
-    """Baselines to run (``tql_ucb``, ``ppo``, ``cql``); ``None``: the protocol's defaults."""
+    """Baselines to run (``tql_ucb``, ``ppo``, ``cql``, and on bandits ``ucb1``, ``thompson``,
+    ``uniform``); ``None``: the protocol's defaults."""
     curve_bins: int = 16
     """Bins of the learning curves over the acting steps."""
     out_dir: str = "runs/eval"
@@ -112,6 +127,12 @@ class EvaluateConfig:
     """PPO hyper-parameters."""
     cql: CQLConfig = dataclasses.field(default_factory=CQLConfig)
     """CQL hyper-parameters (its data follows the protocol's demonstrations)."""
+    ucb1: UCB1Config = dataclasses.field(default_factory=UCB1Config)
+    """UCB1 hyper-parameters (bandits)."""
+    thompson: ThompsonConfig = dataclasses.field(default_factory=ThompsonConfig)
+    """Thompson sampling's prior and likelihood (bandits)."""
+    uniform: UniformConfig = dataclasses.field(default_factory=UniformConfig)
+    """The uniform random policy (bandits)."""
 
     @classmethod
     def prepare_config(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -198,11 +219,19 @@ def evaluate(cfg: EvaluateConfig, log=_progress) -> dict[str, Any]:
     entropy: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     memory: dict[str, np.ndarray] = {}
     timing: dict[str, float] = {}
+    regret: dict[tuple[str, str], RegretBatch] = {}
+
+    def new_batch(name: str, method: str):
+        batch = make_batch(name, cfg.run.n_envs, seed=cfg.run.seed)
+        if is_bandit_batch(batch):  # every pull's expected regret is recorded
+            batch = regret[(name, method)] = RegretBatch(batch)
+        return batch
+
     for name in cfg.run.names:
         if model is not None:
             from omnirl.evaluate.protocols import evaluate_model
 
-            batch = make_batch(name, cfg.run.n_envs, seed=cfg.run.seed)
+            batch = new_batch(name, MODEL)
             c = model.config
             too_big = [i for i in batch.infos if i.n_states > c.n_states or i.n_actions > c.n_actions]
             if too_big:
@@ -219,7 +248,9 @@ def evaluate(cfg: EvaluateConfig, log=_progress) -> dict[str, Any]:
                     memory[f"{name}/{step}"] = m
                 log(f"{name}: {MODEL} {r.episodes.final():.3f} ({r.timing['env_steps_per_s']:.0f} env steps/s)")
         for b in cfg.baselines():
-            batch = make_batch(name, cfg.run.n_envs, seed=cfg.run.seed)
+            if b in BANDIT_BASELINES and ENVIRONMENTS[name].family != "bandit":
+                continue
+            batch = new_batch(name, b)
             t0 = time.perf_counter()
             results[(name, b)] = run_baseline(b, batch, cfg.run.steps, cfg.run.seed, cfg.baseline_config(b))
             timing[f"{name}/{b}"] = time.perf_counter() - t0
@@ -227,6 +258,18 @@ def evaluate(cfg: EvaluateConfig, log=_progress) -> dict[str, Any]:
 
     rows = table_rows(results)
     csv_path, md_path = write_table(rows, out)
+    regret_rows = [{"environment": env, "method": method, **regret_numbers(b.regret(), b.gap)}
+                   for (env, method), b in regret.items() if (env, method) in results]
+    regret_files = {}
+    if regret_rows:
+        regret_rows = [{c: r.get(c, float("nan")) for c in REGRET_COLUMNS} for r in regret_rows]
+        regret_files = dict(zip(("regret_csv", "regret_markdown"),
+                                (p.name for p in write_table(regret_rows, out, "regret", REGRET_COLUMNS))))
+        done = {k: b for k, b in regret.items() if k in results}
+        arrays = {f"{env}/{method}": b.regret().astype(np.float32) for (env, method), b in done.items()}
+        arrays.update({f"{env}/gap": b.gap for (env, _), b in done.items()})
+        _save_npz(out / "regret.npz", arrays)
+        regret_files["regret_arrays"] = "regret.npz"
     figures = {}
     if results:
         figures["curves"] = plot_curves(results, out / "curves.png", bins=cfg.run.curve_bins,
@@ -241,8 +284,9 @@ def evaluate(cfg: EvaluateConfig, log=_progress) -> dict[str, Any]:
         families = {name: make_batch(name, 1, seed=cfg.run.seed).infos[0].family for name in cfg.run.names}
         _save_npz(out / "memory.npz", {**memory, **{f"{k}/family": np.array(families[k.split("/")[0]])
                                                     for k in memory}})
-    summary = {"config": config_to_dict(dataclasses.replace(cfg, protocol=protocol)), "rows": rows, "skipped": skipped, "seconds": timing,
-               "files": {"csv": csv_path.name, "markdown": md_path.name,
+    summary = {"config": config_to_dict(dataclasses.replace(cfg, protocol=protocol)), "rows": rows,
+               "regret": regret_rows, "skipped": skipped, "seconds": timing,
+               "files": {"csv": csv_path.name, "markdown": md_path.name, **regret_files,
                          **{k: Path(v).name for k, v in figures.items()}}}
     atomic_write_json(out / "summary.json", summary)
     _log_wandb(cfg, rows, figures, summary)
@@ -305,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = evaluate(cfg)
     from omnirl.evaluate.report import markdown
     print(markdown(summary["rows"]), end="")
+    if summary["regret"]:
+        print("\ncumulative regret (bandits):\n" + markdown(summary["regret"], REGRET_COLUMNS), end="")
     return 0
 
 

@@ -14,7 +14,7 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -50,24 +50,26 @@ def _fmt(x) -> str:
     return str(x)
 
 
-def markdown(rows: list[dict]) -> str:
-    """The rows as a Markdown table."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
+def markdown(rows: list[dict], columns: Sequence[str] = COLUMNS) -> str:
+    """The rows as a Markdown table of ``columns`` (default: the score table's)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r[c]) for c in columns) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
-def write_table(rows: list[dict], out_dir: str | Path, name: str = "scores") -> tuple[Path, Path]:
-    """``out_dir/NAME.csv`` and ``out_dir/NAME.md``; returns their paths."""
+def write_table(rows: list[dict], out_dir: str | Path, name: str = "scores",
+                columns: Sequence[str] = COLUMNS) -> tuple[Path, Path]:
+    """``out_dir/NAME.csv`` and ``out_dir/NAME.md`` of ``columns`` (default: the score table's);
+    returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(COLUMNS))
+    writer = csv.DictWriter(buf, fieldnames=list(columns))
     writer.writeheader()
     writer.writerows(rows)
     csv_path, md_path = out / f"{name}.csv", out / f"{name}.md"
     atomic_write_bytes(csv_path, buf.getvalue().encode())
-    atomic_write_bytes(md_path, markdown(rows).encode())
+    atomic_write_bytes(md_path, markdown(rows, columns).encode())
     return csv_path, md_path
 
 

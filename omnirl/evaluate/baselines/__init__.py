@@ -8,7 +8,10 @@ the in-context learner is measured. Agents learn from the shaped rewards.
 * ``ppo``: PPO with per-row actor-critic MLPs (``omnirl.evaluate.baselines.ppo``);
 * ``cql``: discrete CQL trained offline on a behaviour's dataset, then evaluated greedily online
   (``omnirl.evaluate.baselines.cql``); ``steps`` are its evaluation steps, and the dataset's
-  length is ``dataset_steps=`` (default ``CQLConfig.dataset_steps``).
+  length is ``dataset_steps=`` (default ``CQLConfig.dataset_steps``);
+* ``ucb1``, ``thompson``, ``uniform``: bandit baselines (rows with one state; UCB1, Gaussian
+  Thompson sampling, uniform random arms), the learners of ``omnirl.agents.bandit``
+  (``omnirl.evaluate.baselines.bandits``). ``BANDIT_BASELINES`` names them.
 
 >>> from omnirl.evaluate.baselines import run_baseline
 >>> episodes = run_baseline("tql_ucb", batch, steps=2048, seed=0, config={"c": 0.5})  # doctest: +SKIP
@@ -24,6 +27,8 @@ from typing import Any, Callable
 
 from omnirl._validate import check_choice
 from omnirl.evaluate.baselines._common import check_config
+from omnirl.evaluate.baselines.bandits import (ThompsonConfig, UCB1Config, UniformConfig, run_thompson, run_ucb1,
+                                               run_uniform)
 from omnirl.evaluate.baselines.cql import (CQLConfig, CQLResult, Dataset, collect_dataset, evaluate_policy,
                                            run_cql, train_cql)
 from omnirl.evaluate.baselines.ppo import PPOConfig, run_ppo
@@ -50,8 +55,13 @@ BASELINES: dict[str, Baseline] = {
     "tql_ucb": Baseline("tql_ucb", TQLUCBConfig, run_tql_ucb),
     "ppo": Baseline("ppo", PPOConfig, run_ppo),
     "cql": Baseline("cql", CQLConfig, _cql),
+    "ucb1": Baseline("ucb1", UCB1Config, run_ucb1),
+    "thompson": Baseline("thompson", ThompsonConfig, run_thompson),
+    "uniform": Baseline("uniform", UniformConfig, run_uniform),
 }
 """The baselines by name."""
+BANDIT_BASELINES = ("ucb1", "thompson", "uniform")
+"""The baselines that run on bandits only (rows with one state)."""
 
 
 def make_config(name: str, config: Any = None) -> Any:
@@ -68,6 +78,7 @@ def run_baseline(name: str, batch, steps: int, seed: int, config: Any = None, **
     return BASELINES[name].run(batch, steps, seed, cfg, **kw)
 
 
-__all__ = ["BASELINES", "Baseline", "make_config", "run_baseline", "TQLUCBConfig", "PPOConfig", "CQLConfig",
+__all__ = ["BANDIT_BASELINES", "BASELINES", "Baseline", "UCB1Config", "ThompsonConfig", "UniformConfig",
+           "run_ucb1", "run_thompson", "run_uniform", "make_config", "run_baseline", "TQLUCBConfig", "PPOConfig", "CQLConfig",
            "Dataset", "CQLResult", "run_tql_ucb", "run_ppo", "run_cql", "collect_dataset", "train_cql",
            "evaluate_policy"]

@@ -16,6 +16,9 @@ from typing import Any, Mapping, TypeVar
 import numpy as np
 
 from omnirl._validate import check_int
+# the baselines' argmax with random tie breaks, and uniform random actions (row-wise action counts)
+from omnirl.agents.bandit import pick  # noqa: F401
+from omnirl.agents.bandit import uniform_arms as uniform_actions  # noqa: F401
 from omnirl.agents.streams import RowStreams
 from omnirl.config import config_from_dict
 from omnirl.tasks.rng import seed_to_key
@@ -80,17 +83,3 @@ def derived_seed(seed: int, tag: int) -> int:
     """A non-negative int seed for a second phase of a run (e.g. the evaluation after a
     collection), distinct from ``seed`` itself."""
     return int(seed_to_key((seed, tag))) >> 1
-
-
-def pick(score: np.ndarray, valid: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """``(B,)`` argmax of ``score (B, A)`` over ``valid`` actions, ties broken uniformly by the
-    uniforms ``u (B, A)`` (a per-row draw, so the choice is the row's own)."""
-    s = np.where(valid, score, -np.inf)
-    best = s.max(axis=1, keepdims=True)
-    tie = s >= best - 1e-12 * np.maximum(1.0, np.abs(best))
-    return np.argmax(np.where(tie, u, -1.0), axis=1)
-
-
-def uniform_actions(u: np.ndarray, n_actions: np.ndarray) -> np.ndarray:
-    """``(B,)`` uniform random actions of each row from the uniforms ``u (B,)``."""
-    return np.minimum((u * n_actions).astype(np.int64), n_actions - 1)

@@ -1,0 +1,199 @@
+"""Bandits as a domain: the bandit behaviours and their mixture, the bandit pipeline, the bandit
+baselines and the regret measurement."""
+
+import json
+
+import numpy as np
+import pytest
+
+from omnirl.agents import PriorInfo
+from omnirl.agents.bandit import (BANDIT_COMPONENTS, ArmStats, BanditMix, BanditMixConfig, best_arms,
+                                  thompson_actions, ucb1_actions)
+from omnirl.data.generate import DatasetSpec, generate_dataset, prepare_task_set
+from omnirl.data.store import Dataset
+from omnirl.evaluate.__main__ import main as eval_main
+from omnirl.evaluate.baselines import BASELINES, run_baseline
+from omnirl.evaluate.envs import make_batch
+from omnirl.evaluate.envs.anymdp import bandit_batch
+from omnirl.evaluate.regret import RegretBatch, arm_means, regret_numbers
+from omnirl.tasks import sample_anymdp, sample_bandit
+
+A = 5
+
+
+def bandits(n, root=11):
+    return [sample_bandit(A, seed=(root, i)) for i in range(n)]
+
+
+def play(mix, tasks, steps, seed=0):
+    """``(actions, tags)`` ``(B, steps)`` of ``mix`` pulling the arms of ``tasks`` (noise-free rewards)."""
+    means = arm_means(tasks)
+    rows = np.arange(len(tasks))
+    acts, tags = [], []
+    obs = np.zeros(len(tasks), dtype=np.int64)
+    for _ in range(steps):
+        a = mix.act(obs)
+        acts.append(a)
+        tags.append(mix.last_tags.copy())
+        mix.observe(obs, a, means[rows, a], obs, np.zeros(len(tasks), bool))
+    return np.stack(acts, 1), np.stack(tags, 1)
+
+
+def only(name, **kw):
+    return BanditMixConfig(weights={name: 1.0}, **kw)
+
+
+def test_each_component_acts_as_documented():
+    tasks = bandits(32)
+    best = best_arms(tasks)
+    assert (best == np.argmax(arm_means(tasks), axis=1)).all()
+    seeds = [(0, i) for i in range(32)]
+    acts, tags = play(BanditMix(only("oracle"), tasks, seeds), tasks, 20)
+    assert (acts == best[:, None]).all() and (tags == int(PriorInfo.ORACLE_G0994)).all()
+    acts, tags = play(BanditMix(only("uniform"), tasks, seeds), tasks, 400)
+    share = np.bincount(acts.ravel(), minlength=A) / acts.size
+    assert np.abs(share - 1 / A).max() < 0.02 and (tags == int(PriorInfo.RANDOM)).all()
+    for name in ("ucb1", "thompson"):
+        acts, tags = play(BanditMix(only(name, ucb_c=(0.05, 0.05)), tasks, seeds), tasks, 300)
+        assert (tags == int(PriorInfo.MODEL_BASED)).all()
+        late = (acts[:, -100:] == best[:, None]).mean()
+        assert late > 0.8, (name, late)  # arm gaps can be tiny: UCB1 still tries the others
+    mix = BanditMix(only("epsilon_greedy", eps_start=(1.0, 1.0), eps_tau=(1.0, 1.0)), tasks, seeds)
+    acts, tags = play(mix, tasks, 400)
+    explored = tags == int(PriorInfo.RANDOM)
+    assert set(np.unique(tags)) == {int(PriorInfo.Q_LEARNING), int(PriorInfo.RANDOM)}
+    assert explored[:, :10].mean() > 0.5 > 0.1 > explored[:, -100:].mean()  # eps = 1 / (1 + t / 5)
+    assert mix.epsilon() == pytest.approx(1 / (1 + 400 / A))
+
+
+def test_a_row_depends_on_its_task_and_seed_only():
+    tasks = bandits(12)
+    seeds = [(3, i) for i in range(12)]
+    together, tags = play(BanditMix(BanditMixConfig(), tasks, seeds), tasks, 60)
+    alone = play(BanditMix(BanditMixConfig(), tasks[5:6], seeds[5:6]), tasks[5:6], 60)[0]
+    assert (together[5] == alone[0]).all()
+    again = play(BanditMix(BanditMixConfig(), tasks, seeds), tasks, 60)[0]
+    assert (together == again).all()
+    assert len(set(BanditMix(BanditMixConfig(), bandits(400), [(1, i) for i in range(400)]).kind)) == \
+        len(BANDIT_COMPONENTS)
+
+
+def test_learners_by_hand():
+    st = ArmStats(1, 3)
+    u = np.array([[0.1, 0.9, 0.5]])
+    assert ucb1_actions(st, 1.0, u)[0] == 1  # untried arms first, ties by u
+    for a, r in ((0, 1.0), (1, 0.0), (2, 0.5), (0, 1.0)):
+        st.update(np.array([a]), np.array([r]))
+    assert ucb1_actions(st, 0.0, u)[0] == 0  # greedy on the means
+    score = st.means() + 1.0 * np.sqrt(2 * np.log(4) / st.N)
+    assert ucb1_actions(st, 1.0, u)[0] == int(np.argmax(score))
+    # the posterior mean with z = 0: (m0 / s0^2 + R / s^2) / (1 / s0^2 + N / s^2)
+    post = (0.0 / 1.0 + st.R / 0.5 ** 2) / (1.0 + st.N / 0.5 ** 2)
+    assert post[0].tolist() == pytest.approx([8 / 9, 0.0, 0.4])
+    assert thompson_actions(st, np.zeros((1, 3)), 0.0, 1.0, 0.5)[0] == 0
+
+
+@pytest.mark.parametrize("kw, name", [
+    (dict(weights={"greedy": 1.0}), "weights"), (dict(weights={"ucb1": -1.0}), "weights"),
+    (dict(eps_start=(0.5, 1.5)), "eps_start"), (dict(eps_tau=(0.0, 1.0)), "eps_tau"),
+    (dict(ucb_c=(-1.0, 1.0)), "ucb_c"), (dict(noise_std=0.0), "noise_std"), (dict(prior_std=-1.0), "prior_std"),
+])
+def test_bad_config(kw, name):
+    with pytest.raises(ValueError, match=name):
+        BanditMixConfig(**kw)
+
+
+def test_the_mix_refuses_mdps():
+    with pytest.raises(ValueError, match="bandit"):
+        BanditMix(BanditMixConfig(), [sample_anymdp(16, A, seed=0)], [(0,)], n_obs=1)
+
+
+def test_bandit_pipeline_data(tmp_path):
+    tasks_dir = prepare_task_set(tmp_path / "bandits", 16, "1", A, task_seed=3)
+    spec = DatasetSpec(pipeline="bandit", n_sequences=16, length=200, n_obs=1, n_actions=A, seed=2,
+                       task_set=str(tasks_dir))
+    generate_dataset(spec, tmp_path / "d")
+    ds = Dataset.open(tmp_path / "d")
+    from omnirl.tasks.taskset import TaskSet
+    tasks = TaskSet.load(tasks_dir)
+    seen_tags = set()
+    for j in range(len(ds)):
+        seq = ds.sequence(j)
+        pulls = seq["action"] < A  # every other entry is an episode-end marker
+        assert pulls.mean() == pytest.approx(0.5, abs=0.01)
+        best = int(np.argmax(tasks[int(seq["task_index"])].reward[0, :, 0]))
+        assert (seq["label"][pulls] == best).all() and (seq["prompt"][pulls] == 3).all()
+        seen_tags |= set(seq["tag"][pulls].tolist())
+    assert seen_tags <= {3, 4, 5, 6, 7} and len(seen_tags) >= 3
+    with pytest.raises(ValueError, match="n_obs"):
+        DatasetSpec(pipeline="bandit", n_sequences=4, length=20, n_obs=16, n_actions=A, seed=0)
+
+
+def test_bandit_baselines_learn_and_refuse_mdps():
+    assert {"ucb1", "thompson", "uniform"} <= set(BASELINES)
+    regret = {}
+    for name in ("ucb1", "thompson", "uniform"):
+        batch = RegretBatch(bandit_batch(24, seed=5))
+        eps = run_baseline(name, batch, 300, seed=1)
+        assert len(eps) == 24 * 300  # one episode per pull
+        regret[name] = regret_numbers(batch.regret(), batch.gap)
+    assert regret["ucb1"]["regret"] < 0.2 * regret["uniform"]["regret"]
+    assert regret["thompson"]["regret"] < 0.2 * regret["uniform"]["regret"]
+    assert abs(regret["uniform"]["regret_score"]) < 0.1
+    a = run_baseline("thompson", bandit_batch(6, seed=5), 50, seed=1)
+    b = run_baseline("thompson", bandit_batch(6, seed=5), 50, seed=1)
+    assert (a.raw_return == b.raw_return).all()
+    with pytest.raises(ValueError, match="n_states"):
+        run_baseline("ucb1", make_batch("anymdp16", 2, seed=0), 10, seed=0)
+
+
+@pytest.mark.parametrize("name", ["ucb1", "thompson", "uniform"])
+def test_bandit_baseline_configs(name):
+    from omnirl.evaluate.baselines import make_config
+    cfg = make_config(name, {"log_every": 8})
+    assert cfg.log_every == 8 and make_config(name, None) == BASELINES[name].config_cls()
+    with pytest.raises(ValueError, match="log_everyy"):
+        make_config(name, {"log_everyy": 8})
+    log = []
+    run_baseline(name, bandit_batch(2, seed=0), 20, seed=0, config=cfg, log=log)
+    assert [e["step"] for e in log] == [8, 16, 20] and 0 < log[-1]["tried"] <= 1
+
+
+def test_regret_by_hand():
+    batch = RegretBatch(bandit_batch(3, seed=0))
+    mu = batch.means
+    batch.reset(0)
+    best = mu.argmax(1)
+    worst = mu.argmin(1)
+    batch.step(best)
+    batch.step(worst)
+    r = batch.regret()
+    assert r.shape == (3, 2)
+    assert r[:, 0] == pytest.approx(0.0) and r[:, 1] == pytest.approx(mu.max(1) - mu.min(1))
+    n = regret_numbers(r, batch.gap, at=(1, 5))
+    assert n["regret@1"] == pytest.approx(0.0) and "regret@5" not in n
+    assert n["regret"] == pytest.approx((mu.max(1) - mu.min(1)).mean())
+    assert n["regret_score"] == pytest.approx(np.mean(1 - (mu.max(1) - mu.min(1)) / (2 * batch.gap)))
+    with pytest.raises(ValueError, match="bandits"):
+        RegretBatch(make_batch("anymdp16", 2, seed=0))
+
+
+def test_evaluate_reports_regret_on_bandits(tmp_path, capsys):
+    code = eval_main(["--envs", "bandit5", "--run.n_envs=4", "--run.steps=120", f"--run.out_dir={tmp_path}",
+                      "--run.wandb_mode=disabled", "--run.baselines=[ucb1,thompson,uniform,tql_ucb]"])
+    assert code == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    methods = [r["method"] for r in summary["regret"]]
+    assert methods == ["ucb1", "thompson", "uniform", "tql_ucb"]
+    by = {r["method"]: r for r in summary["regret"]}
+    assert by["thompson"]["regret@100"] < by["uniform"]["regret@100"]
+    assert by["uniform"]["regret@500"] is None or np.isnan(by["uniform"]["regret@500"])  # beyond the run
+    arrays = np.load(tmp_path / "regret.npz")
+    assert arrays["bandit5/ucb1"].shape == (4, 120)
+    assert "cumulative regret" in capsys.readouterr().out
+    # the bandit baselines are skipped on other environments
+    code = eval_main(["--envs", "anymdp16", "--run.n_envs=2", "--run.steps=20", f"--run.out_dir={tmp_path / 'm'}",
+                      "--run.wandb_mode=disabled", "--run.baselines=[ucb1,tql_ucb]"])
+    assert code == 0
+    summary = json.loads((tmp_path / "m" / "summary.json").read_text())
+    assert [r["method"] for r in summary["rows"]] == ["tql_ucb"] and summary["regret"] == []
