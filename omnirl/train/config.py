@@ -109,6 +109,10 @@ class TrainSection:
     """Optimiser steps between validations."""
     precision: str = "32-true"
     """Lightning precision (``bf16-mixed`` on CUDA)."""
+    compile: bool = False
+    """Compile the model's forward pass with ``torch.compile`` (``nn.Module.compile``: weights and
+    checkpoints are unchanged). Off by default: on the CPU the tiny backbones gain too little for
+    the compile time (``benchmarks/bench_training.py``, section ``compile``)."""
     devices: int | str = "auto"
     """Devices per node (``auto``, or a count: more than one runs DDP, one process each)."""
     num_nodes: int = 1
@@ -127,6 +131,8 @@ class TrainSection:
         check_float("lr", self.lr, min_value=0.0, min_inclusive=False)
         check_float("weight_decay", self.weight_decay, min_value=0.0)
         check_float("grad_clip", self.grad_clip, min_value=0.0)
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be true or false, got {self.compile!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -144,6 +144,8 @@ class OmniRLModule(lightning.LightningModule):
         self.save_hyperparameters({"config": config_to_dict(config)})
         self.config = config
         self.model = OmniRL(config.model.build())
+        if config.train.compile:
+            self.model.compile()  # compiles the model's __call__; parameters and state_dict unchanged
         self.automatic_optimization = False
         self.val_names: list[str] = []
         """Validation-set names by data-loader index (``val{i}`` beyond the list)."""
