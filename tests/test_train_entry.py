@@ -32,6 +32,18 @@ def test_train_entry_point_runs(tiny_data, tmp_path, monkeypatch):
             "--train.val_every=2", f"--logging.out_dir={tmp_path / 'run'}", "--model.backbone=mamba2"]
     assert train_main(args) == 0
     assert any((tmp_path / "run").rglob("*.ckpt"))
+    # the reference (on by default) is logged beside the model's curves
+    rows = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    val = [r for r in rows if "val/unseen/policy_loss" in r]
+    assert len(val) == 2
+    for key in ("reference_policy_loss", "reference_policy_loss_first_quarter", "reference_policy_loss_last_quarter",
+                "policy_loss_first_quarter", "gain", "next_state_loss_reference_pair",
+                "next_state_loss_reference_state", "reward_loss_reference_pair", "reward_loss_reference_state"):
+        assert f"val/unseen/{key}" in val[-1], key
+    assert 0.0 < val[-1]["val/unseen/reference_policy_loss"] < 1.7
+    assert val[0]["val/unseen/reference_policy_loss"] == val[-1]["val/unseen/reference_policy_loss"]
+    curves = json.loads((tmp_path / "run" / "position_curves.json").read_text())["curves"]["unseen"]
+    assert {"reference", "world/next_state/reference_pair", "world/reward/reference_state"} <= set(curves)
 
 
 @pytest.mark.parametrize("quiet", [False, True])

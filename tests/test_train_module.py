@@ -282,3 +282,45 @@ def test_validation_curves_per_set_and_behaviour():
             if behaviour != "all":
                 assert metrics[f"val/{name}/{behaviour}/policy_loss"] == pytest.approx(mean(m), rel=1e-4)
     assert not np.allclose(module.position_curves["seen"]["random"], module.position_curves["seen"]["oracle"])
+
+
+def test_validation_logs_the_reference_and_the_gain():
+    from omnirl.agents.reference import learning_gain
+    from omnirl.train.data import REFERENCE_FIELDS
+    from omnirl.train.module import REFERENCE_CURVES
+
+    module = make_module(position_bins=4)
+    module.val_names = ["unseen"]
+    batch = make_batch(6)
+    batch["start"].zero_()
+    g = torch.Generator().manual_seed(1)
+    for f in REFERENCE_FIELDS:  # (B, T) per-step reference losses, 0 at end markers like the model's
+        batch[f] = torch.rand(B, T, generator=g) * (batch["label"][:, :-1] < A)
+    batch["ref_policy"] = torch.linspace(2.0, 0.5, T).repeat(B, 1) * (batch["label"][:, :-1] < A)
+    check = trainer(1)
+    check.validate(module, dataloaders=[torch.utils.data.DataLoader(
+        [{k: v[i] for k, v in batch.items()} for i in range(B)], batch_size=B)], verbose=False)
+    metrics = {k: float(v) for k, v in check.callback_metrics.items()}
+    curves = module.position_curves["unseen"]
+    assert set(REFERENCE_CURVES) <= set(curves)
+
+    mask = (batch["label"][:, :-1] < A).float()
+    with torch.no_grad():
+        inputs, targets = split_window(batch)
+        loss = module.model.losses(module.model(**inputs)[0], **targets)["policy"]
+
+    def mean(x, positions=slice(None)):
+        return float((x[:, positions] * mask[:, positions]).sum() / mask[:, positions].sum())
+
+    q1, q4 = slice(0, T // 4), slice(3 * T // 4, None)
+    ref = batch["ref_policy"]
+    assert metrics["val/unseen/reference_policy_loss"] == pytest.approx(mean(ref), rel=1e-5)
+    assert metrics["val/unseen/reference_policy_loss_first_quarter"] == pytest.approx(mean(ref, q1), rel=1e-5)
+    assert metrics["val/unseen/reference_policy_loss_last_quarter"] == pytest.approx(mean(ref, q4), rel=1e-5)
+    assert metrics["val/unseen/policy_loss_first_quarter"] == pytest.approx(mean(loss, q1), rel=1e-4)
+    expected = learning_gain(mean(loss, q1), mean(loss, q4), mean(ref, q1), mean(ref, q4))
+    assert metrics["val/unseen/gain"] == pytest.approx(expected, rel=1e-3, abs=1e-5)
+    for key, field in REFERENCE_CURVES.items():
+        if key != "reference":
+            metric = key.split("/")[1] + "_loss_" + key.split("/")[2]
+            assert metrics[f"val/unseen/{metric}"] == pytest.approx(mean(batch[field]), rel=1e-5), key

@@ -37,9 +37,9 @@ label oracle's action in the true task, under a posterior over tasks given the c
   (``omnirl.tasks.solver.policy_iteration_r``) at the label oracle's discount (the sequence's
   first ``prompt``, ``omnirl.agents.prior.ORACLE_GAMMAS``; the reference gamma 0.994 for a prompt
   that is not an oracle); the output is the frequency with which each action is optimal in
-  ``obs[t]``. The models are re-drawn and re-solved at every step of the first ``dense_steps`` and
-  then every ``refresh`` steps; in between the last solve (from an earlier, shorter context) is
-  reused. Actions whose values tie (or nearly) in the true task are split by the reference, while
+  ``obs[t]`` (with ``vote_prior`` pseudo-votes per action). The models are re-drawn and re-solved
+  at every step of the first ``dense_steps`` and then every ``refresh`` steps; in between the last
+  solve (from an earlier, shorter context) is reused. Actions whose values tie (or nearly) in the true task are split by the reference, while
   the label oracle breaks exact ties towards the lowest id.
 
 Both are mixed with the uniform distribution, ``(1 - smoothing) p + smoothing / A`` (the Monte
@@ -83,8 +83,12 @@ MIN_GAIN_DROP = 1e-3
 class ReferenceConfig:
     """Settings of the Bayes-optimal reference learner (see the module docstring)."""
 
-    samples: int = 16
+    samples: int = 32
     """MDPs: posterior models drawn and solved per refresh."""
+    vote_prior: float = 0.5
+    """MDPs: pseudo-count added to every action's count of optimal votes among the ``samples``
+    models (``(votes + c) / (samples + A c)``): few Monte Carlo votes alone would put zero or
+    inflated probabilities on actions and inflate the cross-entropy of a vague posterior."""
     transition_prior: float = 0.1
     """MDPs: Dirichlet pseudo-count of every next observed id of every (s, a)."""
     reward_prior: float = 1.0
@@ -117,7 +121,7 @@ class ReferenceConfig:
             check_int(f, getattr(self, f), min_value=1)
         for f in ("dense_steps", "seed"):
             check_int(f, getattr(self, f), min_value=0)
-        for f in ("transition_prior", "reward_prior", "count_prior"):
+        for f in ("transition_prior", "reward_prior", "count_prior", "vote_prior"):
             check_float(f, getattr(self, f), min_value=0.0, min_inclusive=False)
         check_float("smoothing", self.smoothing, min_value=0.0, max_value=1.0, max_inclusive=False)
 
@@ -504,7 +508,8 @@ def mdp_policy(obs: np.ndarray, action: np.ndarray, reward: np.ndarray, prompt: 
                     sel = g == gamma
                     _, act = policy_iteration_r(P[:, sel], rr[:, sel], float(gamma), warm[:, sel])
                     warm[:, sel] = act
-                freq = np.stack([(warm == j).mean(0) for j in range(A)], -1)  # (Bc, S, A)
+                votes = np.stack([(warm == j).sum(0) for j in range(A)], -1)  # (Bc, S, A)
+                freq = (votes + config.vote_prior) / (K + A * config.vote_prior)
             out[sl, t] = freq[rows, o[:, t]]
     out = _smooth(out, config.smoothing)
     out[action == A] = 1.0 / A

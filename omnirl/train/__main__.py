@@ -152,7 +152,7 @@ def _fit(cfg: Any) -> int:
         return 2
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.train.seed, workers=True)
-    data = OmniRLDataModule(cfg.data)
+    data = OmniRLDataModule(cfg.data, reference=cfg.reference, model=cfg.model)
     module = OmniRLModule(cfg)
     module.val_names = list(data.val_names)
     mode = wandb_mode(cfg.logging.wandb_mode)

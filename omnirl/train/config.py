@@ -3,7 +3,8 @@
     python -m omnirl.train --config experiments/configs/tiny.yaml --model.backbone=gdn --train.segment_len=256
 
 Sections: ``model`` (what to build), ``data`` (where sequences come from), ``train`` (the
-segment-wise optimisation), ``logging`` (W&B and checkpoints). Every field has a default; a YAML
+segment-wise optimisation), ``reference`` (the Bayes-optimal reference beside the validation
+curves), ``logging`` (W&B and checkpoints). Every field has a default; a YAML
 file sets only what differs.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from omnirl._validate import check_choice, check_float, check_int
+from omnirl.agents.reference import ReferenceConfig
 from omnirl.model.backbone import BACKBONES, PRESETS, preset
 from omnirl.model.omnirl import LAYOUTS, REWARD_LOSSES, OmniRLConfig
 from omnirl.model.rewards import REWARD_TRANSFORMS
@@ -136,6 +138,24 @@ class TrainSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReferenceSection:
+    """The Bayes-optimal reference learner (``omnirl.agents.reference``) logged beside every
+    validation curve: computed once per validation set, on exactly the windows validation
+    evaluates, and cached (it does not change during training)."""
+
+    enabled: bool = True
+    """Compute the reference and log ``val/NAME/reference_*`` and ``val/NAME/gain``."""
+    learner: ReferenceConfig = dataclasses.field(default_factory=ReferenceConfig)
+    """The reference's settings (posterior samples, priors, refresh interval, ...)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"enabled must be true or false, got {self.enabled!r}")
+        if not isinstance(self.learner, ReferenceConfig):
+            raise ValueError(f"learner must be a ReferenceConfig, got {type(self.learner).__name__}")
+
+
+@dataclasses.dataclass(frozen=True)
 class LoggingSection:
     """Where the run writes."""
 
@@ -166,6 +186,8 @@ class TrainConfig:
     """The data."""
     train: TrainSection = dataclasses.field(default_factory=TrainSection)
     """The optimisation."""
+    reference: ReferenceSection = dataclasses.field(default_factory=ReferenceSection)
+    """The reference learner of the validation sets."""
     logging: LoggingSection = dataclasses.field(default_factory=LoggingSection)
     """Outputs."""
 

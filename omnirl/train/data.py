@@ -17,6 +17,11 @@ in every checkpoint, under ``loops.fit_loop.state_dict.combined_loader``) is the
 sampler's epoch and the batches of it the trainer has trained on. ``load_state_dict`` makes the next
 pass over that epoch start right after them, so a run resumed mid-epoch sees exactly the batches an
 uninterrupted run would have.
+
+Reference: with a ``ReferenceSection`` (enabled), each validation set computes the Bayes-optimal
+reference (``omnirl.agents.reference``) once, on its windows (from step 0), before its loader is
+built, and every item then also holds the reference's per-step losses, ``(T,)`` float32 aligned with
+the model's ``T`` positions (0 at end markers): ``REFERENCE_FIELDS``.
 """
 
 from __future__ import annotations
@@ -31,12 +36,54 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from omnirl._validate import check_int
+from omnirl._validate import check_choice, check_int
+from omnirl.agents.reference import ReferenceConfig, reference_policy, world_model_reference
 from omnirl.data.store import Dataset
-from omnirl.train.config import DataSection
+from omnirl.model.omnirl import REWARD_LOSSES
+from omnirl.model.rewards import REWARD_TRANSFORMS, init_memory, transform_rewards
+from omnirl.train.config import DataSection, ModelSection, ReferenceSection
 
 INT_FIELDS = ("obs", "prompt", "tag", "action", "label")
 """Step fields returned as int64 tensors (``reward`` is float32)."""
+REFERENCE_FIELDS = ("ref_policy", "ref_next_state_state", "ref_next_state_pair", "ref_reward_state",
+                    "ref_reward_pair")
+"""Per-step reference losses of a validation item: policy cross-entropy, next-state cross-entropy
+of the state- and pair-keyed counts, reward loss of the state- and pair-keyed running means."""
+
+
+def reference_losses(steps: dict[str, np.ndarray], n_obs: int, n_actions: int, config: ReferenceConfig,
+                     reward_transform: str = "none", reward_loss: str = "mse") -> dict[str, np.ndarray]:
+    """``REFERENCE_FIELDS`` of windows of ``T + 1`` steps: ``(n, T)`` float32 each.
+
+    steps: ``(n, T + 1)`` step columns (``obs``, ``action``, ``reward``, ``prompt``, ``label``) of
+    windows starting at step 0. The reward references predict the reward as the model's reward head
+    does: transformed by ``reward_transform`` (from a fresh reward memory) and scored with
+    ``reward_loss`` (``mse`` or ``huber``, delta 1).
+    """
+    check_choice("reward_transform", reward_transform, REWARD_TRANSFORMS)
+    check_choice("reward_loss", reward_loss, REWARD_LOSSES)
+    obs, action = steps["obs"].astype(np.int64), steps["action"].astype(np.int64)
+    reward = steps["reward"].astype(np.float64)
+    policy = reference_policy(obs, action, reward, steps["prompt"], steps["label"], n_obs, n_actions, config)
+    raw = torch.from_numpy(reward)
+    target, _ = transform_rewards(reward_transform, raw, torch.from_numpy(action < n_actions),
+                                  init_memory(raw.shape[0]))  # (n, T + 1)
+    world = world_model_reference(obs, action, target.numpy(), n_obs, n_actions, config.count_prior)
+    live = torch.from_numpy(action < n_actions)
+
+    def loss(prediction: np.ndarray) -> np.ndarray:
+        pred = torch.from_numpy(prediction).float()
+        if reward_loss == "huber":
+            out = torch.nn.functional.huber_loss(pred, target, reduction="none", delta=1.0)
+        else:
+            out = (pred - target).square()
+        return (out * live).numpy()
+
+    T = obs.shape[1] - 1
+    out = {"ref_policy": policy.loss, "ref_next_state_state": world.next_state_state,
+           "ref_next_state_pair": world.next_state_pair, "ref_reward_state": loss(world.reward_state),
+           "ref_reward_pair": loss(world.reward_pair)}
+    return {k: np.ascontiguousarray(v[:, :T], dtype=np.float32) for k, v in out.items()}
 
 
 class WindowDataset(torch.utils.data.Dataset):
@@ -73,6 +120,9 @@ class WindowDataset(torch.utils.data.Dataset):
         self.n_obs, self.n_actions = first.n_obs, first.n_actions
         self.lengths = [ds.header.length for ds in self._datasets]
         self._ends = np.cumsum([len(ds) for ds in self._datasets])
+        self.reference: dict[str, np.ndarray] | None = None
+        """``REFERENCE_FIELDS`` of every item, ``(len, window)`` each, once ``compute_reference``
+        has run (windows from step 0 only)."""
 
     def __len__(self) -> int:
         return int(self._ends[-1])
@@ -101,6 +151,19 @@ class WindowDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng((self.seed, epoch, int(i)))
         return int(rng.integers(0, self.lengths[k] - (self.window + 1), endpoint=True))
 
+    def compute_reference(self, config: ReferenceConfig, reward_transform: str = "none",
+                          reward_loss: str = "mse") -> dict[str, np.ndarray]:
+        """Compute (once) and attach the reference losses of every item (``reference_losses``);
+        items then also hold ``REFERENCE_FIELDS``. Only for windows from step 0."""
+        if self.random_start:
+            raise ValueError("compute_reference needs windows from step 0 (random_start=False)")
+        if self.reference is None:
+            items = [self[i] for i in range(len(self))]
+            steps = {f: torch.stack([x[f] for x in items]).numpy() for f in (*INT_FIELDS, "reward")}
+            self.reference = reference_losses(steps, self.n_obs, self.n_actions, config, reward_transform,
+                                              reward_loss)
+        return self.reference
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         k, j = self.locate(i)
@@ -111,6 +174,8 @@ class WindowDataset(torch.utils.data.Dataset):
         out = {f: torch.from_numpy(np.asarray(w[f], dtype=np.int64)) for f in INT_FIELDS}
         out["reward"] = torch.from_numpy(np.array(w["reward"], dtype=np.float32))
         out["start"] = torch.tensor(start, dtype=torch.int64)
+        if self.reference is not None:
+            out.update({f: torch.from_numpy(v[i]) for f, v in self.reference.items()})
         return out
 
 
@@ -172,10 +237,13 @@ class OmniRLDataModule(lightning.LightningDataModule):
     """Training and validation loaders of a ``DataSection``.
 
     ``n_obs`` / ``n_actions`` are those of the data (all datasets must agree); ``val_names`` lists
-    the validation sets in the order of ``val_dataloader()``.
+    the validation sets in the order of ``val_dataloader()``. With ``reference`` enabled, the
+    validation sets carry the reference's losses (computed at the first ``val_dataloader()``), its
+    reward references following ``model``'s reward transform and loss.
     """
 
-    def __init__(self, data: DataSection, check_checksums: bool = True):
+    def __init__(self, data: DataSection, check_checksums: bool = True,
+                 reference: ReferenceSection | None = None, model: ModelSection | None = None):
         super().__init__()
         if not isinstance(data, DataSection):
             raise ValueError(f"data must be a DataSection, got {type(data).__name__}")
@@ -184,7 +252,13 @@ class OmniRLDataModule(lightning.LightningDataModule):
         if not isinstance(data.validation, dict):
             raise ValueError(f"data.validation must be a dict of name -> directory, got "
                              f"{type(data.validation).__name__}")
+        if reference is not None and not isinstance(reference, ReferenceSection):
+            raise ValueError(f"reference must be a ReferenceSection, got {type(reference).__name__}")
+        if model is not None and not isinstance(model, ModelSection):
+            raise ValueError(f"model must be a ModelSection, got {type(model).__name__}")
         self.data = data
+        self.reference = reference
+        self.model = model if model is not None else ModelSection()
         self.train_set = WindowDataset(list(data.train), data.window, seed=data.seed,
                                        check_checksums=check_checksums)
         self.n_obs, self.n_actions = self.train_set.n_obs, self.train_set.n_actions
@@ -228,7 +302,11 @@ class OmniRLDataModule(lightning.LightningDataModule):
 
     def val_dataloader(self) -> list[DataLoader]:
         """One loader per validation set (``val_names``), windows from step 0, in order."""
+        if self.reference is not None and self.reference.enabled:
+            for ds in self.val_sets:
+                ds.compute_reference(self.reference.learner, self.model.reward_transform, self.model.reward_loss)
         return [self._loader(ds, shuffle=False) for ds in self.val_sets]
 
 
-__all__ = ["EpochSampler", "OmniRLDataModule", "ResumableDataLoader", "WindowDataset"]
+__all__ = ["EpochSampler", "OmniRLDataModule", "REFERENCE_FIELDS", "ResumableDataLoader", "WindowDataset",
+           "reference_losses"]

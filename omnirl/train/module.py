@@ -27,6 +27,16 @@ and reward losses (over every step but end markers) the same way: ``val/NAME/nex
 ``self.position_curves[NAME]`` keeps the binned curves (numpy arrays) for plotting, the
 world-model ones under ``world/next_state`` and ``world/reward``.
 
+Reference (when the validation items carry ``omnirl.train.data.REFERENCE_FIELDS``, i.e.
+``reference.enabled``): the Bayes-optimal reference's policy loss on the same steps,
+``val/NAME/reference_policy_loss`` with ``_last_quarter``, ``_first_quarter`` and ``_first_steps``,
+beside the model's ``val/NAME/policy_loss_first_quarter``, and ``val/NAME/gain`` = (model's
+first-quarter loss - last-quarter loss) / (reference's), NaN when the reference's drop is below
+``omnirl.agents.reference.MIN_GAIN_DROP`` (``learning_gain``). With a world model, the count-based
+references ``val/NAME/next_state_loss_reference_state`` / ``_reference_pair`` and
+``val/NAME/reward_loss_reference_state`` / ``_reference_pair`` (and their ``_last_quarter``). Their
+curves: ``reference`` and ``world/next_state/reference_state`` etc. (``REFERENCE_CURVES``).
+
 Checkpoints: Lightning stores the weights, the optimiser and the learning-rate scheduler (returned
 by ``configure_optimizers``, so tracked though stepped by hand here), the loop progress and the
 training loader's data cursor (``omnirl.train.data.ResumableDataLoader``); ``on_save_checkpoint``
@@ -49,6 +59,7 @@ import torch
 from torch import Tensor
 
 from omnirl.agents.prior import PriorInfo
+from omnirl.agents.reference import learning_gain
 from omnirl.config import config_from_dict, config_to_dict
 from omnirl.model.backbone import State, detach_state
 from omnirl.model.omnirl import OmniRL
@@ -60,6 +71,18 @@ FIRST_STEPS = 32
 """Steps of the ``policy_loss_first_steps`` validation metric."""
 WORLD_MODEL_CURVES = {"world/next_state": "next_state", "world/reward": "reward"}
 """Position-curve keys of the world-model losses, and the ``OmniRL.losses`` entries they average."""
+REFERENCE_CURVES = {"reference": "ref_policy",
+                    "world/next_state/reference_state": "ref_next_state_state",
+                    "world/next_state/reference_pair": "ref_next_state_pair",
+                    "world/reward/reference_state": "ref_reward_state",
+                    "world/reward/reference_pair": "ref_reward_pair"}
+"""Position-curve keys of the reference's losses, and the validation-item fields they average."""
+REFERENCE_METRICS = {"reference": "reference_policy_loss",
+                     "world/next_state/reference_state": "next_state_loss_reference_state",
+                     "world/next_state/reference_pair": "next_state_loss_reference_pair",
+                     "world/reward/reference_state": "reward_loss_reference_state",
+                     "world/reward/reference_pair": "reward_loss_reference_pair"}
+"""Metric name (``val/NAME/...``) of each reference curve."""
 BEHAVIOURS: dict[str, tuple[int, ...] | None] = {
     "all": None,
     "random": (PriorInfo.RANDOM,),
@@ -155,7 +178,7 @@ class OmniRLModule(lightning.LightningModule):
         self.skipped_steps = 0
         self.tokens_seen = 0
         """Environment steps trained on (``B * T`` per batch, summed over processes)."""
-        self._val_sums: dict[str, tuple[Tensor, Tensor]] = {}
+        self._val_sums: dict[str, tuple[tuple[str, ...], Tensor, Tensor]] = {}
 
     # ---------------------------------------------------------------- training
 
@@ -260,10 +283,15 @@ class OmniRLModule(lightning.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_sums = {}
 
-    def _curve_names(self) -> tuple[str, ...]:
+    def _curve_names(self, reference: bool = False) -> tuple[str, ...]:
         """The rows of a validation set's sums: the policy loss by behaviour, then the world-model
-        losses (over all steps) when the model has a world model."""
-        return (*BEHAVIOURS, *(WORLD_MODEL_CURVES if self.model.state_head is not None else ()))
+        losses (over all steps) when the model has a world model, then the reference's (with
+        ``reference``: its policy loss, and its world-model losses with a world model)."""
+        world = self.model.state_head is not None
+        rows = (*BEHAVIOURS, *(WORLD_MODEL_CURVES if world else ()))
+        if reference:
+            rows += tuple(k for k in REFERENCE_CURVES if world or not k.startswith("world/"))
+        return rows
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         inputs, targets = split_window(batch)
@@ -277,29 +305,37 @@ class OmniRLModule(lightning.LightningModule):
         steps = label < self.model.config.n_actions  # (B, T)
 
         name = self.val_name(dataloader_idx)
-        rows = self._curve_names()
+        rows = self._curve_names(reference=REFERENCE_CURVES["reference"] in batch)
         if name not in self._val_sums:
             shape = (len(rows), T)
-            self._val_sums[name] = (torch.zeros(shape, device=self.device), torch.zeros(shape, device=self.device))
-        sums, counts = self._val_sums[name]  # (rows, T): loss sums and step counts by position
+            self._val_sums[name] = (rows, torch.zeros(shape, device=self.device),
+                                    torch.zeros(shape, device=self.device))
+        held, sums, counts = self._val_sums[name]  # (rows, T): loss sums and step counts by position
         if sums.shape[1] != T:
             raise ValueError(f"validation set {name!r}: windows of {T} steps after windows of {sums.shape[1]}")
+        if held != rows:
+            raise ValueError(f"validation set {name!r}: batches with and without reference losses")
         for i, tags in enumerate(BEHAVIOURS.values()):
             mask = steps if tags is None else steps & torch.isin(tag, torch.tensor(tags, device=tag.device))
             sums[i] += (policy * mask).sum(dim=0)
             counts[i] += mask.sum(dim=0)
         for i, key in enumerate(rows[len(BEHAVIOURS):], start=len(BEHAVIOURS)):
-            sums[i] += torch.cat([p[WORLD_MODEL_CURVES[key]] for p in parts], dim=1).sum(dim=0)  # 0 at end markers
+            if key in WORLD_MODEL_CURVES:
+                loss = torch.cat([p[WORLD_MODEL_CURVES[key]] for p in parts], dim=1)  # 0 at end markers
+            else:
+                loss = batch[REFERENCE_CURVES[key]].to(sums.dtype)  # (B, T), 0 at end markers
+            sums[i] += loss.sum(dim=0)
             counts[i] += steps.sum(dim=0)
 
     def on_validation_epoch_end(self) -> None:
         bins = self.config.train.position_bins
-        for name, (sums, counts) in self._val_sums.items():
+        for name, (rows, sums, counts) in self._val_sums.items():
             sums = self.trainer.strategy.reduce(sums.clone(), reduce_op="sum")
             counts = self.trainer.strategy.reduce(counts.clone(), reduce_op="sum")
             T = sums.shape[1]
             position = torch.arange(T, device=sums.device)
             first, last_quarter = position < FIRST_STEPS, position >= (3 * T) // 4
+            first_quarter = position < T // 4
 
             def mean(i: int, where: Tensor | slice = slice(None)) -> Tensor:
                 return sums[i, where].sum() / counts[i, where].sum()
@@ -308,16 +344,26 @@ class OmniRLModule(lightning.LightningModule):
             # logger would label them one step lower under manual optimisation)
             self.log(f"val/{name}/policy_loss", mean(0), logger=False)
             self.log(f"val/{name}/policy_loss_last_quarter", mean(0, last_quarter), logger=False)
+            self.log(f"val/{name}/policy_loss_first_quarter", mean(0, first_quarter), logger=False)
             self.log(f"val/{name}/policy_loss_first_steps", mean(0, first), logger=False)
             for i, behaviour in enumerate(BEHAVIOURS):
                 if behaviour != "all" and counts[i].sum() > 0:
                     self.log(f"val/{name}/{behaviour}/policy_loss", mean(i), logger=False)
-            rows = self._curve_names()
             for i, key in enumerate(rows[len(BEHAVIOURS):], start=len(BEHAVIOURS)):
-                metric = f"{WORLD_MODEL_CURVES[key]}_loss"
+                if key in WORLD_MODEL_CURVES:
+                    metric = f"{WORLD_MODEL_CURVES[key]}_loss"
+                    self.log(f"val/{name}/{metric}_first_steps", mean(i, first), logger=False)
+                else:
+                    metric = REFERENCE_METRICS[key]
                 self.log(f"val/{name}/{metric}", mean(i), logger=False)
                 self.log(f"val/{name}/{metric}_last_quarter", mean(i, last_quarter), logger=False)
-                self.log(f"val/{name}/{metric}_first_steps", mean(i, first), logger=False)
+            if "reference" in rows:
+                r = rows.index("reference")
+                self.log(f"val/{name}/reference_policy_loss_first_quarter", mean(r, first_quarter), logger=False)
+                self.log(f"val/{name}/reference_policy_loss_first_steps", mean(r, first), logger=False)
+                gain = learning_gain(float(mean(0, first_quarter)), float(mean(0, last_quarter)),
+                                     float(mean(r, first_quarter)), float(mean(r, last_quarter)))
+                self.log(f"val/{name}/gain", torch.tensor(gain), logger=False)
 
             bin_of = position * bins // T  # (T,) bin index of each position
 
@@ -331,5 +377,5 @@ class OmniRLModule(lightning.LightningModule):
         self._val_sums = {}
 
 
-__all__ = ["WORLD_MODEL_CURVES", "OmniRLModule", "position_weights", "lr_factor", "segment_slices", "split_window",
+__all__ = ["REFERENCE_CURVES", "REFERENCE_METRICS", "WORLD_MODEL_CURVES", "OmniRLModule", "position_weights", "lr_factor", "segment_slices", "split_window",
            "detach_model_state", "rng_states", "set_rng_states", "BEHAVIOURS", "FIRST_STEPS", "MIN_WEIGHT"]
