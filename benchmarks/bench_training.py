@@ -6,6 +6,7 @@ throughput.
         [--segment 128] [--warmup 3] [--steps 20] [--memory-backbone gdn]
         [--memory-lengths 256,1024,4096] [--memory-segment 128] [--loader-workers 0,1]
         [--loader-batches 1000] [--tasks 64] [--sequences 64] [--cli-backbone gdn] [--cli-steps 60]
+        [--compile-backbones rwkv7,gdn,gsa,mamba2] [--gpu-batch 8] [--gpu-window 4096] [--gpu-steps 10]
         [--threads 1] [--seed 0] [--quick] [--out FILE]
 
 Everything runs in fp32 on ``--threads`` CPU threads (default one, like the other benchmarks). One
@@ -61,6 +62,29 @@ of any section (one step more than the largest ``T``).
     and the training section's median rate over each (``ratio``, ``marginal_ratio``); the target
     is ``ratio`` <= 1.5 (``CLI_TARGET``).
 
+``compile``
+    Eager against ``torch.compile`` (``train.compile``) for each of ``--compile-backbones`` (default
+    all four; none with ``--quick``): the training section's fit, run again with ``train.compile:
+    true`` on the same data, seeds and batches. Its first batch (which compiles) is timed on its own
+    (``compile_s``: that batch's time less the eager median step); then ``--warmup`` untimed and
+    ``--steps`` timed batches as above. Reported per backbone: both median step times, ``speedup``
+    (eager median over compiled median), ``break_even_steps`` (``compile_s`` over the time a step
+    saves: the run length from which compiling pays), and ``max_loss_rel_diff``, the largest
+    relative difference between the two runs' training losses, batch by batch. ``adopt`` is the
+    rule for making it the default: ``speedup >= 1.3`` (``COMPILE_TARGET``) and losses equal within
+    ``LOSS_RTOL``. The command line is also timed with ``train.compile: true`` (``cli.compiled``),
+    what a user who sets it gets as a whole process.
+
+``gpu``
+    Only where a CUDA device is present (otherwise ``{"skipped": reason}``): for each backbone of
+    ``--backbones`` at the ``paper`` preset, bf16 autocast, fla's kernels (``omnirl.model.ops.dispatch``),
+    batches of ``--gpu-batch`` windows of ``--gpu-window`` steps with segments of ``--segment``
+    steps, random valid steps (the data's contents do not change the cost), forward and backward
+    through every segment and an AdamW step: after two untimed steps, ``--gpu-steps`` timed ones
+    (synchronised). Reported: parameters, median step time, ``tokens_per_s`` (``B * T`` per step)
+    and ``peak_memory_mib`` (``torch.cuda.max_memory_allocated``). One short run on a GPU machine
+    measures it; the CPU run never needs a GPU.
+
 ``loading``
     Random windows of ``T + 1`` steps read from the memory-mapped shards by the classes training
     uses (``OmniRLDataModule(DataSection).train_dataloader()``: ``WindowDataset``, ``EpochSampler``,
@@ -103,7 +127,7 @@ from omnirl.data.generate import DatasetSpec, generate_dataset, prepare_task_set
 from omnirl.model.backbone import BACKBONES  # noqa: E402
 from omnirl.train.config import DataSection, LoggingSection, ModelSection, TrainConfig, TrainSection  # noqa: E402
 from omnirl.train.data import OmniRLDataModule  # noqa: E402
-from omnirl.train.module import OmniRLModule  # noqa: E402
+from omnirl.train.module import OmniRLModule, detach_model_state  # noqa: E402
 
 S, A = 16, 5  # observed states, actions of the generated data
 PIPELINE = "omnirl"
@@ -111,13 +135,17 @@ FLAT_RATIO = 1.25  # truncated delta at the largest T / at the smallest T: at mo
 TARGET_LOADER_RATIO = 10.0  # loader env steps/s over the fastest training tokens/s
 LOADER_WARMUP = 2  # untimed batches before the loader is timed
 CLI_TARGET = 1.5  # most training-section steps/s over the command line's
+COMPILE_TARGET = 1.3  # least speed-up (eager median step over compiled) for compiling by default
+LOSS_RTOL = 1e-4  # largest relative difference of compiled and eager training losses counted equal
 
 DEFAULTS = {"batch": 8, "window": 512, "segment": 128, "warmup": 3, "steps": 20,
             "memory_lengths": [256, 1024, 4096], "memory_segment": 128, "loader_workers": [0, 1],
-            "loader_batches": 1000, "tasks": 64, "sequences": 64, "cli_steps": 60}
+            "loader_batches": 1000, "tasks": 64, "sequences": 64, "cli_steps": 60,
+            "gpu_batch": 8, "gpu_window": 4096, "gpu_steps": 10}
 QUICK = {"batch": 2, "window": 64, "segment": 32, "warmup": 1, "steps": 2,
          "memory_lengths": [64, 128], "memory_segment": 32, "loader_workers": [0],
-         "loader_batches": 10, "tasks": 8, "sequences": 16, "cli_steps": 3}
+         "loader_batches": 10, "tasks": 8, "sequences": 16, "cli_steps": 3,
+         "gpu_batch": 2, "gpu_window": 256, "gpu_steps": 2}
 HELP = {"batch": "sequences per batch (training, memory, loading)",
         "window": "steps T per training window (training, loading)",
         "segment": "steps L per segment of truncated back-propagation (training)",
@@ -126,7 +154,9 @@ HELP = {"batch": "sequences per batch (training, memory, loading)",
         "memory_segment": "segment L of the memory section's truncated runs",
         "loader_batches": "timed loader batches per worker count",
         "tasks": "tasks of the generated dataset", "sequences": "sequences of the generated dataset",
-        "cli_steps": "optimiser steps of the timed command line"}
+        "cli_steps": "optimiser steps of the timed command line",
+        "gpu_batch": "sequences per batch (gpu)", "gpu_window": "steps T per window (gpu)",
+        "gpu_steps": "timed steps per backbone (gpu)"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{','.join(map(str, DEFAULTS['memory_lengths']))})")
     p.add_argument("--loader-workers", type=lambda s: int_list(s, "--loader-workers", 0), default=None,
                    help="comma-separated data-loader worker counts (default: 0,1)")
+    p.add_argument("--compile-backbones", type=lambda t: _names(t, "--compile-backbones", allow_none=True),
+                   default=None, help="comma-separated backbones of the compile section, '' for none "
+                                      "(default: all four, none with --quick)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default: 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny sizes, for smoke tests")
@@ -159,11 +192,11 @@ def _name(text: str) -> str:
     return text
 
 
-def _names(text: str) -> list[str]:
+def _names(text: str, flag: str = "--backbones", allow_none: bool = False) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip()]
     bad = [n for n in names if n not in BACKBONES]
-    if not names or bad:
-        raise argparse.ArgumentTypeError(f"--backbones must be names from {','.join(BACKBONES)}, got {text!r}")
+    if (not names and not allow_none) or bad:
+        raise argparse.ArgumentTypeError(f"{flag} must be names from {','.join(BACKBONES)}, got {text!r}")
     return names
 
 
@@ -182,7 +215,11 @@ def _settings(args) -> dict:
     if args.seed < 0:
         raise SystemExit(f"bench_training: --seed must be >= 0, got {args.seed}")
     backbones = list(args.backbones) + ([] if args.cli_backbone in args.backbones else [args.cli_backbone])
-    s.update(backbones=backbones, memory_backbone=args.memory_backbone, cli_backbone=args.cli_backbone,
+    compile_backbones = args.compile_backbones
+    if compile_backbones is None:
+        compile_backbones = [] if args.quick else list(BACKBONES)
+    s.update(backbones=backbones, compile_backbones=compile_backbones, memory_backbone=args.memory_backbone,
+             cli_backbone=args.cli_backbone,
              threads=args.threads, seed=args.seed, quick=args.quick)
     return s
 
@@ -213,10 +250,10 @@ def make_dataset(root: Path, tasks: int, sequences: int, length: int, seed: int)
 
 
 def train_config(data: str, backbone: str, B: int, T: int, L: int, max_steps: int, seed: int,
-                 out_dir: str) -> TrainConfig:
+                 out_dir: str, compile_: bool = False) -> TrainConfig:
     return TrainConfig(model=ModelSection(backbone=backbone, preset="tiny", n_states=S, n_actions=A),
                        data=DataSection(train=(data,), window=T, batch_size=B, num_workers=0, seed=seed),
-                       train=TrainSection(segment_len=L, max_steps=max_steps, seed=seed),
+                       train=TrainSection(segment_len=L, max_steps=max_steps, seed=seed, compile=compile_),
                        logging=LoggingSection(out_dir=out_dir, wandb_mode="disabled"))
 
 
@@ -246,8 +283,8 @@ class StepTimer(lightning.Callback):
     (the training step), and the loop's wall time from the end of the last warm-up batch."""
 
     def __init__(self, warmup: int):
-        self.warmup, self.n, self.times, self.cpu_times = warmup, 0, [], []
-        self._t0 = self._c0 = self.loop_start = self.loop_end = 0.0
+        self.warmup, self.n, self.times, self.cpu_times, self.losses = warmup, 0, [], [], []
+        self._t0 = self._c0 = self.loop_start = self.loop_end = self.first_s = 0.0
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         self._t0, self._c0 = time.perf_counter(), time.process_time()
@@ -255,6 +292,9 @@ class StepTimer(lightning.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         t, c = time.perf_counter(), time.process_time()
         self.n += 1
+        self.losses.append(float(trainer.callback_metrics["train/loss"]))
+        if self.n == 1:
+            self.first_s = t - self._t0
         if self.n == self.warmup:
             self.loop_start = t
         elif self.n > self.warmup:
@@ -264,8 +304,8 @@ class StepTimer(lightning.Callback):
 
 
 def bench_training(name: str, data: str, B: int, T: int, L: int, warmup: int, steps: int, seed: int,
-                   tmp: str) -> dict:
-    cfg = train_config(data, name, B, T, L, warmup + steps, seed, tmp)
+                   tmp: str, compile_: bool = False) -> dict:
+    cfg = train_config(data, name, B, T, L, warmup + steps, seed, tmp, compile_)
     timer = StepTimer(warmup)
     module = fit(cfg, timer)
     timed = len(timer.times)  # = steps, unless a non-finite batch was skipped (no optimiser step)
@@ -277,7 +317,25 @@ def bench_training(name: str, data: str, B: int, T: int, L: int, warmup: int, st
             "loop_steps_per_s": timed / (timer.loop_end - timer.loop_start),
             "cpu_share": sum(timer.cpu_times) / sum(timer.times),
             "median_step_cpu_s": statistics.median(timer.cpu_times),
-            "skipped_steps": module.skipped_steps, "warmup": warmup, "timed_steps": timed}
+            "skipped_steps": module.skipped_steps, "warmup": warmup, "timed_steps": timed,
+            "first_step_s": timer.first_s, "losses": timer.losses}
+
+
+def bench_compile(eager: dict, data: str, s: dict, tmp: str) -> dict:
+    """The training section's fit of ``eager["backbone"]`` again with ``train.compile``, beside ``eager``."""
+    row = bench_training(eager["backbone"], data, s["batch"], s["window"], s["segment"], s["warmup"], s["steps"],
+                         s["seed"], tmp, compile_=True)
+    saved = eager["median_step_s"] - row["median_step_s"]
+    compile_s = row["first_step_s"] - eager["median_step_s"]
+    diffs = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(row["losses"], eager["losses"])]
+    speedup = eager["median_step_s"] / row["median_step_s"]
+    equal = len(row["losses"]) == len(eager["losses"]) and max(diffs) <= LOSS_RTOL
+    return {"backbone": eager["backbone"], "eager_median_step_s": eager["median_step_s"],
+            "compiled_median_step_s": row["median_step_s"], "speedup": speedup, "compile_s": compile_s,
+            "break_even_steps": compile_s / saved if saved > 0 else None,
+            "compiled_tokens_per_s": row["tokens_per_s"], "compiled_cpu_share": row["cpu_share"],
+            "max_loss_rel_diff": max(diffs), "losses_equal": bool(equal),
+            "adopt": bool(equal and speedup >= COMPILE_TARGET), "target_speedup": COMPILE_TARGET}
 
 
 # ---------------------------------------------------------------------------- 2. memory
@@ -444,12 +502,15 @@ def bench_loading(data: str, B: int, T: int, workers: int, batches: int, seed: i
 # ---------------------------------------------------------------------------- 4. command line
 
 
-def run_cli(data: str, s: dict, steps: int, work: Path, name: str) -> dict:
+def run_cli(data: str, s: dict, steps: int, work: Path, name: str, compile_: bool = False) -> dict:
     """``python -m omnirl.train --config CFG`` for ``steps`` optimiser steps, timed as a whole process."""
     run_dir = work / name
+    train = {"segment_len": s["segment"], "max_steps": steps, "seed": s["seed"]}
+    if compile_:
+        train["compile"] = True
     cfg = {"model": {"backbone": s["cli_backbone"], "preset": "tiny", "n_states": S, "n_actions": A},
            "data": {"train": [data], "window": s["window"], "batch_size": s["batch"], "seed": s["seed"]},
-           "train": {"segment_len": s["segment"], "max_steps": steps, "seed": s["seed"]},
+           "train": train,
            "logging": {"out_dir": str(run_dir), "wandb_mode": "offline"}}
     path = work / f"{name}.yaml"
     path.write_text(json.dumps(cfg, indent=1))  # JSON is YAML
@@ -470,13 +531,75 @@ def bench_cli(data: str, s: dict, training: list[dict], work: Path) -> dict:
     one = run_cli(data, s, 1, work, "cli_one_step")
     marginal = (run["steps"] - 1) / (run["seconds"] - one["seconds"]) if run["seconds"] > one["seconds"] else None
     ratio = inner["steps_per_s"] / run["steps_per_s"]
-    return {"backbone": s["cli_backbone"], "command": run["command"], "config": run["config"],
+    compiled = None
+    if s["cli_backbone"] in s["compile_backbones"]:
+        c = run_cli(data, s, s["cli_steps"], work, "cli_compiled", compile_=True)
+        compiled = {"seconds": c["seconds"], "cpu_seconds": c["cpu_seconds"], "steps_per_s": c["steps_per_s"],
+                    "speedup": run["seconds"] / c["seconds"]}
+    return {"compiled": compiled, "backbone": s["cli_backbone"], "command": run["command"], "config": run["config"],
             "steps": run["steps"], "seconds": run["seconds"], "cpu_seconds": run["cpu_seconds"],
             "steps_per_s": run["steps_per_s"], "tokens_per_s": run["steps_per_s"] * s["batch"] * s["window"],
             "startup_s": one["seconds"], "startup_cpu_s": one["cpu_seconds"], "marginal_steps_per_s": marginal,
             "training_steps_per_s": inner["steps_per_s"], "ratio": ratio,
             "marginal_ratio": None if marginal is None else inner["steps_per_s"] / marginal,
             "target_ratio": CLI_TARGET, "meets_target": bool(ratio <= CLI_TARGET)}
+
+
+# ---------------------------------------------------------------------------- 5. GPU
+
+
+def bench_gpu(s: dict) -> dict:
+    """Paper-preset training steps on a CUDA device (bf16 autocast, fla kernels), or why not."""
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA device"}
+    from omnirl.model.ops.dispatch import fla_available
+    from omnirl.model.omnirl import OmniRL
+
+    B, T, L = s["gpu_batch"], s["gpu_window"], s["segment"]
+    device = torch.device("cuda")
+    g = torch.Generator(device="cpu").manual_seed(s["seed"])
+    batch = {"obs": torch.randint(0, S, (B, T + 1), generator=g), "prompt": torch.full((B, T + 1), 3),
+             "tag": torch.randint(0, 8, (B, T + 1), generator=g),
+             "action": torch.randint(0, A, (B, T + 1), generator=g),
+             "reward": torch.randn(B, T + 1, generator=g)}
+    batch = {k: v.to(device) for k, v in batch.items()}
+    label = torch.randint(0, A, (B, T), generator=g).to(device)
+    rows = []
+    for name in s["backbones"]:
+        torch.manual_seed(s["seed"])
+        model = ModelSection(backbone=name, preset="paper", n_states=S, n_actions=A).build()
+        net = OmniRL(model).to(device)
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+
+        def step() -> None:
+            state = None
+            for seg in (slice(i, min(i + L, T)) for i in range(0, T, L)):
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    out, state = net(**{k: v[:, seg] for k, v in batch.items()}, state=state)
+                    loss = net.losses(out, label[:, seg], batch["obs"][:, 1:][:, seg], batch["reward"][:, seg])
+                loss["total"].backward()
+                state = detach_model_state(state)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        torch.cuda.reset_peak_memory_stats(device)
+        times = []
+        for i in range(2 + s["gpu_steps"]):
+            torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            step()
+            torch.cuda.synchronize(device)
+            if i >= 2:
+                times.append(time.perf_counter() - t0)
+        median = statistics.median(times)
+        rows.append({"backbone": name, "preset": "paper", "parameters": sum(p.numel() for p in net.parameters()),
+                     "batch": B, "window": T, "segment": L, "median_step_s": median, "tokens_per_s": B * T / median,
+                     "peak_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20})
+        log(f"gpu {name:>6}: {B * T / median:.0f} tokens/s, peak {rows[-1]['peak_memory_mib']:.0f} MiB")
+        del net, opt
+        torch.cuda.empty_cache()
+    return {"device": torch.cuda.get_device_name(device), "fla": fla_available(), "precision": "bf16 autocast",
+            "rows": rows}
 
 
 # ---------------------------------------------------------------------------- main
@@ -511,6 +634,16 @@ def main(argv: list[str] | None = None) -> dict:
                 f"steps/s, {row['tokens_per_s']:.0f} env steps/s ({row['parameters']} parameters)")
             training.append(row)
 
+        compiled = []
+        for row in training:
+            if row["backbone"] not in s["compile_backbones"]:
+                continue
+            with tempfile.TemporaryDirectory(prefix="run_", dir=tmp) as run_dir:
+                c = bench_compile(row, data, s, run_dir)
+            log(f"compile {c['backbone']:>6}: speed-up {c['speedup']:.2f} (target >= {COMPILE_TARGET:g}), compile "
+                f"{c['compile_s']:.0f} s, losses equal {c['losses_equal']} (max rel diff {c['max_loss_rel_diff']:.1e})")
+            compiled.append(c)
+
         cli = bench_cli(data, s, training, Path(tmp))
         log(f"command line {s['cli_backbone']}: {cli['steps_per_s']:.2f} steps/s over {cli['steps']} steps "
             f"({cli['seconds']:.1f} s whole process; {cli['startup_s']:.1f} s for one step), training section "
@@ -534,6 +667,9 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"benchmark": "training", "settings": s,
               "machine": {**machine_info(("torch", "lightning")), "torch_threads": torch.get_num_threads()},
               "dataset": dataset, "training": training, "memory": memory, "loading": loading, "cli": cli,
+              "compile": {"rows": compiled, "adopted": [c["backbone"] for c in compiled if c["adopt"]],
+                          "target_speedup": COMPILE_TARGET, "loss_rtol": LOSS_RTOL},
+              "gpu": bench_gpu(s),
               "seconds": time.perf_counter() - t_start}
     emit(report, args.out)
     return report

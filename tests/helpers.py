@@ -42,14 +42,14 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def run_bench(script: str, args: list[str], tmp_path: Path, keys: tuple[str, ...],
-              reference: bool = True) -> dict:
+              reference: bool = True, timeout: float = 120) -> dict:
     """Run ``benchmarks/<script> *args --out tmp_path/bench.json`` and return its JSON report, checked
     for: exit 0, the same report in the ``--out`` file and no leftover temporary file, the top-level
     ``keys``, the xenoverse version (with a ``reference``) and the machine record."""
     out = tmp_path / "bench.json"
     # a subprocess, so the script sets the BLAS thread variables before its own numpy import
     cmd = [sys.executable, str(BENCHMARKS / script), *args, "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=BENCHMARKS.parent)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=BENCHMARKS.parent)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert json.loads(out.read_text()) == report

@@ -1,6 +1,7 @@
 """Smoke test of the training benchmark (benchmarks/bench_training.py)."""
 
 import pytest
+import torch
 
 from tests.helpers import run_bench
 
@@ -10,7 +11,7 @@ BACKBONES = ("rwkv7", "gdn", "gsa", "mamba2")
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     return run_bench("bench_training.py", ["--quick"], tmp_path_factory.mktemp("bench_training"),
-                     ("machine", "settings", "dataset", "training", "memory", "loading", "cli"), reference=False)
+                     ("machine", "settings", "dataset", "training", "memory", "loading", "cli", "compile", "gpu"), reference=False)
 
 
 def test_settings_and_dataset(report):
@@ -90,3 +91,27 @@ def test_cli(report):
     else:  # on a loaded machine the short run can take longer than the one-step run
         assert c["marginal_steps_per_s"] is None and c["marginal_ratio"] is None
     assert c["target_ratio"] == 1.5 and c["meets_target"] == (c["ratio"] <= 1.5)
+
+
+def test_compile_and_gpu_sections_in_the_quick_run(report):
+    assert report["settings"]["compile_backbones"] == []  # --quick compiles nothing by default
+    assert report["compile"]["rows"] == [] and report["compile"]["adopted"] == []
+    assert report["cli"]["compiled"] is None
+    if not torch.cuda.is_available():
+        assert report["gpu"] == {"skipped": "no CUDA device"}
+
+
+@pytest.mark.slow
+def test_compile_section(tmp_path):
+    r = run_bench("bench_training.py", ["--quick", "--backbones", "gdn", "--compile-backbones", "gdn",
+                                        "--loader-workers", "0", "--memory-lengths", "32,64"],
+                  tmp_path, ("training", "compile", "cli"), reference=False, timeout=900)
+    (row,) = r["compile"]["rows"]
+    eager = r["training"][0]
+    assert row["backbone"] == "gdn" and row["eager_median_step_s"] == eager["median_step_s"]
+    assert row["speedup"] == pytest.approx(eager["median_step_s"] / row["compiled_median_step_s"])
+    assert row["compile_s"] > 0 and row["losses_equal"] and row["max_loss_rel_diff"] <= r["compile"]["loss_rtol"]
+    assert row["adopt"] == (row["speedup"] >= r["compile"]["target_speedup"])
+    assert r["compile"]["adopted"] == (["gdn"] if row["adopt"] else [])
+    c = r["cli"]["compiled"]
+    assert c["seconds"] > 0 and c["speedup"] == pytest.approx(r["cli"]["seconds"] / c["seconds"])
