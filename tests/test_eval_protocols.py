@@ -215,6 +215,16 @@ def test_the_unmapped_action_is_committed_the_remapped_one_played(monkeypatch):
     assert all(c["prompt"] == 3 and c["tag"] == 7 for c in calls["observe"] + calls["act"])
 
 
+def test_own_tag_is_the_tag_of_the_agents_own_steps(monkeypatch):
+    calls = spy_agent(monkeypatch)
+    model = make_model()
+    cfg = EvalConfig(steps=30, own_tag=4)
+    tagged = evaluate_model(model, anymdp_batch(), cfg, seed=0)
+    assert calls["act"] and all(c["tag"] == 4 for c in calls["observe"] + calls["act"])
+    unknown = evaluate_model(model, anymdp_batch(), EvalConfig(steps=30), seed=0)
+    assert not np.allclose(tagged.step_entropy, unknown.step_entropy)  # the tag reaches the model
+
+
 def test_end_markers_are_committed_with_the_terminal_observation(monkeypatch):
     calls = spy_agent(monkeypatch)
     spy = SpyBatch(MDPBatch([four_action_task()] * 6, names=["chain"] * 6))
@@ -321,6 +331,8 @@ def test_environments_larger_than_the_model_are_refused():
     ({"memory_steps": (11,)}, "memory_steps must be <= 10"),
     ({"memory_steps": 3}, "memory_steps must be a sequence"),
     ({"entropy_bins": 0}, "entropy_bins"),
+    ({"own_tag": 8}, "own_tag must be <= 7"),
+    ({"own_tag": -1}, "own_tag must be >= 0"),
 ])
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):

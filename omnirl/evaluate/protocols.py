@@ -26,7 +26,7 @@ context length. A run has up to two phases:
    (``EvalResult.demo_episodes``).
 2. **Acting** (every protocol; ``online`` has only this phase): the batch is reset with ``seed``
    itself, so the acting phases of different protocols with one seed start from the same states.
-   For ``steps`` steps: the agent acts with prompt 3 and tag 7 (unknown) at the scheduled
+   For ``steps`` steps: the agent acts with prompt 3 and tag ``own_tag`` (default 7, unknown) at the scheduled
    temperature; its action ``a`` in ``[0, A)`` goes to the environment as ``a % n_actions``
    (``remap_actions``) while the unmapped ``a`` enters the context with the shaped reward; where
    an episode ended, its end marker follows with the terminal observation
@@ -69,7 +69,7 @@ import numpy as np
 import torch
 
 from omnirl._validate import check_choice, check_float, check_int
-from omnirl.agents.prior import REFERENCE, PriorInfo
+from omnirl.agents.prior import N_PRIOR, REFERENCE, PriorInfo
 from omnirl.evaluate.envs.base import EnvBatch, EnvInfo, remap_actions
 from omnirl.evaluate.records import EpisodeRecorder, Episodes
 from omnirl.model.agent import OmniRLAgent
@@ -85,7 +85,7 @@ ORACLE_TAG = int(REFERENCE)
 RANDOM_TAG = int(PriorInfo.RANDOM)
 """Tag of steps a random action was taken (6)."""
 UNKNOWN_TAG = int(PriorInfo.UNKNOWN)
-"""Tag of the agent's own steps and of end markers (7)."""
+"""Tag of end markers, and the default tag of the agent's own steps (7)."""
 PREFILL_STEPS = 1 << 16
 """Steps (rows times chunk length) the model reads per call while loading demonstrations."""
 _DEMO_STREAM = 0xDE30
@@ -118,6 +118,10 @@ class EvalConfig:
     """Acting steps over which the temperature moves from ``t_initial`` to ``t_final``."""
     schedule: str = "linear"
     """Temperature schedule: ``linear`` or ``exponential`` (geometric; both temperatures > 0)."""
+    own_tag: int = UNKNOWN_TAG
+    """Tag (prior id, ``omnirl.agents.prior``) the agent's own actions enter its context with:
+    7 (unknown, the reference's choice) or the id of a behaviour the training data tags, e.g. 4 (a
+    model-based learner: the behaviour that, like the agent, learns from its own rewards)."""
     memory_steps: tuple[int, ...] = ()
     """Acting steps (in ``[0, steps]``) after which every row's recurrent memory is stored."""
     entropy_bins: int = 20
@@ -141,6 +145,7 @@ class EvalConfig:
         check_float("t_final", self.t_final, min_value=0.0)
         check_int("t_steps", self.t_steps, min_value=1)
         check_choice("schedule", self.schedule, SCHEDULES)
+        check_int("own_tag", self.own_tag, min_value=0, max_value=N_PRIOR - 1)
         if self.schedule == "exponential":
             for name in ("t_initial", "t_final"):
                 check_float(name, getattr(self, name), min_value=0.0, min_inclusive=False)
@@ -354,7 +359,7 @@ def evaluate_model(model: OmniRL, batch: EnvBatch, config: EvalConfig, seed: int
         if t in config.memory_steps:
             memory[t] = agent.memory().cpu().numpy().astype(np.float32)
         temperature = config.temperature(t)
-        action = agent.act(obs, prompt=ORACLE_TAG, tag=UNKNOWN_TAG, temperature=temperature)  # (B,) in [0, A)
+        action = agent.act(obs, prompt=ORACLE_TAG, tag=config.own_tag, temperature=temperature)  # (B,) in [0, A)
         logits = agent.last_logits  # (B, A)
         ent[t] = float(_entropy(logits).mean())
         sampled_ent[t] = float(_entropy(logits / temperature).mean()) if temperature > 0 else 0.0
@@ -365,7 +370,7 @@ def evaluate_model(model: OmniRL, batch: EnvBatch, config: EvalConfig, seed: int
         done = result.terminated | result.truncated
         env_s += time.perf_counter() - e0
         agent.observe(obs, action, result.reward, done=done, terminal_obs=result.next_obs,
-                      prompt=ORACLE_TAG, tag=UNKNOWN_TAG)
+                      prompt=ORACLE_TAG, tag=config.own_tag)
         obs = np.asarray(batch.obs).copy()
     if config.steps in config.memory_steps:
         memory[config.steps] = agent.memory().cpu().numpy().astype(np.float32)
