@@ -24,8 +24,10 @@ Steps (one run directory, see ``experiments._common``):
    factor).
 4. **Report.** A table (one row per backbone: parameters, throughput, final unseen-task policy loss,
    its first-32-step and last-quarter values, near-oracle and random-behaviour steps and the probe
-   in the first and last quarter of the context, the training run's CPU time), ``arch_comparison.png`` (unseen
-   loss against position and against training step, throughput with parameter counts),
+   in the first and last quarter of the context, the Bayes-optimal reference's first- and
+   last-quarter loss and the gain (the share of its drop the model makes), the training run's CPU
+   time), ``arch_comparison.png`` (unseen loss against position beside the reference's, and against
+   training step, throughput with parameter counts),
    ``summary.json`` and the experiment's W&B run (the training runs have their own).
 
 The finding names the best and worst backbone by final unseen-task loss and says whether their
@@ -268,6 +270,9 @@ def plot(s: Settings, rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     for r in rows:
         cur = r["curves"]["unseen"]
         ax[0].plot(arr(cur["position"]), arr(cur["all"]), label=r["backbone"])
+        if "reference" in cur and r is rows[-1]:  # the same windows for every backbone: drawn once
+            ax[0].plot(arr(cur["position"]), arr(cur["reference"]), color="black", lw=1.0, ls="--",
+                       label="Bayes-optimal reference")
         ax[1].plot([h["step"] for h in r["history"]], arr([h.get("val/unseen/policy_loss") for h in r["history"]]),
                    marker="o", ms=3, label=r["backbone"])
     for a in ax[:2]:
@@ -343,7 +348,8 @@ def run(inv: Invocation) -> dict:
               "oracle Q1": r["unseen_oracle_q1"], "oracle Q4": r["unseen_oracle_q4"],
               "random Q1": r["unseen_random_q1"], "random Q4": r["unseen_random_q4"],
               "probe Q1": r["probe_all_q1"], "probe Q4": r["probe_all_q4"],
-              "train CPU-s": rate(r["train_cpu_seconds"])} for r in rows]
+              "ref Q1": r["unseen_reference_q1"], "ref Q4": r["unseen_reference_q4"], "gain": r["unseen_gain"],
+              "probe gain": r["probe_gain"], "train CPU-s": rate(r["train_cpu_seconds"])} for r in rows]
     log(f"arch_comparison: {wall['total']:.0f} s wall, {cpu['total']:.0f} CPU-s "
         f"(data {cpu['data']:.0f}, training {cpu['train']:.0f}, throughput {cpu['throughput']:.0f})")
     return finish(inv, NAME, results=results, table=table, figures=[figure], finding=finding, seconds=wall["total"])

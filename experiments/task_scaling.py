@@ -28,7 +28,9 @@ Steps (everything lands in one run directory, see ``experiments._common``):
    ended in the last quarter, per task then averaged, with its standard error over tasks; also
    its median over tasks and the gap-weighted score (a few tasks whose random and oracle returns
    nearly coincide can move the task mean by a lot; they cannot move these two).
-4. **Report.** A table (one row per N), ``task_scaling.png`` (Figure 7's quantities: loss against
+4. **Report.** A table (one row per N; ``ref Q1``/``ref Q4``: the Bayes-optimal reference's
+   first- and last-quarter loss on the unseen windows, ``gain``: the share of its drop the model
+   makes, also for the probe), ``task_scaling.png`` (Figure 7's quantities: loss against
    position and against training step, seen and unseen; unseen loss by behaviour; the online
    curves next to TQL-UCB's), ``summary.json`` and the experiment's W&B run; the training and
    evaluation runs have their own (offline without credentials).
@@ -258,9 +260,12 @@ def model_numbers(run: Mapping[str, Any]) -> dict[str, Any]:
         out[f"{name}_policy_loss"] = last.get(f"val/{name}/policy_loss", float("nan"))
         out[f"{name}_first_steps"] = last.get(f"val/{name}/policy_loss_first_steps", float("nan"))
         out[f"{name}_last_quarter"] = last.get(f"val/{name}/policy_loss_last_quarter", float("nan"))
-        for behaviour in ("all", "random", "oracle"):
+        for behaviour in ("all", "random", "oracle", "reference"):
             q1, q4 = quarter_means(curves.get(behaviour, []))
             out[f"{name}_{behaviour}_q1"], out[f"{name}_{behaviour}_q4"] = q1, q4
+        # the Bayes-optimal reference on the same windows, and the share of its drop the model makes
+        out[f"{name}_reference_loss"] = last.get(f"val/{name}/reference_policy_loss", float("nan"))
+        out[f"{name}_gain"] = last.get(f"val/{name}/gain", float("nan"))
     out["curves"] = run["curves"]
     out["history"] = run["history"]
     return out
@@ -420,6 +425,9 @@ def plot(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any]
             cur = r["curves"].get(name)
             if cur:
                 ax[0, 0].plot(arr(cur["position"]), arr(cur["all"]), ls, color=col, label=f"{label} {name}")
+                if "reference" in cur and r is per_n[-1]:  # the same windows for every N: drawn once
+                    ax[0, 0].plot(arr(cur["position"]), arr(cur["reference"]), ls, color="black", lw=1.0,
+                                  label=f"Bayes-optimal reference, {name}")
             steps = [h["step"] for h in r["history"]]
             ax[0, 1].plot(steps, arr([h.get(f"val/{name}/policy_loss") for h in r["history"]]), ls, marker="o",
                           ms=3, color=col, label=f"{label} {name}")
@@ -430,6 +438,9 @@ def plot(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any]
         if probe:
             ax[1, 0].plot(arr(probe["position"]), arr(probe["all"]), "--", color=col,
                           label=f"{label} probe (random policy throughout)")
+            if "reference" in probe and r is per_n[-1]:
+                ax[1, 0].plot(arr(probe["position"]), arr(probe["reference"]), "--", color="black", lw=1.0,
+                              label="Bayes-optimal reference, probe")
         ax[1, 1].plot(r["online"]["curve_steps"], arr(r["online"]["curve"]), "-", marker="o", ms=3, color=col,
                       label=label)
     ax[1, 1].plot(tql["curve_steps"], arr(tql["curve"]), "-", marker="s", ms=3, color="black",
@@ -465,7 +476,9 @@ def table_rows(per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any]) -> li
              "random Q1": r["unseen_random_q1"], "random Q4": r["unseen_random_q4"],
              "oracle Q1": r["unseen_oracle_q1"], "oracle Q4": r["unseen_oracle_q4"],
              "probe Q1": r["probe_all_q1"], "probe Q4": r["probe_all_q4"],
-             "online": r["online"]["performance"], "online se": r["online"]["se"],
+             "ref Q1": r["unseen_reference_q1"], "ref Q4": r["unseen_reference_q4"], "gain": r["unseen_gain"],
+             "probe ref Q1": r["probe_reference_q1"], "probe ref Q4": r["probe_reference_q4"],
+             "probe gain": r["probe_gain"], "online": r["online"]["performance"], "online se": r["online"]["se"],
              "online gw": r["online"]["gap_weighted"], "TQL-UCB": tql["performance"],
              "TQL-UCB gw": tql["gap_weighted"]} for r in per_n]
 

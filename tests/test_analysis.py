@@ -54,6 +54,16 @@ def test_training_runs_round_trip(run_dir):
         x, y = r.curve("unseen", "oracle")
         assert x.tolist() == raw["curves"]["unseen"]["position"]
         np.testing.assert_array_equal(np.isnan(y), [v is None for v in raw["curves"]["unseen"]["oracle"]])
+        # the reference: the same windows for every run, so the same curve; the gain as logged
+        x, ref = r.reference_curve("unseen")
+        np.testing.assert_allclose(ref, raw["curves"]["unseen"]["reference"])
+        assert np.isfinite(ref).all() and (ref > 0).all()
+        gains = [x.get("val/unseen/gain") for x in lines]
+        assert all(g is not None for g in gains)
+        last = [g for g in gains if np.isfinite(g)]
+        assert (r.gain("unseen") == pytest.approx(last[-1])) if last else np.isnan(r.gain("unseen"))
+        np.testing.assert_allclose(r.loss("unseen", metric="reference_policy_loss"),
+                                   [x["val/unseen/reference_policy_loss"] for x in lines])
     assert training_runs(run_dir, names=["tasks4_mamba2"])["tasks4_mamba2"].backbone == "mamba2"
     with pytest.raises(KeyError, match="val/unseen/nobody/policy_loss"):
         runs["tasks2_gdn"].loss("unseen", "nobody")
@@ -175,9 +185,14 @@ def test_curves(run_dir, tmp_path):
     runs = training_runs(run_dir)
     fig = curves.plot_loss_vs_position(runs)
     lines = fig.axes[0].lines
-    assert len(lines) == 4 and [ln.get_linestyle() for ln in lines] == ["-", "--", "-", "--"]
+    # two runs on two sets, then the reference once per set (thin, black)
+    assert len(lines) == 6 and [ln.get_linestyle() for ln in lines] == ["-", "--", "-", "--", "-", "--"]
     assert lines[0].get_color() != lines[2].get_color()  # one colour per task count
-    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][:2] == ["2 tasks", "4 tasks"]
+    assert lines[4].get_color() == curves.REFERENCE_COLOUR
+    np.testing.assert_array_equal(lines[5].get_ydata(), runs["tasks2_gdn"].reference_curve("unseen")[1])
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend[:2] == ["2 tasks", "4 tasks"] and legend[-1] == "Bayes-optimal reference"
+    assert len(curves.plot_loss_vs_position(runs, behaviour="oracle").axes[0].lines) == 4
     assert len(curves.plot_loss_vs_position_split(runs).axes) == 2
     it = curves.plot_loss_vs_iteration(runs, sets=["unseen"], x="tokens_seen", colour_by="backbone")
     np.testing.assert_array_equal(it.axes[0].lines[0].get_xdata(), runs["tasks2_gdn"].tokens_seen)

@@ -44,6 +44,9 @@ def test_smoke_summary_table_and_figure(smoke):
         assert row["unseen"] == r["unseen_policy_loss"] and math.isfinite(row["unseen"])
         assert len(r["curves"]["unseen"]["all"]) == 16
         assert [h["step"] for h in r["history"]] == [2, 4]
+        # the Bayes-optimal reference and the gain beside the model's numbers
+        assert row["ref Q1"] == r["unseen_reference_q1"] and math.isfinite(row["ref Q4"])
+        assert row["gain"] == pytest.approx(r["history"][-1]["val/unseen/gain"], nan_ok=True)
     # parameter counts differ by backbone
     assert len({row["params"] for row in summary["table"]}) == 4
     assert summary["figures"] == ["arch_comparison.png"]

@@ -46,6 +46,13 @@ def test_smoke_summary_table_and_figure(smoke, capsys):
             assert set(r["curves"][name]) >= {"position", "all", "random", "oracle"}
             assert len(r["curves"][name]["all"]) == 16
         assert row["probe Q4"] == pytest.approx(r["probe_all_q4"], nan_ok=True)
+        # the Bayes-optimal reference beside the model: the same windows for every N
+        first = results["per_n"][str(summary["table"][0]["N"])]
+        for name in ("unseen", "probe"):
+            assert r["curves"][name]["reference"] == first["curves"][name]["reference"]
+        assert 0.0 < row["ref Q4"] < 2 * math.log(settings.actions) and row["ref Q1"] == r["unseen_reference_q1"]
+        assert row["gain"] == pytest.approx(r["history"][-1]["val/unseen/gain"], nan_ok=True)
+        assert row["probe gain"] == pytest.approx(r["history"][-1]["val/probe/gain"], nan_ok=True)
         assert len(r["online"]["curve"]) == ts.ONLINE_BINS
         assert len(r["online"]["per_task"]) == settings.eval_envs
     # the online numbers agree with the evaluation's own table

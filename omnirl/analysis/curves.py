@@ -9,7 +9,8 @@ unless ``path`` is given.
 Conventions: one colour per run, ordered by ``colour_by`` (``n_tasks``: a sequential map from few to
 many tasks; ``backbone`` or ``name``: one categorical colour each); validation set ``seen`` solid,
 ``unseen`` dashed (others dotted); ``split`` panels separate the behaviours that acted in the
-validation sequences (``random`` and ``oracle`` by default).
+validation sequences (``random`` and ``oracle`` by default). Loss-against-position plots of all
+steps draw the Bayes-optimal reference's curve (thin, black) where the runs logged it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from omnirl.analysis.runs import TrainingRun
 
 SET_STYLES = {"seen": "-", "unseen": "--"}
 """Line style of each validation set (others: dotted)."""
+REFERENCE_COLOUR = "black"
+"""Colour of the Bayes-optimal reference's curve (thin, in its validation set's line style)."""
 COLOUR_BY = ("n_tasks", "backbone", "name")
 X_AXES = ("step", "tokens_seen")
 
@@ -103,7 +106,7 @@ def _figure(n_panels: int, panel: tuple[float, float] = (5.0, 3.8), sharey: bool
 
 
 def _legend(ax: Axes, runs: list[tuple[str, TrainingRun]], colours: Mapping[str, Any],
-            colour_by: str, sets: Sequence[str]) -> None:
+            colour_by: str, sets: Sequence[str], reference: bool = False) -> None:
     handles = [Line2D([], [], color=colours[k], lw=2, label=run_label(r, colour_by)) for k, r in runs]
     seen_labels: dict[str, Line2D] = {}
     for h in handles:  # one entry per label
@@ -111,6 +114,8 @@ def _legend(ax: Axes, runs: list[tuple[str, TrainingRun]], colours: Mapping[str,
     handles = list(seen_labels.values())
     if len(sets) > 1:
         handles += [Line2D([], [], color="0.3", ls=SET_STYLES.get(s, ":"), label=f"{s} tasks") for s in sets]
+    if reference and any(r.reference_curve(s) is not None for _, r in runs for s in sets):
+        handles.append(Line2D([], [], color=REFERENCE_COLOUR, lw=1.0, label="Bayes-optimal reference"))
     ax.legend(handles=handles, fontsize="small", frameon=False)
 
 
@@ -141,7 +146,8 @@ def plot_loss_vs_position(runs: Mapping[str, TrainingRun], behaviour: str = "all
     fig, (ax,) = _figure(1, (6.4, 4.2))
     _draw_position(ax, runs, behaviour, sets, colour_by)
     ax.set_title(title or f"Policy loss against position ({behaviour} steps)")
-    _legend(ax, _ordered(runs, colour_by), run_colours(runs, colour_by), colour_by, sets)
+    _legend(ax, _ordered(runs, colour_by), run_colours(runs, colour_by), colour_by, sets,
+            reference=behaviour == "all")
     _save(fig, path)
     return fig
 
@@ -158,6 +164,13 @@ def _draw_position(ax: Axes, runs: Mapping[str, TrainingRun], behaviour: str, se
             ax.plot(x, y, color=colours[k], ls=SET_STYLES.get(s, ":"), lw=1.8,
                     label=f"{run_label(r, colour_by)}, {s}")
             drawn += 1
+    if behaviour == "all":  # the reference is a property of the windows: one line per set
+        for s in sets:
+            ref = next((r.reference_curve(s) for _, r in _ordered(runs, colour_by)
+                        if r.reference_curve(s) is not None), None)
+            if ref is not None:
+                ax.plot(*ref, color=REFERENCE_COLOUR, ls=SET_STYLES.get(s, ":"), lw=1.0,
+                        label=f"Bayes-optimal reference, {s}")
     ax.set_xlabel("position in context (steps)")
     ax.set_ylabel("policy loss (nats)")
     ax.grid(True, color="#e4e4e4", lw=0.6)

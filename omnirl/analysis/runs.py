@@ -156,7 +156,10 @@ class TrainingRun:
     curves: dict[str, dict[str, np.ndarray]]
     """The latest loss-against-position curves by validation set (``seen``, ``unseen``, ...): arrays
     ``position`` (bin centres) and one per behaviour (``all``, ``random``, ``oracle``, ``learner``,
-    ``unknown``; NaN where a bin holds no step of that behaviour)."""
+    ``unknown``; NaN where a bin holds no step of that behaviour); with the reference on, also
+    ``reference`` (the Bayes-optimal reference's policy loss) and the world-model curves
+    ``world/next_state``, ``world/reward`` with their count-based references
+    (``world/next_state/reference_state``, ``.../reference_pair``, ...)."""
     curves_step: int | None
     """Training step at which ``curves`` were measured (``None`` without curves)."""
     n_tasks: int | float | None
@@ -196,13 +199,28 @@ class TrainingRun:
     def loss(self, validation: str = "unseen", behaviour: str | None = None,
              metric: str = "policy_loss") -> np.ndarray:
         """``(V,)`` history column ``val/VALIDATION[/BEHAVIOUR]/METRIC`` (``metric`` also
-        ``policy_loss_last_quarter`` or ``policy_loss_first_steps`` without a behaviour)."""
+        ``policy_loss_last_quarter``, ``policy_loss_first_steps``, ``reference_policy_loss[_...]``
+        or ``gain`` without a behaviour)."""
         key = f"val/{validation}/{behaviour}/{metric}" if behaviour not in (None, "all") else \
             f"val/{validation}/{metric}"
         if key not in self.history:
             have = sorted(k for k in self.history if k.startswith("val/"))
             raise KeyError(f"training run {str(self.path)!r} logged no {key!r}; it has {have}")
         return self.history[key]
+
+    def reference_curve(self, validation: str = "unseen") -> tuple[np.ndarray, np.ndarray] | None:
+        """``(position, loss)`` of the Bayes-optimal reference's latest curve, ``None`` when the
+        run logged none (reference off, or a run from before it existed)."""
+        c = self.curves.get(validation, {})
+        return (c["position"], c["reference"]) if "reference" in c else None
+
+    def gain(self, validation: str = "unseen") -> float:
+        """The last finite ``val/VALIDATION/gain``: the model's first- minus last-quarter loss over
+        the reference's (NaN when not logged or never finite)."""
+        col = self.history.get(f"val/{validation}/gain")
+        if col is None or not np.isfinite(col).any():
+            return float("nan")
+        return float(col[np.isfinite(col)][-1])
 
     def curve(self, validation: str = "unseen", behaviour: str = "all") -> tuple[np.ndarray, np.ndarray]:
         """``(position, loss)`` of the latest loss-against-position curve."""
