@@ -60,3 +60,79 @@ def read_json(path: str | os.PathLike, missing: str) -> Any:
         return json.loads(path.read_text())
     except ValueError as e:
         raise ValueError(f"{path}: manifest is not valid JSON (truncated or edited): {e}") from None
+
+
+CLAIM = "claim.json"
+"""The file that claims a directory for one dataset or task set (``claim_directory``)."""
+
+
+def claim_directory(directory: str | os.PathLike, identity: dict[str, Any], what: str,
+                    differences: Any = None) -> Path:
+    """Claim ``directory`` for the content ``identity`` describes (a JSON object), atomically: the
+    claim file ``directory/CLAIM`` is written under a temporary name and hard-linked into place,
+    which fails if it exists, so of two writers racing for one directory exactly one claims it. A
+    directory claimed for the same ``identity`` is accepted (resuming, or a worker process of the
+    same run); one claimed for anything else raises ValueError naming the directory (``what`` says
+    what is written, ``differences(identity, held)`` lists the differing fields). Returns the
+    claim file's path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / CLAIM
+    text = json.dumps(identity, indent=1, sort_keys=True) + "\n"
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{CLAIM}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # claimed by another writer meanwhile: compared below
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    try:
+        held = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{directory}: unreadable {CLAIM} ({e}); refusing to write a {what} into it "
+                         "(choose another directory, or delete it yourself)") from None
+    if held != json.loads(text):
+        diff = differences(identity, held) if differences is not None else []
+        raise ValueError(f"{directory}: claimed by another {what}"
+                         f"{' (' + '; '.join(diff) + ')' if diff else ''}; refusing to write into it "
+                         "(choose another directory, or delete it yourself)")
+    return path
+
+
+@contextlib.contextmanager
+def exclusive(directory: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory``'s claim file for the block: a second process asking
+    for it meanwhile gets a ValueError naming the directory instead of writing beside the first.
+    The lock dies with its process (``flock``), so a killed run never leaves it held."""
+    import fcntl
+
+    directory = Path(directory)
+    fd = os.open(directory / CLAIM, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"{directory}: another process is writing this {what} right now; wait for it "
+                             "to finish (rerunning the same command afterwards resumes or confirms it)") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def remove_temporaries(directory: str | os.PathLike, prefixes: tuple[str, ...]) -> list[str]:
+    """Delete the temporary files (``.NAME.XXXX.tmp`` of ``atomic_open``) in ``directory`` whose
+    target name starts with one of ``prefixes``: what a killed writer left. Only for a writer that
+    holds the directory (``exclusive``). Returns the names removed."""
+    removed = []
+    for p in Path(directory).glob(".*.tmp"):
+        if p.name[1:].startswith(prefixes) and p.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+            removed.append(p.name)
+    return removed

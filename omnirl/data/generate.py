@@ -14,13 +14,12 @@ import dataclasses
 import itertools
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from omnirl._pool import run_pool
 from omnirl._validate import check_choice, check_int
 from omnirl.data.pipelines import PROBES, PipelineConfig, pipeline
 from omnirl.data.schema import SCHEMA_VERSION, STEP_FIELDS, task_hash_bytes
@@ -164,32 +163,32 @@ def generate_dataset(spec: DatasetSpec, out: str | os.PathLike, workers: int = 1
             raise ValueError(f"task set {spec.task_set} has n_obs={t0.n_obs}, n_actions={t0.n_actions}; "
                              f"the dataset asks for {spec.n_obs} and {spec.n_actions}")
     writer = DatasetWriter(out, header(spec, config, tasks))  # refuses another dataset's directory
-    todo = writer.missing_shards()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=spec.n_sequences, unit="seq", desc="synthesise",
-                   initial=spec.n_sequences - sum(_shard_len(spec, s) for s in todo))
-    try:
-        groups = shard_groups(spec, todo, batch, workers)
-        if backend == "ray":
-            _run_ray(spec, config, str(out), groups, batch, workers, ray_address, bar)
-        elif workers == 1 or len(groups) <= 1:
-            for group in groups:
-                r = generate_shards(spec, config, str(out), group, batch, tasks)
-                if bar is not None:
-                    bar.update(r["sequences"])
-        else:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(generate_shards, spec, config, str(out), group, batch) for group in groups]
-                for fut in as_completed(futures):
-                    r = fut.result()
-                    if bar is not None:
-                        bar.update(r["sequences"])
-    finally:
-        if bar is not None:
-            bar.close()
-    return writer.finalize()
+    with writer.exclusive():  # and a second run on this one; removes a killed run's temporary files
+        todo = writer.missing_shards()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=spec.n_sequences, unit="seq", desc="synthesise",
+                       initial=spec.n_sequences - sum(_shard_len(spec, s) for s in todo))
+
+        def done(r: dict[str, Any]) -> None:
+            if bar is not None:
+                bar.update(r["sequences"])
+
+        try:
+            groups = shard_groups(spec, todo, batch, workers)
+            if backend == "ray":
+                _run_ray(spec, config, str(out), groups, batch, workers, ray_address, bar)
+            elif workers == 1 or len(groups) <= 1:
+                for group in groups:
+                    done(generate_shards(spec, config, str(out), group, batch, tasks))
+            else:
+                run_pool(generate_shards, [(spec, config, str(out), group, batch) for group in groups], workers,
+                         done)
+        finally:
+            if bar is not None:
+                bar.close()
+        return writer.finalize()
 
 
 def _shard_len(spec: DatasetSpec, s: int) -> int:
@@ -250,10 +249,27 @@ def load_task_set(out: str | os.PathLike, n_tasks: int, states: Any, n_actions: 
             raise ValueError(f"{task_dir} holds another task set ({have}, states "
                              f"{info.get('min_states')}:{info.get('n_states')}); use another --out")
         return task_dir, tasks
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name != "tasks" for p in out.iterdir()):  # tasks/: a killed run's, resumed
         raise ValueError(f"output directory {str(out)!r} is not empty and holds no task set of this "
                          "dataset; use an empty or new directory")
     return task_dir, TaskSet.generate(n_tasks, states, n_actions, seed=task_seed, out=task_dir, workers=workers)
+
+
+def dataset_task_set(dataset: str | os.PathLike, recorded: str, content_hash: str | None) -> tuple[Path, TaskSet]:
+    """The task set a dataset was drawn from, and its directory: ``DATASET/tasks`` when it is there
+    (where ``python -m omnirl.data generate`` puts it, so a moved dataset brings it along), else the
+    directory ``recorded`` in its manifest; either way it must have the dataset's task-set
+    ``content_hash``, or ValueError names both."""
+    local = Path(dataset) / "tasks"
+    path = local if (local / "manifest.json").is_file() else Path(recorded)
+    if not (path / "manifest.json").is_file():
+        raise ValueError(f"dataset {str(dataset)!r}: its task set is neither in {str(local)!r} nor at the "
+                         f"recorded {recorded!r}")
+    found = read_task_manifest(path)["content_hash"]
+    if found != content_hash:
+        raise ValueError(f"dataset {str(dataset)!r} was drawn from the task set with content hash "
+                         f"{content_hash}; {str(path)!r} holds another ({found})")
+    return path, TaskSet.load(path)
 
 
 PROBE = "probe"
@@ -281,8 +297,11 @@ def make_validation_sets(train_dir: str | os.PathLike, out: str | os.PathLike, n
     seed = spec.seed + 1  # other sequence seeds than training
     result = {}
     if spec.task_set is not None:
-        seen = dataclasses.replace(spec, n_sequences=n_sequences, seed=seed)
-        result["seen"] = generate_dataset(seen, out / "seen", workers, backend, batch)
+        task_dir, tasks = dataset_task_set(train_dir, spec.task_set, head.task_set_hash)
+        moved = Path(spec.task_set).resolve() != task_dir.resolve()
+        seen = dataclasses.replace(spec, n_sequences=n_sequences, seed=seed,
+                                   task_set=str(task_dir) if moved else spec.task_set)
+        result["seen"] = generate_dataset(seen, out / "seen", workers, backend, batch, tasks=tasks)
     unseen = dataclasses.replace(spec, n_sequences=n_sequences, seed=seed, task_set=None)
     result["unseen"] = generate_dataset(unseen, out / "unseen", workers, backend, batch)
     if probe:

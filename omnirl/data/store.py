@@ -14,6 +14,10 @@ The column layout (offset, dtype, shape) is a pure function of the header and th
 sequence count; it is recorded in each sidecar and manifest entry, and a reader checks the
 recorded layout against the computed one before it maps a column without copying.
 
+A writer first claims the directory (``omnirl.fileio.claim_directory``: ``DIR/claim.json``, created
+atomically, holds the header), so two writers of different datasets never share a directory; a
+run holds it exclusively while it writes (``DatasetWriter.exclusive``).
+
 Every file is written under a temporary name and renamed (``omnirl.fileio`` for in-memory columns,
 ``DatasetWriter.open_shard`` for a shard filled in place through a memory map of its temporary
 file), so an interrupted writer leaves no half-written shard; a new writer with the same header resumes with the shards
@@ -41,7 +45,8 @@ from omnirl._validate import check_int
 from omnirl.data.schema import (FIELD_NAMES, MAX_ACTIONS, MAX_OBS, SCHEMA_NAME, SCHEMA_VERSION,
                                 SEQUENCE_FIELDS, STEP_FIELDS, SUPPORTED_VERSIONS, column_specs,
                                 field_table, value_bounds)
-from omnirl.fileio import atomic_write_bytes, atomic_write_json, read_json
+from omnirl.fileio import (atomic_write_bytes, atomic_write_json, claim_directory, exclusive, read_json,
+                           remove_temporaries)
 from omnirl.tasks.taskset import _hash_of_hashes, _sha256
 
 MANIFEST = "manifest.json"
@@ -241,8 +246,19 @@ class DatasetWriter:
         self.header = header
         self._hash = header.header_hash()
         self._check_existing()
-        self.path.mkdir(parents=True, exist_ok=True)
+        claim_directory(self.path, {"format": SCHEMA_NAME, "header_hash": self._hash, "header": header.to_dict()},
+                        "dataset", lambda new, held: _header_diff(new["header"], held.get("header")
+                                                                  if isinstance(held, dict) else None))
         self._intact: dict[int, dict[str, Any]] = {}
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        """The directory for this process alone during the block (``omnirl.fileio.exclusive``: a
+        second run on it is refused, worker processes of this one are not affected), cleared of
+        the temporary shard files a killed run left."""
+        with exclusive(self.path, "dataset"):
+            remove_temporaries(self.path, ("shard-",))
+            yield self
 
     def _refuse(self, what: str) -> None:
         raise ValueError(f"{self.path}: already holds {what}; refusing to write into it "
@@ -358,6 +374,7 @@ class DatasetWriter:
 
     def finalize(self) -> dict[str, Any]:
         """Write ``manifest.json`` (atomically) once every shard is present; returns it."""
+        self._check_existing()  # never over another dataset's manifest
         missing = self.missing_shards()
         if missing:
             raise ValueError(f"{self.path}: cannot finalize, {len(missing)} of {self.header.n_shards} "

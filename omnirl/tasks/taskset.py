@@ -23,15 +23,15 @@ import hashlib
 import json
 import os
 import zipfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from omnirl._pool import run_pool
 from omnirl._validate import check_float, check_int, check_seed
-from omnirl.fileio import atomic_write_bytes, atomic_write_json, read_json
+from omnirl.fileio import (CLAIM, atomic_write_bytes, atomic_write_json, claim_directory, exclusive, read_json,
+                           remove_temporaries)
 from omnirl.tasks.rng import make_rng
 from omnirl.tasks.samplers import sample_task
 from omnirl.tasks.task import MDPTask
@@ -359,10 +359,10 @@ def _check_out_holds_only(out: Path, spec: dict[str, Any], spec_hash: str) -> No
             raise ValueError(f"out={str(out)!r} holds another task set or a dataset ({MANIFEST}); "
                              "choose an empty directory")
     for p in out.iterdir():
-        if p.name == MANIFEST:
+        if p.name in (MANIFEST, CLAIM):  # the claim is compared by claim_directory
             continue
         shard = (p.name.startswith("shard-") and p.suffix in (".npz", ".json")) or (
-            p.name.startswith((".shard-", f".{MANIFEST}.")) and p.name.endswith(".tmp"))  # a killed run's
+            p.name.startswith((".shard-", f".{MANIFEST}.", f".{CLAIM}.")) and p.name.endswith(".tmp"))  # a killed run's
         if not shard:
             raise ValueError(f"out={str(out)!r} holds {p.name!r}, which is not part of this task set; "
                              "choose an empty directory")
@@ -383,7 +383,22 @@ def generate_to_disk(spec: dict[str, Any], out: Path, workers: int = 1, progress
     workers = check_int("workers", workers, min_value=1)
     spec_hash = _spec_hash(spec)
     _check_out_holds_only(out, spec, spec_hash)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_directory(out, {"format": FORMAT, "spec_hash": spec_hash, "info": spec}, "task set",
+                    lambda new, held: _spec_diff(new["info"], held.get("info") if isinstance(held, dict) else None))
+    with exclusive(out, "task set"):  # a second run on it is refused; a killed run's temporary files go
+        remove_temporaries(out, ("shard-", MANIFEST))
+        return _generate_claimed(spec, spec_hash, out, workers, progress)
+
+
+def _spec_diff(new: dict[str, Any], held: Any) -> list[str]:
+    """The generation settings in which ``held`` (a claim's, possibly malformed) differs from ``new``."""
+    if not isinstance(held, dict):
+        return ["settings (unreadable)"]
+    return [f"{k} {held.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(new) | set(held)) if new.get(k) != held.get(k)]
+
+
+def _generate_claimed(spec: dict[str, Any], spec_hash: str, out: Path, workers: int, progress: bool) -> Path:
+    """``generate_to_disk``'s work, in the directory it has claimed."""
     n_shards = -(-spec["n_tasks"] // spec["shard_size"])
     entries: dict[int, dict] = {}
     for s in range(n_shards):
@@ -396,20 +411,19 @@ def generate_to_disk(spec: dict[str, Any], out: Path, workers: int = 1, progress
         from tqdm import tqdm
         bar = tqdm(total=spec["n_tasks"], unit="task", desc="generate",
                    initial=sum(e["n_tasks"] for e in entries.values()))
+
+    def done(e: dict[str, Any]) -> None:
+        entries[e["index"]] = e
+        if bar is not None:
+            bar.update(e["n_tasks"])
+
     try:
         if workers == 1 or len(todo) <= 1:
             for s in todo:
-                entries[s] = _generate_shard(spec, str(out), s)
-                if bar is not None:
-                    bar.update(entries[s]["n_tasks"])
+                done(_generate_shard(spec, str(out), s))
         else:
-            with _single_threaded_blas(), ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(_generate_shard, spec, str(out), s) for s in todo]
-                for fut in as_completed(futures):
-                    e = fut.result()
-                    entries[e["index"]] = e
-                    if bar is not None:
-                        bar.update(e["n_tasks"])
+            with _single_threaded_blas():
+                run_pool(_generate_shard, [(spec, str(out), s) for s in todo], workers, done)
     finally:
         if bar is not None:
             bar.close()

@@ -1,0 +1,247 @@
+"""Fault injection: what a careless or hostile user does must lose nothing, hang nothing, and be
+refused with one ``error:`` line.
+
+Classes: silent data loss (concurrent writers of one directory, a moved dataset), hangs and
+leaks (diverging training, interrupted and orphaned worker processes, temporary files of a killed
+run), damage found late (before training's first step, by ``data verify``, edited manifests,
+changed settings on resume), and tracebacks where one error line belongs. Interrupt and
+concurrency cases run real processes and send real signals, each bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from omnirl.data.generate import DatasetSpec, generate_dataset
+from omnirl.data.store import DatasetWriter, verify
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 60
+"""Seconds any one command of these tests may take."""
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled",
+            "PYTHONPATH": str(ROOT)}
+
+
+def start(module: str, *args: str, cwd: Path) -> subprocess.Popen:
+    """``python -m module args`` in its own session (its own process group), output captured."""
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def cli(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env(), capture_output=True,
+                          text=True, timeout=TIMEOUT)
+
+
+def assert_refused(r: subprocess.CompletedProcess | tuple[int, str], *words: str) -> str:
+    """Exit code 2 and a stderr of one ``error:`` line (no traceback) holding ``words``; returns it."""
+    code, err = (r.returncode, r.stderr) if isinstance(r, subprocess.CompletedProcess) else r
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+def children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_until(condition, seconds: float, what: str) -> None:
+    end = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {seconds} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def stop(p: subprocess.Popen) -> None:
+    """Kill what is left of ``p``'s process group (a test's clean-up)."""
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    p.communicate(timeout=TIMEOUT)
+
+
+def small_spec(**kw) -> DatasetSpec:
+    return DatasetSpec(**{"pipeline": "omnirl", "n_sequences": 6, "length": 24, "n_obs": 8, "n_actions": 3,
+                          "seed": 0, "shard_size": 2, **kw})
+
+
+LONG_GENERATE = ("--tasks", "4", "--sequences", "2048", "--length", "512", "--states", "16", "--shard-size", "16",
+                 "--batch", "16", "--workers", "2", "--quiet")
+"""A ``data generate`` taking about a minute on two workers: long enough to be interrupted."""
+
+
+# ---------------------------------------------------------------------------- 1. silent data loss
+
+
+def test_concurrent_generates_into_one_directory_one_wins_whole(tmp_path):
+    """Two ``data generate`` runs of different seeds into one directory (holding their common task
+    set), started together: one finishes, the other is refused; the manifest is the winner's (both
+    used to pass the header check and exit 0, the last writer replacing the other's dataset)."""
+    from omnirl.tasks.taskset import TaskSet
+    TaskSet.generate(2, 8, 5, seed=0, out=tmp_path / "ds" / "tasks")
+    common = ("--tasks", "2", "--sequences", "64", "--length", "64", "--states", "8", "--shard-size", "4",
+              "--batch", "4", "--quiet", "--out", "ds")
+    procs = {seed: start("omnirl.data", "generate", *common, "--seed", str(seed), cwd=tmp_path) for seed in (0, 1)}
+    try:
+        results = {seed: (p.wait(TIMEOUT), p.communicate(timeout=TIMEOUT)[1]) for seed, p in procs.items()}
+    finally:
+        for p in procs.values():
+            stop(p)
+    winners = [seed for seed, (code, _) in results.items() if code == 0]
+    assert len(winners) == 1, results
+    loser = 1 - winners[0]
+    assert_refused(results[loser], "ds")
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert manifest["config"]["spec"]["seed"] == winners[0]
+    assert verify(tmp_path / "ds")["ok"]
+
+
+def test_writer_of_another_dataset_is_refused_before_any_shard(tmp_path):
+    """A directory claimed by one dataset's writer, before it wrote anything, refuses another's."""
+    from omnirl.data.generate import header
+    from omnirl.data.pipelines import pipeline
+    a, b = small_spec(), small_spec(seed=1)
+    DatasetWriter(tmp_path / "d", header(a, pipeline("omnirl"), None))
+    with pytest.raises(ValueError, match="claimed by another dataset.*seed"):
+        generate_dataset(b, tmp_path / "d")
+    assert not list((tmp_path / "d").glob("shard-*"))
+    generate_dataset(a, tmp_path / "d")  # the claim's own dataset goes ahead
+    assert verify(tmp_path / "d")["ok"]
+
+
+def test_validation_of_a_moved_dataset_uses_its_own_task_set(tmp_path):
+    """``data validation`` on a moved dataset whose recorded task-set path now holds another task
+    set: the dataset's own ``tasks`` are used (the other set used to be taken silently)."""
+    gen = ("generate", "--tasks", "3", "--sequences", "6", "--length", "16", "--states", "8", "--quiet")
+    assert cli("omnirl.data", *gen, "--out", "ds", cwd=tmp_path).returncode == 0
+    (tmp_path / "ds").rename(tmp_path / "moved")
+    assert cli("omnirl.data", *gen, "--task-seed", "7", "--out", "ds", cwd=tmp_path).returncode == 0
+    r = cli("omnirl.data", "validation", "moved", "--sequences", "4", "--out", "val", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    from omnirl.data.store import Dataset
+    from omnirl.tasks.taskset import TaskSet
+    seen = Dataset.open(tmp_path / "val" / "seen")
+    own = TaskSet.load(tmp_path / "moved" / "tasks").task_hashes()
+    for j in range(len(seen)):
+        assert bytes(seen.sequence(j)["task_hash"]).hex() in own
+
+
+def test_validation_refuses_a_task_set_of_another_hash(tmp_path):
+    """With no ``tasks`` beside the dataset, the recorded directory must hold the dataset's task set."""
+    from omnirl.data.generate import make_validation_sets
+    from omnirl.tasks.taskset import TaskSet
+    TaskSet.generate(3, 8, 3, seed=0, out=tmp_path / "tasks")
+    generate_dataset(small_spec(task_set=str(tmp_path / "tasks")), tmp_path / "ds")
+    (tmp_path / "tasks").rename(tmp_path / "old")
+    TaskSet.generate(3, 8, 3, seed=5, out=tmp_path / "tasks")
+    with pytest.raises(ValueError, match="another"):
+        make_validation_sets(tmp_path / "ds", tmp_path / "val", 2)
+    assert not (tmp_path / "val").exists()
+
+
+# ---------------------------------------------------------------------------- 2. hangs and leaks
+
+
+def _started_writing(d: Path):
+    return lambda: d.is_dir() and any(p.name.startswith((".shard-", "shard-")) for p in d.iterdir())
+
+
+@pytest.mark.parametrize("group", [True, False], ids=["terminal", "kill-INT"])
+def test_ctrl_c_stops_all_generate_workers_promptly(tmp_path, group):
+    """An interrupt stops ``data generate --workers 2`` within seconds, workers included: Ctrl-C
+    (SIGINT to the process group, as a terminal sends it) or SIGINT to the main process alone (it
+    used to wait for the pool to finish all submitted shards)."""
+    p = start("omnirl.data", "generate", *LONG_GENERATE, "--out", "ds", cwd=tmp_path)
+    try:
+        wait_until(_started_writing(tmp_path / "ds"), TIMEOUT, "the first shard")
+        workers = children(p.pid)
+        assert len(workers) >= 2
+        t0 = time.monotonic()
+        (os.killpg if group else os.kill)(p.pid, signal.SIGINT)
+        p.wait(TIMEOUT)
+        assert time.monotonic() - t0 < 10
+        wait_until(lambda: not any(alive(w) for w in workers), 10, "the workers to exit")
+        assert not (tmp_path / "ds" / "manifest.json").exists()
+    finally:
+        stop(p)
+
+
+@pytest.mark.parametrize("module,args", [
+    ("omnirl.data", ("generate", *LONG_GENERATE, "--out", "out")),
+    ("omnirl.tasks", ("generate", "--n", "4000", "--states", "64", "--shard-size", "16", "--workers", "2",
+                      "--quiet", "--out", "out")),
+], ids=["data", "tasks"])
+def test_workers_die_with_their_parent(tmp_path, module, args):
+    """Killing the main process (SIGKILL: no clean-up of its own) takes its workers and the
+    resource tracker with it (they used to go on writing, re-parented)."""
+    p = start(module, *args, cwd=tmp_path)
+    try:
+        out = tmp_path / "out"
+        wait_until(_started_writing(out), TIMEOUT, "the first shard")
+        helpers = children(p.pid)
+        assert len(helpers) >= 2
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(TIMEOUT)
+        wait_until(lambda: not any(alive(w) for w in helpers), 15, "the workers to die")
+    finally:
+        stop(p)
+
+
+def test_rerun_removes_a_killed_runs_temporary_shards(tmp_path):
+    """A temporary shard file a killed writer left (SIGKILL: no chance to remove it) is gone after
+    the rerun (it used to stay in the finished dataset)."""
+    d = tmp_path / "ds"
+    spec = small_spec()
+    generate_dataset(spec, d)
+    stale = [d / ".shard-00001.bin.k1ll3d.tmp", d / ".shard-00002.json.x.tmp"]
+    for f in stale:
+        f.write_bytes(b"\0" * 100)
+    (d / "shard-00001.json").unlink()  # that shard is redone
+    generate_dataset(spec, d)
+    assert not list(d.glob(".*.tmp"))
+    assert verify(d)["ok"]
+
+
+def test_task_set_rerun_removes_temporaries(tmp_path):
+    from omnirl.tasks.taskset import TaskSet
+    out = tmp_path / "ts"
+    TaskSet.generate(4, 8, 3, out=out, shard_size=2)
+    (out / ".shard-00001.npz.dead.tmp").write_bytes(b"x")
+    (out / ".manifest.json.dead.tmp").write_bytes(b"x")
+    TaskSet.generate(4, 8, 3, out=out, shard_size=2)
+    assert not list(out.glob(".*.tmp"))
