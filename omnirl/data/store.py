@@ -217,16 +217,25 @@ def _check_columns(header: DatasetHeader, s: int, columns: Any) -> None:
         if a.shape != (n, *shape):
             raise ValueError(f"columns[{name!r}] must have shape {(n, *shape)} (shard {s} holds "
                              f"{n} sequences of length {header.length}), got {a.shape}")
-    for name, (lo, hi) in value_bounds(header.n_obs, header.n_actions).items():
-        mn, mx = int(columns[name].min()), int(columns[name].max())
-        if mn < lo or mx > hi:
-            raise ValueError(f"columns[{name!r}] values must be in [{lo}, {hi}], got min {mn}, max {mx}")
-    if not np.isfinite(columns["reward"]).all():
-        raise ValueError("columns['reward'] must be finite, got NaN or inf")
+    problem = _value_problem(header, columns)
+    if problem is not None:
+        raise ValueError(problem)
     idx = columns["sequence_index"]
     if not np.array_equal(idx, np.arange(first, first + n)):
         raise ValueError(f"columns['sequence_index'] must be {first}..{first + n - 1} for shard {s}, "
                          f"got {idx[:3].tolist()}...")
+
+
+def _value_problem(header: DatasetHeader, columns: Mapping[str, np.ndarray]) -> str | None:
+    """Why the values of ``columns`` do not fit ``header`` (ids beyond its ``n_obs`` / ``n_actions``,
+    non-finite rewards), or None."""
+    for name, (lo, hi) in value_bounds(header.n_obs, header.n_actions).items():
+        mn, mx = int(columns[name].min()), int(columns[name].max())
+        if mn < lo or mx > hi:
+            return f"columns[{name!r}] values must be in [{lo}, {hi}], got min {mn}, max {mx}"
+    if not np.isfinite(columns["reward"]).all():
+        return "columns['reward'] must be finite, got NaN or inf"
+    return None
 
 
 class DatasetWriter:
@@ -552,6 +561,21 @@ class Dataset:
         entry = self.manifest["shards"][i]
         f = self.path / entry["file"]
         if i not in self._verified:
+            self._check_shard(i)
+        whole = np.memmap(f, dtype=np.uint8, mode="r", shape=(entry["bytes"],))
+        cols = {name: whole[c["offset"]:c["offset"] + _nbytes(c)].view(np.dtype(c["dtype"])).reshape(c["shape"])
+                for name, c in entry["columns"].items()}
+        self._open[i] = cols
+        while len(self._open) > self.max_open_shards:
+            self._open.popitem(last=False)
+        return dict(cols)
+
+    def _check_shard(self, i: int) -> None:
+        """Raise ValueError naming shard ``i``'s file unless it is there with the manifest's size (and,
+        when ``check_checksums``, its sha256)."""
+        entry = self.manifest["shards"][i]
+        f = self.path / entry["file"]
+        try:
             if self.check_checksums:
                 problem = _file_problem(f, entry)
             elif not f.is_file():
@@ -560,16 +584,18 @@ class Dataset:
                 problem = f"size {f.stat().st_size} != {entry['bytes']} in the manifest (truncated?)"
             else:
                 problem = None
-            if problem is not None:
-                raise ValueError(f"{f}: {problem}")
-            self._verified.add(i)
-        whole = np.memmap(f, dtype=np.uint8, mode="r", shape=(entry["bytes"],))
-        cols = {name: whole[c["offset"]:c["offset"] + _nbytes(c)].view(np.dtype(c["dtype"])).reshape(c["shape"])
-                for name, c in entry["columns"].items()}
-        self._open[i] = cols
-        while len(self._open) > self.max_open_shards:
-            self._open.popitem(last=False)
-        return dict(cols)
+        except OSError as e:
+            problem = f"unreadable ({e.strerror or e})"
+        if problem is not None:
+            raise ValueError(f"{f}: {problem}")
+        self._verified.add(i)
+
+    def check_files(self) -> None:
+        """Check every shard now (size, and the checksum when ``check_checksums``), instead of when it
+        is first read: a damaged shard is named before any work is done."""
+        for i in range(self.n_shards):
+            if i not in self._verified:
+                self._check_shard(i)
 
     def locate(self, j: int) -> tuple[int, int]:
         """``(shard, row)`` of sequence ``j``."""
@@ -595,15 +621,19 @@ class Dataset:
 
 
 def verify(path: str | os.PathLike) -> dict[str, Any]:
-    """Recompute every shard's size and checksum against the manifest.
+    """Recompute every shard's size and checksum against the manifest, and check its values and the
+    task set beside it.
 
     Returns ``{"path", "ok", "manifest_error", "n_sequences", "n_shards", "n_intact", "damaged":
-    [{"index", "file", "reason"}], "missing": [{"index", "file"}]}``; ``ok`` is True only for an
-    intact manifest and intact shards.
+    [{"index", "file", "reason"}], "missing": [{"index", "file"}], "tasks", "tasks_error"}``; a shard
+    is intact when its size and checksum match and its ids fit the header's sizes; ``tasks`` is the
+    task set checked beside the dataset (``DIR/tasks``, or None), ``tasks_error`` its problem. ``ok``
+    is True only for an intact manifest, intact shards and an intact task set of the right hash.
     """
     path = Path(path)
     report: dict[str, Any] = {"path": str(path), "ok": False, "manifest_error": None, "n_sequences": 0,
-                              "n_shards": 0, "n_intact": 0, "damaged": [], "missing": []}
+                              "n_shards": 0, "n_intact": 0, "damaged": [], "missing": [], "tasks": None,
+                              "tasks_error": None}
     try:
         manifest, header = read_manifest(path)
     except (OSError, ValueError) as e:
@@ -620,11 +650,37 @@ def verify(path: str | os.PathLike) -> dict[str, Any]:
         except OSError as e:
             problem = f"unreadable: {e}"
         if problem is None:
+            whole = np.memmap(f, dtype=np.uint8, mode="r", shape=(entry["bytes"],))
+            problem = _value_problem(header, {
+                name: whole[c["offset"]:c["offset"] + _nbytes(c)].view(np.dtype(c["dtype"])).reshape(c["shape"])
+                for name, c in entry["columns"].items()})
+            del whole
+        if problem is None:
             report["n_intact"] += 1
         else:
             report["damaged"].append({"index": entry["index"], "file": entry["file"], "reason": problem})
-    report["ok"] = not report["damaged"] and not report["missing"]
+    report["tasks"], report["tasks_error"] = _verify_tasks(path, header)
+    report["ok"] = not report["damaged"] and not report["missing"] and report["tasks_error"] is None
     return report
+
+
+def _verify_tasks(path: Path, header: DatasetHeader) -> tuple[str | None, str | None]:
+    """``(task-set directory checked, its problem)`` for ``verify``: ``DIR/tasks`` (where ``python -m
+    omnirl.data generate`` puts it) must load intact and have the header's task-set hash; ``(None,
+    None)`` when there is none."""
+    tasks = path / "tasks"
+    if not tasks.exists():
+        return None, None
+    if header.task_set_hash is None:
+        return str(tasks), "the dataset has fresh tasks, but holds a task set"
+    from omnirl.tasks.taskset import TaskSet
+    try:
+        found = TaskSet.load(tasks).content_hash()
+    except (OSError, ValueError) as e:
+        return str(tasks), str(e)
+    if found != header.task_set_hash:
+        return str(tasks), f"content hash {found} is not the dataset's task set {header.task_set_hash}"
+    return str(tasks), None
 
 
 __all__ = ["ALIGN", "Dataset", "DatasetHeader", "DatasetWriter", "MANIFEST", "SCHEMA_VERSION",

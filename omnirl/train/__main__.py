@@ -130,12 +130,57 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.logging.quiet:  # the libraries' notices of their own deprecations
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             warnings.filterwarnings("ignore", category=FutureWarning)
-        return _fit(cfg)
+        try:
+            return _fit(cfg)
+        except ValueError as e:  # bad data, settings or checkpoint; a diverged run (after its checkpoints)
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+
+
+RESUMABLE = ("train.max_steps", "train.val_every", "train.resume", "train.devices", "train.num_nodes",
+             "train.precision", "train.compile", "train.max_skipped", "train.position_bins", "data.num_workers",
+             "data.validation", "data.verify_checksums", "reference.", "logging.")
+"""Settings (dotted names, or prefixes ending in ``.``) a resumed run may change. The others define
+the run being continued (the restored weights, optimiser, schedule and data cursor follow them):
+a resumed run asking for other values is refused, naming them."""
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and not k == "validation":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_resume(cfg: Any, path: Path) -> None:
+    """Raise ValueError naming ``path`` unless it is a readable OmniRL checkpoint trained with the
+    settings ``cfg`` asks for (all but ``RESUMABLE`` ones)."""
+    from omnirl.config import config_from_dict, config_to_dict
+    from omnirl.evaluate.checkpoint import read_checkpoint
+    from omnirl.train.config import TrainConfig
+
+    ckpt = read_checkpoint(path)
+    try:
+        held = _flat(config_to_dict(config_from_dict(TrainConfig, ckpt["hyper_parameters"]["config"])))
+    except ValueError as e:
+        raise ValueError(f"train.resume={str(path)!r}: the checkpoint's configuration is not valid here: {e}") from None
+    asked = _flat(config_to_dict(cfg))
+    changed = [f"{k}={asked.get(k)!r} (the checkpoint's: {held.get(k)!r})" for k in sorted(set(held) | set(asked))
+               if held.get(k) != asked.get(k) and not any(k == r or (r.endswith(".") and k.startswith(r))
+                                                          for r in RESUMABLE)]
+    if changed:
+        raise ValueError(f"train.resume={str(path)!r} continues a run with other settings: {'; '.join(changed)}; "
+                         "resume with the checkpoint's settings, or start a new run in another logging.out_dir")
 
 
 def _fit(cfg: Any) -> int:
-    """Build the data, model, loggers and trainer of ``cfg`` and train (``main``'s body)."""
+    """Check the data, settings and checkpoint of ``cfg``, then build the model, loggers and trainer
+    and train (``main``'s body). Expected failures raise ValueError before anything is written."""
     import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.loggers import WandbLogger
 
     from omnirl.config import config_to_dict
@@ -144,28 +189,36 @@ def _fit(cfg: Any) -> int:
     from omnirl.train.tracking import RunTracker
 
     out = Path(cfg.logging.out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"logging.out_dir={str(out)!r} is a file, not a directory")
     held = held_run(out)
     if held is not None and cfg.train.resume is None:
         # one run directory holds one run: a fresh run would mix its history and checkpoints with the old
-        print(f"error: logging.out_dir={str(out)!r} holds a training run already ({held}); resume it with "
-              "--train.resume=last, or give another --logging.out_dir", file=sys.stderr)
-        return 2
-    out.mkdir(parents=True, exist_ok=True)
+        raise ValueError(f"logging.out_dir={str(out)!r} holds a training run already ({held}); resume it with "
+                         "--train.resume=last, or give another --logging.out_dir")
+    ckpt_path = cfg.train.resume
+    if ckpt_path is not None:
+        path = out / CHECKPOINT_DIR / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+        if ckpt_path != "last" and not path.is_file():
+            raise ValueError(f"train.resume={ckpt_path!r}: no such checkpoint file")
+        if path.is_file():
+            check_resume(cfg, path)
     L.seed_everything(cfg.train.seed, workers=True)
     data = OmniRLDataModule(cfg.data, reference=cfg.reference, model=cfg.model)
     module = OmniRLModule(cfg)
     module.val_names = list(data.val_names)
     mode = wandb_mode(cfg.logging.wandb_mode)
+    try:
+        build_trainer(cfg)  # Lightning's own checks of the devices and precision, before anything is written
+    except MisconfigurationException as e:
+        raise ValueError(f"train.devices={cfg.train.devices!r}, train.precision={cfg.train.precision!r}: {e}") from None
+    out.mkdir(parents=True, exist_ok=True)
     logger = False
     if mode != "disabled":
         # checkpoints become artifacts when online (an offline run cannot hold artifacts)
         logger = WandbLogger(project=cfg.logging.wandb_project, save_dir=str(out), mode=mode,
                              config=config_to_dict(cfg), log_model="all" if mode == "online" else False)
     trainer = build_trainer(cfg, logger, callbacks=[RunTracker(cfg)])
-    ckpt_path = cfg.train.resume
-    if ckpt_path is not None and ckpt_path != "last" and not Path(ckpt_path).is_file():
-        print(f"error: train.resume={ckpt_path!r}: no such checkpoint file", file=sys.stderr)
-        return 2
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
     if logger and trainer.is_global_zero:
         logger.experiment.finish()  # flush and close the run now, not at interpreter exit

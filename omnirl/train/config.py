@@ -19,6 +19,11 @@ from omnirl.model.omnirl import LAYOUTS, REWARD_LOSSES, OmniRLConfig
 from omnirl.model.rewards import REWARD_TRANSFORMS
 
 
+PRECISIONS = ("32-true", "64-true", "16-true", "16-mixed", "bf16-true", "bf16-mixed", "transformer-engine",
+              "transformer-engine-float16")
+"""The precisions Lightning accepts by name (``train.precision``)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelSection:
     """The OmniRL model to train."""
@@ -78,8 +83,14 @@ class DataSection:
     """Data-loader worker processes."""
     seed: int = 0
     """Seed of the window sampling and shuffling (per epoch: ``(seed, epoch)``)."""
+    verify_checksums: bool = True
+    """Recompute every shard's checksum before the first step (shard sizes are checked whatever
+    this says); turn off for datasets too large to hash at every start, after ``python -m
+    omnirl.data verify``."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.verify_checksums, bool):
+            raise ValueError(f"verify_checksums must be true or false, got {self.verify_checksums!r}")
         check_int("window", self.window, min_value=2)
         check_int("batch_size", self.batch_size, min_value=1)
         check_int("num_workers", self.num_workers, min_value=0)
@@ -102,6 +113,10 @@ class TrainSection:
     """Optimiser steps of linear learning-rate warm-up; then inverse-square-root decay."""
     grad_clip: float = 1.0
     """Global gradient-norm clip (0: none)."""
+    max_skipped: int = 50
+    """Consecutive batches with a non-finite loss or gradient (skipped, weights untouched) after which
+    the run stops with an error: the weights have diverged (e.g. too high a ``lr``) and every later
+    batch would be skipped too. ``last.ckpt`` keeps the last checkpoint written before. 0: no limit."""
     context_warmup: int = 0
     """Position-dependent loss weight: rises linearly from ~0 to 1 over the first this-many steps of
     a sequence (0: uniform weights)."""
@@ -110,7 +125,7 @@ class TrainSection:
     val_every: int = 200
     """Optimiser steps between validations."""
     precision: str = "32-true"
-    """Lightning precision (``bf16-mixed`` on CUDA)."""
+    """Lightning precision, one of ``PRECISIONS`` (``bf16-mixed`` on CUDA)."""
     compile: bool = False
     """Compile the model's forward pass with ``torch.compile`` (``nn.Module.compile``: weights and
     checkpoints are unchanged). Off by default: on the CPU the tiny backbones gain too little for
@@ -128,11 +143,15 @@ class TrainSection:
     def __post_init__(self) -> None:
         for f in ("segment_len", "max_steps", "position_bins", "val_every", "num_nodes"):
             check_int(f, getattr(self, f), min_value=1)
-        for f in ("warmup_steps", "context_warmup", "seed"):
+        for f in ("warmup_steps", "context_warmup", "seed", "max_skipped"):
             check_int(f, getattr(self, f), min_value=0)
         check_float("lr", self.lr, min_value=0.0, min_inclusive=False)
         check_float("weight_decay", self.weight_decay, min_value=0.0)
         check_float("grad_clip", self.grad_clip, min_value=0.0)
+        check_choice("precision", self.precision, PRECISIONS)
+        if self.devices != "auto" and (not isinstance(self.devices, int) or isinstance(self.devices, bool)
+                                       or self.devices < 1):
+            raise ValueError(f"devices must be 'auto' or a count >= 1, got {self.devices!r}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be true or false, got {self.compile!r}")
 

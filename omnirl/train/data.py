@@ -108,6 +108,8 @@ class WindowDataset(torch.utils.data.Dataset):
         self.check_checksums = bool(check_checksums)
         self.epoch = 0
         self._datasets: list[Dataset] | None = [Dataset.open(p, check_checksums) for p in self.paths]
+        for ds in self._datasets:
+            ds.check_files()  # every shard now: damage is named before training's first step
         first = self._datasets[0].header
         for p, ds in zip(self.paths, self._datasets):
             h = ds.header
@@ -236,7 +238,10 @@ class ResumableDataLoader(DataLoader):
 class OmniRLDataModule(lightning.LightningDataModule):
     """Training and validation loaders of a ``DataSection``.
 
-    ``n_obs`` / ``n_actions`` are those of the data (all datasets must agree); ``val_names`` lists
+    ``n_obs`` / ``n_actions`` are those of the data (all datasets must agree; a ``model`` given must
+    fit them: ``model.n_states >= n_obs``, ``model.n_actions == n_actions``); every shard is checked
+    (size; checksum unless ``check_checksums`` or ``data.verify_checksums`` is off) before training
+    starts; ``val_names`` lists
     the validation sets in the order of ``val_dataloader()``. With ``reference`` enabled, the
     validation sets carry the reference's losses (computed at the first ``val_dataloader()``), its
     reward references following ``model``'s reward transform and loss.
@@ -259,9 +264,15 @@ class OmniRLDataModule(lightning.LightningDataModule):
         self.data = data
         self.reference = reference
         self.model = model if model is not None else ModelSection()
+        check_checksums = check_checksums and data.verify_checksums
         self.train_set = WindowDataset(list(data.train), data.window, seed=data.seed,
                                        check_checksums=check_checksums)
         self.n_obs, self.n_actions = self.train_set.n_obs, self.train_set.n_actions
+        if model is not None and (model.n_states < self.n_obs or model.n_actions != self.n_actions):
+            raise ValueError(f"model.n_states={model.n_states}, model.n_actions={model.n_actions} do not fit the "
+                             f"data (data.train[0]={str(data.train[0])!r}: n_obs={self.n_obs}, n_actions="
+                             f"{self.n_actions}); model.n_states must be >= {self.n_obs} and model.n_actions "
+                             f"= {self.n_actions}")
         self.val_names: list[str] = [str(n) for n in data.validation]
         self.val_sets: list[WindowDataset] = []
         for name, path in data.validation.items():

@@ -11,7 +11,8 @@ scaled by its share of the batch's loss weight, so the accumulated gradient is t
 weighted mean loss over the whole window. Under DDP the gradients are synchronised once, at the last
 segment. A batch whose loss or gradient is not finite is skipped (no optimiser or scheduler step,
 weights untouched, ``train/skipped_steps`` counts it); skipped batches do not count towards
-``max_steps``.
+``max_steps``. After ``train.max_skipped`` consecutive skipped batches the run stops with
+``DivergedError`` (the weights have diverged: no later batch would be finite either).
 
 Loss weights (``train.context_warmup`` = W > 0): the weight of absolute position ``p`` in the
 sequence rises linearly from 1e-3 at ``p = 0`` to 1 at ``p = W`` and stays 1 after, so the early,
@@ -152,6 +153,10 @@ def detach_model_state(state: tuple[State, Tensor]) -> tuple[State, Tensor]:
     return detach_state(backbone_state), memory.detach()
 
 
+class DivergedError(ValueError):
+    """Training stopped: ``train.max_skipped`` consecutive batches had a non-finite loss or gradient."""
+
+
 class OmniRLModule(lightning.LightningModule):
     """OmniRL with segment-wise truncated back-propagation (see the module docstring).
 
@@ -176,6 +181,8 @@ class OmniRLModule(lightning.LightningModule):
         """By validation set: ``position`` (bin centres, steps) and the mean policy loss per bin of
         each behaviour (``all``, ``random``, ``oracle``, ``learner``, ``unknown``; NaN if empty)."""
         self.skipped_steps = 0
+        self.consecutive_skips = 0
+        """Batches skipped since the last optimiser step (not checkpointed: a resumed run starts at 0)."""
         self.tokens_seen = 0
         """Environment steps trained on (``B * T`` per batch, summed over processes)."""
         self._val_sums: dict[str, tuple[tuple[str, ...], Tensor, Tensor]] = {}
@@ -240,7 +247,16 @@ class OmniRLModule(lightning.LightningModule):
         if self.trainer.strategy.reduce_boolean_decision(not finite, all=False):
             optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
+            self.consecutive_skips += 1
+            limit = self.config.train.max_skipped
+            if limit and self.consecutive_skips >= limit:
+                raise DivergedError(
+                    f"{self.consecutive_skips} consecutive batches had a non-finite loss or gradient after "
+                    f"{self.global_step} optimiser steps: training diverged (train.lr={self.config.train.lr}); "
+                    f"lower train.lr, or raise train.max_skipped={limit}. The last checkpoint written "
+                    "before is kept")
             return lr
+        self.consecutive_skips = 0
         if self.config.train.grad_clip > 0:
             torch.nn.utils.clip_grads_with_norm_(params, self.config.train.grad_clip, grad_norm)
         optimizer.step()
@@ -377,5 +393,5 @@ class OmniRLModule(lightning.LightningModule):
         self._val_sums = {}
 
 
-__all__ = ["REFERENCE_CURVES", "REFERENCE_METRICS", "WORLD_MODEL_CURVES", "OmniRLModule", "position_weights", "lr_factor", "segment_slices", "split_window",
+__all__ = ["DivergedError", "REFERENCE_CURVES", "REFERENCE_METRICS", "WORLD_MODEL_CURVES", "OmniRLModule", "position_weights", "lr_factor", "segment_slices", "split_window",
            "detach_model_state", "rng_states", "set_rng_states", "BEHAVIOURS", "FIRST_STEPS", "MIN_WEIGHT"]
