@@ -245,3 +245,150 @@ def test_task_set_rerun_removes_temporaries(tmp_path):
     (out / ".manifest.json.dead.tmp").write_bytes(b"x")
     TaskSet.generate(4, 8, 3, out=out, shard_size=2)
     assert not list(out.glob(".*.tmp"))
+
+
+# ---------------------------------------------------------------------------- training
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A training set (S = 16, A = 5, T = 40) and an unseen validation set."""
+    from omnirl.data.generate import make_validation_sets
+    root = tmp_path_factory.mktemp("faults")
+    generate_dataset(DatasetSpec(pipeline="omnirl", n_sequences=8, length=40, n_obs=16, n_actions=5, seed=0,
+                                 shard_size=4), root / "train")
+    make_validation_sets(root / "train", root / "val", 4)
+    return root
+
+
+def train_args(tiny: Path, out: Path, *extra: str) -> list[str]:
+    return [f"--data.train=[{tiny / 'train'}]", f"--data.validation={{unseen: {tiny / 'val' / 'unseen'}}}",
+            "--data.window=32", "--data.batch_size=2", "--train.segment_len=16", "--train.max_steps=2",
+            "--train.val_every=1", "--reference.enabled=false", f"--logging.out_dir={out}", "--logging.quiet=true",
+            *extra]
+
+
+def run_train(args: list[str], capsys) -> tuple[int, str]:
+    from omnirl.train.__main__ import main as train_main
+    code = train_main(args)
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture(autouse=True)
+def _no_wandb(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+
+
+def test_diverging_training_stops_with_an_error(tiny, tmp_path, capsys):
+    """``train.lr=1e3``: every batch after the first step is non-finite; after ``train.max_skipped``
+    of them in a row the run stops with one error line, its last checkpoint kept (it used to skip
+    forever: skipped batches do not count towards ``max_steps``)."""
+    t0 = time.monotonic()
+    code, err = run_train(train_args(tiny, tmp_path / "run", "--train.lr=1e3", "--train.max_steps=1000",
+                                     "--train.max_skipped=3", "--train.warmup_steps=0"), capsys)
+    assert time.monotonic() - t0 < TIMEOUT
+    line = assert_refused((code, err.strip().splitlines()[-1] if err.strip() else err), "diverged", "train.lr=1000.0")
+    assert "max_skipped=3" in line
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+def _damage(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_shard_is_named_before_the_first_step(tiny, tmp_path, capsys):
+    """A damaged shard of the training set stops training before anything is written (it used to
+    be found when first read, after optimiser steps and a checkpoint)."""
+    import shutil
+    data = tmp_path / "train"
+    shutil.copytree(tiny / "train", data)
+    _damage(data / "shard-00001.bin")
+    args = train_args(tiny, tmp_path / "run", f"--data.train=[{data}]")
+    assert_refused(run_train(args, capsys), "shard-00001.bin", "checksum")
+    assert not (tmp_path / "run").exists()
+    # without checksums, the size is still checked
+    (data / "shard-00001.bin").write_bytes((data / "shard-00001.bin").read_bytes()[:-8])
+    assert_refused(run_train(args + ["--data.verify_checksums=false"], capsys), "shard-00001.bin", "size")
+
+
+def test_resume_with_other_settings_is_refused_naming_them(tiny, tmp_path, capsys):
+    """Resuming with another ``train.lr`` (which the restored schedule would ignore while run.json
+    recorded it) or another backbone (a state-dict traceback) is refused naming the field; a
+    setting a resumed run may change (``train.max_steps``) is accepted."""
+    run = tmp_path / "run"
+    assert run_train(train_args(tiny, run), capsys)[0] == 0
+    before = (run / "run.json").read_bytes()
+    assert_refused(run_train(train_args(tiny, run, "--train.resume=last", "--train.lr=0.01"), capsys),
+                   "train.lr=0.01", "0.001")
+    assert_refused(run_train(train_args(tiny, run, "--train.resume=last", "--model.backbone=rwkv7"), capsys),
+                   "model.backbone='rwkv7'")
+    assert (run / "run.json").read_bytes() == before
+    assert run_train(train_args(tiny, run, "--train.resume=last", "--train.max_steps=3"), capsys)[0] == 0
+
+
+def test_truncated_checkpoint_is_named_by_path(tiny, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert run_train(train_args(tiny, run), capsys)[0] == 0
+    ckpt = run / "checkpoints" / "last.ckpt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    assert_refused(run_train(train_args(tiny, run, "--train.resume=last"), capsys), str(ckpt))
+    r = cli("omnirl.evaluate", "--checkpoint", str(run), "--suite", "anymdp", "--run.out_dir", str(tmp_path / "ev"),
+            cwd=tmp_path)
+    assert_refused(r, str(ckpt))
+
+
+@pytest.mark.parametrize("extra,words", [
+    (("--model.n_states=8",), ("model.n_states=8", "n_obs=16")),
+    (("--model.n_actions=4",), ("model.n_actions=4", "n_actions=5")),
+    (("--train.precision=fp8",), ("precision", "fp8")),
+    (("--train.devices=0",), ("devices", "0")),
+    (("--data.window=64",), ("window=64", "40 steps")),
+    (("--data.validation={unseen: /nonexistent/val}",), ("/nonexistent/val",)),
+], ids=["n_states", "n_actions", "precision", "devices", "window", "validation"])
+def test_bad_training_settings_are_one_line_before_anything_is_written(tiny, tmp_path, capsys, extra, words):
+    assert_refused(run_train(train_args(tiny, tmp_path / "run", *extra), capsys), *words)
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_out_dir_that_is_a_file(tiny, tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert_refused(run_train(train_args(tiny, tmp_path / "f"), capsys), "logging.out_dir")
+    assert (tmp_path / "f").read_text() == "x"
+
+
+# ---------------------------------------------------------------------------- damage found by verify
+
+
+def test_verify_finds_ids_beyond_the_header_sizes(tmp_path):
+    """A shard whose checksum was recomputed after an id was pushed beyond ``n_obs`` is damaged."""
+    import hashlib
+    d = tmp_path / "ds"
+    generate_dataset(small_spec(), d)
+    m = json.loads((d / "manifest.json").read_text())
+    entry = m["shards"][0]
+    f = d / entry["file"]
+    data = bytearray(f.read_bytes())
+    data[entry["columns"]["obs"]["offset"]] = 200  # n_obs is 8
+    f.write_bytes(bytes(data))
+    entry["sha256"] = hashlib.sha256(bytes(data)).hexdigest()
+    (d / "manifest.json").write_text(json.dumps(m))
+    report = verify(d)
+    assert not report["ok"]
+    assert "obs" in report["damaged"][0]["reason"]
+
+
+def test_verify_checks_the_task_set_and_its_edited_manifest(tmp_path):
+    gen = ("generate", "--tasks", "3", "--sequences", "4", "--length", "16", "--states", "8", "--quiet",
+           "--out", "ds")
+    assert cli("omnirl.data", *gen, cwd=tmp_path).returncode == 0
+    assert cli("omnirl.data", "verify", "ds", cwd=tmp_path).returncode == 0
+    tm = tmp_path / "ds" / "tasks" / "manifest.json"
+    m = json.loads(tm.read_text())
+    m["info"]["n_states"] = 9
+    tm.write_text(json.dumps(m))
+    r = cli("omnirl.data", "verify", "ds", cwd=tmp_path)
+    assert r.returncode == 1 and "task set" in r.stdout and "edited" in r.stdout, r.stdout
+    r = cli("omnirl.tasks", "show", "ds/tasks", cwd=tmp_path)
+    assert_refused(r, "info", "edited")

@@ -11,7 +11,8 @@ j mod N), then the sequences as checksummed shards; rerunning the same command r
 result is bit-identical whatever ``--workers``, ``--batch`` or ``--backend`` (``local`` process
 pool, or ``ray``: a local Ray instance, or a cluster with ``--ray-address``).
 
-``verify`` recomputes the size and sha256 of every shard against the manifest and prints the
+``verify`` recomputes the size and sha256 of every shard against the manifest, checks that its ids
+fit the header's sizes and that ``DIR/tasks`` is the dataset's intact task set, and prints the
 report; it exits 0 if the dataset is intact, 1 if the manifest or any shard is damaged or
 missing, and 2 on bad arguments.
 """
@@ -47,6 +48,8 @@ def cmd_verify(a: argparse.Namespace) -> int:
         print(f"  damaged {d['file']}: {d['reason']}")
     for m in report["missing"]:
         print(f"  missing {m['file']}")
+    if report["tasks"] is not None:
+        print(f"  task set {report['tasks']}: {report['tasks_error'] or 'intact'}")
     return 0 if report["ok"] else 1
 
 

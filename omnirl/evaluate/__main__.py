@@ -340,9 +340,11 @@ def main(argv: list[str] | None = None) -> int:
             overrides.append("--protocol.demo_steps=1000")
     try:
         cfg = load_config(EvaluateConfig, args.config, overrides)
-        if cfg.run.checkpoint is not None:
-            from omnirl.evaluate.checkpoint import resolve_checkpoint
-            resolve_checkpoint(cfg.run.checkpoint)
+        if cfg.run.checkpoint is not None:  # unreadable or truncated: named now, before any work
+            from omnirl.evaluate.checkpoint import read_checkpoint
+            read_checkpoint(cfg.run.checkpoint)
+        if Path(cfg.run.out_dir).exists() and not Path(cfg.run.out_dir).is_dir():
+            raise ValueError(f"run.out_dir={cfg.run.out_dir!r} is a file, not a directory")
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

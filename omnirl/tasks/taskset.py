@@ -232,7 +232,8 @@ class TaskSet(Sequence[MDPTask]):
         shards = []
         for s, lo in enumerate(range(0, len(self), shard_size)):
             chunk = self._tasks[lo:lo + shard_size]
-            shards.append(_write_shard(path, s, lo, chunk, self.task_hashes()[lo:lo + shard_size]))
+            shards.append(_write_shard(path, s, lo, chunk, self.task_hashes()[lo:lo + shard_size],
+                                       _spec_hash(self.info)))
         atomic_write_json(path / MANIFEST, self._manifest(shards))
         return path
 
@@ -463,6 +464,9 @@ def _check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
     for key in ("n_tasks", "content_hash", "info", "shards"):
         if key not in manifest:
             raise ValueError(f"{path}: manifest has no {key!r}")
+    held = {e.get("spec_hash") for e in manifest["shards"] if isinstance(e, dict)} - {None}
+    if held and held != {_spec_hash(manifest["info"])}:  # the shards record a hash of the info they were made with
+        raise ValueError(f"{path}: 'info' does not match the settings the shards were made with (edited manifest?)")
     return manifest
 
 
