@@ -89,6 +89,8 @@ def parse(name: str, presets: Mapping[str, Any], argv: Sequence[str] | None, doc
     except ValueError as e:
         p.error(str(e))
     out = Path(args.out) if args.out else default_out(name, args.preset)
+    if out.exists() and not out.is_dir():
+        p.error(f"--out {str(out)!r} is an existing file, not a directory")
     return Invocation(preset=args.preset, settings=settings, out=out, seed=args.seed, wandb_mode=args.wandb_mode)
 
 

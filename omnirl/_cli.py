@@ -4,14 +4,38 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+OUTPUT_ARGS = ("out",)
+"""Parsed arguments naming an output directory: refused when they name an existing file."""
+
+
+def output_problem(args: argparse.Namespace) -> str | None:
+    """Why an output directory argument of ``args`` cannot be written (an existing file), or None."""
+    for name in OUTPUT_ARGS:
+        value = getattr(args, name, None)
+        if value is not None and Path(value).exists() and not Path(value).is_dir():
+            return f"--{name.replace('_', '-')} {str(value)!r} is an existing file, not a directory"
+    return None
 
 
 def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     """Parse ``argv`` with ``parser`` and run the chosen subcommand ``args.fn(args)``; its exit
-    code, or 2 after printing ``error: ...`` to stderr if it raises ``ValueError``."""
+    code, or 2 after printing one ``error: ...`` line to stderr: for an output directory that is
+    an existing file (before anything runs), or when the subcommand raises ``ValueError`` (bad
+    input) or an ``OSError`` about a path (an existing file where a directory belongs, a
+    directory where a file belongs, no permission); 1 after one ``error: ...`` line for another
+    ``OSError`` (a full disk)."""
     args = parser.parse_args(argv)
     try:
+        problem = output_problem(args)
+        if problem is not None:
+            raise ValueError(problem)
         return args.fn(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path that cannot be written (exit 2), or a full disk and the like (exit 1)
+        where = f"{e.filename}: " if e.filename is not None else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2 if isinstance(e, (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)) else 1

@@ -63,3 +63,20 @@ def check_seed(name: str, value: Any) -> tuple[int, ...]:
             raise ValueError(f"{name} must be a non-negative integer or a tuple of them, got {value!r}")
         out.append(int(p))
     return tuple(out)
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory in bytes."""
+    import os
+
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_memory(what: str, nbytes: int) -> int:
+    """Raise ValueError (naming ``what``) when ``nbytes`` would not fit in this machine's memory:
+    sizes are refused before anything is allocated, not with a MemoryError midway."""
+    total = memory_bytes()
+    if nbytes > total:
+        raise ValueError(f"{what} needs about {nbytes / 2**30:.1f} GiB of memory, more than this machine's "
+                         f"{total / 2**30:.1f} GiB")
+    return nbytes

@@ -392,3 +392,40 @@ def test_verify_checks_the_task_set_and_its_edited_manifest(tmp_path):
     assert r.returncode == 1 and "task set" in r.stdout and "edited" in r.stdout, r.stdout
     r = cli("omnirl.tasks", "show", "ds/tasks", cwd=tmp_path)
     assert_refused(r, "info", "edited")
+
+
+# ---------------------------------------------------------------------------- one error line
+
+
+@pytest.mark.parametrize("module,args", [
+    ("omnirl.tasks", ("generate", "--n", "2", "--states", "8", "--out", "afile")),
+    ("omnirl.tasks", ("plot", "tasks", "--out", "afile")),
+    ("omnirl.data", ("generate", "--tasks", "2", "--sequences", "2", "--length", "8", "--out", "afile")),
+    ("omnirl.data", ("validation", "ds", "--sequences", "2", "--out", "afile")),
+    ("omnirl.sweep", ("sweeps/none.yaml", "--out", "afile", "--dry-run")),
+], ids=["tasks-generate", "tasks-plot", "data-generate", "data-validation", "sweep"])
+def test_output_path_that_is_a_file(tmp_path, module, args):
+    """An ``--out`` naming an existing file: one error line, exit 2, the file untouched (the
+    shared command-line wrapper used to let the OSError's traceback through)."""
+    (tmp_path / "afile").write_text("keep")
+    assert_refused(cli(module, *args, cwd=tmp_path), "afile")
+    assert (tmp_path / "afile").read_text() == "keep"
+
+
+def test_experiment_output_path_that_is_a_file(tmp_path):
+    (tmp_path / "afile").write_text("keep")
+    r = subprocess.run([sys.executable, str(ROOT / "experiments" / "task_difficulty.py"), "--out", "afile"],
+                       cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert r.returncode == 2 and "is an existing file" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("module,args", [
+    ("omnirl.tasks", ("generate", "--n", "1", "--states", "1000000", "--out", "big")),
+    ("omnirl.data", ("generate", "--tasks", "fresh", "--sequences", "2", "--length", "8", "--states", "1000000",
+                     "--out", "big")),
+], ids=["tasks", "data"])
+def test_sizes_beyond_memory_are_refused_before_allocating(tmp_path, module, args):
+    """A task whose kernel cannot fit in memory is refused with its sizes (it used to die with a
+    MemoryError traceback)."""
+    assert_refused(cli(module, *args, cwd=tmp_path), "n_states=1000000", "GiB")
+    assert not (tmp_path / "big").exists()

@@ -26,6 +26,7 @@ from omnirl.data.schema import SCHEMA_VERSION, STEP_FIELDS, task_hash_bytes
 from omnirl.data.store import DatasetHeader, DatasetWriter
 from omnirl.data.synthesis import synthesize
 from omnirl.tasks import MDPTask, sample_anymdp
+from omnirl.tasks.samplers import check_task_memory
 from omnirl.tasks.taskset import TaskSet, parse_states
 from omnirl.tasks.taskset import read_manifest as read_task_manifest
 
@@ -69,6 +70,7 @@ class DatasetSpec:
         check_int("length", self.length, min_value=2)
         check_int("seed", self.seed, min_value=0)
         check_int("shard_size", self.shard_size, min_value=1)
+        check_task_memory(self.n_obs, self.n_actions)  # fresh tasks are sampled with these sizes
 
 
 def _fresh_task(spec: DatasetSpec, j: int) -> MDPTask:
