@@ -346,7 +346,9 @@ def test_truncated_checkpoint_is_named_by_path(tiny, tmp_path, capsys):
     (("--train.devices=0",), ("devices", "0")),
     (("--data.window=64",), ("window=64", "40 steps")),
     (("--data.validation={unseen: /nonexistent/val}",), ("/nonexistent/val",)),
-], ids=["n_states", "n_actions", "precision", "devices", "window", "validation"])
+    (("--data.validation={unseen:/val}",), ("validation", "None")),
+    (("--train.devices=4096",), ("train.devices=4096",)),
+], ids=["n_states", "n_actions", "precision", "devices", "window", "validation", "validation-yaml", "devices-cpus"])
 def test_bad_training_settings_are_one_line_before_anything_is_written(tiny, tmp_path, capsys, extra, words):
     assert_refused(run_train(train_args(tiny, tmp_path / "run", *extra), capsys), *words)
     assert not (tmp_path / "run").exists()

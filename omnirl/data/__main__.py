@@ -54,6 +54,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
+    from omnirl._validate import check_int
     from omnirl.data.generate import DatasetSpec, generate_dataset, load_task_set
     from omnirl.tasks.taskset import parse_states
     S, min_states = parse_states(a.states)
@@ -68,6 +69,8 @@ def cmd_generate(a: argparse.Namespace) -> int:
     spec_args = dict(pipeline=a.pipeline, n_sequences=a.sequences, length=a.length, n_obs=S,
                      n_actions=a.actions, seed=a.seed, min_states=min_states, shard_size=a.shard_size)
     DatasetSpec(**spec_args)  # validate everything before anything is written
+    check_int("workers", a.workers, min_value=1)
+    check_int("batch", a.batch, min_value=1)
     if a.tasks != "fresh":
         path, tasks = load_task_set(a.out, n_tasks, a.states, a.actions, a.task_seed, a.workers)
         task_dir = str(path)

@@ -52,7 +52,9 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # pickle, zip and weights-only errors all mean "not a checkpoint we read"
-        raise ValueError(f"checkpoint {str(p)!r} is not a readable torch checkpoint: {e}") from e
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]  # torch appends pages of advice
+        raise ValueError(f"checkpoint {str(p)!r} is not a readable torch checkpoint (truncated or damaged?): "
+                         f"{first}") from e
     config = ckpt.get("hyper_parameters", {}).get("config") if isinstance(ckpt, dict) else None
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict) \
             or not isinstance(ckpt.get("state_dict"), dict):

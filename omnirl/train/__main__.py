@@ -208,6 +208,11 @@ def _fit(cfg: Any) -> int:
     module = OmniRLModule(cfg)
     module.val_names = list(data.val_names)
     mode = wandb_mode(cfg.logging.wandb_mode)
+    import torch
+    cpus = os.cpu_count() or 1
+    if not torch.cuda.is_available() and isinstance(cfg.train.devices, int) and cfg.train.devices > cpus:
+        raise ValueError(f"train.devices={cfg.train.devices}: this machine has no GPU and {cpus} CPUs (one "
+                         "process per device)")
     try:
         build_trainer(cfg)  # Lightning's own checks of the devices and precision, before anything is written
     except MisconfigurationException as e:

@@ -89,6 +89,14 @@ class DataSection:
     omnirl.data verify``."""
 
     def __post_init__(self) -> None:
+        for i, path in enumerate(self.train):
+            if not isinstance(path, str) or not path:
+                raise ValueError(f"train[{i}] must be a dataset directory, got {path!r}")
+        if isinstance(self.validation, dict):
+            for name, path in self.validation.items():
+                if not isinstance(path, str) or not path:
+                    raise ValueError(f"validation[{name!r}] must be a dataset directory, got {path!r} "
+                                     "(write NAME: DIR, with a space after the colon)")
         if not isinstance(self.verify_checksums, bool):
             raise ValueError(f"verify_checksums must be true or false, got {self.verify_checksums!r}")
         check_int("window", self.window, min_value=2)
