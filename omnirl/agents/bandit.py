@@ -57,8 +57,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from omnirl._validate import check_float, check_int
-from omnirl.agents.mixture import _check_range, _uniform, check_weights
-from omnirl.agents.oracle import check_rows_tasks_seeds, oracle_tables
+from omnirl.agents.mixture import MixtureViews, _check_range, _uniform, check_weights
+from omnirl.agents.oracle import batch_sizes, check_rows_tasks_seeds, oracle_tables
 from omnirl.agents.prior import REFERENCE, PriorInfo
 from omnirl.agents.streams import LANES, RowStreams
 from omnirl.tasks import MDPTask
@@ -201,7 +201,7 @@ def check_bandits(tasks: Sequence[MDPTask], name: str = "tasks") -> None:
             raise ValueError(f"{name}[{i}] has n_obs={t.n_obs}: the bandit behaviours need bandit tasks (n_obs = 1)")
 
 
-class BanditMix:
+class BanditMix(MixtureViews):
     """The bandit behaviour mixture for ``B = len(tasks)`` rows (see the module docstring).
 
     The same interface as ``omnirl.agents.BehaviourMix``: ``act(obs) -> actions``, ``last_tags``,
@@ -218,17 +218,10 @@ class BanditMix:
         if not isinstance(config, BanditMixConfig):
             raise ValueError(f"config must be a BanditMixConfig, got {type(config).__name__}")
         tasks, seeds = list(tasks), list(seeds)
-        if len(tasks) == 0:
-            raise ValueError("tasks must hold at least one MDPTask, got an empty sequence")
-        if len(seeds) != len(tasks):
-            raise ValueError(f"seeds must have one seed per task: got {len(seeds)} seeds for {len(tasks)} tasks")
         check_int("n_obs", n_obs, min_value=1, max_value=1)
+        self.n_envs, self.n_obs, self.n_actions = B, _, A = batch_sizes(tasks, seeds, n_obs, n_actions)
         check_bandits(tasks)
         self.config = config
-        self.n_envs = B = len(tasks)
-        self.n_obs = 1
-        self.n_actions = A = check_int("n_actions", tasks[0].n_actions if n_actions is None else n_actions,
-                                       min_value=2)
         self._cdf = np.cumsum(config.probabilities)
         self._cdf[-1] = 1.0
         self.streams = RowStreams(seeds)
@@ -240,16 +233,6 @@ class BanditMix:
         self.t = np.zeros(B, dtype=np.int64)  # (B,) pulls since each row's sequence began
         self._tags = np.full(B, int(PriorInfo.UNKNOWN), dtype=np.int64)
         self.reset(self._rows, tasks, seeds)
-
-    @property
-    def kind(self) -> np.ndarray:
-        """``(B,)`` index (into ``BANDIT_COMPONENTS``) of each row's component."""
-        return self._kind.copy()
-
-    @property
-    def last_tags(self) -> np.ndarray:
-        """``(B,)`` ``PriorInfo`` id of whoever chose each action of the last ``act``."""
-        return self._tags
 
     def epsilon(self) -> np.ndarray:
         """``(B,)`` each row's current epsilon (epsilon-greedy rows; the schedule of the others)."""

@@ -223,7 +223,24 @@ class BehaviourMixConfig:
 
 
 
-class BehaviourMix:
+class MixtureViews:
+    """What every behaviour mixture shows of its rows (from its ``_kind`` and ``_tags`` arrays)."""
+
+    _kind: np.ndarray
+    _tags: np.ndarray
+
+    @property
+    def kind(self) -> np.ndarray:
+        """``(B,)`` index (into the mixture's component names) of each row's current component."""
+        return self._kind.copy()
+
+    @property
+    def last_tags(self) -> np.ndarray:
+        """``(B,)`` ``PriorInfo`` id of whoever chose each action of the last ``act``."""
+        return self._tags
+
+
+class BehaviourMix(MixtureViews):
     """The behaviour mixture for ``B = len(tasks)`` rows (see the module docstring).
 
     ``act(obs) -> actions``, ``last_tags`` (who acted), ``observe(...)`` (every transition; ``done``
@@ -284,16 +301,6 @@ class BehaviourMix:
         self.reset(self._rows, tasks, seeds)
 
     # ----------------------------------------------------------------- views
-    @property
-    def kind(self) -> np.ndarray:
-        """``(B,)`` index (into ``COMPONENTS``) of each row's current component."""
-        return self._kind.copy()
-
-    @property
-    def last_tags(self) -> np.ndarray:
-        """``(B,)`` ``PriorInfo`` id of whoever chose each action of the last ``act``."""
-        return self._tags
-
     @property
     def resamples(self) -> np.ndarray:
         """``(B,)`` whether each row's sequence redraws its component at episode ends."""

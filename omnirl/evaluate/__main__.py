@@ -31,8 +31,8 @@ their environment names and families, for t-SNE), and ``summary.json``. On bandi
 (``omnirl.evaluate.regret``): ``regret.csv`` and ``regret.md`` (cumulative regret after 100 and 500
 pulls and at the end, with standard errors over rows, and the regret score, 0 for uniform random and
 1 for the best arm throughout), ``regret.npz`` (every pull's expected regret, ``ENV/METHOD``
-``(B, steps)``, and ``ENV/gap``: uniform random's regret per pull) and ``summary["regret"]``. The same table, figures and
-summary go to a W&B run (offline without credentials, see ``omnirl.train.tracking.wandb_mode``).
+``(B, steps)``, and ``ENV/gap``: uniform random's regret per pull) and ``summary["regret"]``. The
+same table, figures and summary go to a W&B run (offline without credentials, see ``omnirl.train.tracking.wandb_mode``).
 A run is reproduced by its configuration and seed.
 """
 
