@@ -70,7 +70,7 @@ class DecodingSettings:
         from omnirl.evaluate.envs import ENVIRONMENTS
 
         if self.checkpoint is not None:
-            from omnirl.evaluate.checkpoint import resolve_checkpoint
+            from omnirl.train.checkpoint import resolve_checkpoint
 
             try:
                 resolve_checkpoint(self.checkpoint)

@@ -229,7 +229,7 @@ class GymBenchmarkSettings:
 
     def __post_init__(self) -> None:
         if self.checkpoint is not None:
-            from omnirl.evaluate.checkpoint import resolve_checkpoint
+            from omnirl.train.checkpoint import resolve_checkpoint
 
             try:
                 resolve_checkpoint(self.checkpoint)
@@ -317,7 +317,7 @@ def plot_offline(offline: dict, envs: Sequence[str], teachers: Sequence[str], pa
 # --------------------------------------------------------------------------- the experiment
 def model_reads(checkpoint: str) -> tuple[int, int]:
     """``(n_states, n_actions)`` the checkpoint's model reads."""
-    from omnirl.evaluate.checkpoint import read_checkpoint
+    from omnirl.train.checkpoint import read_checkpoint
 
     m = read_checkpoint(checkpoint)["hyper_parameters"]["config"]["model"]
     return int(m["n_states"]), int(m["n_actions"])
@@ -419,7 +419,7 @@ def run(inv: Invocation) -> dict:
         model = {"checkpoint": checkpoint, "parameters": rec["run"].get("parameters"),
                  "validation": {k: v for k, v in last.items() if k.startswith("val/") and k.count("/") == 2}}
     else:
-        from omnirl.evaluate.checkpoint import resolve_checkpoint
+        from omnirl.train.checkpoint import resolve_checkpoint
 
         checkpoint = str(resolve_checkpoint(s.checkpoint))
         source = f"reused from {checkpoint}"

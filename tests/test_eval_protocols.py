@@ -1,5 +1,5 @@
 """The model's evaluation protocols (omnirl.evaluate.protocols) and checkpoint loading
-(omnirl.evaluate.checkpoint): every protocol runs; the context holds the demonstrations; the
+(omnirl.train.checkpoint): every protocol runs; the context holds the demonstrations; the
 unmapped action enters the context while the environment gets the remapped one; end markers are
 committed; the temperature schedule; reproducibility; memory dumps; entropy; errors; and a model
 trained to imitate in context is rewarded for it."""
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from omnirl.config import config_to_dict
-from omnirl.evaluate.checkpoint import load_model
+from omnirl.train.checkpoint import load_model
 from omnirl.evaluate.envs.base import MDPBatch
 from omnirl.evaluate.protocols import (EvalConfig, demo_seed, demonstrations, evaluate_model,
                                        imitation_gap)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from omnirl.evaluate.checkpoint import load_model
+from omnirl.train.checkpoint import load_model
 from omnirl.evaluate.envs import make_batch
 from omnirl.evaluate.protocols import imitation_gap
 

@@ -211,7 +211,7 @@ def evaluate(cfg: EvaluateConfig, log=_progress) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     model = None
     if cfg.run.checkpoint is not None:
-        from omnirl.evaluate.checkpoint import load_model
+        from omnirl.train.checkpoint import load_model
         model = load_model(cfg.run.checkpoint)
     protocol = cfg.protocol_config()
     results: dict[tuple[str, str], Episodes] = {}
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(EvaluateConfig, args.config, overrides)
         if cfg.run.checkpoint is not None:  # unreadable or truncated: named now, before any work
-            from omnirl.evaluate.checkpoint import read_checkpoint
+            from omnirl.train.checkpoint import read_checkpoint
             read_checkpoint(cfg.run.checkpoint)
         if Path(cfg.run.out_dir).exists() and not Path(cfg.run.out_dir).is_dir():
             raise ValueError(f"run.out_dir={cfg.run.out_dir!r} is a file, not a directory")

@@ -159,7 +159,7 @@ def check_resume(cfg: Any, path: Path) -> None:
     """Raise ValueError naming ``path`` unless it is a readable OmniRL checkpoint trained with the
     settings ``cfg`` asks for (all but ``RESUMABLE`` ones)."""
     from omnirl.config import config_from_dict, config_to_dict
-    from omnirl.evaluate.checkpoint import read_checkpoint
+    from omnirl.train.checkpoint import read_checkpoint
     from omnirl.train.config import TrainConfig
 
     ckpt = read_checkpoint(path)

@@ -1,6 +1,6 @@
-"""Load a trained OmniRL model from a training checkpoint.
+"""Training checkpoints: find, check and read them, and load the trained model (evaluation, resume).
 
-    from omnirl.evaluate.checkpoint import load_model
+    from omnirl.train.checkpoint import load_model
     model = load_model("runs/train/checkpoints/last.ckpt")      # or the run directory
     model = load_model(path, map_location="cuda")
 
