@@ -179,7 +179,11 @@ def test_notebook_runs_against_a_smoke_run(path, run_dir, monkeypatch):
     elif path.name == "loss_curves.ipynb":
         assert {r.n_tasks for r in ns["runs"].values()} == {2, 4}
         lines = ns["fig_position"].axes[0].lines
-        assert len(lines) == 4 and {ln.get_linestyle() for ln in lines} == {"-", "--"}  # seen, unseen
+        model = [ln for ln in lines if not ln.get_label().startswith("Bayes-optimal reference")]
+        reference = [ln for ln in lines if ln.get_label().startswith("Bayes-optimal reference")]
+        assert len(model) == 4 and {ln.get_linestyle() for ln in model} == {"-", "--"}  # seen, unseen
+        assert sorted(ln.get_label() for ln in reference) == ["Bayes-optimal reference, seen",
+                                                              "Bayes-optimal reference, unseen"]
         assert ns["source"] and "tasks2_gdn" in ns["source"]  # the offline W&B run was read
     elif path.name == "anymdp_gallery.ipynb":
         assert len(ns["stored"]) == 2 and all(t.n_obs == 16 for t in ns["stored"])  # data/tasks2/tasks

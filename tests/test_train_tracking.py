@@ -16,6 +16,7 @@ from omnirl.data.generate import DatasetSpec, generate_dataset, make_validation_
 from omnirl.data.store import read_manifest
 from omnirl.train.__main__ import main as train_main
 from omnirl.train.tracking import CURVES_FILE, HISTORY_FILE, RUN_FILE, RunTracker, git_provenance
+from omnirl.train.module import REFERENCE_CURVES
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -98,7 +99,7 @@ def test_offline_wandb_run_holds_everything(offline_run):
     tables = sorted((root / "run" / "wandb").glob("offline-run-*/files/media/table/val/unseen/loss_vs_position_*.table.json"))
     table = json.loads([t for t in tables if "plot" not in t.name][-1].read_text())
     assert table["columns"] == ["position", "all", "random", "oracle", "learner", "unknown",
-                                "world/next_state", "world/reward"]
+                                "world/next_state", "world/reward", *REFERENCE_CURVES]
     assert len(table["data"]) == 16
     for plot in ("loss_vs_position_plot", "loss_vs_position_world_plot"):  # policy and world model apart
         assert any(plot in k for k in config.get("_wandb", {}).get("visualize", {})) or \
