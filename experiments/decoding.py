@@ -10,8 +10,8 @@ of its policy, and the tag (who acted) its own actions enter its context with. F
 * a temperature schedule (``SCHEDULES``): ``constant`` (1.0 throughout), ``annealed`` (linear from
   1.0 to 0.1 over the acting steps: the reference's schedule, 1.0 -> 0.1, compressed into the run)
   and ``greedy`` (temperature 0: the most likely action);
-* and an own-action tag (``own_tags``): 7 (unknown, what the reference uses and the default) or a
-  prior id the training data tags, e.g. 4 (a model-based learner)
+* and an own-action tag (``own_tags``): 7 (unknown, what the reference uses), 6 (random: the tag
+  of the exploratory actions of the training data) or 4 (a model-based learner)
 
 is run with ``omnirl.evaluate`` (online protocol, the same environments and seed for all, so the
 differences are paired). Reported per environment and variant: the normalised score of the last
@@ -61,7 +61,7 @@ class DecodingSettings:
     """Acting steps per row."""
     schedules: tuple[str, ...] = tuple(SCHEDULES)
     """Temperature schedules to compare (names of ``SCHEDULES``)."""
-    own_tags: tuple[int, ...] = (int(PriorInfo.UNKNOWN), int(PriorInfo.MODEL_BASED))
+    own_tags: tuple[int, ...] = (int(PriorInfo.UNKNOWN), int(PriorInfo.RANDOM), int(PriorInfo.MODEL_BASED))
     """Tags of the agent's own actions to compare (prior ids)."""
     torch_threads: int = 1
     """Torch threads of the evaluations."""
