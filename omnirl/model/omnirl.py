@@ -65,9 +65,10 @@ class OmniRLConfig:
     """Weight of the next-state loss (cross-entropy; world model only)."""
     reward_weight: float = 0.1
     """Weight of the reward loss (``reward_loss``; world model only)."""
-    reward_transform: str = "none"
+    reward_transform: str = "causal"
     """What the model sees of a reward and its reward head predicts: ``none`` (raw), ``symlog`` or
-    ``causal`` (standardised by the running statistics of the context; ``omnirl.model.rewards``)."""
+    ``causal`` (standardised by the running statistics of the context; ``omnirl.model.rewards``).
+    The default was chosen by measurement (README, "Reward handling")."""
     reward_loss: str = "mse"
     """Loss of the reward head against the transformed reward: ``mse`` (squared error) or ``huber``
     (squared within 1 of the target, linear beyond: heavy-tailed raw rewards dominate it less)."""
