@@ -13,7 +13,9 @@ Steps (everything lands in one run directory, see ``experiments._common``):
    pull in the context shows the answer, so only the rewards can tell it), ``random_probe`` (one
    random softmax policy over the arms per sequence, from near-uniform to near-deterministic: the
    pull counts are as uneven as in a learner's context, yet say nothing of the best arm) or
-   ``bandit`` (the bandit behaviour mix of ``omnirl.agents.bandit``, best-arm labels). Every pull ends an episode, so a
+   ``bandit`` (the bandit behaviour mix of ``omnirl.agents.bandit``, best-arm labels) or
+   ``bandit_thompson`` (half the sequences uniform pulls, half Gaussian Thompson sampling, tagged
+   6 and 4: contexts as uneven as the model's own online). Every pull ends an episode, so a
    sequence alternates a pull and an episode-end marker: ``length`` entries hold about
    ``length / 2`` pulls. Validation: the bandit probe (``probe``: ``uniform_probe`` on
    ``val_sequences`` unseen bandits) and, for another training pipeline, ``unseen`` (that pipeline
@@ -78,7 +80,7 @@ CLOSE_RATIO = 1.5
 BASELINES = ("ucb1", "thompson", "uniform")
 """The online comparison."""
 MODEL = "omnirl"
-PIPELINES = ("uniform_probe", "random_probe", "bandit")
+PIPELINES = ("uniform_probe", "random_probe", "bandit", "bandit_thompson")
 """Training pipelines on bandits (see the module docstring)."""
 
 
@@ -88,7 +90,8 @@ class Settings:
 
     pipeline: str = "uniform_probe"
     """Training data: ``uniform_probe`` (uniform pulls), ``random_probe`` (one random softmax policy
-    over the arms per sequence) or ``bandit`` (the bandit behaviour mix); best-arm labels."""
+    over the arms per sequence), ``bandit`` (the bandit behaviour mix) or ``bandit_thompson``
+    (uniform pulls or Thompson sampling, half the sequences each); best-arm labels."""
     actions: int = 5
     """Arms A of every bandit (the online bandits are ``bandit5``: 5)."""
     n_tasks: int | None = None

@@ -129,6 +129,29 @@ def test_bandit_pipeline_data(tmp_path):
         DatasetSpec(pipeline="bandit", n_sequences=4, length=20, n_obs=16, n_actions=A, seed=0)
 
 
+def test_bandit_thompson_pipeline_data(tmp_path):
+    """Half uniform pulls (tag 6), half Thompson sampling (tag 4, one behaviour per sequence, never
+    masked): the Thompson sequences concentrate their pulls on the best arm, the labels are the best arm."""
+    tasks_dir = prepare_task_set(tmp_path / "bandits", 24, "1", A, task_seed=4)
+    spec = DatasetSpec(pipeline="bandit_thompson", n_sequences=24, length=300, n_obs=1, n_actions=A, seed=1,
+                       task_set=str(tasks_dir))
+    generate_dataset(spec, tmp_path / "d")
+    ds = Dataset.open(tmp_path / "d")
+    from omnirl.tasks.taskset import TaskSet
+    tasks = TaskSet.load(tasks_dir)
+    share = {4: [], 6: []}
+    for j in range(len(ds)):
+        seq = ds.sequence(j)
+        pulls = seq["action"] < A
+        best = int(np.argmax(tasks[int(seq["task_index"])].reward[0, :, 0]))
+        assert (seq["label"][pulls] == best).all() and (seq["prompt"][pulls] == 3).all()
+        tags = set(seq["tag"][pulls].tolist())
+        assert len(tags) == 1 and tags <= {4, 6}
+        share[tags.pop()].append(float((seq["action"][pulls][50:] == best).mean()))
+    assert share[4] and share[6]
+    assert np.mean(share[4]) > 0.6 > 0.35 > np.mean(share[6])
+
+
 def test_bandit_baselines_learn_and_refuse_mdps():
     assert {"ucb1", "thompson", "uniform"} <= set(BASELINES)
     regret = {}

@@ -24,6 +24,7 @@ The bandit pipeline (``S = 1`` task sets only):
 | pipeline | behaviour | label (prompt) | tags |
 |---|---|---|---|
 | ``bandit`` | the bandit mix (``omnirl.agents.bandit``: oracle, epsilon-greedy, UCB1, Thompson sampling, uniform random; one per sequence) | the best arm (3) | who acted, masked to ``unk`` for 15% of sequences and 15% of pulls |
+| ``bandit_thompson`` | uniform random (6) or Gaussian Thompson sampling (4), half the sequences each: uniform contexts beside the uneven ones of a learner that concentrates its pulls | the best arm (3) | who acted |
 
 No action in their context is a demonstration of good play, so a model whose loss on them falls
 with position in the context infers the good actions from the rewards: in-context RL, not
@@ -131,10 +132,15 @@ def _bandit() -> PipelineConfig:
     return PipelineConfig("bandit", behaviour=BanditMixConfig())
 
 
+def _bandit_thompson() -> PipelineConfig:
+    mix = BanditMixConfig(weights={"uniform": 0.5, "thompson": 0.5})
+    return PipelineConfig("bandit_thompson", behaviour=mix, mask_sequence_prob=0.0, mask_episode_prob=0.0)
+
+
 PIPELINES: dict[str, Callable[[], PipelineConfig]] = {
     "omnirl": _omnirl, "omnirl_noprior": _omnirl_noprior, "ad": _ad, "ad_epsilon": _ad_epsilon,
     "dpt": _dpt, "random_probe": _random_probe, "uniform_probe": _uniform_probe, "myopic_probe": _myopic_probe,
-    "bandit": _bandit,
+    "bandit": _bandit, "bandit_thompson": _bandit_thompson,
 }
 """Named pipelines: the paper's Table 4, the validation probes and the bandit pipeline."""
 PROBES = ("random_probe", "uniform_probe", "myopic_probe")
