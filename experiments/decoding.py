@@ -18,8 +18,8 @@ differences are paired). Reported per environment and variant: the normalised sc
 quarter of the run and of the first quarter (per task, mean and standard error over tasks), and on
 bandits the cumulative expected regret after 100 and 500 pulls and the regret score (1 - regret
 over uniform random's). ``best`` names the variant with the highest last-quarter score per
-environment (on bandits: the lowest regret at the end of the run); it is the one to keep as the
-default when it is resolved (``RESOLVE`` standard errors) against the current default.
+environment (on bandits: the lowest regret at the end of the run), and whether it is resolved
+(``RESOLVE`` standard errors) against the reference's decoding (``BASE_SCHEDULE``, ``BASE_TAG``).
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "greedy": {"protocol.t_initial": 0.0, "protocol.t_final": 0.0},
 }
 """Temperature schedules by name (``EvalConfig`` fields)."""
-DEFAULT_SCHEDULE, DEFAULT_TAG = "constant", int(PriorInfo.UNKNOWN)
-"""The variant the evaluation defaults match (``t_initial`` 1.0 over the run's steps is nearly
-constant for the default ``t_steps`` of 10,000; ``own_tag`` 7)."""
+BASE_SCHEDULE, BASE_TAG = "constant", int(PriorInfo.UNKNOWN)
+"""The variant the others are compared with: the reference's online decoding (temperature 1.0,
+annealed over 10,000 steps, so nearly constant in shorter runs; own actions tagged 7)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,25 +128,25 @@ def run(inv: Invocation) -> dict:
                     row["regret_se"] = row["regret_se"] if row["regret_se"] is not None else float("nan")
                 results.setdefault(env, {})[v] = row
     table, best = [], {}
-    default = variant_name(DEFAULT_SCHEDULE, DEFAULT_TAG)
+    base = variant_name(BASE_SCHEDULE, BASE_TAG)
     for env, rows in results.items():
         bandit = all(r.get("regret") is not None for r in rows.values())
         key = (lambda v: -rows[v]["regret"]) if bandit else (lambda v: rows[v]["performance"])
         top = max(rows, key=key)
         resolved = None
-        if default in rows and top != default:
-            resolved = differs(rows[top], rows[default], "regret" if bandit else "performance") != 0
-        best[env] = {"variant": top, "resolved_against_default": resolved}
+        if base in rows and top != base:
+            resolved = differs(rows[top], rows[base], "regret" if bandit else "performance") != 0
+        best[env] = {"variant": top, "resolved_against_base": resolved}
         for v, r in rows.items():
             table.append({"environment": env, "variant": v, "performance": r["performance"], "se": r["se"],
                           "first_quarter": r["first_quarter"], "regret@100": r.get("regret@100"),
                           "regret@500": r.get("regret@500"), "regret": r.get("regret"),
                           "regret_score": r.get("regret_score"), "best": "yes" if v == top else ""})
     finding = "; ".join(f"{env}: best {b['variant']}" + (
-        "" if b["resolved_against_default"] is None else
-        f" ({'resolved' if b['resolved_against_default'] else 'not resolved'} against the default {default})")
+        "" if b["resolved_against_base"] is None else
+        f" ({'resolved' if b['resolved_against_base'] else 'not resolved'} against the reference's {base})")
         for env, b in best.items())
-    results_out = {"variants": results, "best": best, "default": default, "cpu_seconds": cpu_seconds() - c0}
+    results_out = {"variants": results, "best": best, "base": base, "cpu_seconds": cpu_seconds() - c0}
     return finish(inv, NAME, results=results_out, table=table, figures=[], finding=finding,
                   seconds=time.perf_counter() - t0)
 

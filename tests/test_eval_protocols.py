@@ -212,7 +212,7 @@ def test_the_unmapped_action_is_committed_the_remapped_one_played(monkeypatch):
     committed = np.stack([c["action"].numpy() for c in calls["observe"]])  # (steps, B) in [0, 5)
     played = np.stack(spy.actions)  # (steps, B)
     assert committed.max() == 4 and np.array_equal(played, committed % 4) and played.max() <= 3
-    assert all(c["prompt"] == 3 and c["tag"] == 7 for c in calls["observe"] + calls["act"])
+    assert all(c["prompt"] == 3 and c["tag"] == 6 for c in calls["observe"] + calls["act"])  # own_tag default
 
 
 def test_own_tag_is_the_tag_of_the_agents_own_steps(monkeypatch):
@@ -221,7 +221,7 @@ def test_own_tag_is_the_tag_of_the_agents_own_steps(monkeypatch):
     cfg = EvalConfig(steps=30, own_tag=4)
     tagged = evaluate_model(model, anymdp_batch(), cfg, seed=0)
     assert calls["act"] and all(c["tag"] == 4 for c in calls["observe"] + calls["act"])
-    unknown = evaluate_model(model, anymdp_batch(), EvalConfig(steps=30), seed=0)
+    unknown = evaluate_model(model, anymdp_batch(), EvalConfig(steps=30, own_tag=7), seed=0)
     assert not np.allclose(tagged.step_entropy, unknown.step_entropy)  # the tag reaches the model
 
 

@@ -26,7 +26,7 @@ context length. A run has up to two phases:
    (``EvalResult.demo_episodes``).
 2. **Acting** (every protocol; ``online`` has only this phase): the batch is reset with ``seed``
    itself, so the acting phases of different protocols with one seed start from the same states.
-   For ``steps`` steps: the agent acts with prompt 3 and tag ``own_tag`` (default 7, unknown) at the scheduled
+   For ``steps`` steps: the agent acts with prompt 3 and tag ``own_tag`` (default 6) at the scheduled
    temperature; its action ``a`` in ``[0, A)`` goes to the environment as ``a % n_actions``
    (``remap_actions``) while the unmapped ``a`` enters the context with the shaped reward; where
    an episode ended, its end marker follows with the terminal observation
@@ -83,9 +83,9 @@ SCHEDULES = ("linear", "exponential")
 ORACLE_TAG = int(REFERENCE)
 """Tag of steps the oracle chose (3), and the prompt of every step (the reference policy)."""
 RANDOM_TAG = int(PriorInfo.RANDOM)
-"""Tag of steps a random action was taken (6)."""
+"""Tag of steps a random action was taken, and the default tag of the agent's own steps (6)."""
 UNKNOWN_TAG = int(PriorInfo.UNKNOWN)
-"""Tag of end markers, and the default tag of the agent's own steps (7)."""
+"""Tag of end markers (7)."""
 PREFILL_STEPS = 1 << 16
 """Steps (rows times chunk length) the model reads per call while loading demonstrations."""
 _DEMO_STREAM = 0xDE30
@@ -118,10 +118,10 @@ class EvalConfig:
     """Acting steps over which the temperature moves from ``t_initial`` to ``t_final``."""
     schedule: str = "linear"
     """Temperature schedule: ``linear`` or ``exponential`` (geometric; both temperatures > 0)."""
-    own_tag: int = UNKNOWN_TAG
-    """Tag (prior id, ``omnirl.agents.prior``) the agent's own actions enter its context with:
-    7 (unknown, the reference's choice) or the id of a behaviour the training data tags, e.g. 4 (a
-    model-based learner: the behaviour that, like the agent, learns from its own rewards)."""
+    own_tag: int = RANDOM_TAG
+    """Tag (prior id, ``omnirl.agents.prior``) the agent's own actions enter its context with: 6
+    (random, the tag of the training data's exploratory actions; measured best, README "Online
+    decoding"), 7 (unknown, the reference's choice) or another behaviour's id, e.g. 4 (a learner)."""
     memory_steps: tuple[int, ...] = ()
     """Acting steps (in ``[0, steps]``) after which every row's recurrent memory is stored."""
     entropy_bins: int = 20
