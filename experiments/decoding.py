@@ -69,13 +69,9 @@ class DecodingSettings:
     def __post_init__(self) -> None:
         from omnirl.evaluate.envs import ENVIRONMENTS
 
-        if self.checkpoint is not None:
-            from omnirl.train.checkpoint import resolve_checkpoint
+        from omnirl.train.checkpoint import check_checkpoint
 
-            try:
-                resolve_checkpoint(self.checkpoint)
-            except FileNotFoundError as e:
-                raise ValueError(f"checkpoint: {e}") from None
+        check_checkpoint(self.checkpoint)
         for name, values in (("envs", self.envs), ("schedules", self.schedules), ("own_tags", self.own_tags)):
             if isinstance(values, (str, bytes)) or not values or len(set(values)) != len(values):
                 raise ValueError(f"{name} must be a non-empty list without repeats, got {values!r}")

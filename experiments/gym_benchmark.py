@@ -228,13 +228,9 @@ class GymBenchmarkSettings:
     """The memory dump of the t-SNE notebook."""
 
     def __post_init__(self) -> None:
-        if self.checkpoint is not None:
-            from omnirl.train.checkpoint import resolve_checkpoint
+        from omnirl.train.checkpoint import check_checkpoint
 
-            try:
-                resolve_checkpoint(self.checkpoint)
-            except FileNotFoundError as e:
-                raise ValueError(f"checkpoint: {e}") from None
+        check_checkpoint(self.checkpoint)
 
 
 PRESETS = {

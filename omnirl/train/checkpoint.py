@@ -45,6 +45,17 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     raise FileNotFoundError(f"checkpoint {str(p)!r}: no such file")
 
 
+def check_checkpoint(path: str | os.PathLike | None, name: str = "checkpoint") -> None:
+    """``ValueError`` naming ``name`` unless ``path`` is ``None`` or resolves to a checkpoint file
+    (``resolve_checkpoint``); for settings that name a checkpoint."""
+    if path is None:
+        return
+    try:
+        resolve_checkpoint(path)
+    except FileNotFoundError as e:
+        raise ValueError(f"{name}: {e}") from None
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """The checkpoint at ``path`` (see ``resolve_checkpoint``) as a dict, checked to be an OmniRL
     training checkpoint (``ValueError`` naming the path otherwise)."""
@@ -98,4 +109,4 @@ def export_weights(path: str | os.PathLike, out: str | os.PathLike) -> Path:
     return out
 
 
-__all__ = ["load_model", "read_checkpoint", "resolve_checkpoint", "export_weights"]
+__all__ = ["check_checkpoint", "load_model", "read_checkpoint", "resolve_checkpoint", "export_weights"]
