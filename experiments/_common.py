@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+from omnirl._cli import Parser
 from omnirl._validate import check_choice, check_int
 
 PRESET_NAMES = ("smoke", "laptop", "paper")
@@ -73,7 +74,7 @@ def parse(name: str, presets: Mapping[str, Any], argv: Sequence[str] | None, doc
     Raises ``SystemExit(2)`` with a message naming the bad value."""
     from omnirl.config import config_from_dict, config_to_dict
 
-    p = argparse.ArgumentParser(prog=f"python -m experiments.{name}", description=doc,
+    p = Parser(prog=f"python -m experiments.{name}", description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default=default_preset, choices=sorted(presets),
                    help=f"settings preset (default {default_preset})")

@@ -6,6 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
+class Parser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors are one ``PROG: error: ...`` line (no usage block
+    before it), exit code 2; ``--help`` still shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 OUTPUT_ARGS = ("out",)
 """Parsed arguments naming an output directory: refused when they name an existing file."""
 

@@ -80,7 +80,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import yaml
 
-from omnirl._cli import run
+from omnirl._cli import Parser, run
 from omnirl._validate import check_choice, check_int
 
 MANIFEST = "sweep_manifest.json"
@@ -667,7 +667,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m omnirl.sweep", description=__doc__,
+    p = Parser(prog="python -m omnirl.sweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep", help="a W&B sweep file (sweeps/NAME.yaml)")
     p.add_argument("--local", action="store_true", help="run it here, W&B offline, one run after another")

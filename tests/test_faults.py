@@ -431,3 +431,14 @@ def test_sizes_beyond_memory_are_refused_before_allocating(tmp_path, module, arg
     MemoryError traceback)."""
     assert_refused(cli(module, *args, cwd=tmp_path), "n_states=1000000", "GiB")
     assert not (tmp_path / "big").exists()
+
+
+@pytest.mark.parametrize("argv, prog", [
+    (["-m", "omnirl.data", "generate", "--tasks", "4"], "python -m omnirl.data generate"),
+    (["-m", "omnirl.tasks", "generate", "--n", "many"], "python -m omnirl.tasks generate"),
+    (["-m", "experiments.decoding", "--preset", "nope"], "python -m experiments.decoding"),
+])
+def test_argument_errors_are_one_line(tmp_path, argv, prog):
+    proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), proc.stderr

@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from omnirl._cli import run
+from omnirl._cli import Parser, run
 
 
 def cmd_verify(a: argparse.Namespace) -> int:
@@ -141,7 +141,7 @@ def add_verify(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m omnirl.data", description=__doc__,
+    p = Parser(prog="python -m omnirl.data", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     add_generate(sub)

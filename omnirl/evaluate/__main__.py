@@ -48,6 +48,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from omnirl._cli import Parser
 from omnirl._validate import check_choice, check_int
 from omnirl.evaluate.baselines import (BANDIT_BASELINES, BASELINES, CQLConfig, PPOConfig, TQLUCBConfig,
                                       run_baseline)
@@ -316,7 +317,7 @@ def _log_wandb(cfg: EvaluateConfig, rows: list[dict], figures: dict[str, Path], 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m omnirl.evaluate", description=__doc__,
+    p = Parser(prog="python -m omnirl.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None, help="YAML file (fields not set keep their defaults)")
     p.add_argument("--checkpoint", default=None, help="training checkpoint (run.checkpoint)")

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from omnirl._cli import run
+from omnirl._cli import Parser, run
 from omnirl.tasks.samplers import GENERATORS
 
 
@@ -70,7 +70,7 @@ def cmd_plot(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m omnirl.tasks", description=__doc__,
+    p = Parser(prog="python -m omnirl.tasks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="sample a task set to a directory")

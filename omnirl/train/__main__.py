@@ -41,6 +41,7 @@ from typing import Any, Iterator
 
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from omnirl._cli import Parser
 from omnirl.train.tracking import HISTORY_FILE
 from omnirl.train.tracking import wandb_mode  # noqa: F401  (part of this entry point's interface)
 
@@ -110,7 +111,7 @@ def build_trainer(cfg: Any, logger: Any = False, callbacks: list | None = None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m omnirl.train", description=__doc__,
+    p = Parser(prog="python -m omnirl.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None, help="YAML file (fields not set keep their defaults)")
     args, overrides = p.parse_known_args(argv)
