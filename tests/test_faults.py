@@ -10,6 +10,7 @@ concurrency cases run real processes and send real signals, each bounded by a ti
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -442,3 +443,22 @@ def test_argument_errors_are_one_line(tmp_path, argv, prog):
     proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120, cwd=ROOT)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), proc.stderr
+
+
+def test_a_batch_too_large_for_memory_is_refused_before_anything_is_written(tmp_path):
+    out = tmp_path / "data"
+    proc = subprocess.run([sys.executable, "-m", "omnirl.data", "generate", "--tasks", "8", "--sequences", "4096",
+                           "--length", "100", "--states", "4096", "--batch", "1024", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "batch=1024" in lines[0] and "lower --batch" in lines[0]
+    assert not out.exists()  # not even the task set
+
+
+def test_batch_memory_check_counts_the_rows_simulated_together():
+    from omnirl.data.generate import DatasetSpec, check_batch_memory
+
+    spec = DatasetSpec(pipeline="omnirl", n_sequences=2, length=8, n_obs=4096, n_actions=5, seed=0)
+    check_batch_memory(spec, 1024)  # only 2 sequences: 2 kernels of 320 MiB fit
+    with pytest.raises(ValueError, match="batch=1024 sequences of n_obs=4096"):
+        check_batch_memory(dataclasses.replace(spec, n_sequences=4096), 1024)

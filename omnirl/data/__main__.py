@@ -55,7 +55,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 def cmd_generate(a: argparse.Namespace) -> int:
     from omnirl._validate import check_int
-    from omnirl.data.generate import DatasetSpec, generate_dataset, load_task_set
+    from omnirl.data.generate import DatasetSpec, check_batch_memory, generate_dataset, load_task_set
     from omnirl.tasks.taskset import parse_states
     S, min_states = parse_states(a.states)
     task_dir = tasks = None
@@ -68,9 +68,8 @@ def cmd_generate(a: argparse.Namespace) -> int:
             raise ValueError(f"--tasks must be >= 1, got {n_tasks}")
     spec_args = dict(pipeline=a.pipeline, n_sequences=a.sequences, length=a.length, n_obs=S,
                      n_actions=a.actions, seed=a.seed, min_states=min_states, shard_size=a.shard_size)
-    DatasetSpec(**spec_args)  # validate everything before anything is written
     check_int("workers", a.workers, min_value=1)
-    check_int("batch", a.batch, min_value=1)
+    check_batch_memory(DatasetSpec(**spec_args), a.batch)  # validate everything before anything is written
     if a.tasks != "fresh":
         path, tasks = load_task_set(a.out, n_tasks, a.states, a.actions, a.task_seed, a.workers)
         task_dir = str(path)

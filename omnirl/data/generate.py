@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from omnirl._pool import run_pool
-from omnirl._validate import check_choice, check_int
+from omnirl._validate import check_choice, check_int, check_memory
 from omnirl.data.pipelines import PROBES, PipelineConfig, pipeline
 from omnirl.data.schema import SCHEMA_VERSION, STEP_FIELDS, task_hash_bytes
 from omnirl.data.store import DatasetHeader, DatasetWriter
@@ -141,6 +141,15 @@ def header(spec: DatasetSpec, config: PipelineConfig, tasks: TaskSet | None) -> 
         config={"spec": dataclasses.asdict(spec), "pipeline": config.to_dict()})
 
 
+def check_batch_memory(spec: DatasetSpec, batch: int) -> None:
+    """Refuse (ValueError naming ``batch`` and the sizes) a batch whose simulator tables cannot fit
+    in memory: the rows simulated together hold at least their tasks' ``(S, A, S)`` float32
+    transition kernels (the learners' models and the oracles' tables come on top)."""
+    rows = min(check_int("batch", batch, min_value=1), spec.n_sequences)
+    check_memory(f"batch={rows} sequences of n_obs={spec.n_obs}, n_actions={spec.n_actions} simulated together "
+                 "(lower --batch)", 4 * rows * spec.n_obs ** 2 * spec.n_actions)
+
+
 def generate_dataset(spec: DatasetSpec, out: str | os.PathLike, workers: int = 1, backend: str = "local",
                      batch: int = DEFAULT_BATCH, progress: bool = False, ray_address: str | None = None,
                      tasks: TaskSet | None = None) -> dict:
@@ -150,6 +159,7 @@ def generate_dataset(spec: DatasetSpec, out: str | os.PathLike, workers: int = 1
     have the content hash of that directory's manifest); by default it is loaded from there."""
     workers = check_int("workers", workers, min_value=1)
     batch = check_int("batch", batch, min_value=1)
+    check_batch_memory(spec, batch)
     check_choice("backend", backend, BACKENDS)
     config = pipeline(spec.pipeline)
     if spec.task_set is None:
