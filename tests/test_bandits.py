@@ -108,14 +108,20 @@ def test_the_mix_refuses_mdps():
         BanditMix(BanditMixConfig(), [sample_anymdp(16, A, seed=0)], [(0,)], n_obs=1)
 
 
-def test_bandit_pipeline_data(tmp_path):
-    tasks_dir = prepare_task_set(tmp_path / "bandits", 16, "1", A, task_seed=3)
-    spec = DatasetSpec(pipeline="bandit", n_sequences=16, length=200, n_obs=1, n_actions=A, seed=2,
+def bandit_dataset(tmp_path, pipeline: str, n: int, length: int, task_seed: int, seed: int):
+    """A dataset of ``n`` sequences of the bandit ``pipeline`` on a task set of ``n`` bandits, and
+    that task set."""
+    from omnirl.tasks.taskset import TaskSet
+
+    tasks_dir = prepare_task_set(tmp_path / "bandits", n, "1", A, task_seed=task_seed)
+    spec = DatasetSpec(pipeline=pipeline, n_sequences=n, length=length, n_obs=1, n_actions=A, seed=seed,
                        task_set=str(tasks_dir))
     generate_dataset(spec, tmp_path / "d")
-    ds = Dataset.open(tmp_path / "d")
-    from omnirl.tasks.taskset import TaskSet
-    tasks = TaskSet.load(tasks_dir)
+    return Dataset.open(tmp_path / "d"), TaskSet.load(tasks_dir)
+
+
+def test_bandit_pipeline_data(tmp_path):
+    ds, tasks = bandit_dataset(tmp_path, "bandit", 16, 200, task_seed=3, seed=2)
     seen_tags = set()
     for j in range(len(ds)):
         seq = ds.sequence(j)
@@ -132,13 +138,7 @@ def test_bandit_pipeline_data(tmp_path):
 def test_bandit_thompson_pipeline_data(tmp_path):
     """Half uniform pulls (tag 6), half Thompson sampling (tag 4, one behaviour per sequence, never
     masked): the Thompson sequences concentrate their pulls on the best arm, the labels are the best arm."""
-    tasks_dir = prepare_task_set(tmp_path / "bandits", 24, "1", A, task_seed=4)
-    spec = DatasetSpec(pipeline="bandit_thompson", n_sequences=24, length=300, n_obs=1, n_actions=A, seed=1,
-                       task_set=str(tasks_dir))
-    generate_dataset(spec, tmp_path / "d")
-    ds = Dataset.open(tmp_path / "d")
-    from omnirl.tasks.taskset import TaskSet
-    tasks = TaskSet.load(tasks_dir)
+    ds, tasks = bandit_dataset(tmp_path, "bandit_thompson", 24, 300, task_seed=4, seed=1)
     share = {4: [], 6: []}
     for j in range(len(ds)):
         seq = ds.sequence(j)
