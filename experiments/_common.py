@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from omnirl._cli import Parser
 from omnirl._validate import check_choice, check_int
+from omnirl.rundir import LAST_CHECKPOINT, cpu_seconds, format_table, plain, read_training, record_cost
 
 PRESET_NAMES = ("smoke", "laptop", "paper")
 
@@ -105,36 +106,6 @@ def default_out(name: str, preset: str) -> Path:
     if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):
         return base / os.environ["WANDB_RUN_ID"]
     return base
-
-
-def cpu_seconds() -> float:
-    """CPU time (user + system) of this process and of its finished children, in seconds: the
-    cost of a run on a shared machine, where wall-clock time depends on the other work."""
-    import resource
-
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-COST_FILE = "cost.json"
-"""Written into a step's directory (a training run, an evaluation) when the step runs: what it
-cost (``cpu_seconds``, ``wall_seconds``), so a resumed experiment reports what its reused steps cost."""
-
-
-def record_cost(out: Path, cost: Mapping[str, float] | None) -> tuple[dict[str, float], bool]:
-    """``(cost, reused)`` of the step in ``out``: ``cost`` (``cpu_seconds``, ``wall_seconds``, ...)
-    recorded in ``out/cost.json`` when the step ran now, or (``cost`` ``None``: the step was found
-    done) the recorded cost read back, NaN when never recorded."""
-    from omnirl.fileio import atomic_write_json
-
-    if cost is not None:
-        cost = {k: float(v) for k, v in cost.items()}
-        atomic_write_json(out / COST_FILE, cost)
-        return cost, False
-    f = out / COST_FILE
-    if f.is_file():
-        return {k: float(v) for k, v in json.loads(f.read_text()).items()}, True
-    return {"cpu_seconds": float("nan"), "wall_seconds": float("nan")}, True
 
 
 # --------------------------------------------------------------------------- data
@@ -208,54 +179,54 @@ SWEEP_AGENT_VARIABLES = ("WANDB_RUN_ID", "WANDB_SWEEP_ID", "WANDB_SWEEP_PARAM_PA
 an experiment makes, so only the experiment's own W&B run is the sweep's run."""
 
 
-def train(out: Path, overrides: Mapping[str, Any], wandb_mode: str = "auto") -> dict[str, Any]:
-    """Train with ``python -m omnirl.train``'s entry point into ``out`` with the dotted
-    ``overrides`` (e.g. ``{"model.backbone": "gdn", "data.train": [DIR]}``), unless ``out`` already
-    holds a finished run of them; an interrupted run of them is resumed from its last checkpoint.
-    A run of other settings in ``out`` is refused (``ValueError`` naming the directory), never
-    resumed or overwritten. Returns ``read_training(out)``."""
-    from omnirl.fileio import atomic_write_json
-    from omnirl.train.__main__ import main as train_main
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping) and k != "validation":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
-    argv = [f"--{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in overrides.items()]
-    argv += [f"--logging.out_dir={out}", f"--logging.wandb_mode={wandb_mode}"]
+
+def train(out: Path, config: Any, wandb_mode: str = "auto") -> dict[str, Any]:
+    """``omnirl.train.fit(config)`` into ``out`` (its ``logging`` section set here: ``out``,
+    ``wandb_mode``, quiet), unless ``out`` already holds a finished run of the same settings; an
+    interrupted run of them is resumed from its last checkpoint. A run of other settings in ``out``
+    is refused (``ValueError`` naming the directory and the differing settings), never resumed or
+    overwritten. Returns ``read_training(out)``."""
+    from omnirl.config import config_to_dict
+    from omnirl.fileio import atomic_write_json
+    from omnirl.train import fit
+
+    logging = dataclasses.replace(config.logging, out_dir=str(out), wandb_mode=wandb_mode, quiet=True)
+    config = dataclasses.replace(config, logging=logging, train=dataclasses.replace(config.train, resume=None))
+    asked = {k: v for k, v in config_to_dict(config).items() if k != "logging"}
     done, started = out / "done.json", out / "started.json"
-    if done.exists() and json.loads(done.read_text()).get("argv") == argv:
+    if done.exists() and json.loads(done.read_text()).get("config") == asked:
         log(f"training {out}: already done")
         return read_training(out)
-    resume = []
-    if (out / "checkpoints" / "last.ckpt").exists():
+    if (out / LAST_CHECKPOINT).exists():
         record = started if started.exists() else done
-        before = json.loads(record.read_text()).get("argv") if record.exists() else None
-        if before != argv:
-            changed = sorted(set(argv) ^ set(before or []))
-            raise ValueError(f"{out} holds a training run of other settings (differing: {changed}); "
+        before = json.loads(record.read_text()).get("config") if record.exists() else None
+        if before != asked:
+            now, then = _flat(asked), _flat(before or {})
+            changed = [f"{k}={now.get(k)!r} (the run's: {then.get(k)!r})" for k in sorted(set(now) | set(then))
+                       if now.get(k) != then.get(k)]
+            raise ValueError(f"{out} holds a training run of other settings (differing: {'; '.join(changed)}); "
                              "give the experiment another --out, or remove that directory to train anew")
-        resume = ["--train.resume=last"]
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, resume="last"))
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(started, {"argv": argv})
+    atomic_write_json(started, {"config": asked})
     t0 = time.perf_counter()
     with _env(WANDB_SILENT="true", **dict.fromkeys(SWEEP_AGENT_VARIABLES)):
-        code = train_main(argv + resume + ["--logging.quiet=true"])  # the experiment prints its own progress
-    if code != 0:
-        raise RuntimeError(f"training into {out} failed (exit {code}); arguments: {argv}")
-    atomic_write_json(done, {"argv": argv, "seconds": time.perf_counter() - t0})
+        fit(config)  # the experiment prints its own progress
+    atomic_write_json(done, {"config": asked, "seconds": time.perf_counter() - t0})
     log(f"training {out}: {time.perf_counter() - t0:.0f} s")
     return read_training(out)
 
 
-def read_training(out: Path) -> dict[str, Any]:
-    """A training run directory's ``run`` record, validation ``history`` (list of dicts) and latest
-    ``curves`` (by validation set: position and the loss of each behaviour)."""
-    from omnirl.train.tracking import CURVES_FILE, HISTORY_FILE, RUN_FILE
-
-    history = [json.loads(line) for line in (out / HISTORY_FILE).read_text().splitlines() if line.strip()]
-    return {"run": json.loads((out / RUN_FILE).read_text()), "history": history,
-            "curves": json.loads((out / CURVES_FILE).read_text())["curves"],
-            "checkpoint": str(out / "checkpoints" / "last.ckpt")}
-
-
-def _train_job(out: Path, overrides: Mapping[str, Any], wandb_mode: str, threads: int) -> dict[str, Any]:
+def _train_job(out: Path, config: Any, wandb_mode: str, threads: int) -> dict[str, Any]:
     """``train`` on ``threads`` torch threads, with ``record_cost``'s ``cpu_seconds`` (this
     process's), ``wall_seconds`` and ``reused``."""
     import resource
@@ -270,16 +241,16 @@ def _train_job(out: Path, overrides: Mapping[str, Any], wandb_mode: str, threads
     previous = done.read_bytes() if done.exists() else None
     with torch_threads(threads):
         c0, t0 = own(), time.perf_counter()
-        result = train(out, overrides, wandb_mode)
+        result = train(out, config, wandb_mode)
     ran = previous is None or done.read_bytes() != previous
     cost, reused = record_cost(out, {"cpu_seconds": own() - c0, "wall_seconds": time.perf_counter() - t0,
                                      "threads": threads} if ran else None)
     return {**result, "cpu_seconds": cost["cpu_seconds"], "wall_seconds": cost["wall_seconds"], "reused": reused}
 
 
-def train_many(jobs: Sequence[tuple[Path, Mapping[str, Any]]], *, parallel: int = 1, threads: int = 0,
+def train_many(jobs: Sequence[tuple[Path, Any]], *, parallel: int = 1, threads: int = 0,
                wandb_mode: str = "auto") -> list[dict[str, Any]]:
-    """``train(out, overrides)`` for every job, up to ``parallel`` at once (each in its own spawned
+    """``train(out, config)`` for every job (a ``TrainConfig`` each), up to ``parallel`` at once (each in its own spawned
     process when ``parallel`` > 1, else here, one after another), each on ``threads`` torch threads
     (0: the machine's cores divided by ``parallel``, at least 1). Small models use a second
     thread poorly and a busy core not at all, so two one-thread runs side by side cost less CPU
@@ -291,12 +262,12 @@ def train_many(jobs: Sequence[tuple[Path, Mapping[str, Any]]], *, parallel: int 
         raise ValueError(f"parallel must be >= 1 and threads >= 0, got {parallel} and {threads}")
     n = threads or max(1, (os.cpu_count() or 1) // parallel)
     if parallel == 1 or len(jobs) <= 1:
-        return [_train_job(Path(out), dict(o), wandb_mode, n) for out, o in jobs]
+        return [_train_job(Path(out), c, wandb_mode, n) for out, c in jobs]
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
     with ProcessPoolExecutor(min(parallel, len(jobs)), mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_train_job, Path(out), dict(o), wandb_mode, n) for out, o in jobs]
+        futures = [pool.submit(_train_job, Path(out), c, wandb_mode, n) for out, c in jobs]
         return [f.result() for f in futures]
 
 
@@ -395,15 +366,17 @@ class TrainingSettings:
         check_int("torch_threads", self.torch_threads, min_value=0)
         check_int("parallel", self.parallel, min_value=1)
 
-    def overrides(self, data: DatasetSettings, train_dir: Path, validation: Mapping[str, str],
-                  seed: int) -> dict[str, Any]:
-        """The dotted ``omnirl.train`` settings of a run on ``train_dir``."""
-        return {"model.backbone": self.backbone, "model.preset": self.preset, "model.layout": self.layout,
-                "model.n_states": data.max_states, "model.n_actions": data.actions,
-                "data.train": [str(train_dir)], "data.validation": dict(validation), "data.window": self.window,
-                "data.batch_size": self.batch_size, "data.seed": seed, "train.segment_len": self.segment_len,
-                "train.max_steps": self.max_steps, "train.lr": self.lr, "train.warmup_steps": self.warmup_steps,
-                "train.val_every": self.val_every, "train.seed": seed}
+    def config(self, data: DatasetSettings, train_dir: Path, validation: Mapping[str, str], seed: int) -> Any:
+        """The ``TrainConfig`` of a run on ``train_dir``."""
+        from omnirl.train.config import DataSection, ModelSection, TrainConfig, TrainSection
+
+        return TrainConfig(
+            model=ModelSection(backbone=self.backbone, preset=self.preset, layout=self.layout,
+                               n_states=data.max_states, n_actions=data.actions),
+            data=DataSection(train=(str(train_dir),), validation=dict(validation), window=self.window,
+                             batch_size=self.batch_size, seed=seed),
+            train=TrainSection(segment_len=self.segment_len, max_steps=self.max_steps, lr=self.lr,
+                               warmup_steps=self.warmup_steps, val_every=self.val_every, seed=seed))
 
 
 def prepare_data(out: Path, data: DatasetSettings, *, pipeline: str, seed: int) -> tuple[Path, dict[str, str]]:
@@ -423,7 +396,7 @@ def train_models(out: Path, data: DatasetSettings, training: TrainingSettings, p
     jobs = []
     for p in pipelines:
         train_dir, val = prepare_data(out, data, pipeline=p, seed=seed)
-        jobs.append((out / "train" / p, training.overrides(data, train_dir, val, seed)))
+        jobs.append((out / "train" / p, training.config(data, train_dir, val, seed)))
     runs = train_many(jobs, parallel=training.parallel, threads=training.torch_threads, wandb_mode=wandb_mode)
     return dict(zip(pipelines, runs))
 
@@ -432,18 +405,17 @@ def train_models(out: Path, data: DatasetSettings, training: TrainingSettings, p
 def evaluate(out: Path, *, checkpoint: str | None, envs: Sequence[str], protocol: str = "online", n_envs: int,
              steps: int, seed: int, baselines: Sequence[str] | None = None, wandb_mode: str = "disabled",
              **fields: Any) -> dict[str, Any]:
-    """``python -m omnirl.evaluate`` into ``out``; ``fields`` are further dotted settings (e.g.
+    """``omnirl.evaluate.run`` into ``out``; ``fields`` are further settings by dotted name (e.g.
     ``{"protocol.demo_steps": 1000}``). Returns its summary."""
     from omnirl.config import config_from_dict
-    from omnirl.evaluate.__main__ import EvaluateConfig
-    from omnirl.evaluate.__main__ import evaluate as run_evaluation
+    from omnirl.evaluate import EvaluateConfig
+    from omnirl.evaluate import run as run_evaluation
 
     data = {"run": {"checkpoint": checkpoint, "envs": list(envs), "n_envs": n_envs, "steps": steps, "seed": seed,
                     "out_dir": str(out), "wandb_mode": wandb_mode,
                     "baselines": None if baselines is None else list(baselines)},
             "protocol": {"protocol": protocol}}
-    overrides = [f"--{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in fields.items()]
-    cfg = config_from_dict(EvaluateConfig, data, overrides)
+    cfg = config_from_dict(EvaluateConfig, data, fields)
     with _env(WANDB_SILENT="true", **dict.fromkeys(SWEEP_AGENT_VARIABLES)):
         return run_evaluation(cfg)
 
@@ -472,25 +444,6 @@ def evaluate_once(out: Path, *, threads: int = 1, **request: Any) -> dict[str, A
 
 
 # --------------------------------------------------------------------------- results
-def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """Rows as an aligned plain-text table (floats with 3 significant digits)."""
-    if not rows:
-        return "(no rows)\n"
-    columns = list(columns or rows[0])
-
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return "-" if v != v else f"{v:.3g}"
-        return str(v)
-
-    cells = [[cell(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
-    return "\n".join(lines) + "\n"
-
-
 def finish(inv: Invocation, name: str, *, results: Mapping[str, Any], table: Sequence[Mapping[str, Any]],
            figures: Sequence[Path], finding: str, seconds: float) -> dict[str, Any]:
     """Write ``summary.json``, log the experiment's W&B run, print the table and the finding;
@@ -499,29 +452,13 @@ def finish(inv: Invocation, name: str, *, results: Mapping[str, Any], table: Seq
     from omnirl.fileio import atomic_write_json
 
     summary = {"experiment": name, "preset": inv.preset, "seed": inv.seed,
-               "settings": config_to_dict(inv.settings), "results": _plain(results), "table": _plain(list(table)),
+               "settings": config_to_dict(inv.settings), "results": plain(results), "table": plain(list(table)),
                "figures": [Path(f).name for f in figures], "finding": finding, "seconds": seconds}
     atomic_write_json(inv.out / "summary.json", summary, sort_keys=False)  # table rows keep their column order
     _log_wandb(inv, name, summary, figures)
     print(format_table(summary["table"]), end="")
     print(f"\n{finding}\n\nresults: {inv.out / 'summary.json'}")
     return summary
-
-
-def _plain(x: Any) -> Any:
-    import numpy as np
-
-    if isinstance(x, Mapping):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return [_plain(v) for v in x.tolist()]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and x != x:
-        return None
-    return x
 
 
 def _log_wandb(inv: Invocation, name: str, summary: dict, figures: Sequence[Path]) -> None:

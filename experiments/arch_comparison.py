@@ -62,7 +62,7 @@ from typing import Any, Mapping, Sequence
 from experiments._common import (SHARD_SIZE, Invocation, cpu_seconds, dataset, finish, log, main_of, train_many,
                                  validation_sets)
 from experiments._scores import context_improves, finite
-from experiments.task_scaling import check_training_fields, model_numbers, training_overrides
+from experiments.task_scaling import check_training_fields, model_numbers, training_config
 
 NAME = "arch_comparison"
 DISTINGUISHABLE = 0.02
@@ -306,7 +306,7 @@ def run(inv: Invocation) -> dict:
     wall["data"], cpu["data"] = time.perf_counter() - t0, cpu_seconds() - c0
 
     t1, c1 = time.perf_counter(), cpu_seconds()
-    jobs = [(inv.out / "train" / b, training_overrides(s, train_dir, val, inv.seed, b)) for b in s.backbones]
+    jobs = [(inv.out / "train" / b, training_config(s, train_dir, val, inv.seed, b)) for b in s.backbones]
     log(f"training {len(jobs)} backbones ({s.parallel} at once)")
     runs = train_many(jobs, parallel=s.parallel, threads=s.threads, wandb_mode=inv.wandb_mode)
     wall["train"], cpu["train"] = time.perf_counter() - t1, cpu_seconds() - c1

@@ -191,14 +191,17 @@ def make_data(s: Settings, out: Path, seed: int) -> tuple[Path, dict[str, str]]:
     return train_dir, {n: str(val / d) for n, d in names.items()}
 
 
-def training_overrides(s: Settings, train_dir: Path, validation: Mapping[str, str], seed: int) -> dict[str, Any]:
-    """The ``python -m omnirl.train`` settings of the model."""
-    return {"model.backbone": s.backbone, "model.preset": s.model_preset, "model.layout": s.layout,
-            "model.n_states": 1, "model.n_actions": s.actions, "model.reward_transform": s.reward_transform,
-            "data.train": [str(train_dir)], "data.validation": dict(validation), "data.window": s.window,
-            "data.batch_size": s.batch_size, "data.seed": seed, "train.segment_len": s.segment_len,
-            "train.max_steps": s.max_steps, "train.lr": s.lr, "train.warmup_steps": s.warmup_steps,
-            "train.val_every": s.val_every, "train.seed": seed}
+def training_config(s: Settings, train_dir: Path, validation: Mapping[str, str], seed: int) -> Any:
+    """The ``TrainConfig`` of the model."""
+    from omnirl.train.config import DataSection, ModelSection, TrainConfig, TrainSection
+
+    return TrainConfig(
+        model=ModelSection(backbone=s.backbone, preset=s.model_preset, layout=s.layout, n_states=1,
+                           n_actions=s.actions, reward_transform=s.reward_transform),
+        data=DataSection(train=(str(train_dir),), validation=dict(validation), window=s.window,
+                         batch_size=s.batch_size, seed=seed),
+        train=TrainSection(segment_len=s.segment_len, max_steps=s.max_steps, lr=s.lr, warmup_steps=s.warmup_steps,
+                           val_every=s.val_every, seed=seed))
 
 
 def online_regret(eval_dir: Path, env: str) -> dict[str, Any]:
@@ -326,7 +329,7 @@ def run(inv: Invocation) -> dict:
 
     t1, c1 = time.perf_counter(), cpu_seconds()
     log("training the model")
-    (r,) = train_many([(inv.out / "train", training_overrides(s, train_dir, validation, inv.seed))],
+    (r,) = train_many([(inv.out / "train", training_config(s, train_dir, validation, inv.seed))],
                       threads=s.threads, wandb_mode=inv.wandb_mode)
     wall["train"], cpu["train"] = time.perf_counter() - t1, cpu_seconds() - c1
 

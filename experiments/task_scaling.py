@@ -107,7 +107,7 @@ ONLINE_BINS = 16
 
 
 def check_training_fields(s: Any) -> None:
-    """Validate the data, model and optimiser fields ``training_overrides`` reads (``Settings``'
+    """Validate the data, model and optimiser fields ``training_config`` reads (``Settings``'
     and ``arch_comparison.Settings``'), naming the bad field."""
     from omnirl._validate import check_choice, check_float, check_int
     from omnirl.model.backbone import PRESETS as MODEL_PRESETS
@@ -237,16 +237,18 @@ def quarter_means(curve: Sequence[Any]) -> tuple[float, float]:
     return _mean(curve[:q]), _mean(curve[n - q:])
 
 
-def training_overrides(s: Any, train_dir: Path, validation: Mapping[str, str], seed: int, backbone: str) -> dict:
-    """The ``python -m omnirl.train`` settings of one model of ``s`` (a settings dataclass with
-    the model, window, batch and optimiser fields of ``Settings``)."""
-    return {"model.backbone": backbone, "model.preset": s.model_preset, "model.layout": s.layout,
-            "model.n_states": s.states, "model.n_actions": s.actions,
-            "data.train": [str(train_dir)], "data.validation": dict(validation), "data.window": s.window,
-            "data.batch_size": s.batch_size, "data.seed": seed,
-            "train.segment_len": s.segment_len, "train.max_steps": s.max_steps, "train.lr": s.lr,
-            "train.warmup_steps": s.warmup_steps, "train.val_every": s.val_every, "train.seed": seed,
-            "train.precision": s.precision, "train.devices": s.devices}
+def training_config(s: Any, train_dir: Path, validation: Mapping[str, str], seed: int, backbone: str) -> Any:
+    """The ``TrainConfig`` of one model of ``s`` (a settings dataclass with the model, window, batch
+    and optimiser fields of ``Settings``)."""
+    from omnirl.train.config import DataSection, ModelSection, TrainConfig, TrainSection
+
+    return TrainConfig(
+        model=ModelSection(backbone=backbone, preset=s.model_preset, layout=s.layout, n_states=s.states,
+                           n_actions=s.actions),
+        data=DataSection(train=(str(train_dir),), validation=dict(validation), window=s.window,
+                         batch_size=s.batch_size, seed=seed),
+        train=TrainSection(segment_len=s.segment_len, max_steps=s.max_steps, lr=s.lr, warmup_steps=s.warmup_steps,
+                           val_every=s.val_every, seed=seed, precision=s.precision, devices=s.devices))
 
 
 def model_numbers(run: Mapping[str, Any]) -> dict[str, Any]:
@@ -499,7 +501,7 @@ def run(inv: Invocation) -> dict:
                             actions=s.actions, seed=inv.seed, task_seed=inv.seed, workers=s.workers,
                             shard_size=SHARD_SIZE)
         val = validation_sets(train_dir, root / "val", s.val_sequences, probe=True)
-        jobs.append((inv.out / "train" / f"n{n}", training_overrides(s, train_dir, val, inv.seed, s.backbone)))
+        jobs.append((inv.out / "train" / f"n{n}", training_config(s, train_dir, val, inv.seed, s.backbone)))
     wall["data"], cpu["data"] = time.perf_counter() - t0, cpu_seconds() - c0
 
     t1, c1 = time.perf_counter(), cpu_seconds()

@@ -101,15 +101,20 @@ def test_smoke_finding_follows_the_numbers(smoke):
 
 
 def test_a_run_of_other_settings_is_refused_not_resumed(smoke):
+    import dataclasses
+
+    from omnirl.config import config_from_dict
+    from omnirl.train.config import TrainConfig
+
     out, _ = smoke
     run_dir = out / "train" / "n4"
-    argv = json.loads((run_dir / "done.json").read_text())["argv"]
-    overrides = dict(a[2:].split("=", 1) for a in argv if not a.startswith("--logging."))
+    config = config_from_dict(TrainConfig, json.loads((run_dir / "done.json").read_text())["config"])
     before = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
+    other = dataclasses.replace(config, train=dataclasses.replace(config.train, max_steps=16))
     with pytest.raises(ValueError, match=f"{run_dir}.*other settings.*train.max_steps=16"):
-        _common.train(run_dir, {**overrides, "train.max_steps": "16"}, wandb_mode="disabled")
+        _common.train(run_dir, other, wandb_mode="disabled")
     assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == before  # untouched
-    assert _common.train(run_dir, overrides, wandb_mode="disabled")["run"]  # the same settings: found done
+    assert _common.train(run_dir, config, wandb_mode="disabled")["run"]  # the same settings: found done
 
 
 def test_quarter_means():

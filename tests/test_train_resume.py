@@ -11,6 +11,7 @@ import torch
 
 from omnirl.data.generate import DatasetSpec, generate_dataset
 from omnirl.train import __main__ as entry
+from omnirl.train import trainer as training
 from omnirl.train.config import DataSection, LoggingSection, ModelSection, TrainConfig, TrainSection
 from omnirl.train.data import OmniRLDataModule
 from omnirl.train.module import OmniRLModule
@@ -65,7 +66,7 @@ class Crash(lightning.Callback):
 def run(cfg: TrainConfig, callbacks=(), ckpt_path=None, seed: int = 0) -> Recording:
     lightning.seed_everything(seed)
     module = Recording(cfg)
-    trainer = entry.build_trainer(cfg, callbacks=list(callbacks))
+    trainer = training.build_trainer(cfg, callbacks=list(callbacks))
     trainer.fit(module, datamodule=OmniRLDataModule(cfg.data), ckpt_path=ckpt_path)
     return module
 
@@ -80,7 +81,7 @@ def test_resume_matches_uninterrupted(tiny_data, tmp_path, uninterrupted, k):
     cfg = make_config(tiny_data, tmp_path / "run", val_every=k)
     with pytest.raises(RuntimeError, match="killed"):
         run(cfg, callbacks=[Crash(k)])
-    last = tmp_path / "run" / entry.CHECKPOINT_DIR / "last.ckpt"
+    last = tmp_path / "run" / training.CHECKPOINT_DIR / "last.ckpt"
     ckpt = torch.load(last, weights_only=False)
     assert ckpt["global_step"] == k
     assert ckpt["lr_schedulers"][0]["last_epoch"] == k  # the scheduler is checkpointed
@@ -116,7 +117,7 @@ def test_resume_last_from_entry_point(tiny_data, tmp_path, monkeypatch):
 
 
 def test_crash_while_writing_keeps_previous_checkpoint(tmp_path, monkeypatch):
-    io = entry.AtomicCheckpointIO()
+    io = training.AtomicCheckpointIO()
     path = tmp_path / "checkpoints" / "last.ckpt"
     io.save_checkpoint({"step": 1, "w": torch.arange(1000)}, path)
 

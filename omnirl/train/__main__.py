@@ -26,208 +26,34 @@ or ``--logging.wandb_mode=disabled`` turns it off. Every run logs its config, pr
 commit and dirty flag, dataset manifest and task-set hashes), parameter count, steps/s and tokens/s,
 and loss-vs-position tables; checkpoints become W&B artifacts when online. The run directory also
 gets ``run.json``, ``history.jsonl`` and ``position_curves.json`` (``omnirl.train.tracking``).
+
+The same run from Python: ``omnirl.train.fit(TrainConfig(...))`` (``omnirl.train.trainer``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
-import os
 import sys
-import warnings
-from pathlib import Path
-from typing import Any, Iterator
-
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from omnirl._cli import Parser
-from omnirl.train.tracking import HISTORY_FILE
 from omnirl.train.tracking import wandb_mode  # noqa: F401  (part of this entry point's interface)
-
-CHECKPOINT_DIR = "checkpoints"
-"""Sub-directory of ``logging.out_dir`` holding ``last.ckpt``."""
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint to a temporary file in the destination directory, flushes it to disk,
-    then renames it over the destination (``os.replace``): the destination is always either the
-    previous checkpoint or the new one, complete."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
-                        storage_options: Any | None = None) -> None:
-        import torch
-
-        from omnirl.fileio import atomic_open
-
-        if storage_options is not None:
-            raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}")
-        with atomic_open(path) as f:
-            torch.save(checkpoint, f)
-
-
-@contextlib.contextmanager
-def _lightning_log_level(level: int | None) -> Iterator[None]:
-    """Lightning's loggers at ``level`` inside the block (``None``: unchanged), restored after."""
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    before = [lg.level for lg in loggers]
-    if level is not None:
-        for lg in loggers:
-            lg.setLevel(level)
-    try:
-        yield
-    finally:
-        for lg, b in zip(loggers, before):
-            lg.setLevel(b)
-
-
-def held_run(out: Path) -> str | None:
-    """What in ``out`` shows that it holds a training run (a checkpoint or a validation history), or
-    ``None``."""
-    for rel in (f"{CHECKPOINT_DIR}/last.ckpt", HISTORY_FILE):
-        if (out / rel).exists():
-            return rel
-    return None
-
-
-def build_trainer(cfg: Any, logger: Any = False, callbacks: list | None = None):
-    """The ``lightning.Trainer`` of a ``TrainConfig``: DDP when several devices or nodes, validation
-    and ``last.ckpt`` every ``train.val_every`` steps (atomically written), plus ``callbacks``."""
-    import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    out = Path(cfg.logging.out_dir)
-    # no version counter: a resumed run rewrites last.ckpt instead of starting a last-v1.ckpt beside it
-    checkpoint = ModelCheckpoint(dirpath=str(out / CHECKPOINT_DIR), every_n_train_steps=cfg.train.val_every,
-                                 save_top_k=0, save_last=True, enable_version_counter=False)
-    distributed = cfg.train.num_nodes > 1 or (isinstance(cfg.train.devices, int) and cfg.train.devices > 1)
-    return L.Trainer(accelerator="auto", devices=cfg.train.devices, num_nodes=cfg.train.num_nodes,
-                     strategy="ddp" if distributed else "auto", max_steps=cfg.train.max_steps, logger=logger,
-                     default_root_dir=str(out), precision=cfg.train.precision,
-                     val_check_interval=cfg.train.val_every, check_val_every_n_epoch=None,
-                     callbacks=[checkpoint, *(callbacks or [])], plugins=[AtomicCheckpointIO()],
-                     enable_progress_bar=sys.stderr.isatty() and not cfg.logging.quiet,
-                     enable_model_summary=not cfg.logging.quiet, log_every_n_steps=10)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = Parser(prog="python -m omnirl.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None, help="YAML file (fields not set keep their defaults)")
     args, overrides = p.parse_known_args(argv)
 
     from omnirl.config import load_config
     from omnirl.train.config import TrainConfig
+    from omnirl.train.trainer import fit
     try:
         cfg = load_config(TrainConfig, args.config, overrides)
-    except ValueError as e:
+        fit(cfg)
+    except ValueError as e:  # bad data, settings or checkpoint; a diverged run (after its checkpoints)
         print(f"error: {e}", file=sys.stderr)
         return 2
-
-    with warnings.catch_warnings(), _lightning_log_level(logging.WARNING if cfg.logging.quiet else None):
-        # last.ckpt is written after the optimiser step on purpose: a resumed run continues with
-        # the next step and matches an uninterrupted one exactly (tests/test_train_resume.py)
-        warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-        if cfg.logging.quiet:  # the libraries' notices of their own deprecations
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", category=FutureWarning)
-        try:
-            return _fit(cfg)
-        except ValueError as e:  # bad data, settings or checkpoint; a diverged run (after its checkpoints)
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-
-
-RESUMABLE = ("train.max_steps", "train.val_every", "train.resume", "train.devices", "train.num_nodes",
-             "train.precision", "train.compile", "train.max_skipped", "train.position_bins", "data.num_workers",
-             "data.validation", "data.verify_checksums", "reference.", "logging.")
-"""Settings (dotted names, or prefixes ending in ``.``) a resumed run may change. The others define
-the run being continued (the restored weights, optimiser, schedule and data cursor follow them):
-a resumed run asking for other values is refused, naming them."""
-
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and not k == "validation":
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def check_resume(cfg: Any, path: Path) -> None:
-    """Raise ValueError naming ``path`` unless it is a readable OmniRL checkpoint trained with the
-    settings ``cfg`` asks for (all but ``RESUMABLE`` ones)."""
-    from omnirl.config import config_from_dict, config_to_dict
-    from omnirl.train.checkpoint import read_checkpoint
-    from omnirl.train.config import TrainConfig
-
-    ckpt = read_checkpoint(path)
-    try:
-        held = _flat(config_to_dict(config_from_dict(TrainConfig, ckpt["hyper_parameters"]["config"])))
-    except ValueError as e:
-        raise ValueError(f"train.resume={str(path)!r}: the checkpoint's configuration is not valid here: {e}") from None
-    asked = _flat(config_to_dict(cfg))
-    changed = [f"{k}={asked.get(k)!r} (the checkpoint's: {held.get(k)!r})" for k in sorted(set(held) | set(asked))
-               if held.get(k) != asked.get(k) and not any(k == r or (r.endswith(".") and k.startswith(r))
-                                                          for r in RESUMABLE)]
-    if changed:
-        raise ValueError(f"train.resume={str(path)!r} continues a run with other settings: {'; '.join(changed)}; "
-                         "resume with the checkpoint's settings, or start a new run in another logging.out_dir")
-
-
-def _fit(cfg: Any) -> int:
-    """Check the data, settings and checkpoint of ``cfg``, then build the model, loggers and trainer
-    and train (``main``'s body). Expected failures raise ValueError before anything is written."""
-    import lightning as L
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-    from lightning.pytorch.loggers import WandbLogger
-
-    from omnirl.config import config_to_dict
-    from omnirl.train.data import OmniRLDataModule
-    from omnirl.train.module import OmniRLModule
-    from omnirl.train.tracking import RunTracker
-
-    out = Path(cfg.logging.out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"logging.out_dir={str(out)!r} is a file, not a directory")
-    held = held_run(out)
-    if held is not None and cfg.train.resume is None:
-        # one run directory holds one run: a fresh run would mix its history and checkpoints with the old
-        raise ValueError(f"logging.out_dir={str(out)!r} holds a training run already ({held}); resume it with "
-                         "--train.resume=last, or give another --logging.out_dir")
-    ckpt_path = cfg.train.resume
-    if ckpt_path is not None:
-        path = out / CHECKPOINT_DIR / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
-        if ckpt_path != "last" and not path.is_file():
-            raise ValueError(f"train.resume={ckpt_path!r}: no such checkpoint file")
-        if path.is_file():
-            check_resume(cfg, path)
-    L.seed_everything(cfg.train.seed, workers=True)
-    data = OmniRLDataModule(cfg.data, reference=cfg.reference, model=cfg.model)
-    module = OmniRLModule(cfg)
-    module.val_names = list(data.val_names)
-    mode = wandb_mode(cfg.logging.wandb_mode)
-    import torch
-    cpus = os.cpu_count() or 1
-    if not torch.cuda.is_available() and isinstance(cfg.train.devices, int) and cfg.train.devices > cpus:
-        raise ValueError(f"train.devices={cfg.train.devices}: this machine has no GPU and {cpus} CPUs (one "
-                         "process per device)")
-    try:
-        build_trainer(cfg)  # Lightning's own checks of the devices and precision, before anything is written
-    except MisconfigurationException as e:
-        raise ValueError(f"train.devices={cfg.train.devices!r}, train.precision={cfg.train.precision!r}: {e}") from None
-    out.mkdir(parents=True, exist_ok=True)
-    logger = False
-    if mode != "disabled":
-        # checkpoints become artifacts when online (an offline run cannot hold artifacts)
-        logger = WandbLogger(project=cfg.logging.wandb_project, save_dir=str(out), mode=mode,
-                             config=config_to_dict(cfg), log_model="all" if mode == "online" else False)
-    trainer = build_trainer(cfg, logger, callbacks=[RunTracker(cfg)])
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
-    if logger and trainer.is_global_zero:
-        logger.experiment.finish()  # flush and close the run now, not at interpreter exit
     return 0
 
 
