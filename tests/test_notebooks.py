@@ -59,6 +59,7 @@ def smoke_run_dir(tmp_path_factory) -> Path:
     if "dir" in _SMOKE:
         return _SMOKE["dir"]
     from experiments import _common as C
+    from omnirl.train.config import DataSection, ModelSection, TrainConfig, TrainSection
 
     s = SmokeSettings()
     out = tmp_path_factory.mktemp("smoke_run")
@@ -71,11 +72,10 @@ def smoke_run_dir(tmp_path_factory) -> Path:
             data = C.dataset(out / "data" / f"tasks{n}", n_tasks=n, sequences=6, length=160, states=16)
             val = C.validation_sets(data, out / "data" / f"tasks{n}_val", 2)
             mp.setenv("WANDB_MODE", mode)
-            ckpt = C.train(out / "train" / f"tasks{n}_{backbone}",
-                           {"model.backbone": backbone, "model.preset": "tiny", "data.train": [str(data)],
-                            "data.validation": val, "data.window": 128, "data.batch_size": 2,
-                            "train.segment_len": 64, "train.max_steps": 2, "train.val_every": 1},
-                           wandb_mode=mode)["checkpoint"]
+            config = TrainConfig(model=ModelSection(backbone=backbone, preset="tiny"),
+                                 data=DataSection(train=(str(data),), validation=val, window=128, batch_size=2),
+                                 train=TrainSection(segment_len=64, max_steps=2, val_every=1))
+            ckpt = C.train(out / "train" / f"tasks{n}_{backbone}", config, wandb_mode=mode)["checkpoint"]
         mp.setenv("WANDB_MODE", "disabled")
         ev = C.evaluate(out / "eval" / f"tasks{s.task_counts[-1]}", checkpoint=ckpt, envs=s.envs, n_envs=s.n_envs,
                         steps=max(s.memory_steps), seed=0, baselines=["tql_ucb"],

@@ -35,15 +35,11 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from omnirl.rundir import (CURVES_FILE, EPISODES_FILE, HISTORY_FILE, MEMORY_FILE, RUN_FILE, SCORES_FILE,
+                          SUMMARY_FILE, format_table)
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 """The repository root (relative run paths are also tried from here)."""
-SUMMARY_FILE = "summary.json"
-RUN_FILE = "run.json"  # the same names as omnirl.train.tracking, without importing Lightning
-CURVES_FILE = "position_curves.json"
-HISTORY_FILE = "history.jsonl"
-MEMORY_FILE = "memory.npz"
-EPISODES_FILE = "episodes.npz"
-SCORES_FILE = "scores.csv"
 PER_TASK_FAMILIES = ("anymdp", "bandit")
 """Families whose environment names (sizes) stay apart in ``MemoryStates.group``."""
 
@@ -471,26 +467,6 @@ def evaluations(experiment_dir: str | os.PathLike) -> dict[str, Evaluation]:
         raise FileNotFoundError(f"experiment_dir={str(experiment_dir)!r} holds no evaluations "
                                 f"(no {d / 'eval'}/NAME/{SCORES_FILE})")
     return {p.name: read_evaluation(p) for p in found}
-
-
-def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """Rows (dicts) as an aligned plain-text table, floats with 4 significant digits (the columns of
-    the first row unless ``columns`` are given)."""
-    rows = list(rows)
-    if not rows:
-        return "(no rows)\n"
-    columns = list(columns or rows[0])
-
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return "-" if v != v else f"{v:.4g}"
-        return "-" if v is None else str(v)
-
-    cells = [[cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
-    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- W&B

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from omnirl._validate import check_choice, check_int
+from omnirl.rundir import EPISODES_FILE, MEMORY_FILE, SUMMARY_FILE
 from omnirl.evaluate.baselines import (BANDIT_BASELINES, BASELINES, CQLConfig, PPOConfig, TQLUCBConfig,
                                       run_baseline)
 from omnirl.evaluate.baselines.bandits import ThompsonConfig, UCB1Config, UniformConfig
@@ -267,16 +268,16 @@ def run(cfg: EvaluateConfig, log=_progress) -> dict[str, Any]:
         figures["entropy"] = out / "entropy.png"
     episodes = {f"{env}/{method}/{col}": v for (env, method), eps in results.items()
                 for col, v in eps.columns().items()}
-    _save_npz(out / "episodes.npz", episodes)
+    _save_npz(out / EPISODES_FILE, episodes)
     if memory:
         families = {name: make_batch(name, 1, seed=cfg.run.seed).infos[0].family for name in cfg.run.names}
-        _save_npz(out / "memory.npz", {**memory, **{f"{k}/family": np.array(families[k.split("/")[0]])
+        _save_npz(out / MEMORY_FILE, {**memory, **{f"{k}/family": np.array(families[k.split("/")[0]])
                                                     for k in memory}})
     summary = {"config": config_to_dict(dataclasses.replace(cfg, protocol=protocol)), "rows": rows,
                "regret": regret_rows, "skipped": skipped, "seconds": timing,
                "files": {"csv": csv_path.name, "markdown": md_path.name, **regret_files,
                          **{k: Path(v).name for k, v in figures.items()}}}
-    atomic_write_json(out / "summary.json", summary)
+    atomic_write_json(out / SUMMARY_FILE, summary)
     _log_wandb(cfg, rows, figures, summary)
     return summary
 

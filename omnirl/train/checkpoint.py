@@ -23,13 +23,14 @@ from typing import Any
 import torch
 
 from omnirl.config import config_from_dict
+from omnirl.rundir import LAST_CHECKPOINT
 from omnirl.model.omnirl import OmniRL
 from omnirl.train.config import ModelSection
 
 PREFIX = "model."
 """Prefix of the model's weights in the module's ``state_dict``."""
-LAST = Path("checkpoints") / "last.ckpt"
-"""Where a run directory keeps its checkpoint (``omnirl.train.__main__``)."""
+LAST = Path(LAST_CHECKPOINT)
+"""Where a run directory keeps its checkpoint (``omnirl.rundir``)."""
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:

@@ -38,13 +38,8 @@ import numpy as np
 
 from omnirl.data.store import MANIFEST, read_manifest
 from omnirl.fileio import atomic_write_bytes, atomic_write_json
+from omnirl.rundir import CURVES_FILE, HISTORY_FILE, RUN_FILE, plain
 
-RUN_FILE = "run.json"
-"""Provenance, parameter count and config of the run, in ``logging.out_dir``."""
-CURVES_FILE = "position_curves.json"
-"""The latest loss-vs-position curves, in ``logging.out_dir``."""
-HISTORY_FILE = "history.jsonl"
-"""One JSON line per validation, in ``logging.out_dir``."""
 STEP_AXIS = "trainer/global_step"
 TOKEN_AXIS = "tokens_seen"
 
@@ -93,28 +88,13 @@ def provenance(config: Any) -> dict[str, Any]:
                      "validation": {name: dataset_provenance(p) for name, p in config.data.validation.items()}}}
 
 
-def _plain(x: Any) -> Any:
-    """Numbers of tensors / numpy arrays as plain floats (NaN -> None, for JSON)."""
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in np.asarray(x).tolist()] if isinstance(x, np.ndarray) else [_plain(v) for v in x]
-    if hasattr(x, "item"):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 class RunTracker(lightning.Callback):
     """See the module docstring. ``config``: the run's ``TrainConfig``; ``out_dir``: where the run
     files go (default ``config.logging.out_dir``)."""
 
     def __init__(self, config: Any, out_dir: str | Path | None = None) -> None:
-        from omnirl.config import config_to_dict
-
         self.config = config
-        self.config_dict = config_to_dict(config)
+        self.config_dict = plain(config)
         self.out_dir = Path(out_dir if out_dir is not None else config.logging.out_dir)
         self._last: float | None = None  # time of the last batch end
         self._last_tokens = 0
@@ -176,9 +156,9 @@ class RunTracker(lightning.Callback):
             return
         step, tokens = trainer.global_step, pl_module.tokens_seen
         val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        curves = {name: {k: _plain(v) for k, v in c.items()} for name, c in pl_module.position_curves.items()}
+        curves = {name: {k: plain(v) for k, v in c.items()} for name, c in pl_module.position_curves.items()}
         atomic_write_json(self.out_dir / CURVES_FILE, {"step": step, "tokens_seen": tokens, "curves": curves})
-        line = json.dumps(_plain({"step": step, "tokens_seen": tokens, **val}), sort_keys=True)
+        line = json.dumps(plain({"step": step, "tokens_seen": tokens, **val}), sort_keys=True)
         history = self.out_dir / HISTORY_FILE
         old = history.read_bytes() if history.exists() else b""
         atomic_write_bytes(history, old + line.encode() + b"\n")
