@@ -57,6 +57,8 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import yaml
+from wandb.sdk.launch.sweeps.utils import (SWEEP_COMMAND_ENV_VAR_REGEX, create_sweep_command,
+                                           create_sweep_command_args)
 
 from omnirl._cli import Parser, run
 from omnirl._validate import check_choice, check_int
@@ -100,16 +102,10 @@ def engine() -> types.ModuleType:
         return importlib.import_module("sweeps")
 
 
-def _wandb_sweep_utils() -> types.ModuleType:
-    """``wandb.sdk.launch.sweeps.utils``: the command builder of ``wandb agent``."""
-    from wandb.sdk.launch.sweeps import utils
-    return utils
-
-
 def macro_values(params: Mapping[str, Any]) -> dict[str, Any]:
     """The argument macros (``args``, ``args_no_hyphens``, ..., ``args_json``) of one configuration:
     W&B's ``create_sweep_command_args``, what ``wandb agent`` substitutes."""
-    return _wandb_sweep_utils().create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
+    return create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
 
 
 def _known_macros() -> set[str]:
@@ -131,7 +127,7 @@ def command_line(sweep: Mapping[str, Any], params: Mapping[str, Any], *, interpr
     if args_json_file is not None:
         values["args_json_file"] = [args_json_file]
     argv: list[str] = []
-    for token in map(str, _wandb_sweep_utils().create_sweep_command(list(sweep["command"]))):
+    for token in map(str, create_sweep_command(list(sweep["command"]))):
         if not (token.startswith("${") and token.endswith("}")):
             argv.append(token)
         elif token[2:-1] in values and token != "${args_dict}":
@@ -208,9 +204,9 @@ def _check_command(p: Path, sweep: Mapping[str, Any]) -> None:
     if any(not isinstance(t, (str, int, float)) or isinstance(t, bool) for t in command):
         raise _fail(p, "command", f"every item must be a string, got {command!r}")
     tokens, known = [str(t) for t in command], _known_macros()
-    envvar = _wandb_sweep_utils().SWEEP_COMMAND_ENV_VAR_REGEX
     for token in tokens:
-        if token.startswith("${") and token.endswith("}") and not envvar.fullmatch(token) and token[2:-1] not in known:
+        if token.startswith("${") and token.endswith("}") and token[2:-1] not in known \
+                and not SWEEP_COMMAND_ENV_VAR_REGEX.fullmatch(token):
             raise _fail(p, "command", f"unknown macro {token} (W&B drops it silently); known: "
                         f"{', '.join('${' + m + '}' for m in sorted(known))}, ${{envvar:NAME}}")
     if "${interpreter}" not in tokens:
@@ -407,7 +403,6 @@ def read_metric(run_dir: str | os.PathLike, name: str) -> tuple[float | None, st
     return float(value), source
 
 
-
 # --------------------------------------------------------------------------- running
 
 def _previous(out_dir: Path) -> dict[int, dict[str, Any]]:
@@ -523,19 +518,16 @@ def cmd_sweep(a: argparse.Namespace) -> int:
               f"To run it here, offline, one configuration after another:\n"
               f"    python -m omnirl.sweep {a.sweep} --local [--max-runs N] [--dry-run]", file=sys.stderr)
         return 2
-    extra = list(a.extra)
     out = a.out or str(Path("runs") / "sweeps" / Path(a.sweep).stem)
+    m = run_local(a.sweep, seed=a.seed, max_runs=a.max_runs, out_dir=out, extra_args=a.extra, dry_run=a.dry_run,
+                  out_dir_arg=a.out_dir_arg)
     if a.dry_run:
-        m = run_local(a.sweep, seed=a.seed, max_runs=a.max_runs, out_dir=out, extra_args=extra, dry_run=True,
-                      out_dir_arg=a.out_dir_arg)
         for r in m["runs"]:
             print(f"[{r['index']}] {shlex.join(r['argv'])}")
         note = " (bayes: proposals without results; a real run feeds each result back)" \
             if sweep["method"] == "bayes" else ""
         print(f"{m['n_runs']} runs{note}")
         return 0
-    m = run_local(a.sweep, seed=a.seed, max_runs=a.max_runs, out_dir=out, extra_args=extra,
-                  out_dir_arg=a.out_dir_arg)
     failed = [r["index"] for r in m["runs"] if r.get("exit_code") != 0]
     print(f"{len(m['runs']) - len(failed)} of {len(m['runs'])} runs succeeded; manifest: {Path(out) / MANIFEST}")
     if failed:
@@ -544,8 +536,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m omnirl.sweep", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m omnirl.sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep", help="a W&B sweep file (sweeps/NAME.yaml)")
     p.add_argument("--local", action="store_true", help="run it here, W&B offline, one run after another")
     p.add_argument("--seed", type=int, default=0, help="seed of the random and bayes proposals")
