@@ -75,7 +75,7 @@ ARGS_MACROS = ("${args}", "${args_no_hyphens}", "${args_no_equals}")
 """The argument macros whose form ``omnirl.config.parse_overrides`` reads."""
 GRID_LIMIT = 100_000
 """The most configurations a grid may have."""
-INSTALL_HINT = "install W&B's sweep engine: pip install 'sweeps==0.2.0' (or pip install -e '.[sweep]')"
+INSTALL_HINT = "pip install 'sweeps==0.2.0' (or pip install -e '.[sweep]')"
 
 
 # --------------------------------------------------------------------------- W&B's code
@@ -96,7 +96,7 @@ def engine() -> types.ModuleType:
     install command, never the folder."""
     spec = importlib.util.find_spec("sweeps")
     if spec is None or spec.origin is None:
-        found = "" if spec is None else f" (only folders named sweeps: {list(spec.submodule_search_locations)})"
+        found = "" if spec is None else f" (only folders named sweeps: {sorted(set(spec.submodule_search_locations))})"
         raise ImportError(f"W&B's sweep engine is not installed{found}: {INSTALL_HINT}")
     with _quiet():
         return importlib.import_module("sweeps")
