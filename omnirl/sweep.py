@@ -1,54 +1,34 @@
-"""W&B sweep files, expanded and run here without W&B's server (offline, one run after another).
+"""W&B sweep files (``sweeps/*.yaml``) run here, offline, one configuration after another.
 
     python -m omnirl.sweep sweeps/NAME.yaml --local [--seed S] [--max-runs N] [--out DIR] [--dry-run]
                                                     [--out-dir-arg=--logging.out_dir] [-- EXTRA ARGS]
 
-A file in ``sweeps/`` is a plain W&B sweep configuration, so on a cluster
+The same file runs on a cluster unchanged (``wandb sweep FILE``, then ``wandb agent
+ENTITY/PROJECT/ID`` on every machine). W&B's controller lives on its server, so ``--local``
+expands the file with W&B's own sweep engine (the ``sweeps`` package, pinned ``sweeps==0.2.0``:
+``pip install -e '.[sweep]'``), seeded, and runs each configuration as a subprocess with
+``WANDB_MODE=offline`` and the command line ``wandb agent`` builds (W&B's ``create_sweep_command``
+and ``create_sweep_command_args``; ``${interpreter}`` is this interpreter, W&B's is ``python``).
+Every hyperparameter reaches the run on its command line (``${args}``: ``--train.lr=0.001``, the
+value as Python's ``str``), where every DDP rank sees it.
 
-    wandb sweep sweeps/NAME.yaml          # registers it, prints ENTITY/PROJECT/ID
-    wandb agent ENTITY/PROJECT/ID         # on every machine that should take runs
+Run ``i`` gets ``OMNIRL_SWEEP_RUN=<i>`` and ``OMNIRL_RUN_DIR=<out>/run-<i>`` in its environment
+(and ``WANDB_DIR`` there, unless set); ``--out-dir-arg=--logging.out_dir`` also appends
+``--logging.out_dir=<out>/run-<i>`` (not a key of the sweep file: W&B's schema forbids unknown
+keys), and arguments after ``--`` are appended to every command line. Its result is the sweep's
+``metric.name`` from ``<run dir>/summary.json`` (flat ``"val/loss"`` or nested keys), else from
+the last line of ``<run dir>/history.jsonl`` holding it. After every run ``<out>/sweep_manifest.json``
+is rewritten atomically (the file and its sha256, seed, method, and per run its index, parameters,
+argv, exit code, seconds, run directory and metric); rerunning resumes, skipping runs that exited 0
+with the same parameters.
 
-runs it unchanged. Its ``command`` starts the run with ``${args}``, so every hyperparameter reaches
-the run on its command line (``--train.lr=0.001``), where every DDP rank sees it, never through
-``wandb.config`` alone. W&B's controller lives on its server, so a sweep cannot run offline;
-``--local`` expands the same file with W&B's own sweep engine (the ``sweeps`` package behind
-``wandb[sweeps]``, pinned ``sweeps==0.2.0``: ``pip install -e '.[sweep]'``), seeded, and runs each
-configuration as a subprocess with ``WANDB_MODE=offline``, building the command line exactly as
-``wandb agent`` does (``command_line``). After every run it rewrites ``<out>/sweep_manifest.json``
-(atomically): the sweep file and its sha256, seed and method, and per run its index, parameters,
-argv, exit code, seconds, run directory and result metric. Rerunning the same command resumes:
-runs that finished with exit code 0 with identical parameters are skipped.
-
-Runs and their results. Run ``i`` gets the directory ``<out>/run-<i>`` and the environment
-variables ``OMNIRL_SWEEP_RUN=<i>`` and ``OMNIRL_RUN_DIR=<out>/run-<i>`` (plus ``WANDB_DIR`` there,
-unless set). The result is the sweep's ``metric.name`` read from ``<run dir>/summary.json`` (a flat
-key ``"val/loss"`` or nested ``{"val": {"loss": ...}}``), else from the last line of
-``<run dir>/history.jsonl`` that holds it (what ``omnirl.train`` writes). A program that takes its
-output directory as an argument instead of reading ``OMNIRL_RUN_DIR`` gets it with
-``--out-dir-arg=--logging.out_dir`` (appended last as ``--logging.out_dir=<out>/run-<i>``). This
-option is not a key of the sweep file because W&B's sweep schema forbids unknown top-level keys
-(``wandb sweep --controller`` refuses such a file; otherwise ``wandb sweep`` prints the schema
-violations the server reports as "Malformed sweep config").
-
-Methods. ``grid``: every combination, in the engine's order (``max_runs`` keeps the first ones).
-``random``: ``max_runs`` configurations (required, or the file's ``run_cap``); configuration ``i``
-is drawn with the seed ``(seed, i)``, so the same seed gives the same list and a longer sweep
-extends a shorter one. ``bayes``: the engine proposes configuration ``i`` from the results of runs
-``0..i-1``; with fewer than two results it proposes a uniformly random point of the search space,
-so ``expand`` (which has no results) gives random-like configurations, and ``run_local`` feeds
-each run's metric back (failed runs count as the worst result, W&B's default ``impute: worst``).
-Values are plain Python (``int``, ``float``, ``str``, ``bool``, lists), never numpy scalars.
-
-The command line (``command_line``) mirrors ``wandb agent`` (``wandb/wandb_agent.py`` and
-``wandb/sdk/launch/sweeps/utils.py`` of wandb 0.31; the "Sweep configuration options" page of the
-W&B docs): ``${env}`` is ``/usr/bin/env`` (nothing on Windows), ``${interpreter}`` is ``python``
-(here: this interpreter), ``${program}`` the file's ``program``, ``${args}`` is ``--NAME=VALUE`` per
-parameter with VALUE formatted by Python's ``str`` (``True``, ``None``, ``[1, 'a']``, ``1e-05``),
-``${args_no_hyphens}`` is ``NAME=VALUE``, ``${args_no_equals}`` is ``--NAME VALUE``,
-``${args_json}`` one JSON argument, ``${envvar:NAME}`` the value of the environment variable NAME
-(NAME itself if unset). Parameters are flat dotted config names (``train.lr``): W&B passes a
-nested ``parameters:`` section as one ``--model={'a': 1}`` argument, which would replace the whole
-section, so ``load_sweep`` refuses nested sections.
+``grid``: every combination, in the engine's order. ``random``: ``max_runs`` (or ``run_cap``)
+configurations, configuration ``i`` drawn with the seed ``(seed, i)``. ``bayes``: configuration
+``i`` is proposed from the results of runs ``0..i-1`` (a uniformly random point with fewer than
+two, so a dry run shows random-like proposals; a failed run counts as the worst result, W&B's
+``impute: worst``). Values are plain Python, never numpy scalars. Parameters are flat dotted config
+names (``train.lr``): W&B passes a nested section as one ``--model={...}`` argument, which would
+replace the whole section.
 """
 
 from __future__ import annotations
@@ -58,14 +38,12 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib
-import importlib.metadata
 import importlib.util
 import json
 import math
 import os
 import platform
 import random
-import re
 import shlex
 import subprocess
 import sys
@@ -79,9 +57,12 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import yaml
+from wandb.sdk.launch.sweeps.utils import (SWEEP_COMMAND_ENV_VAR_REGEX, create_sweep_command,
+                                           create_sweep_command_args)
 
 from omnirl._cli import Parser, run
 from omnirl._validate import check_choice, check_int
+from omnirl.fileio import atomic_write_json, read_json
 
 MANIFEST = "sweep_manifest.json"
 """The manifest of a local sweep, in its output directory."""
@@ -92,22 +73,12 @@ HISTORY_FILE = "history.jsonl"
 METHODS = ("grid", "random", "bayes")
 ARGS_MACROS = ("${args}", "${args_no_hyphens}", "${args_no_equals}")
 """The argument macros whose form ``omnirl.config.parse_overrides`` reads."""
-MACROS = frozenset({"env", "interpreter", "program", "args", "args_no_equals", "args_no_hyphens",
-                    "args_no_boolean_flags", "args_json", "args_json_file", "args_append_hydra",
-                    "args_override_hydra"})
-"""Whole-token macros of a W&B sweep command (``${args_dict}`` is left out: W&B splices a dict)."""
-ENVVAR_MACRO = re.compile(r"\$\{envvar\:([A-Z0-9_]*)\}")
-"""W&B's ``${envvar:NAME}`` (the same pattern as ``wandb.sdk.launch.sweeps.utils``)."""
 GRID_LIMIT = 100_000
 """The most configurations a grid may have."""
-INSTALL_HINT = "install W&B's sweep engine: pip install 'sweeps==0.2.0' (or pip install -e '.[sweep]')"
+INSTALL_HINT = "pip install 'sweeps==0.2.0' (or pip install -e '.[sweep]')"
 
 
-# --------------------------------------------------------------------------- the sweep engine
-
-def _is_engine(module: Any) -> bool:
-    return getattr(module, "__file__", None) is not None and hasattr(module, "next_runs")
-
+# --------------------------------------------------------------------------- W&B's code
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
@@ -118,40 +89,53 @@ def _quiet() -> Iterator[None]:
 
 
 def engine() -> types.ModuleType:
-    """W&B's sweep engine, the installed ``sweeps`` package, even when a directory named
-    ``sweeps`` (this repository's sweep files, a namespace package) is on ``sys.path`` or was
-    imported as ``sweeps`` first. ImportError with the install command when it is missing."""
-    module = sys.modules.get("sweeps")
-    if module is not None and _is_engine(module):
-        return module
-    if module is None:
-        with _quiet():
-            try:
-                module = importlib.import_module("sweeps")
-            except ImportError:
-                module = None
-        if module is not None and _is_engine(module):
-            return module
-    # a namespace package (a plain directory named sweeps) stands in for the engine: load the
-    # installed distribution from its own location instead
-    try:
-        init = Path(str(importlib.metadata.distribution("sweeps").locate_file("sweeps/__init__.py")))
-    except importlib.metadata.PackageNotFoundError:
-        raise ImportError(f"W&B's sweep engine is not installed: {INSTALL_HINT}") from None
-    if not init.is_file():
-        raise ImportError(f"the installed sweeps distribution has no {init}: {INSTALL_HINT}")
-    for name in [n for n in sys.modules if n == "sweeps" or n.startswith("sweeps.")]:
-        del sys.modules[name]
-    spec = importlib.util.spec_from_file_location("sweeps", init, submodule_search_locations=[str(init.parent)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sweeps"] = module
-    try:
-        with _quiet():
-            spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules["sweeps"]
-        raise
-    return module
+    """W&B's sweep engine, the installed ``sweeps`` package. Python takes a regular package (one
+    with ``__init__.py``) before any namespace portion of the same name wherever they sit on
+    ``sys.path``, so this repository's ``sweeps/`` folder (sweep files only, no ``__init__.py``)
+    can be found as ``sweeps`` only when the engine is missing: that is an ImportError with the
+    install command, never the folder."""
+    spec = importlib.util.find_spec("sweeps")
+    if spec is None or spec.origin is None:
+        found = "" if spec is None else f" (only folders named sweeps: {sorted(set(spec.submodule_search_locations))})"
+        raise ImportError(f"W&B's sweep engine is not installed{found}: {INSTALL_HINT}")
+    with _quiet():
+        return importlib.import_module("sweeps")
+
+
+def macro_values(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The argument macros (``args``, ``args_no_hyphens``, ..., ``args_json``) of one configuration:
+    W&B's ``create_sweep_command_args``, what ``wandb agent`` substitutes."""
+    return create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
+
+
+def _known_macros() -> set[str]:
+    """The whole-token macros of a sweep command (``${args_dict}`` left out: W&B splices a dict)."""
+    return set(macro_values({})) - {"args_dict"} | {"env", "interpreter", "program", "args_json_file"}
+
+
+def command_line(sweep: Mapping[str, Any], params: Mapping[str, Any], *, interpreter: str = sys.executable,
+                 args_json_file: str | None = None) -> list[str]:
+    """The argv ``wandb agent`` runs for the configuration ``params`` (its ``_command_run``):
+    ``${envvar:NAME}`` from the environment by W&B's ``create_sweep_command`` (NAME itself if
+    unset), each whole-token macro replaced by its values; ``${env}`` is ``/usr/bin/env`` (nothing
+    on Windows), ``${interpreter}`` is ``interpreter``, ``${program}`` the sweep's ``program``."""
+    values = macro_values(params)
+    values["interpreter"] = [interpreter]
+    values["env"] = [] if platform.system() == "Windows" else ["/usr/bin/env"]
+    if isinstance(sweep.get("program"), str):
+        values["program"] = [sweep["program"]]
+    if args_json_file is not None:
+        values["args_json_file"] = [args_json_file]
+    argv: list[str] = []
+    for token in map(str, create_sweep_command(list(sweep["command"]))):
+        if not (token.startswith("${") and token.endswith("}")):
+            argv.append(token)
+        elif token[2:-1] in values and token != "${args_dict}":
+            argv += values[token[2:-1]]
+        else:
+            raise ValueError(f"the sweep command's {token} has no value (a ${{program}} needs the sweep's "
+                             f"program, ${{args_json_file}} a file name; other macros are not W&B's)")
+    return argv
 
 
 # --------------------------------------------------------------------------- loading
@@ -161,26 +145,25 @@ def _fail(path: Any, key: str, message: str) -> ValueError:
 
 
 def load_sweep(path: str | os.PathLike) -> dict[str, Any]:
-    """The sweep configuration in the YAML file at ``path``, checked: W&B's own schema, ``method``
-    one of grid/random/bayes, flat ``parameters``, a ``metric.name`` for bayes, and a ``command``
-    list that runs ``${interpreter} ... -m MODULE`` with ``${args}`` (or ``${args_no_hyphens}`` or
-    ``${args_no_equals}``) and only known macros. A ValueError names the file and the key."""
+    """The sweep configuration in the YAML file at ``path``, checked: ``method`` one of
+    grid/random/bayes, flat ``parameters``, a ``metric.name`` for bayes, a ``command`` list that
+    runs ``${interpreter} ... -m MODULE`` with ``${args}`` (or ``${args_no_hyphens}`` or
+    ``${args_no_equals}``) and only W&B's macros, then W&B's own schema. A ValueError names the
+    file and the key."""
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"sweep file {str(p)!r} does not exist")
     try:
         sweep = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
-        raise ValueError(f"sweep file {p}: not valid YAML: {e}") from None
+        raise ValueError(f"sweep file {p}: not valid YAML: {' '.join(str(e).split())}") from None
     if not isinstance(sweep, dict):
         raise ValueError(f"sweep file {p} must hold a mapping at the top, got {type(sweep).__name__}")
     for key in ("method", "parameters", "command"):
         if key not in sweep:
             raise _fail(p, key, "missing (a W&B sweep file needs method, parameters and command)")
-    try:
-        check_choice("method", sweep["method"], METHODS)
-    except ValueError as e:
-        raise _fail(p, "method", str(e)) from None
+    if sweep["method"] not in METHODS:
+        raise _fail(p, "method", f"must be one of {list(METHODS)}, got {sweep['method']!r}")
     params = sweep["parameters"]
     if not isinstance(params, dict) or not params:
         raise _fail(p, "parameters", f"must be a non-empty mapping, got {params!r}")
@@ -193,18 +176,19 @@ def load_sweep(path: str | os.PathLike) -> dict[str, Any]:
             raise _fail(p, f"parameters.{name}", "nested parameter sections are passed by W&B as one "
                         f"--{name}={{...}} argument that replaces the whole section; use flat dotted "
                         f"names ({name}.FIELD) instead")
-    if sweep["method"] == "bayes" and not (isinstance(sweep.get("metric"), dict) and sweep["metric"].get("name")):
+    metric = sweep.get("metric")
+    if sweep["method"] == "bayes" and not (isinstance(metric, dict) and metric.get("name")):
         raise _fail(p, "metric", "bayes search needs metric.name (and goal: minimize or maximize)")
-    if "metric" in sweep and not (isinstance(sweep["metric"], dict) and isinstance(sweep["metric"].get("name"), str)):
-        raise _fail(p, "metric", f"must be a mapping with a name, got {sweep['metric']!r}")
+    if "metric" in sweep and not (isinstance(metric, dict) and isinstance(metric.get("name"), str)):
+        raise _fail(p, "metric", f"must be a mapping with a name, got {metric!r}")
     if "run_cap" in sweep:
         try:
             check_int("run_cap", sweep["run_cap"], min_value=1)
         except ValueError as e:
             raise _fail(p, "run_cap", str(e)) from None
     _check_command(p, sweep)
-    # W&B's own validation (the same the local controller of `wandb sweep --controller` runs);
-    # run_cap is a documented W&B key that the schema of sweeps 0.2.0 predates
+    # W&B's own validation (what the local controller of `wandb sweep --controller` runs); run_cap
+    # is a documented W&B key that the schema of sweeps 0.2.0 predates
     with _quiet():
         violations = engine().schema_violations_from_proposed_config(
             {k: v for k, v in sweep.items() if k != "run_cap"})
@@ -217,16 +201,14 @@ def _check_command(p: Path, sweep: Mapping[str, Any]) -> None:
     command = sweep["command"]
     if not isinstance(command, list) or not command:
         raise _fail(p, "command", f"must be a list of arguments, got {command!r}")
-    tokens = []
-    for token in command:
-        if not isinstance(token, (str, int, float)) or isinstance(token, bool):
-            raise _fail(p, "command", f"every item must be a string, got {token!r}")
-        tokens.append(str(token))
+    if any(not isinstance(t, (str, int, float)) or isinstance(t, bool) for t in command):
+        raise _fail(p, "command", f"every item must be a string, got {command!r}")
+    tokens, known = [str(t) for t in command], _known_macros()
     for token in tokens:
-        if token.startswith("${") and token.endswith("}") and not ENVVAR_MACRO.fullmatch(token) \
-                and token[2:-1] not in MACROS:
+        if token.startswith("${") and token.endswith("}") and token[2:-1] not in known \
+                and not SWEEP_COMMAND_ENV_VAR_REGEX.fullmatch(token):
             raise _fail(p, "command", f"unknown macro {token} (W&B drops it silently); known: "
-                        f"{', '.join('${' + m + '}' for m in sorted(MACROS))}, ${{envvar:NAME}}")
+                        f"{', '.join('${' + m + '}' for m in sorted(known))}, ${{envvar:NAME}}")
     if "${interpreter}" not in tokens:
         raise _fail(p, "command", "must run ${interpreter} (so `wandb agent` uses the python of its environment)")
     if "-m" not in tokens or tokens.index("-m") == len(tokens) - 1 or tokens[tokens.index("-m") + 1].startswith("$"):
@@ -238,28 +220,12 @@ def _check_command(p: Path, sweep: Mapping[str, Any]) -> None:
         raise _fail(p, "program", "the command uses ${program} but the file has no program")
 
 
-def sweep_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of the sweep file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 # --------------------------------------------------------------------------- expanding
 
-def plain(value: Any) -> Any:
-    """``value`` with numpy scalars and arrays as plain Python (lists for tuples and arrays)."""
-    if isinstance(value, np.ndarray):
-        return [plain(v) for v in value.tolist()]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    return value
-
-
 def _params(run: Any) -> dict[str, Any]:
-    return {name: plain(entry["value"]) for name, entry in run.config.items()}
+    """A run's configuration as plain Python (numpy scalars and arrays as numbers and lists)."""
+    return json.loads(json.dumps({name: entry["value"] for name, entry in run.config.items()},
+                                 default=lambda v: v.tolist()))
 
 
 def _run_count(sweep: Mapping[str, Any], max_runs: int | None) -> int | None:
@@ -272,49 +238,32 @@ def _run_count(sweep: Mapping[str, Any], max_runs: int | None) -> int | None:
     return None
 
 
-def _index_seed(seed: int, index: int) -> int:
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
-
-
 @contextlib.contextmanager
 def _seeded(seed: int, index: int) -> Iterator[None]:
     """The engine draws from ``random`` and ``np.random``'s global states: seed both with
     ``(seed, index)`` for the block, and put the caller's states back afterwards."""
     py_state, np_state = random.getstate(), np.random.get_state()
-    s = _index_seed(seed, index)
+    s = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
     random.seed(s)
     np.random.seed(s)
     try:
-        with _quiet():
-            yield
+        yield
     finally:
         random.setstate(py_state)
         np.random.set_state(np_state)
 
 
-def _engine_config(sweep: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in sweep.items() if k in ("method", "metric", "parameters")}
-
-
 def _next_runs(sweep: Mapping[str, Any], runs: list, n: int) -> list:
-    """``sweeps.next_runs`` on the sweep's method, metric and parameters (validated against W&B's
-    schema), its errors as ValueError."""
+    """W&B's ``sweeps.next_runs`` on the sweep's method, metric and parameters (validated against
+    W&B's schema), its schema errors as ValueError."""
     sw = engine()
     import jsonschema  # a dependency of the engine
     try:
         with _quiet():
-            return sw.next_runs(_engine_config(sweep), runs, validate=True, n=n)
+            return sw.next_runs({k: v for k, v in sweep.items() if k in ("method", "metric", "parameters")},
+                                runs, validate=True, n=n)
     except jsonschema.ValidationError as e:
         raise ValueError(f"W&B's sweep schema: {e.message}") from None
-
-
-def _grid(sweep: Mapping[str, Any], n: int | None) -> list[dict[str, Any]]:
-    limit = GRID_LIMIT if n is None else n
-    runs = _next_runs(sweep, [], limit + (n is None))
-    out = [_params(r) for r in runs if r is not None]
-    if n is None and len(out) > GRID_LIMIT:
-        raise ValueError(f"the grid has more than {GRID_LIMIT} configurations")
-    return out[:limit]
 
 
 def suggest(sweep: Mapping[str, Any], *, seed: int, index: int,
@@ -325,16 +274,13 @@ def suggest(sweep: Mapping[str, Any], *, seed: int, index: int,
     ``None`` a run still in flight."""
     check_choice("method", sweep["method"], ("random", "bayes"))
     sw = engine()
-    runs = []
-    for i, (params, exit_code, value) in enumerate(history):
-        state = sw.RunState.pending if exit_code is None else \
-            sw.RunState.finished if exit_code == 0 else sw.RunState.failed
-        summary = {} if value is None else {sweep["metric"]["name"]: value}
+    runs = [] if sweep["method"] == "random" else [  # random search ignores the history
         # by alias: under pydantic 2 the engine's field names do not populate (v1-style config)
-        runs.append(sw.SweepRun(name=f"run-{i}", state=state, config={k: {"value": v} for k, v in params.items()},
-                                summaryMetrics=summary, exitcode=exit_code))
-    if sweep["method"] == "random":
-        runs = []  # random search ignores the history
+        sw.SweepRun(name=f"run-{i}", config={k: {"value": v} for k, v in params.items()}, exitcode=code,
+                    state=sw.RunState.pending if code is None else
+                    sw.RunState.finished if code == 0 else sw.RunState.failed,
+                    summaryMetrics={} if value is None else {sweep["metric"]["name"]: value})
+        for i, (params, code, value) in enumerate(history)]
     with _seeded(seed, index):
         (run,) = _next_runs(sweep, runs, 1)
     return _params(run)
@@ -347,65 +293,13 @@ def expand(sweep: Mapping[str, Any], *, seed: int = 0, max_runs: int | None = No
     random-like (see the module docstring)."""
     seed = check_int("seed", seed, min_value=0)
     n = _run_count(sweep, max_runs)
-    if sweep["method"] == "grid":
-        return _grid(sweep, n)
-    return [suggest(sweep, seed=seed, index=i) for i in range(n)]
-
-
-# --------------------------------------------------------------------------- command lines
-
-def macro_values(params: Mapping[str, Any]) -> dict[str, list[str]]:
-    """The argument macros of one configuration, formatted as ``wandb agent`` formats them
-    (``create_sweep_command_args`` in ``wandb/sdk/launch/sweeps/utils.py``): ``f"{name}={value}"``,
-    i.e. Python's ``str`` of the value."""
-    out: dict[str, list[str]] = {k: [] for k in ("args", "args_no_equals", "args_no_hyphens",
-                                                  "args_no_boolean_flags", "args_append_hydra",
-                                                  "args_override_hydra")}
-    for name, value in params.items():
-        flag = f"{name}={value}"
-        out["args"].append("--" + flag)
-        out["args_no_hyphens"].append(flag)
-        out["args_no_equals"] += [f"--{name}", str(value)]
-        out["args_append_hydra"].append("+" + flag)
-        out["args_override_hydra"].append("++" + flag)
-        if isinstance(value, bool):
-            if value:
-                out["args_no_boolean_flags"].append("--" + name)
-        else:
-            out["args_no_boolean_flags"].append("--" + flag)
-    out["args_json"] = [json.dumps(dict(params))]
+    if sweep["method"] != "grid":
+        return [suggest(sweep, seed=seed, index=i) for i in range(n)]
+    limit = GRID_LIMIT if n is None else n
+    out = [_params(r) for r in _next_runs(sweep, [], limit + (n is None)) if r is not None]
+    if n is None and len(out) > GRID_LIMIT:
+        raise ValueError(f"the grid has more than {GRID_LIMIT} configurations")
     return out
-
-
-def command_line(sweep: Mapping[str, Any], params: Mapping[str, Any], *, interpreter: str = sys.executable,
-                 args_json_file: str | None = None, environ: Mapping[str, str] | None = None) -> list[str]:
-    """The argv ``wandb agent`` would run for the configuration ``params`` (see the module
-    docstring), with ``${interpreter}`` as ``interpreter`` (W&B: ``python``) and
-    ``${envvar:NAME}`` read from ``environ`` (default ``os.environ``)."""
-    environ = os.environ if environ is None else environ
-    values = macro_values(params)
-    values["interpreter"] = [interpreter]
-    values["env"] = [] if platform.system() == "Windows" else ["/usr/bin/env"]
-    argv: list[str] = []
-    for token in sweep["command"]:
-        token = ENVVAR_MACRO.sub(lambda m: environ.get(m.group(1), m.group(1)), str(token))
-        if token.startswith("${") and token.endswith("}"):
-            name = token[2:-1]
-            if name == "program":
-                if not isinstance(sweep.get("program"), str):
-                    raise ValueError("the command uses ${program} but the sweep has no program")
-                argv.append(sweep["program"])
-            elif name == "args_json_file":
-                if args_json_file is None:
-                    raise ValueError("the command uses ${args_json_file}: give args_json_file")
-                argv.append(args_json_file)
-            elif name in values:
-                argv += values[name]
-            else:
-                raise ValueError(f"unknown macro {token} in the sweep command")
-        else:
-            argv.append(token)
-    return argv
 
 
 # --------------------------------------------------------------------------- checking against a config
@@ -511,25 +405,10 @@ def read_metric(run_dir: str | os.PathLike, name: str) -> tuple[float | None, st
 
 # --------------------------------------------------------------------------- running
 
-def _write(out_dir: Path, manifest: dict[str, Any]) -> None:
-    from omnirl.fileio import atomic_write_json
-    atomic_write_json(out_dir / MANIFEST, manifest)
-
-
 def _previous(out_dir: Path) -> dict[int, dict[str, Any]]:
     path = out_dir / MANIFEST
-    if not path.is_file():
-        return {}
-    from omnirl.fileio import read_json
-    runs = read_json(path, "the manifest of a local sweep").get("runs", [])
+    runs = read_json(path, "the manifest of a local sweep").get("runs", []) if path.is_file() else []
     return {r["index"]: r for r in runs if isinstance(r, dict) and isinstance(r.get("index"), int)}
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 def run_local(path: str | os.PathLike, *, seed: int = 0, max_runs: int | None = None,
@@ -548,50 +427,47 @@ def run_local(path: str | os.PathLike, *, seed: int = 0, max_runs: int | None = 
     seed = check_int("seed", seed, min_value=0)
     n = _run_count(sweep, max_runs)
     out = Path(out_dir).absolute()  # runs may start in another directory (cwd)
-    method = sweep["method"]
     metric = sweep.get("metric", {}).get("name")
     say = (lambda *a: None) if quiet else print
-    try:
-        plan = expand(sweep, seed=seed, max_runs=n) if method != "bayes" else None
+    try:  # bayes proposes each run from the results before it (a dry run has none)
+        plan = expand(sweep, seed=seed, max_runs=n) if sweep["method"] != "bayes" or dry_run else None
     except ValueError as e:
         raise ValueError(f"sweep file {path}: {e}") from None
     total = len(plan) if plan is not None else n
 
-    def argv_of(i: int, params: Mapping[str, Any]) -> tuple[list[str], Path]:
+    def argv_of(i: int, params: Mapping[str, Any]) -> list[str]:
         run_dir = out / f"run-{i}"
-        argv = command_line(sweep, params, interpreter=interpreter,
-                            args_json_file=str(run_dir / "args.json")) + list(extra_args)
-        if out_dir_arg:
-            argv.append(f"{out_dir_arg}={run_dir}")
-        return argv, run_dir
+        argv = command_line(sweep, params, interpreter=interpreter, args_json_file=str(run_dir / "args.json"))
+        return argv + list(extra_args) + ([f"{out_dir_arg}={run_dir}"] if out_dir_arg else [])
 
     if dry_run:
-        runs = []
-        for i, params in enumerate(plan if plan is not None else expand(sweep, seed=seed, max_runs=n)):
-            argv, run_dir = argv_of(i, params)
-            runs.append({"index": i, "params": params, "argv": argv, "run_dir": str(run_dir)})
-        return {"sweep_file": str(path), "method": method, "seed": seed, "n_runs": len(runs), "runs": runs,
-                "dry_run": True}
+        runs = [{"index": i, "params": p, "argv": argv_of(i, p), "run_dir": str(out / f"run-{i}")}
+                for i, p in enumerate(plan)]
+        return {"sweep_file": str(path), "method": sweep["method"], "seed": seed, "n_runs": len(runs),
+                "runs": runs, "dry_run": True}
 
     previous = _previous(out)
     manifest: dict[str, Any] = {
-        "sweep_file": str(path), "sweep_sha256": sweep_sha256(path), "method": method,
-        "metric": sweep.get("metric"), "seed": seed, "n_runs": total, "extra_args": list(extra_args),
-        "out_dir_arg": out_dir_arg, "runs": []}
+        "sweep_file": str(path), "sweep_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+        "method": sweep["method"], "metric": sweep.get("metric"), "seed": seed, "n_runs": total,
+        "extra_args": list(extra_args), "out_dir_arg": out_dir_arg, "runs": []}
     later = [previous[i] for i in sorted(previous) if i >= total]  # kept as they were
+
+    def save() -> None:
+        atomic_write_json(out / MANIFEST, {**manifest, "runs": manifest["runs"] + later})
+
     history: list[tuple[dict, int | None, float | None]] = []
     for i in range(total):
         params = plan[i] if plan is not None else suggest(sweep, seed=seed, index=i, history=history)
-        argv, run_dir = argv_of(i, params)
-        before = previous.get(i)
-        if before is not None and before.get("exit_code") == 0 and before.get("params") == params \
+        argv, run_dir, before = argv_of(i, params), out / f"run-{i}", previous.get(i, {})
+        if before.get("exit_code") == 0 and before.get("params") == params \
                 and before.get("extra_args", []) == list(extra_args):
             say(f"[{i + 1}/{total}] done before (exit 0, {metric}={before.get('metric')}): skipped")
             manifest["runs"].append(before)
             history.append((params, 0, before.get("metric")))
-            _write(out, {**manifest, "runs": manifest["runs"] + later})
+            save()
             continue
-        if before is not None and before.get("params") != params and run_dir.exists():
+        if before and before.get("params") != params and run_dir.exists():
             # the directory holds another configuration's run: keep it, under another name
             k = 1
             while run_dir.with_name(f"{run_dir.name}.replaced-{k}").exists():
@@ -599,38 +475,34 @@ def run_local(path: str | os.PathLike, *, seed: int = 0, max_runs: int | None = 
             run_dir.rename(run_dir.with_name(f"{run_dir.name}.replaced-{k}"))
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / SUMMARY_FILE).unlink(missing_ok=True)  # the result must come from this attempt
-        if "${args_json_file}" in [str(t) for t in sweep["command"]]:
+        if "${args_json_file}" in map(str, sweep["command"]):
             (run_dir / "args.json").write_text(macro_values(params)["args_json"][0])
         entry = {"index": i, "params": params, "argv": argv, "extra_args": list(extra_args),
                  "run_dir": str(run_dir), "exit_code": None, "seconds": None, "metric": None,
                  "metric_source": None}
         manifest["runs"].append(entry)
-        _write(out, {**manifest, "runs": manifest["runs"] + later})
+        save()
         env = dict(os.environ, WANDB_MODE="offline", OMNIRL_SWEEP_RUN=str(i), OMNIRL_RUN_DIR=str(run_dir))
         env.setdefault("WANDB_DIR", str(run_dir))
         say(f"[{i + 1}/{total}] {shlex.join(argv)}")
-        log = run_dir / "sweep_run.log"
-        start = time.perf_counter()
+        log, start = run_dir / "sweep_run.log", time.perf_counter()
         try:
             with open(log, "wb") as f:
                 code = subprocess.run(argv, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
         except OSError as e:  # the program could not start at all
             log.write_text(f"could not start {argv[0]!r}: {e}\n")
             code = 127
-        entry["seconds"] = round(time.perf_counter() - start, 3)
-        entry["exit_code"] = code
+        entry.update(exit_code=code, seconds=round(time.perf_counter() - start, 3))
         if metric is not None:
-            value, source = read_metric(run_dir, metric)
-            entry["metric"] = value
-            entry["metric_source"] = source
+            entry["metric"], entry["metric_source"] = read_metric(run_dir, metric)
         history.append((params, code, entry["metric"]))
-        _write(out, {**manifest, "runs": manifest["runs"] + later})
+        save()
         result = f", {metric}={entry['metric']}" if metric is not None else ""
         say(f"[{i + 1}/{total}] exit {code} in {entry['seconds']:.1f}s{result} (log: {log})")
         if code != 0:
-            say(_tail(log))
+            say("\n".join(log.read_text(errors="replace").splitlines()[-15:]))
     manifest["runs"] += later
-    _write(out, manifest)
+    atomic_write_json(out / MANIFEST, manifest)
     return manifest
 
 
@@ -646,19 +518,16 @@ def cmd_sweep(a: argparse.Namespace) -> int:
               f"To run it here, offline, one configuration after another:\n"
               f"    python -m omnirl.sweep {a.sweep} --local [--max-runs N] [--dry-run]", file=sys.stderr)
         return 2
-    extra = list(a.extra)
     out = a.out or str(Path("runs") / "sweeps" / Path(a.sweep).stem)
+    m = run_local(a.sweep, seed=a.seed, max_runs=a.max_runs, out_dir=out, extra_args=a.extra, dry_run=a.dry_run,
+                  out_dir_arg=a.out_dir_arg)
     if a.dry_run:
-        m = run_local(a.sweep, seed=a.seed, max_runs=a.max_runs, out_dir=out, extra_args=extra, dry_run=True,
-                      out_dir_arg=a.out_dir_arg)
         for r in m["runs"]:
             print(f"[{r['index']}] {shlex.join(r['argv'])}")
         note = " (bayes: proposals without results; a real run feeds each result back)" \
             if sweep["method"] == "bayes" else ""
         print(f"{m['n_runs']} runs{note}")
         return 0
-    m = run_local(a.sweep, seed=a.seed, max_runs=a.max_runs, out_dir=out, extra_args=extra,
-                  out_dir_arg=a.out_dir_arg)
     failed = [r["index"] for r in m["runs"] if r.get("exit_code") != 0]
     print(f"{len(m['runs']) - len(failed)} of {len(m['runs'])} runs succeeded; manifest: {Path(out) / MANIFEST}")
     if failed:
@@ -667,8 +536,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m omnirl.sweep", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m omnirl.sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep", help="a W&B sweep file (sweeps/NAME.yaml)")
     p.add_argument("--local", action="store_true", help="run it here, W&B offline, one run after another")
     p.add_argument("--seed", type=int, default=0, help="seed of the random and bayes proposals")

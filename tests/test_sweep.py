@@ -163,23 +163,32 @@ def test_command_line_formats_values_like_wandb():
     assert json.loads(m["args_json"][0]) == PARAMS
 
 
-def test_argument_macros_match_wandbs_own_function():
-    utils = pytest.importorskip("wandb.sdk.launch.sweeps.utils")
-    theirs = utils.create_sweep_command_args({"args": {k: {"value": v} for k, v in PARAMS.items()}})
-    ours = sw.macro_values(PARAMS)
-    for key in ours:
-        assert ours[key] == theirs[key], key
+def test_command_line_is_the_one_wandb_agent_runs(tmp_path, monkeypatch):
+    """Every macro, filled by ``wandb agent``'s own run step (``Agent._command_run``, its process
+    start captured) and by ``command_line``: the same argv. Fails when W&B changes its builder."""
+    from wandb import wandb_agent
+    started = []
 
-
-def test_command_line_macros(monkeypatch):
-    s = {"program": "train.py", "command": ["${env}", "${interpreter}", "${program}", "--tag=${envvar:SWEEP_TAG}",
-                                            "${args_no_hyphens}", "${args_json_file}"]}
-    argv = sw.command_line(s, {"a": 1}, interpreter="/py", environ={"SWEEP_TAG": "t1"}, args_json_file="/x.json")
-    assert argv == ["/usr/bin/env", "/py", "train.py", "--tag=t1", "a=1", "/x.json"]
-    assert sw.command_line(s, {"a": 1}, interpreter="/py", environ={}, args_json_file="/x.json")[3] == \
-        "--tag=SWEEP_TAG"  # W&B leaves the variable's name when it is unset
-    monkeypatch.setattr(sw.platform, "system", lambda: "Windows")
-    assert sw.command_line({"command": COMMAND}, {"a": 1}, interpreter="py") == ["py", "-m", "fake_run", "--a=1"]
+    class Started:
+        def __init__(self, command, env, **kwargs):
+            started.append(command)
+    monkeypatch.setattr(wandb_agent, "AgentProcess", Started)
+    for name, value in [("WANDB_DIR", str(tmp_path)), ("WANDB_SWEEP_ID", "s1"), ("WANDB_RUN_ID", "x"),
+                        ("WANDB_SWEEP_PARAM_PATH", "x"), ("SWEEP_TAG", "t1")]:
+        monkeypatch.setenv(name, value)  # the agent sets the last two itself: put back afterwards
+    monkeypatch.delenv("UNSET_TAG", raising=False)
+    command = ["${env}", "${interpreter}", "${program}", "--tag=${envvar:SWEEP_TAG}", "x${envvar:UNSET_TAG}y", 7,
+               "${args}", "${args_no_hyphens}", "${args_no_equals}", "${args_no_boolean_flags}", "${args_json}",
+               "${args_json_file}", "${args_append_hydra}", "${args_override_hydra}"]
+    agent = object.__new__(wandb_agent.Agent)
+    agent.__dict__.update(_in_jupyter=False, _function=None, _forward_signals=False, _run_processes={},
+                          _sweep_command=list(command))
+    agent._command_run({"run_id": "r1", "program": "train.py", "args": {k: {"value": v} for k, v in PARAMS.items()}})
+    json_file = str(tmp_path / "wandb" / "sweep-s1" / "config-r1.json")
+    ours = sw.command_line({"program": "train.py", "command": command}, PARAMS, interpreter="python",
+                           args_json_file=json_file)
+    assert started == [ours]
+    assert ours[:5] == ["/usr/bin/env", "python", "train.py", "--tag=t1", "xUNSET_TAGy"] and "--d={'k': 1}" in ours
 
 
 def test_command_line_values_read_back_through_the_config_parser():
@@ -353,42 +362,35 @@ def test_cli(tmp_path, fake_run, capsys):
     assert "5 of 6 runs succeeded" in capsys.readouterr().out
 
 
-def test_engine_import_from_the_repo_root(tmp_path):
-    """``sweeps/`` of this repository (a directory without __init__.py) never stands in for the
-    installed engine: neither from the repository root nor when it was imported first."""
-    code = ("import sys, sweeps; from omnirl.sweep import engine; "
-            "assert engine() is sys.modules['sweeps'] and engine().__file__ and engine().next_runs, sweeps; "
-            "print(engine().__file__)")
+def test_engine_is_the_installed_package_from_the_repo_root(tmp_path):
+    """The repository's ``sweeps/`` folder (sweep files, no ``__init__.py``) is a namespace portion
+    named ``sweeps`` wherever the repository root is on ``sys.path`` (the current directory of
+    ``python -c`` and ``python -m``, pytest's root); Python takes the installed regular package
+    before it, wherever each sits on the path."""
+    from importlib.machinery import PathFinder
+    from importlib.metadata import distribution
+    engine_file = str(distribution("sweeps").locate_file("sweeps/__init__.py"))
+    assert sw.engine().__file__ == engine_file  # under pytest
+    assert PathFinder.find_spec("sweeps", [str(REPO)] + sys.path).origin == engine_file  # the root first
+    alone = PathFinder.find_spec("sweeps", [str(REPO)])
+    assert alone.origin is None and str(REPO / "sweeps") in list(alone.submodule_search_locations)
+    code = "import sys, sweeps; from omnirl.sweep import engine; assert sys.path[0] == ''; print(engine().__file__)"
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert "site-packages" in r.stdout and str(REPO / "sweeps") not in r.stdout
-    (tmp_path / "sweeps").mkdir()
-    shadow = ("import importlib.machinery, importlib.util, sys\n"
-              f"sys.path.insert(0, {str(tmp_path)!r})\n"
-              "spec = importlib.machinery.ModuleSpec('sweeps', None, is_package=True)\n"
-              f"spec.submodule_search_locations = [{str(tmp_path / 'sweeps')!r}]\n"
-              "sys.modules['sweeps'] = importlib.util.module_from_spec(spec)  # the namespace package\n"
-              "from omnirl.sweep import engine, expand\n"
-              "assert engine().__file__ and sys.modules['sweeps'] is engine()\n"
-              "print(len(expand({'method': 'grid', 'parameters': {'a': {'values': [1, 2]}}})))\n")
-    r = subprocess.run([sys.executable, "-c", shadow], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "2"
+    assert r.returncode == 0 and r.stdout.strip() == engine_file, r.stderr
+    grid = write_sweep(tmp_path / "g.yaml", method="grid", parameters={"a": {"values": [1, 2]}})
+    r = subprocess.run([sys.executable, "-m", "omnirl.sweep", str(grid), "--local", "--dry-run"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("2 runs"), r.stderr
 
 
-def test_engine_missing_says_how_to_install(tmp_path, monkeypatch):
-    import importlib.machinery
-    import importlib.metadata
-    import importlib.util
-    spec = importlib.machinery.ModuleSpec("sweeps", None, is_package=True)
-    spec.submodule_search_locations = [str(tmp_path)]
-    monkeypatch.setitem(sys.modules, "sweeps", importlib.util.module_from_spec(spec))  # only a namespace
-
-    def missing(name):
-        raise importlib.metadata.PackageNotFoundError(name)
-    monkeypatch.setattr(importlib.metadata, "distribution", missing)
-    with pytest.raises(ImportError, match=r"pip install 'sweeps==0.2.0'"):
+def test_engine_missing_says_how_to_install(monkeypatch):
+    """Without the engine, ``sweeps`` from the repository root is only the folder: an ImportError
+    naming the install command and the folder, never the folder taken for the engine."""
+    monkeypatch.delitem(sys.modules, "sweeps", raising=False)
+    monkeypatch.setattr(sys, "path", [str(REPO)])
+    with pytest.raises(ImportError, match=r"pip install 'sweeps==0.2.0'") as e:
         sw.engine()
+    assert str(REPO / "sweeps") in str(e.value) and "sweeps" not in sys.modules
 
 
 # --------------------------------------------------------------------------- parameters vs config
