@@ -33,7 +33,8 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     an existing file (before anything runs), or when the subcommand raises ``ValueError`` (bad
     input) or an ``OSError`` about a path (an existing file where a directory belongs, a
     directory where a file belongs, no permission); 1 after one ``error: ...`` line for another
-    ``OSError`` (a full disk)."""
+    ``OSError`` (a full disk) or a missing optional package (``ImportError``, whose message names
+    the install command)."""
     args = parser.parse_args(argv)
     try:
         problem = output_problem(args)
@@ -43,6 +44,9 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except ImportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except OSError as e:  # a path that cannot be written (exit 2), or a full disk and the like (exit 1)
         where = f"{e.filename}: " if e.filename is not None else ""
         print(f"error: {where}{e.strerror or e}", file=sys.stderr)

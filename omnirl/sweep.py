@@ -63,13 +63,10 @@ from wandb.sdk.launch.sweeps.utils import (SWEEP_COMMAND_ENV_VAR_REGEX, create_s
 from omnirl._cli import Parser, run
 from omnirl._validate import check_choice, check_int
 from omnirl.fileio import atomic_write_json, read_json
+from omnirl.rundir import HISTORY_FILE, SUMMARY_FILE
 
 MANIFEST = "sweep_manifest.json"
 """The manifest of a local sweep, in its output directory."""
-SUMMARY_FILE = "summary.json"
-"""What a run writes in its run directory: its results (the sweep's metric among them)."""
-HISTORY_FILE = "history.jsonl"
-"""The fallback source of the metric: one JSON object per line (``omnirl.train`` writes it)."""
 METHODS = ("grid", "random", "bayes")
 ARGS_MACROS = ("${args}", "${args_no_hyphens}", "${args_no_equals}")
 """The argument macros whose form ``omnirl.config.parse_overrides`` reads."""

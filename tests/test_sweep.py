@@ -393,6 +393,17 @@ def test_engine_missing_says_how_to_install(monkeypatch):
     assert str(REPO / "sweeps") in str(e.value) and "sweeps" not in sys.modules
 
 
+def test_engine_missing_is_one_error_line(tmp_path, monkeypatch, capsys):
+    def missing():
+        raise ImportError(f"W&B's sweep engine is not installed: {sw.INSTALL_HINT}")
+
+    monkeypatch.setattr(sw, "engine", missing)
+    grid = write_sweep(tmp_path / "g.yaml", method="grid", parameters={"a": {"values": [1, 2]}})
+    assert sw.main([str(grid), "--local", "--dry-run"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "pip install" in err[0]
+
+
 # --------------------------------------------------------------------------- parameters vs config
 
 def test_check_parameters():
