@@ -30,7 +30,6 @@ experiment resumes where it stopped.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -71,29 +70,33 @@ class Invocation:
 
 def parse(name: str, presets: Mapping[str, Any], argv: Sequence[str] | None, doc: str | None = None,
           default_preset: str = "laptop") -> Invocation:
-    """Parse ``argv`` of experiment ``name`` with its ``presets`` (see the module docstring).
-    Raises ``SystemExit(2)`` with a message naming the bad value."""
-    from omnirl.config import config_from_dict, config_to_dict
+    """Parse ``argv`` of experiment ``name`` with its ``presets`` (see the module docstring): the
+    preset's settings are the defaults that ``--help`` lists and the dotted options override.
+    Raises ``SystemExit(2)`` with a one-line message naming the bad value."""
+    from omnirl.config import parse_command_line
 
-    p = Parser(prog=f"python -m experiments.{name}", description=doc,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default=default_preset, choices=sorted(presets),
-                   help=f"settings preset (default {default_preset})")
-    p.add_argument("--out", default=None, help=f"run directory (default runs/{name}-PRESET)")
-    p.add_argument("--seed", type=int, default=0, help="seed of everything the experiment draws")
-    p.add_argument("--wandb-mode", default="auto", choices=("auto", "online", "offline", "disabled"))
-    args, rest = p.parse_known_args(argv)
-    if args.seed < 0:
-        p.error(f"--seed must be >= 0, got {args.seed}")
-    base = presets[args.preset]
-    try:
-        settings = config_from_dict(type(base), config_to_dict(base), rest)
-    except ValueError as e:
-        p.error(str(e))
-    out = Path(args.out) if args.out else default_out(name, args.preset)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = f"python -m experiments.{name}"
+    pre = Parser(prog=prog, add_help=False)
+    pre.add_argument("--preset", default=default_preset, choices=sorted(presets))
+    preset = pre.parse_known_args(argv)[0].preset
+
+    def options(p: Any) -> None:
+        p.add_argument("--preset", default=default_preset, choices=sorted(presets),
+                       help=f"settings preset, the defaults below (default {default_preset})")
+        p.add_argument("--out", type=str, default=None, help=f"run directory (default runs/{name}-PRESET)")
+        p.add_argument("--seed", type=int, default=0, help="seed of everything the experiment draws")
+        p.add_argument("--wandb-mode", default="auto", choices=("auto", "online", "offline", "disabled"),
+                       help="W&B mode of the experiment's run and of its training runs")
+
+    base = presets[preset]
+    settings, extra = parse_command_line(type(base), argv, prog=prog, description=doc, defaults=base, options=options)
+    if extra["seed"] < 0:
+        pre.error(f"--seed must be >= 0, got {extra['seed']}")
+    out = Path(extra["out"]) if extra["out"] else default_out(name, preset)
     if out.exists() and not out.is_dir():
-        p.error(f"--out {str(out)!r} is an existing file, not a directory")
-    return Invocation(preset=args.preset, settings=settings, out=out, seed=args.seed, wandb_mode=args.wandb_mode)
+        pre.error(f"--out {str(out)!r} is an existing file, not a directory")
+    return Invocation(preset=preset, settings=settings, out=out, seed=extra["seed"], wandb_mode=extra["wandb_mode"])
 
 
 def default_out(name: str, preset: str) -> Path:

@@ -1,33 +1,42 @@
-"""Typed configuration: dataclasses filled from YAML files and dotted command-line overrides.
+"""Typed configuration on jsonargparse: dataclasses filled from YAML files and dotted overrides.
 
-    cfg = load_config(TrainConfig, "experiments/configs/tiny.yaml", ["--model.backbone=gdn",
-                      "--train.segment_len=512"])
+    cfg = parse_config(TrainConfig, sys.argv[1:], prog="python -m omnirl.train")   # a command line
+    cfg = load_config(TrainConfig, "experiments/configs/tiny.yaml", ["--model.backbone=gdn"])
+    cfg = config_from_dict(TrainConfig, {"model": {"backbone": "gdn"}}, {"train.lr": 3e-4})
 
 * A configuration is a (frozen) dataclass whose fields may be other dataclasses; every field has a
-  default and a docstring, and the dataclass validates itself in ``__post_init__``.
-* A YAML file sets only what differs from the defaults. Overrides ``--a.b.c=value`` (or
-  ``a.b.c=value``, or ``--a.b.c value``) are applied on top: this is the form W&B sweep agents pass
-  with ``${args}``. Values are parsed as YAML scalars (``3``, ``0.5``, ``true``, ``null``, ``[1, 2]``).
-* An unknown key, a value of the wrong type or a malformed override is a ``ValueError`` that names
-  the full dotted key.
-* ``config_to_dict`` gives the resolved configuration (for logging and for writing it back).
+  default and a docstring (the attribute docstring under it), and the dataclass validates itself in
+  ``__post_init__``. jsonargparse reads the fields, their types and their docstrings: ``--help``
+  lists every field with its docstring, type and default.
+* ``--config FILE`` reads a YAML file that sets only what differs from the defaults; dotted
+  overrides (``--model.backbone=gdn`` or ``--model.backbone gdn``, the form W&B sweep agents pass
+  with ``${args}``) are applied on top, in order. ``--print_config`` prints the resolved
+  configuration as YAML and exits.
+* An unknown key, a value of the wrong type or a value a dataclass refuses is a ``ValueError``
+  of one line naming the dotted key (``parse_config`` turns it into ``PROG: error: ...``, exit 2).
+* ``config_to_dict`` gives the resolved configuration as plain data (for logging and for writing
+  it back; ``config_from_dict`` reads it again).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import numbers
+import functools
 import re
-from collections import abc
-import types
+import sys
 import typing
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TypeVar
 
+import jsonargparse
 import yaml
+
+from omnirl.rundir import plain
 
 C = TypeVar("C")
 
+jsonargparse.set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
@@ -69,7 +78,188 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+class _Parser(jsonargparse.ArgumentParser):
+    """jsonargparse's parser with one-line errors: a ``ValueError`` in the library calls (built with
+    ``exit_on_error=False``), ``PROG: error: ...`` and exit 2 on the command line."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        line = " ".join(str(message).split())
+        if not self.exit_on_error:
+            raise ValueError(line) from None
+        self.exit(2, f"{self.prog}: error: {line}\n")
+
+
+def config_parser(cls: type, prog: str | None = None, description: str | None = None,
+                  exit_on_error: bool = True, defaults: Any = None) -> jsonargparse.ArgumentParser:
+    """The command-line parser of dataclass ``cls``: ``--config FILE``, ``--print_config`` and one
+    dotted option per field (``--section.field``), each with its docstring; ``defaults`` (an
+    instance of ``cls``) replaces the dataclass defaults (an experiment's preset)."""
+    if not dataclasses.is_dataclass(cls):
+        raise ValueError(f"cls must be a dataclass, got {cls!r}")
+    p = _Parser(prog=prog, description=description, exit_on_error=exit_on_error,
+                formatter_class=argparse.RawDescriptionHelpFormatter if description else
+                jsonargparse.DefaultHelpFormatter)
+    p.add_argument("--config", action=jsonargparse.ActionConfigFile,
+                   help="YAML file of the settings that differ from the defaults (then the other options)")
+    p.add_class_arguments(cls, nested_key=None, fail_untyped=True)
+    if defaults is not None:
+        p.set_defaults(_field_values(defaults))
+    return p
+
+
+def _field_values(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"section.field": value}`` of a dataclass instance, down to its non-dataclass fields."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            out.update(_field_values(v, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = plain(v)
+    return out
+
+
+def _normalise(argv: Sequence[str]) -> list[str]:
+    """Overrides in every form W&B's macros write: ``key=value`` gets its ``--``; ``None`` (Python's
+    ``str``) is YAML's ``null``."""
+    out = []
+    for a in argv:
+        if not a.startswith("-") and "=" in a and not out[-1:] == ["--config"]:
+            a = f"--{a}"
+        if a.startswith("--") and a.endswith("=None"):
+            a = a[:-len("None")] + "null"
+        out.append(a)
+    return out
+
+
+def _check_config_files(argv: list[str]) -> list[str]:
+    """``argv`` with every ``--config FILE`` checked as ``load_config`` checks it (the file named in
+    the error); an empty file sets nothing and is dropped."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--config" or a.startswith("--config="):
+            path = a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else None)
+            i += 1 if "=" in a else 2
+            if path is None:
+                raise ValueError("--config needs a file")
+            if _read_config_file(path):
+                out += ["--config", path]
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
+def _read_config_file(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"config file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"config file {p}: not valid YAML: {' '.join(str(e).split())}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {p} must hold a mapping at the top, got {type(data).__name__}")
+    return data
+
+
+def build(cls: type[C], data: Mapping[str, Any], prefix: str = "") -> C:
+    """``cls`` from parsed, type-checked ``data`` (sections first); a dataclass's own refusal is a
+    ``ValueError`` naming its section. A class's ``prepare_config(data)`` (if it has one) sees the
+    raw mapping first."""
+    prepare = getattr(cls, "prepare_config", None)
+    if prepare is not None:
+        try:
+            data = prepare(dict(data))
+        except ValueError as e:
+            raise ValueError(f"{prefix}: {e}" if prefix else str(e)) from None
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name not in data:
+            continue
+        value, tp = data[f.name], hints[f.name]
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, Mapping):
+                value = plain(value)
+            value = build(tp, value, key)
+        kwargs[f.name] = value
+    try:
+        return cls(**kwargs)
+    except ValueError as e:  # the dataclass's own validation: say which section
+        raise ValueError(f"{prefix}: {e}" if prefix else str(e)) from None
+
+
+def parse_config(cls: type[C], argv: Sequence[str] | None = None, prog: str | None = None,
+                 description: str | None = None, defaults: Any = None) -> C:
+    """``cls`` from a command line (``sys.argv[1:]`` when ``argv`` is None): ``--help`` and
+    ``--print_config`` print and exit 0; a bad value prints ``PROG: error: ...`` (one line) and exits 2."""
+    return parse_command_line(cls, argv, prog=prog, description=description, defaults=defaults)[0]
+
+
+def parse_command_line(cls: type[C], argv: Sequence[str] | None = None, *, prog: str | None = None,
+                       description: str | None = None, defaults: Any = None,
+                       options: Any = None) -> tuple[C, dict[str, Any]]:
+    """``parse_config`` with more options than the fields of ``cls``: ``options(parser)`` adds
+    them; returns the configuration and those options' values by name."""
+    p = config_parser(cls, prog=prog, description=description, defaults=defaults)
+    if options is not None:
+        options(p)
+    argv = _normalise(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = _check_config_files(argv)
+    except ValueError as e:
+        p.error(str(e))
+    ns = p.parse_args(argv).as_dict()
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        cfg = build(cls, {k: v for k, v in ns.items() if k in names})
+    except ValueError as e:
+        p.error(str(e))
+    return cfg, {k: v for k, v in ns.items() if k not in names and k not in ("config", "__path__")}
+
+
+def config_from_dict(cls: type[C], data: Mapping[str, Any] | None = None,
+                     overrides: Sequence[str] | Mapping[str, Any] = ()) -> C:
+    """``cls`` from a nested mapping (what ``config_to_dict`` gives) plus overrides: dotted
+    command-line items, or a mapping of dotted keys to values. ``ValueError`` naming the key."""
+    merged = _deep_copy(plain(data or {}))
+    items = overrides.items() if isinstance(overrides, Mapping) else parse_overrides(overrides).items()
+    for key, value in items:
+        _set_dotted(merged, key, plain(value))
+    _check_sections(cls, merged)
+    ns = _library_parser(cls).parse_object(merged)
+    data = {k: v for k, v in ns.as_dict().items() if k not in ("config", "__path__")}
+    return build(cls, data)
+
+
+def _check_sections(cls: type, data: Mapping[str, Any], prefix: str = "") -> None:
+    """A ``ValueError`` naming the key where ``data`` gives a value for a section (a dataclass field)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp, key = hints[f.name], f"{prefix}{f.name}"
+        if f.name in data and dataclasses.is_dataclass(tp):
+            if not isinstance(data[f.name], Mapping):
+                raise ValueError(f"{key} must be a section (mapping) for {tp.__name__}, got {data[f.name]!r}")
+            _check_sections(tp, data[f.name], f"{key}.")
+
+
+@functools.lru_cache(maxsize=None)
+def _library_parser(cls: type) -> jsonargparse.ArgumentParser:
+    return config_parser(cls, exit_on_error=False)
+
+
+def _deep_copy(data: Mapping) -> dict:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
 def _set_dotted(data: dict, key: str, value: Any) -> None:
+    if not key or any(not part for part in key.split(".")):
+        raise ValueError(f"override {key!r} has an empty key part")
     node = data
     parts = key.split(".")
     for part in parts[:-1]:
@@ -82,130 +272,12 @@ def _set_dotted(data: dict, key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _check_type(key: str, value: Any, tp: Any) -> Any:
-    """``value`` converted to the annotation ``tp`` where lossless, else a ValueError naming ``key``."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _check_type(key, value, option)
-            except ValueError as e:
-                errors.append(str(e))
-        raise ValueError(f"{key} must be {_name(tp)}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise ValueError(f"{key} must be a section (mapping) for {tp.__name__}, got {value!r}")
-        return _build(tp, value, key)
-    if origin in (tuple, list, abc.Sequence) or tp in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key} must be a list, got {value!r}")
-        args = typing.get_args(tp)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value):
-                raise ValueError(f"{key} must have {len(args)} items, got {value!r}")
-            return tuple(_check_type(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
-        item = args[0] if args else Any
-        conv = [_check_type(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
-        return tuple(conv) if origin is tuple or tp is tuple else conv
-    if origin in (dict, abc.Mapping) or tp in (dict, Mapping):
-        if not isinstance(value, Mapping):
-            raise ValueError(f"{key} must be a mapping, got {value!r}")
-        return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{key} must be true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise ValueError(f"{key} must be an integer, got {value!r}")
-        return int(value)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(f"{key} must be a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{key} must be a string, got {value!r}")
-        return value
-    raise ValueError(f"{key}: unsupported field type {_name(tp)}")
-
-
-def _name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _build(cls: type[C], data: Mapping[str, Any], prefix: str = "") -> C:
-    prepare = getattr(cls, "prepare_config", None)  # a class's own step from raw mapping to fields
-    if prepare is not None and isinstance(data, Mapping):
-        try:
-            data = prepare(dict(data))
-        except ValueError as e:
-            raise ValueError(f"{prefix}: {e}" if prefix else str(e)) from None
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise ValueError(f"unknown config key {where}{unknown[0]!r} (known in {cls.__name__}: "
-                         f"{sorted(fields)})")
-    kwargs = {}
-    for name, value in data.items():
-        key = f"{prefix}.{name}" if prefix else name
-        kwargs[name] = _check_type(key, value, hints[name])
-    try:
-        return cls(**kwargs)
-    except ValueError as e:  # the dataclass's own validation: say which section
-        raise ValueError(f"{prefix}: {e}" if prefix else str(e)) from None
-
-
-def config_from_dict(cls: type[C], data: Mapping[str, Any] | None = None,
-                     overrides: Sequence[str] | Mapping[str, Any] = ()) -> C:
-    """Build ``cls`` from a nested mapping plus overrides (dotted keys)."""
-    if not dataclasses.is_dataclass(cls):
-        raise ValueError(f"cls must be a dataclass, got {cls!r}")
-    merged: dict = _deep_copy(data or {})
-    items = overrides.items() if isinstance(overrides, Mapping) else parse_overrides(overrides).items()
-    for key, value in items:
-        _set_dotted(merged, key, value)
-    return _build(cls, merged)
-
-
-def _deep_copy(data: Mapping) -> dict:
-    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
-
-
 def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequence[str] = ()) -> C:
     """``cls`` from the YAML file at ``path`` (optional) and command-line ``overrides``."""
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ValueError(f"config file {str(p)!r} does not exist")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"config file {p}: not valid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"config file {p} must hold a mapping at the top, got {type(data).__name__}")
+    data = _read_config_file(path) if path is not None else {}
     return config_from_dict(cls, data, overrides)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """The resolved configuration as plain data (tuples become lists): for logging or YAML."""
-    def plain(x):
-        if dataclasses.is_dataclass(x):
-            return {f.name: plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
-        if isinstance(x, Mapping):
-            return {k: plain(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [plain(v) for v in x]
-        return x
     return plain(cfg)

@@ -46,19 +46,19 @@ def test_yaml_then_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["--inner.sise=3"], "inner.'sise'"),
+    (["--inner.sise=3"], "'inner'.*'sise'"),
     (["--colour=red"], "'colour'"),
-    (["--inner.size=3.5"], "inner.size must be an integer"),
-    (["--flag=1"], "flag must be true or false"),
-    (["--pair=[1, 2, 3]"], "pair must have 2 items"),
-    (["--inner.rate=fast"], "inner.rate must be a number"),
+    (["--inner.size=3.5"], "inner.size.*int.*3.5"),
+    (["--flag=1"], "flag.*bool.*1"),
+    (["--pair=[1, 2, 3]"], "pair.*2 elements"),
+    (["--inner.rate=fast"], "inner.rate.*float.*fast"),
     (["--inner=3"], "inner must be a section"),
     (["--flag.x=1"], "flag"),
     (["--inner.size=0"], "inner: size must be >= 1"),
     (["inner.size"], "must be --key=value"),
 ])
 def test_bad_overrides_name_the_key(overrides, message):
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace(".", r"\.")):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[")):
         load_config(Outer, None, overrides)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from omnirl.config import load_config
+from omnirl.config import config_from_dict, load_config
 from omnirl.data.generate import DatasetSpec, generate_dataset, make_validation_sets
 from omnirl.train.__main__ import main as train_main
 from omnirl.train.__main__ import wandb_mode
@@ -64,7 +64,7 @@ def test_quiet_holds_back_lightning_console_output(quiet, tiny_data, tmp_path, m
 
 def test_bad_config_exits_2(capsys):
     assert train_main(["--train.segmentlen=5"]) == 2
-    assert "train.'segmentlen'" in capsys.readouterr().err
+    assert "train.segmentlen" in capsys.readouterr().err
 
 
 def test_wandb_mode(monkeypatch, tmp_path):
@@ -110,3 +110,24 @@ def test_a_run_directory_holds_one_run(tiny_data, tmp_path, monkeypatch, capsys)
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
     steps = [json.loads(line)["step"] for line in (run / "history.jsonl").read_text().splitlines()]
     assert steps == [2, 4]
+
+
+def test_help_lists_every_field_with_its_docstring(capsys):
+    assert train_main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for option, doc in [("--train.segment_len", "gradients never cross a segment boundary"),
+                        ("--model.backbone", "Backbone kind"), ("--data.verify_checksums", "Recompute every shard"),
+                        ("--reference.learner.samples", ""), ("--logging.out_dir", "Run directory")]:
+        assert option in out and doc in out, option
+
+
+def test_print_config_writes_the_resolved_config(tmp_path, capsys):
+    import yaml
+
+    (tmp_path / "c.yaml").write_text("model:\n  backbone: gsa\ntrain:\n  lr: 0.002\n")
+    assert train_main(["--config", str(tmp_path / "c.yaml"), "--train.lr=0.003", "--print_config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["backbone"] == "gsa" and printed["train"]["lr"] == 0.003
+    assert printed["train"]["segment_len"] == 256  # the defaults too: the whole resolved config
+    assert load_config(TrainConfig, tmp_path / "c.yaml", ["--train.lr=0.003"]) == \
+        config_from_dict(TrainConfig, printed)

@@ -39,27 +39,19 @@ A run is reproduced by its configuration and seed. The same run from Python:
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from omnirl._cli import Parser
-from omnirl.evaluate.envs import SUITES
 from omnirl.evaluate.evaluation import REGRET_COLUMNS, EvaluateConfig, RunSection, check, run
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = Parser(prog="python -m omnirl.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=None, help="YAML file (fields not set keep their defaults)")
-    p.add_argument("--checkpoint", default=None, help="training checkpoint (run.checkpoint)")
-    p.add_argument("--suite", default=None, help=f"one of {sorted(SUITES)} (run.suite)")
-    p.add_argument("--envs", default=None, help="comma-separated environment names (run.envs)")
-    p.add_argument("--protocol", default=None, help="online, offline or imitation (protocol.protocol)")
-    args, rest = p.parse_known_args(argv)
-
-    from omnirl.config import load_config
-
-    overrides = list(rest)
+    p = Parser(prog="python -m omnirl.evaluate", add_help=False)
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--suite", default=None)
+    p.add_argument("--envs", default=None)
+    p.add_argument("--protocol", default=None)
+    args, overrides = p.parse_known_args(sys.argv[1:] if argv is None else argv)
     if args.checkpoint is not None:
         overrides.append(f"--run.checkpoint={args.checkpoint}")
     if args.suite is not None:
@@ -70,8 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"--protocol.protocol={args.protocol}")
         if args.protocol != "online" and not any(o.startswith("--protocol.demo_steps") for o in overrides):
             overrides.append("--protocol.demo_steps=1000")
+
+    from omnirl.config import parse_config
+
     try:
-        cfg = load_config(EvaluateConfig, args.config, overrides)
+        cfg = parse_config(EvaluateConfig, overrides, prog="python -m omnirl.evaluate", description=__doc__)
+    except SystemExit as e:  # --help, --print_config, or a one-line error
+        return int(e.code or 0)
+    try:
         check(cfg)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -107,14 +107,16 @@ class EvaluateConfig:
 
     @classmethod
     def prepare_config(cls, data: dict[str, Any]) -> dict[str, Any]:
-        """The raw mapping before it is built (``omnirl.config``): the protocol's ``steps`` are the
-        run's ``run.steps``, so that ``protocol.memory_steps`` is checked against them."""
+        """The parsed mapping before it is built (``omnirl.config.build``): the protocol's ``steps``
+        are the run's ``run.steps``, so that ``protocol.memory_steps`` is checked against them; a
+        ``protocol.steps`` other than ``EvalConfig``'s default and ``run.steps`` is refused."""
         run, protocol = data.get("run", {}), data.get("protocol", {})
         if not isinstance(run, Mapping) or not isinstance(protocol, Mapping):
             return data  # the builder names the section that is not a mapping
         steps = run.get("steps", RunSection.steps)
-        if "steps" in protocol and protocol["steps"] != steps:
-            raise ValueError(f"protocol.steps={protocol['steps']!r} differs from run.steps={steps!r}: set run.steps "
+        given = protocol.get("steps", EvalConfig.steps)
+        if given not in (steps, EvalConfig.steps):
+            raise ValueError(f"protocol.steps={given!r} differs from run.steps={steps!r}: set run.steps "
                              "(the protocol acts for the run's steps)")
         return {**data, "protocol": {**protocol, "steps": steps}}
 

@@ -32,24 +32,21 @@ The same run from Python: ``omnirl.train.fit(TrainConfig(...))`` (``omnirl.train
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from omnirl._cli import Parser
 from omnirl.train.tracking import wandb_mode  # noqa: F401  (part of this entry point's interface)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = Parser(prog="python -m omnirl.train", description=__doc__,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=None, help="YAML file (fields not set keep their defaults)")
-    args, overrides = p.parse_known_args(argv)
-
-    from omnirl.config import load_config
+    from omnirl.config import parse_config
     from omnirl.train.config import TrainConfig
     from omnirl.train.trainer import fit
+
     try:
-        cfg = load_config(TrainConfig, args.config, overrides)
+        cfg = parse_config(TrainConfig, argv, prog="python -m omnirl.train", description=__doc__)
+    except SystemExit as e:  # --help, --print_config, or a one-line error
+        return int(e.code or 0)
+    try:
         fit(cfg)
     except ValueError as e:  # bad data, settings or checkpoint; a diverged run (after its checkpoints)
         print(f"error: {e}", file=sys.stderr)
