@@ -162,7 +162,7 @@ def measure_throughput(train_dir: Path, s: Settings, backbone: str, seed: int) -
     from omnirl.model.omnirl import OmniRL
     from omnirl.train.config import ModelSection
     from omnirl.train.data import WindowDataset
-    from omnirl.train.module import detach_model_state, segment_slices, split_window
+    from omnirl.train.module import tbptt_backward
 
     with torch_threads(1):
         torch.manual_seed(seed)
@@ -170,17 +170,12 @@ def measure_throughput(train_dir: Path, s: Settings, backbone: str, seed: int) -
                                     n_actions=s.actions).build())
         data = WindowDataset([train_dir], s.window, seed=seed)
         items = [data[i % len(data)] for i in range(s.batch_size)]
-        inputs, targets = split_window({k: torch.stack([it[k] for it in items]) for k in items[0]})
+        batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}  # (B, T + 1) each
         optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr)
         T = s.window
 
-        def step() -> None:
-            state = None
-            for seg in segment_slices(T, s.segment_len):
-                out, state = model(**{k: v[:, seg] for k, v in inputs.items()}, state=state)
-                loss = model.losses(out, **{k: v[:, seg] for k, v in targets.items()})["total"]
-                (loss * (seg.stop - seg.start) / T).backward()
-                state = detach_model_state(state)
+        def step() -> None:  # one optimiser step of training (omnirl.train.module), without Lightning
+            tbptt_backward(model, batch, s.segment_len)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

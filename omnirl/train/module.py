@@ -52,7 +52,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import lightning
 import numpy as np
@@ -126,6 +126,52 @@ def split_window(batch: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[s
     return inputs, targets
 
 
+def per_position_loss(model: OmniRL, parts: Mapping[str, Tensor]) -> Tensor:
+    """The per-position ``(B, T)`` combination of the losses ``OmniRL.losses`` returns, with the
+    model's loss weights (its ``total`` is this averaged uniformly over the steps)."""
+    c = model.config
+    loss = c.policy_weight * parts["policy"]
+    if "next_state" in parts:
+        loss = loss + c.state_weight * parts["next_state"] + c.reward_weight * parts["reward"]
+    return loss
+
+
+def tbptt_backward(model: OmniRL, batch: Mapping[str, Tensor], segment_len: int, context_warmup: int = 0,
+                   backward: Callable[[Tensor], None] = Tensor.backward,
+                   sync: Callable[[bool], Any] | None = None) -> tuple[Tensor, Tensor]:
+    """The forward and backward passes of one training batch by truncated back-propagation:
+    segments of ``segment_len`` steps, the recurrent state carried across them and detached at
+    every boundary, each segment's loss weighted by its share of the batch's (position-weighted,
+    ``context_warmup``) steps, so the gradients equal those of the whole window's mean loss up to
+    the truncation. ``backward(loss)`` runs each segment's backward pass (Lightning's
+    ``manual_backward`` in training); ``sync(last)`` is a context in which gradients synchronise
+    across processes only at the last segment (DDP). The optimiser step is the caller's.
+    ``batch``: ``(B, T + 1)`` tensors of a window. Returns the batch's loss and policy loss
+    (detached scalars)."""
+    inputs, targets = split_window(batch)
+    B, T = targets["label"].shape
+    positions = batch["start"][:, None] + torch.arange(T, device=targets["label"].device)  # (B, T)
+    steps = targets["label"] < model.config.n_actions  # (B, T) not an end marker
+    weights = position_weights(positions, context_warmup) * steps  # (B, T)
+    total_weight = weights.sum().clamp(min=1e-12)
+    segments = segment_slices(T, segment_len)
+    state = None
+    loss = policy_loss = torch.zeros((), device=weights.device)
+    for k, seg in enumerate(segments):
+        with (sync(k == len(segments) - 1) if sync is not None else contextlib.nullcontext()):
+            out, state = model(**{n: x[:, seg] for n, x in inputs.items()}, state=state)
+            parts = model.losses(out, **{n: x[:, seg] for n, x in targets.items()})
+            w = weights[:, seg]
+            segment_weight = w.sum()
+            segment_loss = (per_position_loss(model, parts) * w).sum() / segment_weight.clamp(min=1e-12)
+            segment_share = segment_weight / total_weight
+            backward(segment_loss * segment_share)
+        state = detach_model_state(state)
+        loss = loss + segment_loss.detach() * segment_share
+        policy_loss = policy_loss + (parts["policy"] * w).sum().detach() / total_weight
+    return loss, policy_loss
+
+
 def rng_states() -> dict[str, Any]:
     """The global random-number generator states of torch (CPU and CUDA), numpy and python, as
     tensors and plain python values (loadable by ``torch.load(..., weights_only=True)``)."""
@@ -190,29 +236,10 @@ class OmniRLModule(lightning.LightningModule):
     # ---------------------------------------------------------------- training
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> None:
-        inputs, targets = split_window(batch)
-        B, T = targets["label"].shape
-        positions = batch["start"][:, None] + torch.arange(T, device=self.device)  # (B, T)
-        steps = targets["label"] < self.model.config.n_actions  # (B, T) not an end marker
-        weights = position_weights(positions, self.config.train.context_warmup) * steps  # (B, T)
-        total_weight = weights.sum().clamp(min=1e-12)
-
-        segments = segment_slices(T, self.config.train.segment_len)
-        state = None
-        loss = policy_loss = torch.zeros((), device=self.device)
-        for k, seg in enumerate(segments):
-            with self._gradient_sync(enabled=k == len(segments) - 1):
-                out, state = self.model(**{n: x[:, seg] for n, x in inputs.items()}, state=state)
-                parts = self.model.losses(out, **{n: x[:, seg] for n, x in targets.items()})
-                w = weights[:, seg]
-                segment_weight = w.sum()
-                segment_loss = (self._per_position_loss(parts) * w).sum() / segment_weight.clamp(min=1e-12)
-                segment_share = segment_weight / total_weight
-                self.manual_backward(segment_loss * segment_share)
-            state = detach_model_state(state)
-            loss = loss + segment_loss.detach() * segment_share
-            policy_loss = policy_loss + (parts["policy"] * w).sum().detach() / total_weight
-
+        B, T = batch["label"].shape[0], batch["label"].shape[1] - 1
+        loss, policy_loss = tbptt_backward(self.model, batch, self.config.train.segment_len,
+                                           self.config.train.context_warmup, self.manual_backward,
+                                           self._gradient_sync)
         lr = self._optimizer_step(loss)
         self.tokens_seen += B * T * self.trainer.world_size
         self.log("train/loss", loss, prog_bar=True)
@@ -220,15 +247,6 @@ class OmniRLModule(lightning.LightningModule):
         self.log("train/lr", lr)
         self.log("train/skipped_steps", float(self.skipped_steps))
         self.log("tokens_seen", float(self.tokens_seen))
-
-    def _per_position_loss(self, parts: dict[str, Tensor]) -> Tensor:
-        """The per-position ``(B, T)`` combination of the losses ``OmniRL.losses`` returns, with the
-        model's loss weights (its ``total`` is this averaged uniformly over the steps)."""
-        c = self.model.config
-        loss = c.policy_weight * parts["policy"]
-        if "next_state" in parts:
-            loss = loss + c.state_weight * parts["next_state"] + c.reward_weight * parts["reward"]
-        return loss
 
     def _gradient_sync(self, enabled: bool):
         """A context in which backward passes do (``enabled``) or do not synchronise gradients
@@ -393,5 +411,5 @@ class OmniRLModule(lightning.LightningModule):
         self._val_sums = {}
 
 
-__all__ = ["DivergedError", "REFERENCE_CURVES", "REFERENCE_METRICS", "WORLD_MODEL_CURVES", "OmniRLModule", "position_weights", "lr_factor", "segment_slices", "split_window",
+__all__ = ["DivergedError", "REFERENCE_CURVES", "REFERENCE_METRICS", "WORLD_MODEL_CURVES", "OmniRLModule", "position_weights", "lr_factor", "segment_slices", "split_window", "tbptt_backward",
            "detach_model_state", "rng_states", "set_rng_states", "BEHAVIOURS", "FIRST_STEPS", "MIN_WEIGHT"]
