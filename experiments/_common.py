@@ -382,6 +382,36 @@ class TrainingSettings:
                                warmup_steps=self.warmup_steps, val_every=self.val_every, seed=seed))
 
 
+def presets(cls: type, partials: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """An experiment's ``PRESETS``: by name, ``cls``'s defaults with a partial configuration on top
+    (nested mappings, ``omnirl.config.config_from_dict``): a preset names only what it changes, and
+    the training settings keep their one default in ``omnirl.train.config``."""
+    from omnirl.config import config_from_dict
+
+    return {name: config_from_dict(cls, partial) for name, partial in partials.items()}
+
+
+def check_training(s: Any) -> None:
+    """The rules of training of a settings object with the ``model``, ``data`` and ``train``
+    sections of ``TrainConfig`` (``omnirl.train.config``), checked by ``TrainConfig`` itself."""
+    from omnirl.train.config import TrainConfig
+
+    TrainConfig(model=s.model, data=s.data, train=s.train)
+
+
+def training_config(s: Any, *, train_dir: Path, validation: Mapping[str, str], seed: int, n_states: int,
+                    n_actions: int, **model: Any) -> Any:
+    """The ``TrainConfig`` of one model of an experiment: its ``model``, ``data`` and ``train``
+    sections, with the data's sizes (``n_states`` observation ids, ``n_actions``), the dataset
+    directories, the seed, and ``model`` changes (e.g. ``backbone``)."""
+    from omnirl.train.config import TrainConfig
+
+    return TrainConfig(
+        model=dataclasses.replace(s.model, n_states=n_states, n_actions=n_actions, **model),
+        data=dataclasses.replace(s.data, train=(str(train_dir),), validation=dict(validation), seed=seed),
+        train=dataclasses.replace(s.train, seed=seed))
+
+
 def prepare_data(out: Path, data: DatasetSettings, *, pipeline: str, seed: int) -> tuple[Path, dict[str, str]]:
     """The training dataset ``out/data/PIPELINE`` (task set of seed ``seed``) and its validation
     sets ``out/data/PIPELINE-val``, made if missing."""

@@ -14,8 +14,8 @@ Steps (one run directory, see ``experiments._common``):
    one random policy per sequence (``probe``). ``data_root`` can point several
    runs (e.g. the runs of a sweep) at one dataset.
 2. **Training.** One model per backbone of ``backbones``, all the same size preset, layout, data,
-   seed and budget (``max_steps`` batches of ``batch_size`` windows of ``window`` steps, segments
-   of ``segment_len``), up to ``parallel`` at once.
+   seed and budget (``train.max_steps`` batches of ``data.batch_size`` windows of ``data.window`` steps, segments
+   of ``train.segment_len``), up to ``parallel`` at once.
 3. **Throughput.** For every backbone, ``throughput_steps`` training steps (after one untimed)
    of the same batch size, window and segments, on one torch thread, outside Lightning: forward
    and backward over the segments with the state carried, clip, AdamW. Reported as environment
@@ -59,10 +59,11 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from experiments._common import (SHARD_SIZE, Invocation, cpu_seconds, dataset, finish, log, main_of, train_many,
-                                 validation_sets)
+from experiments._common import (SHARD_SIZE, Invocation, cpu_seconds, dataset, finish, log, main_of, presets,
+                                 train_many, training_config, validation_sets)
 from experiments._scores import context_improves, finite
-from experiments.task_scaling import check_training_fields, model_numbers, training_config
+from experiments.task_scaling import check_training_fields, model_numbers
+from omnirl.train.config import DataSection, ModelSection, TrainSection
 
 NAME = "arch_comparison"
 DISTINGUISHABLE = 0.02
@@ -93,28 +94,14 @@ class Settings:
     """Sequences per validation set."""
     data_root: str = ""
     """Directory of the dataset (``train/``, ``val/``), made if missing (empty: ``<run dir>/data``)."""
-    model_preset: str = "tiny"
-    """Backbone size of every model: ``tiny`` or ``paper`` (Table 6)."""
-    layout: str = "compact"
-    """Tokens per step: ``compact`` (2) or ``paper`` (5)."""
-    window: int = 1024
-    """Context length T of training and validation (steps)."""
-    batch_size: int = 8
-    """Windows per batch (per device)."""
-    segment_len: int = 256
-    """Steps per back-propagation segment (the state is carried across segments)."""
-    max_steps: int = 300
-    """Optimiser steps per model (a multiple of ``val_every``)."""
-    lr: float = 1e-3
-    """Peak learning rate (AdamW)."""
-    warmup_steps: int = 50
-    """Learning-rate warm-up steps (then inverse-square-root decay)."""
-    val_every: int = 100
-    """Optimiser steps between validations."""
-    precision: str = "32-true"
-    """Lightning precision (``bf16-mixed`` on GPUs)."""
-    devices: int | str = "auto"
-    """Devices per training run (``auto``, or a count: more than one runs DDP)."""
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    """The model (``omnirl.train.config.ModelSection``) of every backbone: its ``backbone`` is each of
+    ``backbones`` in turn, its sizes are the data's."""
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    """The training windows (``window``: the context length T of training and validation;
+    ``batch_size``); the dataset is the experiment's."""
+    train: TrainSection = dataclasses.field(default_factory=TrainSection)
+    """The optimisation of every backbone (``max_steps`` a multiple of ``val_every``)."""
     parallel: int = 2
     """Training runs at once (each in its own process when more than one)."""
     threads: int = 0
@@ -141,16 +128,17 @@ class Settings:
         check_int("throughput_steps", self.throughput_steps, min_value=0)
 
 
-PRESETS = {
-    "smoke": Settings(sequences=32, length=129, val_sequences=8, window=128, batch_size=4, segment_len=64,
-                      max_steps=4, warmup_steps=2, val_every=2, parallel=1, threads=1, workers=1,
-                      throughput_steps=1),
-    "laptop": Settings(),
-    "paper": Settings(sequences=128_000, length=12_001, val_sequences=256, model_preset="paper", layout="paper",
-                      window=12_000, batch_size=12, segment_len=2_000, max_steps=20_000, lr=2e-4,
-                      warmup_steps=2_000, val_every=1_000, precision="bf16-mixed", parallel=1, workers=32,
-                      throughput_steps=10),
-}
+PRESETS = presets(Settings, {
+    "smoke": {"sequences": 32, "length": 129, "val_sequences": 8, "parallel": 1, "threads": 1, "workers": 1,
+              "throughput_steps": 1, "data": {"window": 128, "batch_size": 4},
+              "train": {"segment_len": 64, "max_steps": 4, "warmup_steps": 2, "val_every": 2}},
+    "laptop": {"train": {"max_steps": 300, "warmup_steps": 50, "val_every": 100}},
+    "paper": {"sequences": 128_000, "length": 12_001, "val_sequences": 256, "parallel": 1, "workers": 32,
+              "throughput_steps": 10, "model": {"preset": "paper", "layout": "paper"},
+              "data": {"window": 12_000, "batch_size": 12},
+              "train": {"segment_len": 2_000, "max_steps": 20_000, "lr": 2e-4, "warmup_steps": 2_000,
+                        "val_every": 1_000, "precision": "bf16-mixed"}},
+})
 """The presets (see the module docstring)."""
 
 
@@ -160,22 +148,21 @@ def measure_throughput(train_dir: Path, s: Settings, backbone: str, seed: int) -
 
     from omnirl._threads import torch_threads
     from omnirl.model.omnirl import OmniRL
-    from omnirl.train.config import ModelSection
     from omnirl.train.data import WindowDataset
     from omnirl.train.module import tbptt_backward
 
     with torch_threads(1):
         torch.manual_seed(seed)
-        model = OmniRL(ModelSection(backbone=backbone, preset=s.model_preset, layout=s.layout, n_states=s.states,
-                                    n_actions=s.actions).build())
-        data = WindowDataset([train_dir], s.window, seed=seed)
-        items = [data[i % len(data)] for i in range(s.batch_size)]
+        model = OmniRL(dataclasses.replace(s.model, backbone=backbone, n_states=s.states,
+                                           n_actions=s.actions).build())
+        data = WindowDataset([train_dir], s.data.window, seed=seed)
+        items = [data[i % len(data)] for i in range(s.data.batch_size)]
         batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}  # (B, T + 1) each
-        optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr)
-        T = s.window
+        optimizer = torch.optim.AdamW(model.parameters(), lr=s.train.lr)
+        T = s.data.window
 
         def step() -> None:  # one optimiser step of training (omnirl.train.module), without Lightning
-            tbptt_backward(model, batch, s.segment_len)
+            tbptt_backward(model, batch, s.train.segment_len)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -185,7 +172,7 @@ def measure_throughput(train_dir: Path, s: Settings, backbone: str, seed: int) -
         for _ in range(s.throughput_steps):
             step()
         cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-    tokens = s.batch_size * T * s.throughput_steps
+    tokens = s.data.batch_size * T * s.throughput_steps
     return {"parameters": sum(p.numel() for p in model.parameters()), "tokens_per_cpu_s": tokens / cpu,
             "tokens_per_s": tokens / wall, "cpu_share": cpu / wall, "steps": s.throughput_steps}
 
@@ -196,7 +183,7 @@ def finding_text(s: Settings, rows: Sequence[Mapping[str, Any]]) -> tuple[str, d
     c: dict[str, Any] = {"ranking": [r["backbone"] for r in ranked]}
     data = (f"{s.sequences} sequences of {s.length} steps on "
             + ("fresh tasks" if s.n_tasks is None else f"{s.n_tasks} tasks"))
-    parts = [f"Same data ({data}) and budget ({s.max_steps} steps of {s.batch_size}x{s.window}) for "
+    parts = [f"Same data ({data}) and budget ({s.train.max_steps} steps of {s.data.batch_size}x{s.data.window}) for "
              + ", ".join(r["backbone"] for r in rows) + "."]
     if len(ranked) > 1:
         best, worst = ranked[0], ranked[-1]
@@ -282,7 +269,7 @@ def plot(s: Settings, rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
         ax[2].annotate(f"{r['parameters'] / 1e3:.0f}K params", (b.get_x() + b.get_width() / 2, b.get_height()),
                        ha="center", va="bottom", fontsize=8)
     ax[2].set(title="training throughput (1 thread)", ylabel="env steps per CPU-second")
-    fig.suptitle(f"Backbones: {s.model_preset} preset, {s.max_steps} steps of {s.batch_size}x{s.window}")
+    fig.suptitle(f"Backbones: {s.model.preset} preset, {s.train.max_steps} steps of {s.data.batch_size}x{s.data.window}")
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -301,7 +288,8 @@ def run(inv: Invocation) -> dict:
     wall["data"], cpu["data"] = time.perf_counter() - t0, cpu_seconds() - c0
 
     t1, c1 = time.perf_counter(), cpu_seconds()
-    jobs = [(inv.out / "train" / b, training_config(s, train_dir, val, inv.seed, b)) for b in s.backbones]
+    jobs = [(inv.out / "train" / b, training_config(s, train_dir=train_dir, validation=val, seed=inv.seed, n_states=s.states,
+                                                     n_actions=s.actions, backbone=b)) for b in s.backbones]
     log(f"training {len(jobs)} backbones ({s.parallel} at once)")
     runs = train_many(jobs, parallel=s.parallel, threads=s.threads, wandb_mode=inv.wandb_mode)
     wall["train"], cpu["train"] = time.perf_counter() - t1, cpu_seconds() - c1

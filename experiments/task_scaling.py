@@ -4,7 +4,7 @@
     python -m experiments.task_scaling --preset smoke             # about 15 seconds (the tests)
     python -m experiments.task_scaling --preset paper             # GPU cluster sizes (documented, not run here)
     python -m experiments.task_scaling --preset paper --n_tasks=[1000]   # one N: a run of sweeps/task_scaling.yaml
-    python -m experiments.task_scaling --max_steps=800 --out runs/ts-long   # any field of Settings
+    python -m experiments.task_scaling --train.max_steps=800 --out runs/ts-long   # any field of Settings
 
 Steps (everything lands in one run directory, see ``experiments._common``):
 
@@ -17,8 +17,8 @@ Steps (everything lands in one run directory, see ``experiments._common``):
    on new tasks (``unseen``, the same tasks for every N), and the probe (``probe``: the unseen
    tasks played by one random policy for the whole sequence, oracle-labelled: the
    ``random_probe`` pipeline).
-2. **Training.** One model per N, all with the same backbone, size and budget (``max_steps``
-   batches of ``batch_size`` windows of ``window`` steps), up to ``parallel`` at once. Every
+2. **Training.** One model per N, all with the same backbone, size and budget (``train.max_steps``
+   batches of ``data.batch_size`` windows of ``data.window`` steps), up to ``parallel`` at once. Every
    ``val_every`` steps the policy loss (cross-entropy against the oracle label) is measured on
    the validation sets, against position in the context and split by who acted.
 3. **Online RL.** Every model acts on ``eval_envs`` unseen ``anymdp{states}`` tasks for
@@ -69,7 +69,7 @@ Presets (``PRESETS``):
   context on near-oracle steps (0.85 -> 0.64) and on the random steps of mixed sequences
   (1.59 -> 1.49), but not on the probe (1.70 -> 1.71): in-context imitation, not in-context RL.
   Online every model stays at the random level while TQL-UCB reaches 0.63 (gap-weighted) on the
-  same tasks. (With the tiny GDN instead, ``--backbone=gdn``: 11.3 minutes, unseen loss 1.46
+  same tasks. (With the tiny GDN instead, ``--model.backbone=gdn``: 11.3 minutes, unseen loss 1.46
   against RWKV-7's 1.16, near-oracle steps 1.33 -> 1.20.)
 * ``smoke``: N = 4 and 64, tiny data and 8 training steps: checks the pipeline (about 15 seconds).
 * ``paper``: N = 100, 1K, 10K, 128K; 128K sequences of 12,001 steps; the paper's RWKV-7 (Table 6,
@@ -86,8 +86,9 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from experiments._common import (SHARD_SIZE, Invocation, cpu_seconds, dataset, evaluate_once, finish, log, main_of,
-                                 train_many, validation_sets)
+from experiments._common import (SHARD_SIZE, Invocation, check_training, cpu_seconds, dataset, evaluate_once, finish, log,
+                                 main_of, presets, train_many, training_config, validation_sets)
+from omnirl.train.config import DataSection, ModelSection, TrainSection
 from experiments._scores import context_improves, episode_scores, finite, paired_se
 from omnirl.data.generate import PROBE
 
@@ -107,27 +108,20 @@ ONLINE_BINS = 16
 
 
 def check_training_fields(s: Any) -> None:
-    """Validate the data, model and optimiser fields ``training_config`` reads (``Settings``'
-    and ``arch_comparison.Settings``'), naming the bad field."""
-    from omnirl._validate import check_choice, check_float, check_int
-    from omnirl.model.backbone import PRESETS as MODEL_PRESETS
-    from omnirl.model.omnirl import LAYOUTS
+    """Validate the data, model and optimiser fields of ``Settings`` and ``arch_comparison.Settings``
+    (the training rules once, by ``TrainConfig``), naming the bad field."""
+    from omnirl._validate import check_int
 
     check_int("actions", s.actions, min_value=2)
-    for f in ("sequences", "val_sequences", "window", "batch_size", "segment_len", "max_steps", "val_every",
-              "parallel", "workers"):
+    for f in ("sequences", "val_sequences", "parallel", "workers"):
         check_int(f, getattr(s, f), min_value=1)
-    for f in ("warmup_steps", "threads"):
-        check_int(f, getattr(s, f), min_value=0)
-    if s.length < s.window + 1:
-        raise ValueError(f"length={s.length} must be >= window + 1 = {s.window + 1}")
-    if s.segment_len > s.window:
-        raise ValueError(f"segment_len={s.segment_len} must be <= window={s.window}")
-    if s.max_steps % s.val_every:
-        raise ValueError(f"max_steps={s.max_steps} must be a multiple of val_every={s.val_every}")
-    check_choice("model_preset", s.model_preset, MODEL_PRESETS)
-    check_choice("layout", s.layout, LAYOUTS)
-    check_float("lr", s.lr, min_value=0.0, min_inclusive=False)
+    check_int("threads", s.threads, min_value=0)
+    check_training(s)
+    if s.length < s.data.window + 1:
+        raise ValueError(f"length={s.length} must be >= data.window + 1 = {s.data.window + 1}")
+    if s.train.max_steps % s.train.val_every:
+        raise ValueError(f"train.max_steps={s.train.max_steps} must be a multiple of train.val_every="
+                         f"{s.train.val_every}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,30 +143,13 @@ class Settings:
     val_sequences: int = 128
     """Sequences per validation set (seen and unseen): the gap compares two samples of tasks,
     whose mean difficulty differs by up to about a tenth of a nat even at 128."""
-    backbone: str = "rwkv7"
-    """Backbone of every model: ``rwkv7`` (the paper's), ``gdn``, ``gsa`` or ``mamba2``."""
-    model_preset: str = "tiny"
-    """Backbone size: ``tiny`` or ``paper`` (Table 6)."""
-    layout: str = "compact"
-    """Tokens per step: ``compact`` (2) or ``paper`` (5)."""
-    window: int = 1024
-    """Context length T of training and validation (steps)."""
-    batch_size: int = 8
-    """Windows per batch (per device)."""
-    segment_len: int = 256
-    """Steps per back-propagation segment (the state is carried across segments)."""
-    max_steps: int = 400
-    """Optimiser steps per model (a multiple of ``val_every``)."""
-    lr: float = 1e-3
-    """Peak learning rate (AdamW)."""
-    warmup_steps: int = 50
-    """Learning-rate warm-up steps (then inverse-square-root decay)."""
-    val_every: int = 100
-    """Optimiser steps between validations (the loss-against-iteration curve's spacing)."""
-    precision: str = "32-true"
-    """Lightning precision (``bf16-mixed`` on GPUs)."""
-    devices: int | str = "auto"
-    """Devices per training run (``auto``, or a count: more than one runs DDP)."""
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    """The model of every N (``omnirl.train.config.ModelSection``; its sizes are the data's)."""
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    """The training windows (``window``: the context length T of training and validation;
+    ``batch_size``); the datasets are the experiment's."""
+    train: TrainSection = dataclasses.field(default_factory=TrainSection)
+    """The optimisation of every model (``max_steps`` a multiple of ``val_every``)."""
     parallel: int = 2
     """Training runs at once (each in its own process when more than one)."""
     threads: int = 0
@@ -190,7 +167,6 @@ class Settings:
     def __post_init__(self) -> None:
         from omnirl._validate import check_choice, check_float, check_int
         from omnirl.evaluate.envs.anymdp import SIZES
-        from omnirl.model.backbone import BACKBONES
 
         if not self.n_tasks:
             raise ValueError("n_tasks must name at least one task count, got none")
@@ -205,20 +181,22 @@ class Settings:
         if self.sequences < max(self.n_tasks):
             raise ValueError(f"sequences={self.sequences} must be >= the largest of n_tasks ({max(self.n_tasks)}), "
                              "so that every task of every set is played")
-        check_choice("backbone", self.backbone, BACKBONES)
         check_float("temperature", self.temperature, min_value=0.0)
 
 
-PRESETS = {
-    "smoke": Settings(n_tasks=(4, 64), sequences=64, length=129, val_sequences=8, window=128, batch_size=4,
-                      segment_len=64, max_steps=8, warmup_steps=2, val_every=4, parallel=1, threads=1, workers=1,
-                      eval_envs=4, eval_steps=128),
-    "laptop": Settings(),
-    "paper": Settings(n_tasks=(100, 1_000, 10_000, 128_000), sequences=128_000, length=12_001, val_sequences=256,
-                      backbone="rwkv7", model_preset="paper", layout="paper", window=12_000, batch_size=12,
-                      segment_len=2_000, max_steps=40_000, lr=2e-4, warmup_steps=2_000, val_every=1_000,
-                      precision="bf16-mixed", parallel=1, workers=32, eval_envs=64, eval_steps=12_000),
-}
+PRESETS = presets(Settings, {
+    "smoke": {"n_tasks": [4, 64], "sequences": 64, "length": 129, "val_sequences": 8, "parallel": 1, "threads": 1,
+              "workers": 1, "eval_envs": 4, "eval_steps": 128, "model": {"backbone": "rwkv7"},
+              "data": {"window": 128, "batch_size": 4},
+              "train": {"segment_len": 64, "max_steps": 8, "warmup_steps": 2, "val_every": 4}},
+    "laptop": {"model": {"backbone": "rwkv7"}, "train": {"max_steps": 400, "warmup_steps": 50, "val_every": 100}},
+    "paper": {"n_tasks": [100, 1_000, 10_000, 128_000], "sequences": 128_000, "length": 12_001,
+              "val_sequences": 256, "parallel": 1, "workers": 32, "eval_envs": 64, "eval_steps": 12_000,
+              "model": {"backbone": "rwkv7", "preset": "paper", "layout": "paper"},
+              "data": {"window": 12_000, "batch_size": 12},
+              "train": {"segment_len": 2_000, "max_steps": 40_000, "lr": 2e-4, "warmup_steps": 2_000,
+                        "val_every": 1_000, "precision": "bf16-mixed"}},
+})
 """The presets (see the module docstring)."""
 
 
@@ -235,20 +213,6 @@ def quarter_means(curve: Sequence[Any]) -> tuple[float, float]:
     n = len(curve)
     q = max(1, n // 4)
     return _mean(curve[:q]), _mean(curve[n - q:])
-
-
-def training_config(s: Any, train_dir: Path, validation: Mapping[str, str], seed: int, backbone: str) -> Any:
-    """The ``TrainConfig`` of one model of ``s`` (a settings dataclass with the model, window, batch
-    and optimiser fields of ``Settings``)."""
-    from omnirl.train.config import DataSection, ModelSection, TrainConfig, TrainSection
-
-    return TrainConfig(
-        model=ModelSection(backbone=backbone, preset=s.model_preset, layout=s.layout, n_states=s.states,
-                           n_actions=s.actions),
-        data=DataSection(train=(str(train_dir),), validation=dict(validation), window=s.window,
-                         batch_size=s.batch_size, seed=seed),
-        train=TrainSection(segment_len=s.segment_len, max_steps=s.max_steps, lr=s.lr, warmup_steps=s.warmup_steps,
-                           val_every=s.val_every, seed=seed, precision=s.precision, devices=s.devices))
 
 
 def model_numbers(run: Mapping[str, Any]) -> dict[str, Any]:
@@ -332,7 +296,7 @@ def finding_text(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[s
                      f"validation loss is {large['seen_policy_loss']:.3f} nats on seen tasks and "
                      f"{large['unseen_policy_loss']:.3f} on unseen ones (gap {large['gap']:+.3f}).")
     parts.append(
-        f"In context (N={large['n_tasks']}, unseen tasks, first to last quarter of the {s.window}-step context): "
+        f"In context (N={large['n_tasks']}, unseen tasks, first to last quarter of the {s.data.window}-step context): "
         f"the loss on near-oracle steps goes {large['unseen_oracle_q1']:.3f} -> {large['unseen_oracle_q4']:.3f} "
         f"nats, on random-behaviour steps {large['unseen_random_q1']:.3f} -> {large['unseen_random_q4']:.3f} "
         f"(uniform guess: {math.log(s.actions):.3f}). "
@@ -462,8 +426,8 @@ def plot(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any]
     limit_y(ax[1, 1], -0.5, 1.1)
     for a in ax.flat:
         a.legend(fontsize=6)
-    fig.suptitle(f"Task-count ablation: {s.backbone} ({s.model_preset}), {s.max_steps} steps of "
-                 f"{s.batch_size}x{s.window}")
+    fig.suptitle(f"Task-count ablation: {s.model.backbone} ({s.model.preset}), {s.train.max_steps} steps of "
+                 f"{s.data.batch_size}x{s.data.window}")
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -501,7 +465,9 @@ def run(inv: Invocation) -> dict:
                             actions=s.actions, seed=inv.seed, task_seed=inv.seed, workers=s.workers,
                             shard_size=SHARD_SIZE)
         val = validation_sets(train_dir, root / "val", s.val_sequences, probe=True)
-        jobs.append((inv.out / "train" / f"n{n}", training_config(s, train_dir, val, inv.seed, s.backbone)))
+        config = training_config(s, train_dir=train_dir, validation=val, seed=inv.seed, n_states=s.states,
+                                 n_actions=s.actions)
+        jobs.append((inv.out / "train" / f"n{n}", config))
     wall["data"], cpu["data"] = time.perf_counter() - t0, cpu_seconds() - c0
 
     t1, c1 = time.perf_counter(), cpu_seconds()

@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import re
 import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any, Mapping, Sequence, TypeVar
@@ -166,6 +167,12 @@ def _read_config_file(path: str | Path) -> dict:
     return data
 
 
+def _is_tuple(tp: Any) -> bool:
+    if typing.get_origin(tp) is tuple or tp is tuple:
+        return True
+    return any(_is_tuple(a) for a in typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType))
+
+
 def build(cls: type[C], data: Mapping[str, Any], prefix: str = "") -> C:
     """``cls`` from parsed, type-checked ``data`` (sections first); a dataclass's own refusal is a
     ``ValueError`` naming its section. A class's ``prepare_config(data)`` (if it has one) sees the
@@ -187,6 +194,8 @@ def build(cls: type[C], data: Mapping[str, Any], prefix: str = "") -> C:
             if not isinstance(value, Mapping):
                 value = plain(value)
             value = build(tp, value, key)
+        elif isinstance(value, list) and _is_tuple(tp):  # defaults set from plain data arrive as lists
+            value = tuple(value)
         kwargs[f.name] = value
     try:
         return cls(**kwargs)

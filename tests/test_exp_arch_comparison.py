@@ -38,8 +38,8 @@ def test_smoke_summary_table_and_figure(smoke):
         assert run["config"]["model"]["backbone"] == row["backbone"]
         # the same data and budget for every backbone
         assert run["config"]["data"]["train"] == [str(out / "data" / "train")]
-        assert run["config"]["train"]["max_steps"] == settings.max_steps
-        assert r["tokens_seen"] == settings.max_steps * settings.batch_size * settings.window
+        assert run["config"]["train"]["max_steps"] == settings.train.max_steps
+        assert r["tokens_seen"] == settings.train.max_steps * settings.data.batch_size * settings.data.window
         assert row["env steps/CPU-s"] > 0 and r["tokens_per_cpu_s"] > 0 and r["cpu_share"] > 0
         assert row["unseen"] == r["unseen_policy_loss"] and math.isfinite(row["unseen"])
         assert len(r["curves"]["unseen"]["all"]) == 16
@@ -82,9 +82,9 @@ def test_smoke_finding_follows_the_numbers(smoke):
     ("--backbones=[lstm]", "backbones"),
     ("--backbones=[]", "backbones"),
     ("--n_tasks=0", "n_tasks"),
-    ("--segment_len=2048", "segment_len"),
+    ("--train.segment_len=2048", "segment_len"),
     ("--nope=1", "nope"),
-    ("--lr=-1", "lr"),
+    ("--train.lr=-1", "lr"),
 ])
 def test_cli_rejects_bad_overrides(override, named, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
@@ -96,10 +96,11 @@ def test_cli_rejects_bad_overrides(override, named, tmp_path, capsys):
 
 def test_presets():
     assert set(ac.PRESETS) == set(_common.PRESET_NAMES)
-    assert ac.PRESETS["laptop"] == ac.Settings()
+    assert ac.PRESETS["laptop"].train == dataclasses.replace(ac.Settings().train, max_steps=300, warmup_steps=50,
+                                                             val_every=100)
     for p in ac.PRESETS.values():
         assert p.backbones == BACKBONES
-    assert ac.PRESETS["paper"].model_preset == "paper" and ac.PRESETS["paper"].layout == "paper"
+    assert ac.PRESETS["paper"].model.preset == "paper" and ac.PRESETS["paper"].model.layout == "paper"
     inv = _common.parse("arch_comparison", ac.PRESETS, ["--backbones=['gsa']", "--preset=paper"])
     assert inv.settings == dataclasses.replace(ac.PRESETS["paper"], backbones=("gsa",))
 

@@ -40,8 +40,9 @@ def test_smoke_summary_table_and_figure(smoke, capsys):
         assert row["gap"] == pytest.approx(r["unseen_policy_loss"] - r["seen_policy_loss"])
         assert row["TQL-UCB"] == results["tql_ucb"]["performance"]
         # validation against training step and against position, seen and unseen, by behaviour
-        assert [h["step"] for h in r["history"]] == list(range(settings.val_every, settings.max_steps + 1,
-                                                                settings.val_every))
+        assert [h["step"] for h in r["history"]] == list(range(settings.train.val_every,
+                                                                settings.train.max_steps + 1,
+                                                                settings.train.val_every))
         for name in ("seen", "unseen", "probe"):
             assert set(r["curves"][name]) >= {"position", "all", "random", "oracle"}
             assert len(r["curves"][name]["all"]) == 16
@@ -128,9 +129,9 @@ def test_quarter_means():
     ("--n_tasks=[16, 16]", "n_tasks"),
     ("--bogus=1", "bogus"),
     ("--states=20", "states"),
-    ("--window=5000", "length"),
-    ("--max_steps=450", "val_every"),
-    ("--backbone=lstm", "backbone"),
+    ("--data.window=5000", "length"),
+    ("--train.max_steps=450", "val_every"),
+    ("--model.backbone=lstm", "backbone"),
     ("--sequences=100", "sequences"),
 ])
 def test_cli_rejects_bad_overrides(override, named, tmp_path, capsys):
@@ -145,11 +146,13 @@ def test_presets(monkeypatch):
     for var in ("OMNIRL_RUN_DIR", "WANDB_SWEEP_ID", "WANDB_RUN_ID"):
         monkeypatch.delenv(var, raising=False)
     assert set(ts.PRESETS) == set(_common.PRESET_NAMES)
-    assert ts.PRESETS["laptop"] == ts.Settings()
     laptop, paper = ts.PRESETS["laptop"], ts.PRESETS["paper"]
+    # a preset changes only what it names: the training settings keep their one default
+    assert laptop.train == dataclasses.replace(ts.Settings().train, max_steps=400, warmup_steps=50, val_every=100)
+    assert laptop.data == ts.Settings().data and laptop.model.backbone == "rwkv7"
     assert laptop.n_tasks == (16, 256, 4096) and laptop.sequences / min(laptop.n_tasks) >= 100
-    assert paper.n_tasks == (100, 1_000, 10_000, 128_000) and paper.model_preset == "paper"
-    assert paper.window > laptop.window
+    assert paper.n_tasks == (100, 1_000, 10_000, 128_000) and paper.model.preset == "paper"
+    assert paper.data.window > laptop.data.window
     inv = _common.parse("task_scaling", ts.PRESETS, ["--n_tasks=[1000]", "--preset=paper"])
     assert inv.settings == dataclasses.replace(paper, n_tasks=(1000,))
     assert inv.out == Path("runs/task_scaling-paper")
@@ -181,7 +184,7 @@ def test_sweep_file_expands_to_real_fields_and_runs_in_smoke(tmp_path, monkeypat
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     manifest = run_local(SWEEP, max_runs=1, out_dir=tmp_path, cwd=ROOT, out_dir_arg="--out", quiet=True,
-                         extra_args=["--preset=smoke", "--sequences=128", "--max_steps=2", "--val_every=2",
+                         extra_args=["--preset=smoke", "--sequences=128", "--train.max_steps=2", "--train.val_every=2",
                                      "--eval_envs=2"])
     (entry,) = manifest["runs"]
     assert entry["exit_code"] == 0, (Path(entry["run_dir"]) / "sweep_run.log").read_text()[-3000:]
