@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from omnirl._cli import Parser
 from omnirl._validate import check_choice, check_int
+from omnirl.train.config import DataSection, ModelSection, TrainSection
 from omnirl.rundir import LAST_CHECKPOINT, cpu_seconds, format_table, plain, read_training, record_cost
 
 PRESET_NAMES = ("smoke", "laptop", "paper")
@@ -327,28 +328,16 @@ class DatasetSettings:
 
 @dataclasses.dataclass(frozen=True)
 class TrainingSettings:
-    """The model and its optimisation (``python -m omnirl.train`` settings)."""
+    """The model and its optimisation: the ``model``, ``data`` and ``train`` sections of
+    ``omnirl.train.TrainConfig`` (their defaults are training's own; the model's sizes, the
+    datasets and the seeds are the experiment's), and how the experiment runs its training runs."""
 
-    backbone: str = "gdn"
-    """Backbone: ``gdn``, ``rwkv7``, ``gsa`` or ``mamba2``."""
-    preset: str = "tiny"
-    """Backbone size: ``tiny`` or ``paper``."""
-    layout: str = "compact"
-    """Tokens per step: ``compact`` (2) or ``paper`` (5)."""
-    window: int = 512
-    """Steps of one training sequence (a random window of a stored sequence)."""
-    batch_size: int = 8
-    """Sequences per batch."""
-    segment_len: int = 256
-    """Steps per segment of truncated back-propagation."""
-    max_steps: int = 420
-    """Optimiser steps."""
-    lr: float = 1e-3
-    """Peak learning rate."""
-    warmup_steps: int = 50
-    """Learning-rate warm-up steps."""
-    val_every: int = 210
-    """Optimiser steps between validations (and checkpoints)."""
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    """The model (``omnirl.train.config.ModelSection``)."""
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    """The training windows (``omnirl.train.config.DataSection``: ``window``, ``batch_size``)."""
+    train: TrainSection = dataclasses.field(default_factory=TrainSection)
+    """The optimisation (``omnirl.train.config.TrainSection``)."""
     torch_threads: int = 1
     """Torch intra-op threads of every training run and evaluation (0: training runs get the
     machine's cores divided by ``parallel``, evaluations torch's setting). One thread costs the
@@ -358,28 +347,14 @@ class TrainingSettings:
     trains two models in about the wall time of one."""
 
     def __post_init__(self) -> None:
-        from omnirl.train.config import DataSection, ModelSection, TrainSection
-
-        ModelSection(backbone=self.backbone, preset=self.preset, layout=self.layout)
-        DataSection(window=self.window, batch_size=self.batch_size)
-        TrainSection(segment_len=self.segment_len, max_steps=self.max_steps, lr=self.lr,
-                     warmup_steps=self.warmup_steps, val_every=self.val_every)
-        if self.window < self.segment_len:
-            raise ValueError(f"window={self.window} must be >= segment_len={self.segment_len}")
+        check_training(self)
         check_int("torch_threads", self.torch_threads, min_value=0)
         check_int("parallel", self.parallel, min_value=1)
 
     def config(self, data: DatasetSettings, train_dir: Path, validation: Mapping[str, str], seed: int) -> Any:
         """The ``TrainConfig`` of a run on ``train_dir``."""
-        from omnirl.train.config import DataSection, ModelSection, TrainConfig, TrainSection
-
-        return TrainConfig(
-            model=ModelSection(backbone=self.backbone, preset=self.preset, layout=self.layout,
-                               n_states=data.max_states, n_actions=data.actions),
-            data=DataSection(train=(str(train_dir),), validation=dict(validation), window=self.window,
-                             batch_size=self.batch_size, seed=seed),
-            train=TrainSection(segment_len=self.segment_len, max_steps=self.max_steps, lr=self.lr,
-                               warmup_steps=self.warmup_steps, val_every=self.val_every, seed=seed))
+        return training_config(self, train_dir=train_dir, validation=validation, seed=seed,
+                               n_states=data.max_states, n_actions=data.actions)
 
 
 def presets(cls: type, partials: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

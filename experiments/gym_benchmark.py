@@ -59,7 +59,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from experiments._common import (DatasetSettings, Invocation, TrainingSettings, cpu_seconds, env_states,
-                                 evaluate_once, finish, log, main_of, train_models)
+                                 evaluate_once, finish, log, main_of, presets, train_models)
 from experiments._scores import differs, episode_scores, pm, trend
 from omnirl._validate import check_choice, check_float, check_int
 
@@ -217,8 +217,7 @@ class GymBenchmarkSettings:
     dataset: DatasetSettings = dataclasses.field(default_factory=lambda: DatasetSettings(
         states="16:64", n_tasks=None, sequences=2048, length=1024, val_sequences=32))
     """The model's training data (``omnirl`` pipeline; ignored with ``checkpoint``)."""
-    training: TrainingSettings = dataclasses.field(default_factory=lambda: TrainingSettings(
-        max_steps=1200, val_every=400, warmup_steps=100))
+    training: TrainingSettings = dataclasses.field(default_factory=TrainingSettings)
     """The model and its optimisation (ignored with ``checkpoint``, except ``torch_threads``)."""
     online: OnlineSettings = dataclasses.field(default_factory=OnlineSettings)
     """Table 1."""
@@ -233,27 +232,30 @@ class GymBenchmarkSettings:
         check_checkpoint(self.checkpoint)
 
 
-PRESETS = {
-    "smoke": GymBenchmarkSettings(
-        dataset=DatasetSettings(states=16, n_tasks=None, sequences=16, length=256, val_sequences=4),
-        training=TrainingSettings(window=128, batch_size=2, segment_len=64, max_steps=3, warmup_steps=1, val_every=3),
-        online=OnlineSettings(envs=("lake4x4", "cliff"), n_envs=2, steps=60),
-        offline=OfflineSettings(envs=("lake4x4",), teachers=("oracle", "random"), n_envs=2, steps=60,
-                                demo_steps=40),
-        memory=MemorySettings(envs=("anymdp16", "lake4x4", "cliff"), n_envs=2, steps=32, memory_steps=(0, 16, 32))),
-    "laptop": GymBenchmarkSettings(),
-    "paper": GymBenchmarkSettings(
-        dataset=DatasetSettings(states="16:128", n_tasks=None, sequences=131072, length=16384, val_sequences=256,
-                                workers=32),
-        training=TrainingSettings(backbone="rwkv7", preset="paper", layout="paper", window=16384, batch_size=4,
-                                  segment_len=2048, max_steps=100_000, lr=2e-4, warmup_steps=1000, val_every=2000,
-                                  torch_threads=0),
-        online=OnlineSettings(n_envs=64, steps=20000),
-        offline=OfflineSettings(envs=TABLE2_ENVS, teachers=("oracle", "random"), n_envs=64, steps=40000,
-                                demo_steps=10000),
-        memory=MemorySettings(envs=(*MEMORY_ENVS, "anymdp128", "darkroom10"), n_envs=64, steps=10000,
-                              memory_steps=(0, 100, 1000, 10000))),
-}
+PRESETS = presets(GymBenchmarkSettings, {
+    "smoke": {
+        "dataset": {"states": 16, "n_tasks": None, "sequences": 16, "length": 256, "val_sequences": 4},
+        "training": {"data": {"window": 128, "batch_size": 2},
+                     "train": {"segment_len": 64, "max_steps": 3, "warmup_steps": 1, "val_every": 3}},
+        "online": {"envs": ["lake4x4", "cliff"], "n_envs": 2, "steps": 60},
+        "offline": {"envs": ["lake4x4"], "teachers": ["oracle", "random"], "n_envs": 2, "steps": 60, "demo_steps": 40},
+        "memory": {"envs": ["anymdp16", "lake4x4", "cliff"], "n_envs": 2, "steps": 32, "memory_steps": [0, 16, 32]}},
+    "laptop": {"training": {"data": {"window": 512},
+                            "train": {"max_steps": 1200, "val_every": 400, "warmup_steps": 100}}},
+    "paper": {
+        "dataset": {"states": "16:128", "n_tasks": None, "sequences": 131072, "length": 16384, "val_sequences": 256,
+                    "workers": 32},
+        "training": {"model": {"backbone": "rwkv7", "preset": "paper", "layout": "paper"},
+                     "data": {"window": 16384, "batch_size": 4},
+                     "train": {"segment_len": 2048, "max_steps": 100_000, "lr": 2e-4, "warmup_steps": 1000,
+                               "val_every": 2000},
+                     "torch_threads": 0},
+        "online": {"n_envs": 64, "steps": 20000},
+        "offline": {"envs": list(TABLE2_ENVS), "teachers": ["oracle", "random"], "n_envs": 64, "steps": 40000,
+                    "demo_steps": 10000},
+        "memory": {"envs": [*MEMORY_ENVS, "anymdp128", "darkroom10"], "n_envs": 64, "steps": 10000,
+                   "memory_steps": [0, 100, 1000, 10000]}},
+})
 
 
 # --------------------------------------------------------------------------- figures
@@ -410,7 +412,7 @@ def run(inv: Invocation) -> dict:
         timing["train_cpu_seconds"] = rec["cpu_seconds"]
         timing["reused"] = ["train"] if rec["reused"] else []
         last = rec["history"][-1] if rec["history"] else {}
-        source = (f"trained here ({s.training.max_steps} optimiser steps on {s.dataset.sequences} sequences of "
+        source = (f"trained here ({s.training.train.max_steps} optimiser steps on {s.dataset.sequences} sequences of "
                   f"AnyMDP tasks with {s.dataset.states} states)")
         model = {"checkpoint": checkpoint, "parameters": rec["run"].get("parameters"),
                  "validation": {k: v for k, v in last.items() if k.startswith("val/") and k.count("/") == 2}}

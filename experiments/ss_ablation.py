@@ -2,7 +2,7 @@
 
     python -m experiments.ss_ablation                          # laptop preset (~15-20 CPU-minutes)
     python -m experiments.ss_ablation --preset smoke           # under a minute (the tests run it)
-    python -m experiments.ss_ablation --pipelines=[omnirl,dpt] --training.max_steps=800
+    python -m experiments.ss_ablation --pipelines=[omnirl,dpt] --training.train.max_steps=800
     python -m omnirl.sweep sweeps/ss_ablation.yaml --local     # the same, one run per pipeline
 
 For every pipeline of ``pipelines`` (``omnirl``, ``omnirl_noprior``, ``ad``, ``ad_epsilon``,
@@ -57,7 +57,7 @@ from typing import Sequence
 import numpy as np
 
 from experiments._common import (DatasetSettings, Invocation, TrainingSettings, cpu_seconds, env_states,
-                                 evaluate_once, finish, log, main_of, train_models)
+                                 evaluate_once, finish, log, main_of, presets, train_models)
 from experiments._scores import differs, episode_scores, pm, trend
 from omnirl._validate import check_choice, check_float, check_int
 
@@ -142,23 +142,26 @@ class SSAblationSettings:
                              f"(dataset.states={self.dataset.states!r}: {self.dataset.max_states})")
 
 
-PRESETS = {
-    "smoke": SSAblationSettings(
-        pipelines=("omnirl", "ad"),
-        dataset=DatasetSettings(states=16, n_tasks=16, sequences=16, length=256, val_sequences=4),
-        training=TrainingSettings(window=128, batch_size=2, segment_len=64, max_steps=3, warmup_steps=1,
-                                  val_every=3),
-        evaluation=EvaluationSettings(n_envs=4, steps=64, demo_steps=48)),
-    "laptop": SSAblationSettings(training=TrainingSettings(parallel=2)),
-    "paper": SSAblationSettings(
-        dataset=DatasetSettings(states="16:128", n_tasks=None, sequences=16384, length=16384, val_sequences=256,
-                                workers=32),
-        training=TrainingSettings(backbone="rwkv7", preset="paper", layout="paper", window=16384, batch_size=4,
-                                  segment_len=2048, max_steps=20000, lr=2e-4, warmup_steps=1000,
-                                  val_every=1000, torch_threads=0),
-        evaluation=EvaluationSettings(env="anymdp64", n_envs=256, steps=10000, demo_steps=10000,
-                                      baselines=("tql_ucb", "ppo"))),
-}
+PRESETS = presets(SSAblationSettings, {
+    "smoke": {
+        "pipelines": ["omnirl", "ad"],
+        "dataset": {"states": 16, "n_tasks": 16, "sequences": 16, "length": 256, "val_sequences": 4},
+        "training": {"data": {"window": 128, "batch_size": 2},
+                     "train": {"segment_len": 64, "max_steps": 3, "warmup_steps": 1, "val_every": 3}},
+        "evaluation": {"n_envs": 4, "steps": 64, "demo_steps": 48}},
+    "laptop": {"training": {"data": {"window": 512},
+                            "train": {"max_steps": 420, "warmup_steps": 50, "val_every": 210}, "parallel": 2}},
+    "paper": {
+        "dataset": {"states": "16:128", "n_tasks": None, "sequences": 16384, "length": 16384, "val_sequences": 256,
+                    "workers": 32},
+        "training": {"model": {"backbone": "rwkv7", "preset": "paper", "layout": "paper"},
+                     "data": {"window": 16384, "batch_size": 4},
+                     "train": {"segment_len": 2048, "max_steps": 20000, "lr": 2e-4, "warmup_steps": 1000,
+                               "val_every": 1000},
+                     "torch_threads": 0},
+        "evaluation": {"env": "anymdp64", "n_envs": 256, "steps": 10000, "demo_steps": 10000,
+                       "baselines": ["tql_ucb", "ppo"]}},
+})
 
 
 # --------------------------------------------------------------------------- figures
@@ -218,8 +221,8 @@ def plot_curves(scores: dict, protocols: Sequence[str], reference: dict, path: P
 def describe(s: SSAblationSettings, scores: dict, reference: dict, gains: dict, training: dict) -> str:
     """The finding, from the numbers."""
     ev = s.evaluation
-    parts = [f"{len(s.pipelines)} pipelines, one tiny model each ({s.training.max_steps} optimiser steps of "
-             f"{s.training.batch_size} x {s.training.window} steps), evaluated on {ev.n_envs} unseen {ev.env} tasks "
+    parts = [f"{len(s.pipelines)} pipelines, one tiny model each ({s.training.train.max_steps} optimiser steps of "
+             f"{s.training.data.batch_size} x {s.training.data.window} steps), evaluated on {ev.n_envs} unseen {ev.env} tasks "
              f"({ev.steps} acting steps; offline/imitation after {ev.demo_steps} demonstration entries)."]
     for q in ev.protocols:
         ranked = sorted(s.pipelines, key=lambda p: -np.nan_to_num(scores[p][q]["performance"], nan=-np.inf))

@@ -93,7 +93,7 @@ def test_reuses_a_checkpoint(smoke, tmp_path):
     ("--online.envs=[switch2]", "n_envs"),
     ("--offline.teachers=[expert]", "teachers"),
     ("--offline.demo_epsilon=2", "demo_epsilon"),
-    ("--training.batch_size=0", "batch_size"),
+    ("--training.data.batch_size=0", "batch_size"),
     ("--online.bogus=1", "bogus"),
     ("--memory.memory_steps=[0, 64]", "memory_steps"),  # beyond the smoke preset's 32 steps
     ("--memory.envs=[anymdp17]", "envs"),

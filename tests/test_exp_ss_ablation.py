@@ -90,8 +90,8 @@ def test_rerun_reuses_everything(smoke):
 @pytest.mark.parametrize("override, field", [
     ("--pipelines=[foo]", "pipelines"),
     ("--pipelines=[ad, ad]", "pipelines"),
-    ("--training.max_steps=0", "max_steps"),
-    ("--training.window=32", "window"),
+    ("--training.train.max_steps=0", "max_steps"),
+    ("--training.data.window=32", "window"),
     ("--evaluation.env=anymdp32", "evaluation.env"),
     ("--evaluation.protocols=[online, bogus]", "protocols"),
     ("--dataset.states=abc", "states"),
