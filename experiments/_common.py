@@ -1,55 +1,42 @@
-"""What the experiments share: presets, the run directory, and the data / train / evaluate steps.
+"""What the experiments share: presets, the command line, the training settings and the run directory.
 
 Every experiment is a module ``experiments.NAME`` with a frozen dataclass of its settings (a
-docstring per field) and a dict ``PRESETS`` of three instances: ``smoke`` (about a minute, run by
-the tests), ``laptop`` (the default: at most about 20 minutes on a 2-core CPU) and ``paper`` (the
-paper's sizes, for GPU clusters). Its command line is
+docstring per field; the training settings are ``TrainConfig``'s own sections, ``model``, ``data``
+and ``train``) and ``PRESETS``, three partial configurations over it (``presets``): ``smoke``
+(about a minute, run by the tests), ``laptop`` (the default: at most about 20 minutes on a 2-core
+CPU) and ``paper`` (the paper's sizes, for GPU clusters). Its command line is
 
     python -m experiments.NAME [--preset laptop] [--out runs/NAME-laptop] [--seed 0]
                                [--wandb-mode auto|online|offline|disabled] [--field=value ...]
 
-where ``--field=value`` overrides any field of the preset by its dotted name (the form W&B sweep
-agents pass with ``${args}``, so a sweep file can run an experiment unchanged).
+where ``--field=value`` overrides any field of the preset by its dotted name (``--train.max_steps=800``,
+the form W&B sweep agents pass with ``${args}``, so a sweep file can run an experiment unchanged);
+``--help`` lists every field with the preset's value and its docstring.
 
 Everything lands in one run directory (``--out``, default ``runs/NAME-PRESET``; under a sweep
-runner the run's own directory, see ``default_out``):
-
-* ``summary.json``: ``experiment``, ``preset``, ``seed``, ``settings`` (the resolved preset),
-  ``results`` (the experiment's numbers), ``table`` (rows of the printed table), ``figures``
-  (file names), ``finding`` (one paragraph saying plainly what the run shows) and ``seconds``;
-* the datasets (``data/``), training runs (``train/NAME/``: ``run.json``, ``history.jsonl``,
-  ``position_curves.json``, checkpoints, offline W&B runs), evaluations (``eval/NAME/``) and figures
-  the steps below write;
-* a W&B run of the experiment itself (offline without credentials) with the summary, table and
-  figures.
-
-Steps are idempotent: a dataset already complete in the run directory is reused, and a training
-run whose ``checkpoints/last.ckpt`` reached its step count is not repeated, so an interrupted
-experiment resumes where it stopped.
+runner the run's own directory, see ``default_out``), written by the resumable steps of
+``omnirl.experiment``: the datasets (``data/``), training runs (``train/NAME/``), evaluations
+(``eval/NAME/``), figures, ``summary.json`` (``experiment``, ``preset``, ``seed``, ``settings``,
+``results``, ``table``, ``figures``, ``finding``: one paragraph saying plainly what the run shows,
+``seconds``) and the experiment's own W&B run. An interrupted experiment resumes where it stopped.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import os
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from omnirl._cli import Parser
 from omnirl._validate import check_choice, check_int
 from omnirl.train.config import DataSection, ModelSection, TrainSection
-from omnirl.rundir import LAST_CHECKPOINT, cpu_seconds, format_table, plain, read_training, record_cost
+from omnirl.experiment import (SHARD_SIZE, SWEEP_AGENT_VARIABLES, dataset, evaluate, evaluate_once, log, train,
+                               train_many, validation_sets, write_summary)
+from omnirl.rundir import cpu_seconds, format_table, read_training
 
 PRESET_NAMES = ("smoke", "laptop", "paper")
-
-
-def log(msg: str) -> None:
-    """A progress line on standard error."""
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- command line
@@ -113,168 +100,7 @@ def default_out(name: str, preset: str) -> Path:
 
 
 # --------------------------------------------------------------------------- data
-SHARD_SIZE = 512
-"""Sequences per dataset shard of the experiments' datasets (see ``dataset``)."""
-
-
-def dataset(out: Path, *, n_tasks: int | None, sequences: int, length: int, states: int | str, actions: int = 5,
-            pipeline: str = "omnirl", seed: int = 0, task_seed: int = 0, workers: int = 1,
-            shard_size: int | None = None) -> Path:
-    """A dataset at ``out`` (made if missing, resumed if interrupted): ``sequences`` sequences of
-    ``length`` steps of ``pipeline`` on a task set of ``n_tasks`` tasks (``None``: a fresh task per
-    sequence). Task sets of one ``task_seed`` are nested: the first ``n`` tasks of a larger set are
-    the smaller set. ``shard_size``: sequences per shard (default ``DatasetSpec``'s); neither the
-    content nor the speed depends on it (synthesis simulates a batch of sequences across shards)."""
-    from omnirl.data.generate import DatasetSpec, generate_dataset, prepare_task_set
-    from omnirl.tasks.taskset import parse_states
-
-    hi, lo = parse_states(states)
-    task_dir = None
-    if n_tasks is not None:
-        task_dir = str(prepare_task_set(out, n_tasks, states, actions, task_seed, workers))
-    spec = DatasetSpec(pipeline=pipeline, n_sequences=sequences, length=length, n_obs=hi, n_actions=actions,
-                       seed=seed, task_set=task_dir, min_states=lo if n_tasks is None else None,
-                       **({} if shard_size is None else {"shard_size": shard_size}))
-    if not (out / "manifest.json").exists():
-        t0 = time.perf_counter()
-        generate_dataset(spec, out, workers=workers)
-        log(f"dataset {out}: {sequences} x {length} steps ({n_tasks or 'fresh'} tasks) in "
-            f"{time.perf_counter() - t0:.0f} s")
-    return out
-
-
-def validation_sets(train_dir: Path, out: Path, sequences: int, probe: bool = False) -> dict[str, str]:
-    """``{"seen": DIR, "unseen": DIR}`` (``seen`` only when the training set has a task set):
-    new sequences on the training tasks and on new tasks, made if missing; with ``probe``, also
-    ``probe`` (the in-context-RL probe of ``omnirl.data.generate.make_validation_sets``)."""
-    from omnirl.data.generate import PROBE, make_validation_sets
-    from omnirl.data.store import read_manifest
-
-    _, head = read_manifest(train_dir)
-    names = ("seen", "unseen") if head.config["spec"].get("task_set") else ("unseen",)
-    names += (PROBE,) if probe else ()
-    if not all((out / n / "manifest.json").exists() for n in names):
-        make_validation_sets(train_dir, out, sequences, probe=probe)
-    return {n: str(out / n) for n in names}
-
-
 # --------------------------------------------------------------------------- training
-@contextlib.contextmanager
-def _env(**values: str | None) -> Iterator[None]:
-    """Environment variables set (``None``: unset) inside the block, restored after it."""
-    old = {k: os.environ.get(k) for k in values}
-    for k, v in values.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-SWEEP_AGENT_VARIABLES = ("WANDB_RUN_ID", "WANDB_SWEEP_ID", "WANDB_SWEEP_PARAM_PATH")
-"""What ``wandb agent`` sets for the run it starts: hidden from the training and evaluation runs
-an experiment makes, so only the experiment's own W&B run is the sweep's run."""
-
-
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping) and k != "validation":
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def train(out: Path, config: Any, wandb_mode: str = "auto") -> dict[str, Any]:
-    """``omnirl.train.fit(config)`` into ``out`` (its ``logging`` section set here: ``out``,
-    ``wandb_mode``, quiet), unless ``out`` already holds a finished run of the same settings; an
-    interrupted run of them is resumed from its last checkpoint. A run of other settings in ``out``
-    is refused (``ValueError`` naming the directory and the differing settings), never resumed or
-    overwritten. Returns ``read_training(out)``."""
-    from omnirl.config import config_to_dict
-    from omnirl.fileio import atomic_write_json
-    from omnirl.train import fit
-
-    logging = dataclasses.replace(config.logging, out_dir=str(out), wandb_mode=wandb_mode, quiet=True)
-    config = dataclasses.replace(config, logging=logging, train=dataclasses.replace(config.train, resume=None))
-    asked = {k: v for k, v in config_to_dict(config).items() if k != "logging"}
-    done, started = out / "done.json", out / "started.json"
-    if done.exists() and json.loads(done.read_text()).get("config") == asked:
-        log(f"training {out}: already done")
-        return read_training(out)
-    if (out / LAST_CHECKPOINT).exists():
-        record = started if started.exists() else done
-        before = json.loads(record.read_text()).get("config") if record.exists() else None
-        if before != asked:
-            now, then = _flat(asked), _flat(before or {})
-            changed = [f"{k}={now.get(k)!r} (the run's: {then.get(k)!r})" for k in sorted(set(now) | set(then))
-                       if now.get(k) != then.get(k)]
-            raise ValueError(f"{out} holds a training run of other settings (differing: {'; '.join(changed)}); "
-                             "give the experiment another --out, or remove that directory to train anew")
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, resume="last"))
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(started, {"config": asked})
-    t0 = time.perf_counter()
-    with _env(WANDB_SILENT="true", **dict.fromkeys(SWEEP_AGENT_VARIABLES)):
-        fit(config)  # the experiment prints its own progress
-    atomic_write_json(done, {"config": asked, "seconds": time.perf_counter() - t0})
-    log(f"training {out}: {time.perf_counter() - t0:.0f} s")
-    return read_training(out)
-
-
-def _train_job(out: Path, config: Any, wandb_mode: str, threads: int) -> dict[str, Any]:
-    """``train`` on ``threads`` torch threads, with ``record_cost``'s ``cpu_seconds`` (this
-    process's), ``wall_seconds`` and ``reused``."""
-    import resource
-
-    from omnirl._threads import torch_threads
-
-    def own() -> float:
-        r = resource.getrusage(resource.RUSAGE_SELF)
-        return r.ru_utime + r.ru_stime
-
-    done = out / "done.json"
-    previous = done.read_bytes() if done.exists() else None
-    with torch_threads(threads):
-        c0, t0 = own(), time.perf_counter()
-        result = train(out, config, wandb_mode)
-    ran = previous is None or done.read_bytes() != previous
-    cost, reused = record_cost(out, {"cpu_seconds": own() - c0, "wall_seconds": time.perf_counter() - t0,
-                                     "threads": threads} if ran else None)
-    return {**result, "cpu_seconds": cost["cpu_seconds"], "wall_seconds": cost["wall_seconds"], "reused": reused}
-
-
-def train_many(jobs: Sequence[tuple[Path, Any]], *, parallel: int = 1, threads: int = 0,
-               wandb_mode: str = "auto") -> list[dict[str, Any]]:
-    """``train(out, config)`` for every job (a ``TrainConfig`` each), up to ``parallel`` at once (each in its own spawned
-    process when ``parallel`` > 1, else here, one after another), each on ``threads`` torch threads
-    (0: the machine's cores divided by ``parallel``, at least 1). Small models use a second
-    thread poorly and a busy core not at all, so two one-thread runs side by side cost less CPU
-    than two two-thread runs in turn. Returns, in the order of ``jobs``, ``read_training`` of each
-    plus ``wall_seconds``, ``cpu_seconds`` (its process's CPU time while training; for a run found
-    already done, what its ``cost.json`` recorded when it was trained, else NaN) and ``reused``
-    (found done)."""
-    if parallel < 1 or threads < 0:
-        raise ValueError(f"parallel must be >= 1 and threads >= 0, got {parallel} and {threads}")
-    n = threads or max(1, (os.cpu_count() or 1) // parallel)
-    if parallel == 1 or len(jobs) <= 1:
-        return [_train_job(Path(out), c, wandb_mode, n) for out, c in jobs]
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    with ProcessPoolExecutor(min(parallel, len(jobs)), mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_train_job, Path(out), c, wandb_mode, n) for out, c in jobs]
-        return [f.result() for f in futures]
-
-
 # --------------------------------------------------------------------------- a trained model: settings and steps
 def env_states(name: str) -> int:
     """Observation ids of environment ``name`` (the model must read at least this many)."""
@@ -410,94 +236,16 @@ def train_models(out: Path, data: DatasetSettings, training: TrainingSettings, p
 
 
 # --------------------------------------------------------------------------- evaluation
-def evaluate(out: Path, *, checkpoint: str | None, envs: Sequence[str], protocol: str = "online", n_envs: int,
-             steps: int, seed: int, baselines: Sequence[str] | None = None, wandb_mode: str = "disabled",
-             **fields: Any) -> dict[str, Any]:
-    """``omnirl.evaluate.run`` into ``out``; ``fields`` are further settings by dotted name (e.g.
-    ``{"protocol.demo_steps": 1000}``). Returns its summary."""
-    from omnirl.config import config_from_dict
-    from omnirl.evaluate import EvaluateConfig
-    from omnirl.evaluate import run as run_evaluation
-
-    data = {"run": {"checkpoint": checkpoint, "envs": list(envs), "n_envs": n_envs, "steps": steps, "seed": seed,
-                    "out_dir": str(out), "wandb_mode": wandb_mode,
-                    "baselines": None if baselines is None else list(baselines)},
-            "protocol": {"protocol": protocol}}
-    cfg = config_from_dict(EvaluateConfig, data, fields)
-    with _env(WANDB_SILENT="true", **dict.fromkeys(SWEEP_AGENT_VARIABLES)):
-        return run_evaluation(cfg)
-
-
-def evaluate_once(out: Path, *, threads: int = 1, **request: Any) -> dict[str, Any]:
-    """``evaluate(out, **request)`` on ``threads`` torch threads (0: torch's setting), unless
-    ``out`` already holds the summary of this very request (an interrupted experiment resumes
-    without evaluating twice); returns the summary with ``cpu_seconds`` (what the evaluation cost,
-    also when reused: ``record_cost``) and ``reused``."""
-    from omnirl._threads import torch_threads
-    from omnirl.fileio import atomic_write_json
-
-    key = out / "request.json"
-    plain = json.loads(json.dumps(request, default=str))
-    if (out / "summary.json").exists() and key.exists() and json.loads(key.read_text()) == plain:
-        cost, reused = record_cost(out, None)
-        log(f"evaluation {out}: already done")
-        return {**json.loads((out / "summary.json").read_text()), "cpu_seconds": cost["cpu_seconds"],
-                "reused": reused}
-    c0, t0 = cpu_seconds(), time.perf_counter()
-    with torch_threads(threads):
-        summary = evaluate(out, **request)
-    atomic_write_json(key, plain)
-    cost, _ = record_cost(out, {"cpu_seconds": cpu_seconds() - c0, "wall_seconds": time.perf_counter() - t0})
-    return {**summary, "cpu_seconds": cost["cpu_seconds"], "reused": False}
-
-
 # --------------------------------------------------------------------------- results
 def finish(inv: Invocation, name: str, *, results: Mapping[str, Any], table: Sequence[Mapping[str, Any]],
            figures: Sequence[Path], finding: str, seconds: float) -> dict[str, Any]:
-    """Write ``summary.json``, log the experiment's W&B run, print the table and the finding;
-    returns the summary."""
-    from omnirl.config import config_to_dict
-    from omnirl.fileio import atomic_write_json
-
-    summary = {"experiment": name, "preset": inv.preset, "seed": inv.seed,
-               "settings": config_to_dict(inv.settings), "results": plain(results), "table": plain(list(table)),
-               "figures": [Path(f).name for f in figures], "finding": finding, "seconds": seconds}
-    atomic_write_json(inv.out / "summary.json", summary, sort_keys=False)  # table rows keep their column order
-    _log_wandb(inv, name, summary, figures)
+    """Write ``summary.json`` and the experiment's W&B run (``omnirl.experiment.write_summary``),
+    print the table and the finding; returns the summary."""
+    summary = write_summary(inv.out, name, preset=inv.preset, seed=inv.seed, settings=inv.settings, results=results,
+                            table=table, figures=figures, finding=finding, seconds=seconds, wandb_mode=inv.wandb_mode)
     print(format_table(summary["table"]), end="")
     print(f"\n{finding}\n\nresults: {inv.out / 'summary.json'}")
     return summary
-
-
-def _log_wandb(inv: Invocation, name: str, summary: dict, figures: Sequence[Path]) -> None:
-    from omnirl.train.tracking import git_provenance, wandb_mode
-
-    mode = wandb_mode(inv.wandb_mode)
-    if mode == "disabled":
-        return
-    import wandb
-
-    with _env(WANDB_SILENT="true"):
-        run = wandb.init(project="omnirl", dir=str(inv.out), mode=mode, job_type="experiment",
-                         name=f"{name}-{inv.preset}", config={"experiment": name, "preset": inv.preset,
-                                                              "seed": inv.seed, "settings": summary["settings"],
-                                                              "provenance": {"git": git_provenance()}})
-        try:
-            rows = summary["table"]
-            payload: dict[str, Any] = {}
-            if rows:
-                columns = list(rows[0])
-                payload["table"] = wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
-            for f in figures:
-                payload[Path(f).stem] = wandb.Image(str(f))
-            if payload:
-                run.log(payload)
-            run.summary["finding"] = summary["finding"]
-            for k, v in summary["results"].items():  # the flat numbers: what a sweep's metric names
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    run.summary[f"results/{k}"] = v
-        finally:
-            run.finish()
 
 
 def main_of(name: str, presets: Mapping[str, Any], run: Callable[[Invocation], dict], doc: str | None):
@@ -510,6 +258,6 @@ def main_of(name: str, presets: Mapping[str, Any], run: Callable[[Invocation], d
     return main
 
 
-__all__ = ["PRESET_NAMES", "Invocation", "parse", "default_out", "cpu_seconds", "dataset", "validation_sets",
+__all__ = ["PRESET_NAMES", "Invocation", "parse", "default_out", "cpu_seconds", "dataset", "validation_sets", "evaluate_once",
            "train", "train_many", "read_training", "evaluate", "format_table", "finish", "main_of", "log",
            "SWEEP_AGENT_VARIABLES"]

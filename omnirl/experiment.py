@@ -1,0 +1,289 @@
+"""The steps of an experiment in one run directory, each made if missing, resumed if interrupted and
+never repeated: datasets, training runs, evaluations, and the experiment's summary.
+
+    train_dir = dataset(out / "data" / "omnirl", n_tasks=256, sequences=1024, length=1025, states=16)
+    val = validation_sets(train_dir, out / "data" / "omnirl-val", 64, probe=True)
+    (run,) = train_many([(out / "train" / "n256", TrainConfig(...))])     # omnirl.train.fit, resumable
+    summary = evaluate_once(out / "eval" / "n256", checkpoint=run["checkpoint"], envs=["anymdp16"],
+                            n_envs=64, steps=1024, seed=0)                 # omnirl.evaluate.run, once
+    write_summary(out, "task_scaling", preset="laptop", seed=0, settings=..., results=..., ...)
+
+A dataset already complete is reused; a training run of the same configuration that finished is
+not repeated and one that was interrupted resumes from its last checkpoint (a run of another
+configuration in the same directory is refused, never overwritten); an evaluation whose request
+and summary are in its directory is not repeated. Every step that runs records what it cost
+(``omnirl.rundir.record_cost``), so a resumed experiment reports its reused steps' cost too. The
+file names are ``omnirl.rundir``'s; ``experiments/`` holds the studies built on these steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from omnirl.rundir import (LAST_CHECKPOINT, REQUEST_FILE, SUMMARY_FILE, cpu_seconds, plain, read_training,
+                           record_cost)
+
+
+def log(msg: str) -> None:
+    """A progress line on standard error."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- data
+SHARD_SIZE = 512
+"""Sequences per dataset shard of the experiments' datasets (see ``dataset``)."""
+
+
+def dataset(out: Path, *, n_tasks: int | None, sequences: int, length: int, states: int | str, actions: int = 5,
+            pipeline: str = "omnirl", seed: int = 0, task_seed: int = 0, workers: int = 1,
+            shard_size: int | None = None) -> Path:
+    """A dataset at ``out`` (made if missing, resumed if interrupted): ``sequences`` sequences of
+    ``length`` steps of ``pipeline`` on a task set of ``n_tasks`` tasks (``None``: a fresh task per
+    sequence). Task sets of one ``task_seed`` are nested: the first ``n`` tasks of a larger set are
+    the smaller set. ``shard_size``: sequences per shard (default ``DatasetSpec``'s); neither the
+    content nor the speed depends on it (synthesis simulates a batch of sequences across shards)."""
+    from omnirl.data.generate import DatasetSpec, generate_dataset, prepare_task_set
+    from omnirl.tasks.taskset import parse_states
+
+    hi, lo = parse_states(states)
+    task_dir = None
+    if n_tasks is not None:
+        task_dir = str(prepare_task_set(out, n_tasks, states, actions, task_seed, workers))
+    spec = DatasetSpec(pipeline=pipeline, n_sequences=sequences, length=length, n_obs=hi, n_actions=actions,
+                       seed=seed, task_set=task_dir, min_states=lo if n_tasks is None else None,
+                       **({} if shard_size is None else {"shard_size": shard_size}))
+    if not (out / "manifest.json").exists():
+        t0 = time.perf_counter()
+        generate_dataset(spec, out, workers=workers)
+        log(f"dataset {out}: {sequences} x {length} steps ({n_tasks or 'fresh'} tasks) in "
+            f"{time.perf_counter() - t0:.0f} s")
+    return out
+
+
+def validation_sets(train_dir: Path, out: Path, sequences: int, probe: bool = False) -> dict[str, str]:
+    """``{"seen": DIR, "unseen": DIR}`` (``seen`` only when the training set has a task set):
+    new sequences on the training tasks and on new tasks, made if missing; with ``probe``, also
+    ``probe`` (the in-context-RL probe of ``omnirl.data.generate.make_validation_sets``)."""
+    from omnirl.data.generate import PROBE, make_validation_sets
+    from omnirl.data.store import read_manifest
+
+    _, head = read_manifest(train_dir)
+    names = ("seen", "unseen") if head.config["spec"].get("task_set") else ("unseen",)
+    names += (PROBE,) if probe else ()
+    if not all((out / n / "manifest.json").exists() for n in names):
+        make_validation_sets(train_dir, out, sequences, probe=probe)
+    return {n: str(out / n) for n in names}
+
+
+# --------------------------------------------------------------------------- training
+@contextlib.contextmanager
+def hidden_env(**values: str | None) -> Iterator[None]:
+    """Environment variables set (``None``: unset) inside the block, restored after it."""
+    old = {k: os.environ.get(k) for k in values}
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+SWEEP_AGENT_VARIABLES = ("WANDB_RUN_ID", "WANDB_SWEEP_ID", "WANDB_SWEEP_PARAM_PATH")
+"""What ``wandb agent`` sets for the run it starts: hidden from the training and evaluation runs
+an experiment makes, so only the experiment's own W&B run is the sweep's run."""
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping) and k != "validation":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def train(out: Path, config: Any, wandb_mode: str = "auto") -> dict[str, Any]:
+    """``omnirl.train.fit(config)`` into ``out`` (its ``logging`` section set here: ``out``,
+    ``wandb_mode``, quiet), unless ``out`` already holds a finished run of the same settings; an
+    interrupted run of them is resumed from its last checkpoint. A run of other settings in ``out``
+    is refused (``ValueError`` naming the directory and the differing settings), never resumed or
+    overwritten. Returns ``read_training(out)``."""
+    from omnirl.config import config_to_dict
+    from omnirl.fileio import atomic_write_json
+    from omnirl.train import fit
+
+    logging = dataclasses.replace(config.logging, out_dir=str(out), wandb_mode=wandb_mode, quiet=True)
+    config = dataclasses.replace(config, logging=logging, train=dataclasses.replace(config.train, resume=None))
+    asked = {k: v for k, v in config_to_dict(config).items() if k != "logging"}
+    done, started = out / "done.json", out / "started.json"
+    if done.exists() and json.loads(done.read_text()).get("config") == asked:
+        log(f"training {out}: already done")
+        return read_training(out)
+    if (out / LAST_CHECKPOINT).exists():
+        record = started if started.exists() else done
+        before = json.loads(record.read_text()).get("config") if record.exists() else None
+        if before != asked:
+            now, then = _flat(asked), _flat(before or {})
+            changed = [f"{k}={now.get(k)!r} (the run's: {then.get(k)!r})" for k in sorted(set(now) | set(then))
+                       if now.get(k) != then.get(k)]
+            raise ValueError(f"{out} holds a training run of other settings (differing: {'; '.join(changed)}); "
+                             "give the experiment another --out, or remove that directory to train anew")
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, resume="last"))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(started, {"config": asked})
+    t0 = time.perf_counter()
+    with hidden_env(WANDB_SILENT="true", **dict.fromkeys(SWEEP_AGENT_VARIABLES)):
+        fit(config)  # the experiment prints its own progress
+    atomic_write_json(done, {"config": asked, "seconds": time.perf_counter() - t0})
+    log(f"training {out}: {time.perf_counter() - t0:.0f} s")
+    return read_training(out)
+
+
+def _train_job(out: Path, config: Any, wandb_mode: str, threads: int) -> dict[str, Any]:
+    """``train`` on ``threads`` torch threads, with ``record_cost``'s ``cpu_seconds`` (this
+    process's), ``wall_seconds`` and ``reused``."""
+    import resource
+
+    from omnirl._threads import torch_threads
+
+    def own() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    done = out / "done.json"
+    previous = done.read_bytes() if done.exists() else None
+    with torch_threads(threads):
+        c0, t0 = own(), time.perf_counter()
+        result = train(out, config, wandb_mode)
+    ran = previous is None or done.read_bytes() != previous
+    cost, reused = record_cost(out, {"cpu_seconds": own() - c0, "wall_seconds": time.perf_counter() - t0,
+                                     "threads": threads} if ran else None)
+    return {**result, "cpu_seconds": cost["cpu_seconds"], "wall_seconds": cost["wall_seconds"], "reused": reused}
+
+
+def train_many(jobs: Sequence[tuple[Path, Any]], *, parallel: int = 1, threads: int = 0,
+               wandb_mode: str = "auto") -> list[dict[str, Any]]:
+    """``train(out, config)`` for every job (a ``TrainConfig`` each), up to ``parallel`` at once (each in its own spawned
+    process when ``parallel`` > 1, else here, one after another), each on ``threads`` torch threads
+    (0: the machine's cores divided by ``parallel``, at least 1). Small models use a second
+    thread poorly and a busy core not at all, so two one-thread runs side by side cost less CPU
+    than two two-thread runs in turn. Returns, in the order of ``jobs``, ``read_training`` of each
+    plus ``wall_seconds``, ``cpu_seconds`` (its process's CPU time while training; for a run found
+    already done, what its ``cost.json`` recorded when it was trained, else NaN) and ``reused``
+    (found done)."""
+    if parallel < 1 or threads < 0:
+        raise ValueError(f"parallel must be >= 1 and threads >= 0, got {parallel} and {threads}")
+    n = threads or max(1, (os.cpu_count() or 1) // parallel)
+    if parallel == 1 or len(jobs) <= 1:
+        return [_train_job(Path(out), c, wandb_mode, n) for out, c in jobs]
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(min(parallel, len(jobs)), mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_train_job, Path(out), c, wandb_mode, n) for out, c in jobs]
+        return [f.result() for f in futures]
+
+
+# --------------------------------------------------------------------------- evaluation
+def evaluate(out: Path, *, checkpoint: str | None, envs: Sequence[str], protocol: str = "online", n_envs: int,
+             steps: int, seed: int, baselines: Sequence[str] | None = None, wandb_mode: str = "disabled",
+             **fields: Any) -> dict[str, Any]:
+    """``omnirl.evaluate.run`` into ``out``; ``fields`` are further settings by dotted name (e.g.
+    ``{"protocol.demo_steps": 1000}``). Returns its summary."""
+    from omnirl.config import config_from_dict
+    from omnirl.evaluate import EvaluateConfig
+    from omnirl.evaluate import run as run_evaluation
+
+    data = {"run": {"checkpoint": checkpoint, "envs": list(envs), "n_envs": n_envs, "steps": steps, "seed": seed,
+                    "out_dir": str(out), "wandb_mode": wandb_mode,
+                    "baselines": None if baselines is None else list(baselines)},
+            "protocol": {"protocol": protocol}}
+    cfg = config_from_dict(EvaluateConfig, data, fields)
+    with hidden_env(WANDB_SILENT="true", **dict.fromkeys(SWEEP_AGENT_VARIABLES)):
+        return run_evaluation(cfg)
+
+
+def evaluate_once(out: Path, *, threads: int = 1, **request: Any) -> dict[str, Any]:
+    """``evaluate(out, **request)`` on ``threads`` torch threads (0: torch's setting), unless
+    ``out`` already holds the summary of this very request (an interrupted experiment resumes
+    without evaluating twice); returns the summary with ``cpu_seconds`` (what the evaluation cost,
+    also when reused: ``record_cost``) and ``reused``."""
+    from omnirl._threads import torch_threads
+    from omnirl.fileio import atomic_write_json
+
+    key = out / REQUEST_FILE
+    plain = json.loads(json.dumps(request, default=str))
+    if (out / SUMMARY_FILE).exists() and key.exists() and json.loads(key.read_text()) == plain:
+        cost, reused = record_cost(out, None)
+        log(f"evaluation {out}: already done")
+        return {**json.loads((out / SUMMARY_FILE).read_text()), "cpu_seconds": cost["cpu_seconds"],
+                "reused": reused}
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    with torch_threads(threads):
+        summary = evaluate(out, **request)
+    atomic_write_json(key, plain)
+    cost, _ = record_cost(out, {"cpu_seconds": cpu_seconds() - c0, "wall_seconds": time.perf_counter() - t0})
+    return {**summary, "cpu_seconds": cost["cpu_seconds"], "reused": False}
+
+
+# --------------------------------------------------------------------------- the summary
+def write_summary(out: Path, experiment: str, *, preset: str, seed: int, settings: Any, results: Mapping[str, Any],
+                  table: Sequence[Mapping[str, Any]], figures: Sequence[Path], finding: str, seconds: float,
+                  wandb_mode: str = "auto") -> dict[str, Any]:
+    """Write an experiment's ``summary.json`` into ``out`` (``experiment``, ``preset``, ``seed``,
+    ``settings``, ``results``, ``table``, ``figures``, ``finding``, ``seconds``) and log it as the
+    experiment's W&B run (``wandb_mode``); returns the summary."""
+    from omnirl.fileio import atomic_write_json
+
+    summary = {"experiment": experiment, "preset": preset, "seed": seed, "settings": plain(settings),
+               "results": plain(results), "table": plain(list(table)), "figures": [Path(f).name for f in figures],
+               "finding": finding, "seconds": seconds}
+    atomic_write_json(out / SUMMARY_FILE, summary, sort_keys=False)  # table rows keep their column order
+    _log_wandb(out, summary, figures, wandb_mode)
+    return summary
+
+
+def _log_wandb(out: Path, summary: dict, figures: Sequence[Path], requested: str) -> None:
+    from omnirl.train.tracking import git_provenance, wandb_mode
+
+    mode = wandb_mode(requested)
+    if mode == "disabled":
+        return
+    import wandb
+
+    name, preset = summary["experiment"], summary["preset"]
+    with hidden_env(WANDB_SILENT="true"):
+        run = wandb.init(project="omnirl", dir=str(out), mode=mode, job_type="experiment", name=f"{name}-{preset}",
+                         config={"experiment": name, "preset": preset, "seed": summary["seed"],
+                                 "settings": summary["settings"], "provenance": {"git": git_provenance()}})
+        try:
+            rows = summary["table"]
+            payload: dict[str, Any] = {}
+            if rows:
+                columns = list(rows[0])
+                payload["table"] = wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
+            for f in figures:
+                payload[Path(f).stem] = wandb.Image(str(f))
+            if payload:
+                run.log(payload)
+            run.summary["finding"] = summary["finding"]
+            for k, v in summary["results"].items():  # the flat numbers: what a sweep's metric names
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    run.summary[f"results/{k}"] = v
+        finally:
+            run.finish()
