@@ -12,10 +12,13 @@ Steps (everything lands in one run directory, see ``experiments._common``):
    from the ``pipeline``: ``uniform_probe`` (uniform random pulls labelled with the best arm: no
    pull in the context shows the answer, so only the rewards can tell it), ``random_probe`` (one
    random softmax policy over the arms per sequence, from near-uniform to near-deterministic: the
-   pull counts are as uneven as in a learner's context, yet say nothing of the best arm) or
-   ``bandit`` (the bandit behaviour mix of ``omnirl.agents.bandit``, best-arm labels) or
+   pull counts are as uneven as in a learner's context, yet say nothing of the best arm),
+   ``bandit`` (the bandit behaviour mix of ``omnirl.agents.bandit``, best-arm labels),
    ``bandit_thompson`` (half the sequences uniform pulls, half Gaussian Thompson sampling, tagged
-   6 and 4: contexts as uneven as the model's own online). Every pull ends an episode, so a
+   6 and 4: contexts as uneven as the model's own online), ``bandit_posterior`` (posterior sampling
+   under the generator's prior, exact Thompson sampling, tagged 4: contexts of the policy the
+   model should become) or ``bandit_switch`` (uniform pulls, then Gaussian Thompson sampling from a
+   pull drawn per sequence, tagged 6 then 4). Every pull ends an episode, so a
    sequence alternates a pull and an episode-end marker: ``length`` entries hold about
    ``length / 2`` pulls. Validation: the bandit probe (``probe``: ``uniform_probe`` on
    ``val_sequences`` unseen bandits) and, for another training pipeline, ``unseen`` (that pipeline
@@ -80,7 +83,7 @@ CLOSE_RATIO = 1.5
 BASELINES = ("ucb1", "thompson", "uniform")
 """The online comparison."""
 MODEL = "omnirl"
-PIPELINES = ("uniform_probe", "random_probe", "bandit", "bandit_thompson")
+PIPELINES = ("uniform_probe", "random_probe", "bandit", "bandit_thompson", "bandit_posterior", "bandit_switch")
 """Training pipelines on bandits (see the module docstring)."""
 
 
@@ -90,8 +93,9 @@ class Settings:
 
     pipeline: str = "uniform_probe"
     """Training data: ``uniform_probe`` (uniform pulls), ``random_probe`` (one random softmax policy
-    over the arms per sequence), ``bandit`` (the bandit behaviour mix) or ``bandit_thompson``
-    (uniform pulls or Thompson sampling, half the sequences each); best-arm labels."""
+    over the arms per sequence), ``bandit`` (the bandit behaviour mix), ``bandit_thompson``
+    (uniform pulls or Thompson sampling, half the sequences each), ``bandit_posterior`` (posterior
+    sampling) or ``bandit_switch`` (uniform pulls, then Thompson sampling); best-arm labels."""
     actions: int = 5
     """Arms A of every bandit (the online bandits are ``bandit5``: 5)."""
     n_tasks: int | None = None
@@ -109,7 +113,12 @@ class Settings:
     layout: str = "compact"
     """Tokens per step: ``compact`` (2) or ``paper`` (5)."""
     reward_transform: str = "causal"
-    """What the model sees of a reward: ``none``, ``symlog`` or ``causal`` (``omnirl.model.rewards``)."""
+    """What the model sees of a reward: ``none``, ``symlog``, ``causal`` or ``range``
+    (``omnirl.model.rewards``)."""
+    policy_target: str = "oracle"
+    """What the policy head is trained against (``data.policy_target``): ``oracle`` (the best arm)
+    or ``reference`` (the reference's posterior probability that each arm is the best, given the
+    window so far)."""
     window: int = 1024
     """Entries per training and validation window."""
     batch_size: int = 8
@@ -149,6 +158,7 @@ class Settings:
         from omnirl._validate import check_choice, check_float, check_int
         from omnirl.model.backbone import BACKBONES
         from omnirl.model.rewards import REWARD_TRANSFORMS
+        from omnirl.train.config import POLICY_TARGETS
 
         check_choice("pipeline", self.pipeline, PIPELINES)
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -159,6 +169,7 @@ class Settings:
             check_int(f, getattr(self, f), min_value=1)
         check_choice("backbone", self.backbone, BACKBONES)
         check_choice("reward_transform", self.reward_transform, REWARD_TRANSFORMS)
+        check_choice("policy_target", self.policy_target, POLICY_TARGETS)
         check_float("temperature", self.temperature, min_value=0.0)
         check_float("t_final", self.t_final, min_value=0.0)
         check_int("t_steps", self.t_steps, min_value=1)
@@ -196,6 +207,7 @@ def training_overrides(s: Settings, train_dir: Path, validation: Mapping[str, st
     return {"model.backbone": s.backbone, "model.preset": s.model_preset, "model.layout": s.layout,
             "model.n_states": 1, "model.n_actions": s.actions, "model.reward_transform": s.reward_transform,
             "data.train": [str(train_dir)], "data.validation": dict(validation), "data.window": s.window,
+            "data.policy_target": s.policy_target,
             "data.batch_size": s.batch_size, "data.seed": seed, "train.segment_len": s.segment_len,
             "train.max_steps": s.max_steps, "train.lr": s.lr, "train.warmup_steps": s.warmup_steps,
             "train.val_every": s.val_every, "train.seed": seed}
