@@ -12,16 +12,19 @@ Steps (everything lands in one run directory, see ``experiments._common``):
    from the ``pipeline``: ``uniform_probe`` (uniform random pulls labelled with the best arm: no
    pull in the context shows the answer, so only the rewards can tell it), ``random_probe`` (one
    random softmax policy over the arms per sequence, from near-uniform to near-deterministic: the
-   pull counts are as uneven as in a learner's context, yet say nothing of the best arm) or
-   ``bandit`` (the bandit behaviour mix of ``omnirl.agents.bandit``, best-arm labels) or
+   pull counts are as uneven as in a learner's context, yet say nothing of the best arm),
+   ``bandit`` (the bandit behaviour mix of ``omnirl.agents.bandit``, best-arm labels),
    ``bandit_thompson`` (half the sequences uniform pulls, half Gaussian Thompson sampling, tagged
-   6 and 4: contexts as uneven as the model's own online). Every pull ends an episode, so a
+   6 and 4: contexts as uneven as the model's own online), ``bandit_posterior`` (posterior sampling
+   under the generator's prior, exact Thompson sampling, tagged 4: contexts of the policy the
+   model should become) or ``bandit_switch`` (uniform pulls, then Gaussian Thompson sampling from a
+   pull drawn per sequence, tagged 6 then 4). Every pull ends an episode, so a
    sequence alternates a pull and an episode-end marker: ``length`` entries hold about
    ``length / 2`` pulls. Validation: the bandit probe (``probe``: ``uniform_probe`` on
    ``val_sequences`` unseen bandits) and, for another training pipeline, ``unseen`` (that pipeline
    on unseen bandits).
 2. **Training.** One tiny model (``backbone``, ``model_preset``, ``layout``, ``reward_transform``)
-   for ``max_steps`` batches of ``batch_size`` windows of ``window`` entries; every ``val_every``
+   for ``train.max_steps`` batches of ``data.batch_size`` windows of ``data.window`` entries; every ``train.val_every``
    steps the probe's loss is measured against position, beside the loss of the Bayes-optimal
    reference on the same windows (training validation's reference, ``omnirl.agents.reference``:
    the exact posterior probability that each arm is the best under the bandit generator's prior).
@@ -63,9 +66,11 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from experiments._common import Invocation, cpu_seconds, dataset, evaluate_once, finish, log, main_of, train_many
+from experiments._common import (Invocation, cpu_seconds, dataset, evaluate_once, finish, log, main_of, presets,
+                                 train_many, training_config)
 from experiments._scores import context_improves, finite
 from experiments.task_scaling import check_training_fields, limit_y
+from omnirl.train.config import DataSection, ModelSection, TrainSection
 
 NAME = "bandits"
 PROBE = "probe"
@@ -80,7 +85,7 @@ CLOSE_RATIO = 1.5
 BASELINES = ("ucb1", "thompson", "uniform")
 """The online comparison."""
 MODEL = "omnirl"
-PIPELINES = ("uniform_probe", "random_probe", "bandit", "bandit_thompson")
+PIPELINES = ("uniform_probe", "random_probe", "bandit", "bandit_thompson", "bandit_posterior", "bandit_switch")
 """Training pipelines on bandits (see the module docstring)."""
 
 
@@ -90,8 +95,9 @@ class Settings:
 
     pipeline: str = "uniform_probe"
     """Training data: ``uniform_probe`` (uniform pulls), ``random_probe`` (one random softmax policy
-    over the arms per sequence), ``bandit`` (the bandit behaviour mix) or ``bandit_thompson``
-    (uniform pulls or Thompson sampling, half the sequences each); best-arm labels."""
+    over the arms per sequence), ``bandit`` (the bandit behaviour mix), ``bandit_thompson``
+    (uniform pulls or Thompson sampling, half the sequences each), ``bandit_posterior`` (posterior
+    sampling) or ``bandit_switch`` (uniform pulls, then Thompson sampling); best-arm labels."""
     actions: int = 5
     """Arms A of every bandit (the online bandits are ``bandit5``: 5)."""
     n_tasks: int | None = None
@@ -102,28 +108,14 @@ class Settings:
     """Entries per stored sequence (pulls and end markers); at least ``window + 1``."""
     val_sequences: int = 64
     """Sequences per validation set."""
-    backbone: str = "rwkv7"
-    """Backbone: ``rwkv7``, ``gdn``, ``gsa`` or ``mamba2``."""
-    model_preset: str = "tiny"
-    """Backbone size: ``tiny`` or ``paper``."""
-    layout: str = "compact"
-    """Tokens per step: ``compact`` (2) or ``paper`` (5)."""
-    reward_transform: str = "causal"
-    """What the model sees of a reward: ``none``, ``symlog`` or ``causal`` (``omnirl.model.rewards``)."""
-    window: int = 1024
-    """Entries per training and validation window."""
-    batch_size: int = 8
-    """Windows per batch."""
-    segment_len: int = 256
-    """Entries per back-propagation segment."""
-    max_steps: int = 300
-    """Optimiser steps (a multiple of ``val_every``)."""
-    lr: float = 3e-3
-    """Peak learning rate (AdamW)."""
-    warmup_steps: int = 30
-    """Learning-rate warm-up steps."""
-    val_every: int = 100
-    """Optimiser steps between validations."""
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    """The model (``omnirl.train.config.ModelSection``; its sizes are the bandits': 1 state, ``actions``)."""
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    """The training windows (``window``: entries per training and validation window; ``batch_size``;
+    ``policy_target``: ``oracle``, the best arm, or ``reference``, the reference's posterior
+    probability that each arm is the best given the window so far); the datasets are the experiment's."""
+    train: TrainSection = dataclasses.field(default_factory=TrainSection)
+    """The optimisation (``max_steps`` a multiple of ``val_every``)."""
     threads: int = 1
     """Torch threads of the training run and of the evaluation (0: the machine's cores). One thread
     costs the least CPU time for the tiny model; two were 3x slower on a busy 2-core machine."""
@@ -144,35 +136,38 @@ class Settings:
     the ``uniform_probe`` and ``random_probe`` data (7, unknown, marks episode ends there)."""
 
     def __post_init__(self) -> None:
-        from types import SimpleNamespace
-
         from omnirl._validate import check_choice, check_float, check_int
-        from omnirl.model.backbone import BACKBONES
-        from omnirl.model.rewards import REWARD_TRANSFORMS
 
         check_choice("pipeline", self.pipeline, PIPELINES)
-        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        check_training_fields(SimpleNamespace(**fields, parallel=1))  # one model
+        check_training_fields(self)
         if self.n_tasks is not None:
             check_int("n_tasks", self.n_tasks, min_value=1)
         for f in ("eval_envs", "eval_steps"):
             check_int(f, getattr(self, f), min_value=1)
-        check_choice("backbone", self.backbone, BACKBONES)
-        check_choice("reward_transform", self.reward_transform, REWARD_TRANSFORMS)
         check_float("temperature", self.temperature, min_value=0.0)
         check_float("t_final", self.t_final, min_value=0.0)
         check_int("t_steps", self.t_steps, min_value=1)
         check_int("own_tag", self.own_tag, min_value=0, max_value=7)
 
+    @property
+    def parallel(self) -> int:
+        """One model: one training run."""
+        return 1
 
-PRESETS = {
-    "smoke": Settings(sequences=32, length=129, val_sequences=8, window=128, batch_size=4, segment_len=64,
-                      max_steps=4, warmup_steps=1, val_every=2, threads=1, eval_envs=4, eval_steps=120),
-    "laptop": Settings(),
-    "paper": Settings(sequences=131_072, length=4_001, val_sequences=256, model_preset="paper", layout="paper",
-                      window=4_000, batch_size=16, segment_len=2_000, max_steps=20_000, lr=2e-4, warmup_steps=2_000,
-                      val_every=1_000, threads=0, workers=32, eval_envs=256, eval_steps=2_000),
-}
+
+PRESETS = presets(Settings, {
+    "smoke": {"sequences": 32, "length": 129, "val_sequences": 8, "threads": 1, "eval_envs": 4, "eval_steps": 120,
+              "model": {"backbone": "rwkv7"}, "data": {"window": 128, "batch_size": 4},
+              "train": {"segment_len": 64, "max_steps": 4, "lr": 3e-3, "warmup_steps": 1, "val_every": 2}},
+    "laptop": {"model": {"backbone": "rwkv7"},
+               "train": {"max_steps": 300, "lr": 3e-3, "warmup_steps": 30, "val_every": 100}},
+    "paper": {"sequences": 131_072, "length": 4_001, "val_sequences": 256, "threads": 0, "workers": 32,
+              "eval_envs": 256, "eval_steps": 2_000,
+              "model": {"backbone": "rwkv7", "preset": "paper", "layout": "paper"},
+              "data": {"window": 4_000, "batch_size": 16},
+              "train": {"segment_len": 2_000, "max_steps": 20_000, "lr": 2e-4, "warmup_steps": 2_000,
+                        "val_every": 1_000}},
+})
 """The presets (see the module docstring)."""
 
 
@@ -189,19 +184,6 @@ def make_data(s: Settings, out: Path, seed: int) -> tuple[Path, dict[str, str]]:
     if not all((val / d / "manifest.json").exists() for d in names.values()):
         make_validation_sets(train_dir, val, s.val_sequences, workers=s.workers, probes=("uniform_probe",))
     return train_dir, {n: str(val / d) for n, d in names.items()}
-
-
-def training_config(s: Settings, train_dir: Path, validation: Mapping[str, str], seed: int) -> Any:
-    """The ``TrainConfig`` of the model."""
-    from omnirl.train.config import DataSection, ModelSection, TrainConfig, TrainSection
-
-    return TrainConfig(
-        model=ModelSection(backbone=s.backbone, preset=s.model_preset, layout=s.layout, n_states=1,
-                           n_actions=s.actions, reward_transform=s.reward_transform),
-        data=DataSection(train=(str(train_dir),), validation=dict(validation), window=s.window,
-                         batch_size=s.batch_size, seed=seed),
-        train=TrainSection(segment_len=s.segment_len, max_steps=s.max_steps, lr=s.lr, warmup_steps=s.warmup_steps,
-                           val_every=s.val_every, seed=seed))
 
 
 def online_regret(eval_dir: Path, env: str) -> dict[str, Any]:
@@ -247,7 +229,7 @@ def finding_text(s: Settings, probe: Mapping[str, float], online: Mapping[str, M
     uniform = math.log(s.actions)
     parts = [
         f"Probe (uniform pulls on {s.val_sequences} unseen bandits, best-arm labels; first to last quarter of "
-        f"{s.window} entries): the model's loss goes {probe['model_q1']:.3f} -> {probe['model_q4']:.3f} nats "
+        f"{s.data.window} entries): the model's loss goes {probe['model_q1']:.3f} -> {probe['model_q4']:.3f} nats "
         f"(uniform {uniform:.3f}), the Bayes-optimal reference's {probe['reference_q1']:.3f} -> "
         f"{probe['reference_q4']:.3f}: a gain of {probe['gain']:.2f} of the reference's drop (target {MIN_GAIN}); "
         f"in the last quarter the model is {probe['share_q4']:.2f} of the way from uniform to the reference. "
@@ -282,7 +264,7 @@ def plot(s: Settings, curve: Mapping[str, Any], online: Mapping[str, Mapping[str
     fig = Figure(figsize=(11, 4))
     ax = fig.subplots(1, 2)
     arr = lambda x: np.array([np.nan if v is None else v for v in x], dtype=float)  # noqa: E731
-    ax[0].plot(arr(curve["position"]), arr(curve["all"]), "-o", ms=3, label=f"model ({s.reward_transform})")
+    ax[0].plot(arr(curve["position"]), arr(curve["all"]), "-o", ms=3, label=f"model ({s.model.reward_transform})")
     if "reference" in curve:
         ax[0].plot(arr(curve["position"]), arr(curve["reference"]), "-s", ms=3, color="black",
                    label="Bayes-optimal reference")
@@ -297,8 +279,8 @@ def plot(s: Settings, curve: Mapping[str, Any], online: Mapping[str, Mapping[str
               ylabel="cumulative regret (expected)")
     for a in ax:
         a.legend(fontsize=7)
-    fig.suptitle(f"Bandit rung: {s.backbone} ({s.model_preset}, {s.layout}), {s.pipeline} data, "
-                 f"{s.max_steps} steps of {s.batch_size}x{s.window}")
+    fig.suptitle(f"Bandit rung: {s.model.backbone} ({s.model.preset}, {s.model.layout}), {s.pipeline} data, "
+                 f"{s.train.max_steps} steps of {s.data.batch_size}x{s.data.window}")
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -329,8 +311,9 @@ def run(inv: Invocation) -> dict:
 
     t1, c1 = time.perf_counter(), cpu_seconds()
     log("training the model")
-    (r,) = train_many([(inv.out / "train", training_config(s, train_dir, validation, inv.seed))],
-                      threads=s.threads, wandb_mode=inv.wandb_mode)
+    config = training_config(s, train_dir=train_dir, validation=validation, seed=inv.seed, n_states=1,
+                             n_actions=s.actions)
+    (r,) = train_many([(inv.out / "train", config)], threads=s.threads, wandb_mode=inv.wandb_mode)
     wall["train"], cpu["train"] = time.perf_counter() - t1, cpu_seconds() - c1
 
     t1, c1 = time.perf_counter(), cpu_seconds()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from omnirl.agents import PriorInfo
-from omnirl.agents.bandit import (BANDIT_COMPONENTS, ArmStats, BanditMix, BanditMixConfig, best_arms,
+from omnirl.agents.bandit import (BANDIT_COMPONENTS, BANDIT_WEIGHTS, ArmStats, BanditMix, BanditMixConfig, best_arms,
                                   thompson_actions, ucb1_actions)
 from omnirl.data.generate import DatasetSpec, generate_dataset, prepare_task_set
 from omnirl.data.store import Dataset
@@ -75,7 +75,47 @@ def test_a_row_depends_on_its_task_and_seed_only():
     again = play(BanditMix(BanditMixConfig(), tasks, seeds), tasks, 60)[0]
     assert (together == again).all()
     assert len(set(BanditMix(BanditMixConfig(), bandits(400), [(1, i) for i in range(400)]).kind)) == \
-        len(BANDIT_COMPONENTS)
+        len(BANDIT_WEIGHTS)  # the components of positive default weight
+    for name in ("posterior", "switch"):  # the components with per-row random draws of their own
+        mixed = BanditMixConfig(weights={name: 1.0, "uniform": 1.0})
+        together = play(BanditMix(mixed, tasks, seeds), tasks, 40)[0]
+        alone = play(BanditMix(mixed, tasks[5:6], seeds[5:6]), tasks[5:6], 40)[0]
+        assert (together[5] == alone[0]).all(), name
+
+
+def test_posterior_sampling_draws_arms_with_the_reference_posterior():
+    """``posterior`` pulls arm ``a`` with the reference's P(best = a) given the pulls so far: at the
+    first pull uniformly; later, row by row, with the probabilities ``bandit_policy`` gives its context."""
+    from omnirl.agents.reference import ReferenceConfig, bandit_policy
+
+    tasks = bandits(300)
+    seeds = [(7, i) for i in range(300)]
+    mix = BanditMix(only("posterior", posterior_dense=6), tasks, seeds)
+    acts, tags = play(mix, tasks, 6)
+    assert (tags == int(PriorInfo.MODEL_BASED)).all()
+    assert np.abs(np.bincount(acts[:, 0], minlength=A) / 300 - 1 / A).max() < 0.08  # no pull seen: uniform
+    rewards = np.take_along_axis(arm_means(tasks), acts, 1)
+    p = bandit_policy(acts, rewards, A, ReferenceConfig(smoothing=1e-9, bandit_draws=512))[:, 5]  # (300, A)
+    expected, observed = p.sum(0), np.bincount(acts[:, 5], minlength=A)
+    assert np.all(np.abs(observed - expected) < 4 * np.sqrt(expected) + 1), (observed, expected)
+    likely = p[np.arange(300), acts[:, 5]].mean()  # the drawn arm's posterior probability
+    assert likely == pytest.approx((p * p).sum(1).mean(), abs=0.05) and likely > 1.5 / A
+    tasks = bandits(16)
+    acts = play(BanditMix(only("posterior"), tasks, [(0, i) for i in range(16)]), tasks, 100)[0]
+    assert (acts[:, -30:] == best_arms(tasks)[:, None]).mean() > 0.9  # noise-free rewards: it settles
+
+
+def test_switch_pulls_uniformly_then_samples():
+    tasks = bandits(64)
+    mix = BanditMix(only("switch", switch=(20.0, 60.0)), tasks, [(2, i) for i in range(64)])
+    acts, tags = play(mix, tasks, 200)
+    k = np.ceil(mix._switch).astype(int)  # the first pull of Thompson sampling
+    assert (k >= 20).all() and (k <= 60).all() and len(set(k.tolist())) > 10
+    for row in range(64):
+        assert (tags[row, :k[row]] == int(PriorInfo.RANDOM)).all()
+        assert (tags[row, k[row]:] == int(PriorInfo.MODEL_BASED)).all()
+    assert np.abs(np.bincount(acts[:, :20].ravel(), minlength=A) / acts[:, :20].size - 1 / A).max() < 0.05
+    assert (acts[:, -50:] == best_arms(tasks)[:, None]).mean() > 0.8
 
 
 def test_learners_by_hand():
@@ -97,6 +137,8 @@ def test_learners_by_hand():
     (dict(weights={"greedy": 1.0}), "weights"), (dict(weights={"ucb1": -1.0}), "weights"),
     (dict(eps_start=(0.5, 1.5)), "eps_start"), (dict(eps_tau=(0.0, 1.0)), "eps_tau"),
     (dict(ucb_c=(-1.0, 1.0)), "ucb_c"), (dict(noise_std=0.0), "noise_std"), (dict(prior_std=-1.0), "prior_std"),
+    (dict(switch=(-1.0, 5.0)), "switch"), (dict(switch=(5.0, 1.0)), "switch"),
+    (dict(posterior_refresh=0), "posterior_refresh"), (dict(posterior_dense=-1), "posterior_dense"),
 ])
 def test_bad_config(kw, name):
     with pytest.raises(ValueError, match=name):
@@ -150,6 +192,24 @@ def test_bandit_thompson_pipeline_data(tmp_path):
         share[tags.pop()].append(float((seq["action"][pulls][50:] == best).mean()))
     assert share[4] and share[6]
     assert np.mean(share[4]) > 0.6 > 0.35 > np.mean(share[6])
+
+
+@pytest.mark.parametrize("pipeline, tags", [("bandit_posterior", {4}), ("bandit_switch", {6, 4})])
+def test_posterior_and_switch_pipeline_data(tmp_path, pipeline, tags):
+    """Best-arm labels, never-masked tags of who acted, pulls that concentrate on the best arm."""
+    ds, tasks = bandit_dataset(tmp_path, pipeline, 12, 700, task_seed=5, seed=2)
+    late = []
+    for j in range(len(ds)):
+        seq = ds.sequence(j)
+        pulls = seq["action"] < A
+        best = int(np.argmax(tasks[int(seq["task_index"])].reward[0, :, 0]))
+        assert (seq["label"][pulls] == best).all() and (seq["prompt"][pulls] == 3).all()
+        assert set(seq["tag"][pulls].tolist()) <= tags
+        if tags == {6, 4}:  # uniform first, then Thompson sampling: 6s never follow a 4
+            t = seq["tag"][pulls]
+            assert not ((t[:-1] == 4) & (t[1:] == 6)).any()
+        late.append(float((seq["action"][pulls][-60:] == best).mean()))
+    assert np.mean(late) > 0.6
 
 
 def test_bandit_baselines_learn_and_refuse_mdps():

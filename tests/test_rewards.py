@@ -8,7 +8,7 @@ import torch
 
 from omnirl.model.backbone import preset
 from omnirl.model.omnirl import LAYOUTS, OmniRL, OmniRLConfig
-from omnirl.model.rewards import CLIP, REWARD_TRANSFORMS, STD_EPS, init_memory, transform_rewards
+from omnirl.model.rewards import CLIP, RANGE_EPS, REWARD_TRANSFORMS, STD_EPS, init_memory, transform_rewards
 
 
 def run(kind, rewards, valid=None, memory=None):
@@ -23,15 +23,43 @@ def test_causal_values_by_hand():
     # t=3: rewards 1, 3, 5: mean 3, std sqrt(8/3)
     expect = [0.0, 1.0 / (1.0 + STD_EPS), 0.0, 2.0 / (math.sqrt(8 / 3) + STD_EPS)]
     torch.testing.assert_close(out[0], torch.tensor(expect), rtol=1e-6, atol=1e-7)
-    torch.testing.assert_close(memory[0], torch.tensor([expect[-1], 3.0, 9.0, 35.0], dtype=torch.float64))
+    torch.testing.assert_close(memory[0], torch.tensor([expect[-1], 3.0, 9.0, 35.0, 1.0, 5.0], dtype=torch.float64))
 
 
 def test_symlog_and_none():
     out, memory = run("symlog", [-3.0, 0.0, 8.0])
     torch.testing.assert_close(out[0], torch.tensor([-math.log(4.0), 0.0, math.log(9.0)]))
-    assert memory[0, 0] == pytest.approx(math.log(9.0)) and memory[0, 1:].abs().sum() == 0
+    assert memory[0, 0] == pytest.approx(math.log(9.0))
+    assert memory[0, 1:].tolist() == [3.0, 5.0, 73.0, -3.0, 8.0]  # the statistics are kept whatever the kind
     out, memory = run("none", [-3.0, 0.5])
     assert out[0].tolist() == [-3.0, 0.5] and memory[0, 0] == 0.5
+
+
+def test_range_values_by_hand():
+    out, memory = run("range", [2.0, 6.0, 0.0, 4.0, 10.0, 6.0], valid=[True, True, False, True, True, True])
+    # t=0: one reward -> 0; t=1: range [2, 6], 6 -> 1; t=2: an end marker -> 0, not counted;
+    # t=3: 4 in [2, 6] -> 0; t=4: range [2, 10], 10 -> 1; t=5: 6 in [2, 10] -> 0
+    span = lambda lo, hi: hi - lo + RANGE_EPS * hi  # noqa: E731
+    expect = [0.0, 2 * 4 / span(2, 6) - 1, 0.0, 2 * 2 / span(2, 6) - 1, 2 * 8 / span(2, 10) - 1,
+              2 * 4 / span(2, 10) - 1]
+    torch.testing.assert_close(out[0], torch.tensor(expect), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(memory[0, 1:], torch.tensor([5.0, 28.0, 192.0, 2.0, 10.0], dtype=torch.float64))
+
+
+def test_range_is_scale_free_and_keeps_its_scale_when_pulls_concentrate():
+    g = torch.Generator().manual_seed(3)
+    r = torch.rand(2, 50, generator=g) + 0.5
+    v = torch.ones_like(r, dtype=torch.bool)
+    a, _ = transform_rewards("range", r, v, init_memory(2))
+    b, _ = transform_rewards("range", 7.0 * r - 3.0, v, init_memory(2))
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    # two arms seen, then one arm only: its reward keeps its value under range, drifts under causal
+    x = torch.tensor([[0.5, 1.0] * 5 + [1.0] * 200])
+    v = torch.ones_like(x, dtype=torch.bool)
+    rng, _ = transform_rewards("range", x, v, init_memory(1))
+    causal, _ = transform_rewards("causal", x, v, init_memory(1))
+    assert rng[0, 9] == pytest.approx(1.0, abs=1e-5) and rng[0, -1] == pytest.approx(1.0, abs=1e-5)
+    assert causal[0, -1] < 0.5 * causal[0, 9]
 
 
 def test_causal_is_clipped_and_zero_for_constant_rewards():

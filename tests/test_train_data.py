@@ -164,3 +164,55 @@ def test_bad_inputs(dirs):
         WindowDataset([dirs["a"]], 0)
     with pytest.raises(ValueError, match="paths"):
         WindowDataset([], T)
+
+
+@pytest.fixture(scope="module")
+def bandit_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bandit_data")
+    tasks = prepare_task_set(root / "ts", 6, "1", A, task_seed=2)
+    spec = DatasetSpec(pipeline="uniform_probe", n_sequences=6, length=L, n_obs=1, n_actions=A, seed=3,
+                       task_set=str(tasks))
+    generate_dataset(spec, root / "d")
+    return root / "d"
+
+
+def test_soft_targets_are_the_reference_posterior_of_the_window(bandit_dir):
+    from omnirl.agents.reference import ReferenceConfig, bandit_policy
+    from omnirl.train.config import ReferenceSection
+
+    learner = ReferenceConfig(bandit_draws=32, refresh=4)
+    dm = OmniRLDataModule(DataSection(train=(str(bandit_dir),), window=T, batch_size=4, seed=1,
+                                      policy_target="reference"), reference=ReferenceSection(learner=learner))
+    got = batches(dm.train_dataloader(), 0)
+    assert [b["policy_target"].shape for b in got] == [(4, T, A), (2, T, A)]
+    assert any((b["start"] > 0).any() for b in got)
+    for b in got:
+        # the posterior given the window's own steps (the model's context), not the stored sequence's
+        expect = bandit_policy(b["action"][:, :T].numpy(), b["reward"][:, :T].numpy(), A, learner)
+        np.testing.assert_allclose(b["policy_target"].numpy(), expect, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(b["policy_target"].sum(-1).numpy(), 1.0, atol=1e-5)
+        late = b["policy_target"][:, T // 2:][b["label"][:, T // 2:T] < A]  # (steps, A) mid-window on
+        labels = b["label"][:, T // 2:T][b["label"][:, T // 2:T] < A]
+        assert late.gather(1, labels[:, None]).mean() > 1.5 / A  # the rewards point at the best arm
+        # the other fields are the stored windows, as without soft targets
+        plain = dm.train_set[0]
+        assert set(plain) | {"policy_target"} == set(b)
+    plain = batches(OmniRLDataModule(DataSection(train=(str(bandit_dir),), window=T, batch_size=4,
+                                                 seed=1)).train_dataloader(), 0)
+    for x, y in zip(got, plain):
+        assert "policy_target" not in y
+        torch.testing.assert_close({k: v for k, v in x.items() if k != "policy_target"}, y)
+
+
+def test_soft_targets_are_refused_on_mdps_and_bad_settings(dirs, bandit_dir):
+    with pytest.raises(ValueError, match=r"policy_target='reference' needs bandit data.*n_obs=16"):
+        OmniRLDataModule(section(dirs, policy_target="reference"))
+    with pytest.raises(ValueError, match="policy_target"):
+        section(dirs, policy_target="soft")
+    from omnirl.train.data import SoftTargets
+    with pytest.raises(ValueError, match="n_obs=16"):
+        SoftTargets(16, A)
+    # the validation loaders score the labels: no soft targets there
+    dm = OmniRLDataModule(DataSection(train=(str(bandit_dir),), validation={"v": str(bandit_dir)}, window=T,
+                                      batch_size=4, policy_target="reference"))
+    assert all("policy_target" not in b for loader in dm.val_dataloader() for b in loader)

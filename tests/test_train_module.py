@@ -324,3 +324,36 @@ def test_validation_logs_the_reference_and_the_gain():
         if key != "reference":
             metric = key.split("/")[1] + "_loss_" + key.split("/")[2]
             assert metrics[f"val/unseen/{metric}"] == pytest.approx(mean(batch[field]), rel=1e-5), key
+
+
+def test_soft_policy_targets_train_the_cross_entropy_against_them():
+    """With ``policy_target`` in the batch, the logged policy loss is ``-sum_a q_a log p_a`` (``p`` the
+    model's softmax over its ``A + 1`` outputs) averaged over the steps, computed here by hand."""
+    module, record = make_module(context_warmup=0), Record()
+    initial = copy.deepcopy(module.model)
+    batch = make_batch(4)
+    torch.manual_seed(5)
+    batch["policy_target"] = torch.distributions.Dirichlet(torch.ones(A)).sample((B, T))
+    trainer(1, [record]).fit(module, loader(batch))
+
+    inputs, targets = split_window(batch)
+    assert targets["policy_target"].shape == (B, T, A)
+    with torch.no_grad():
+        out, _ = initial(**inputs)
+    logits = out["policy"].double().numpy()  # (B, T, A + 1)
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    q = batch["policy_target"].double().numpy()
+    step = (targets["label"] < A).numpy()
+    expected = (-(q * logp[..., :A]).sum(-1) * step).sum() / step.sum()
+    assert record.metrics[0]["train/policy_loss"] == pytest.approx(expected, rel=1e-4)
+    hard = (-np.take_along_axis(logp, np.minimum(targets["label"].numpy(), A)[..., None], -1)[..., 0] * step).sum()
+    assert abs(hard / step.sum() - expected) > 1e-3  # the labels were not used (10x the tolerance above)
+
+
+def test_soft_policy_targets_of_the_wrong_shape_are_refused():
+    model = make_module().model
+    inputs, targets = split_window(make_batch(6))
+    with torch.no_grad():
+        out, _ = model(**inputs)
+    with pytest.raises(ValueError, match="policy_target must have shape"):
+        model.losses(out, **targets, policy_target=torch.full((B, T, A + 1), 1.0 / (A + 1)))

@@ -33,6 +33,13 @@ drawn by weight at ``reset``:
 | ``ucb1`` | 0.20 | UCB1, ``c ~ U(0.02, 0.2)`` per sequence (``ucb_c``) | 4 (``MODEL_BASED``) |
 | ``thompson`` | 0.20 | Gaussian Thompson sampling (prior above) | 4 (``MODEL_BASED``) |
 | ``uniform`` | 0.30 | uniform random arm | 6 (``RANDOM``) |
+| ``posterior`` | 0 | posterior sampling under the generator's prior: an arm drawn with the Bayes-optimal reference's probability that it is the best (``omnirl.agents.reference.BanditPosterior``), i.e. exact Thompson sampling | 4 (``MODEL_BASED``) |
+| ``switch`` | 0 | uniform random arms for the first ``k`` pulls, ``k ~ U(switch)`` per sequence, then Gaussian Thompson sampling (which counts the uniform pulls too): contexts that concentrate part way, like a learner's | 6, then 4 |
+
+``posterior`` recomputes the posterior at each of the first ``posterior_dense`` pulls of a sequence
+and then every ``posterior_refresh`` pulls (in between it samples from the last one), with the
+reference's default settings (``ReferenceConfig``); its Monte Carlo draws come from each row's own
+stream. Components of weight 0 are used only by pipelines that name them.
 
 Epsilon decays with the pull count ``t`` of the sequence: ``eps_t = eps0 / (1 + t / tau)`` with
 ``eps0 ~ U(eps_start)`` and ``tau ~ A * U(eps_tau)`` drawn per sequence.
@@ -60,10 +67,12 @@ from omnirl._validate import check_float, check_int
 from omnirl.agents.mixture import MixtureViews, _check_range, _uniform, check_weights
 from omnirl.agents.oracle import batch_sizes, check_rows_tasks_seeds, oracle_tables
 from omnirl.agents.prior import REFERENCE, PriorInfo
+from omnirl.agents.reference import BanditPosterior, ReferenceConfig
 from omnirl.agents.streams import LANES, RowStreams
 from omnirl.tasks import MDPTask
 
-BANDIT_COMPONENTS: tuple[str, ...] = ("oracle", "epsilon_greedy", "ucb1", "thompson", "uniform")
+BANDIT_COMPONENTS: tuple[str, ...] = ("oracle", "epsilon_greedy", "ucb1", "thompson", "uniform", "posterior",
+                                       "switch")
 """Component names of the bandit mixture, in the order of their index (``BanditMix.kind``)."""
 
 BANDIT_WEIGHTS: Mapping[str, float] = MappingProxyType({
@@ -72,7 +81,8 @@ BANDIT_WEIGHTS: Mapping[str, float] = MappingProxyType({
 
 BANDIT_TAGS: Mapping[str, tuple[PriorInfo, ...]] = MappingProxyType({
     "oracle": (REFERENCE,), "epsilon_greedy": (PriorInfo.Q_LEARNING, PriorInfo.RANDOM),
-    "ucb1": (PriorInfo.MODEL_BASED,), "thompson": (PriorInfo.MODEL_BASED,), "uniform": (PriorInfo.RANDOM,)})
+    "ucb1": (PriorInfo.MODEL_BASED,), "thompson": (PriorInfo.MODEL_BASED,), "uniform": (PriorInfo.RANDOM,),
+    "posterior": (PriorInfo.MODEL_BASED,), "switch": (PriorInfo.RANDOM, PriorInfo.MODEL_BASED)})
 """The prior-information ids each component's actions carry (see the module docstring)."""
 
 UCB_C = 0.05
@@ -80,8 +90,25 @@ UCB_C = 0.05
 THOMPSON_PRIOR: Mapping[str, float] = MappingProxyType({"prior_mean": 0.75, "prior_std": 1.0, "noise_std": 0.05})
 """Thompson sampling's prior and assumed noise measured best on generator bandits."""
 
-_ORACLE, _EPS, _UCB, _TS, _UNIFORM = range(len(BANDIT_COMPONENTS))
-_N_PARAMS = 4  # per-sequence uniforms: eps0, tau, ucb c, (spare)
+_ORACLE, _EPS, _UCB, _TS, _UNIFORM, _POSTERIOR, _SWITCH = range(len(BANDIT_COMPONENTS))
+_N_PARAMS = 4  # per-sequence uniforms: eps0, tau, ucb c, switch point
+
+
+class _StreamDraws:
+    """``rng.random(shape)`` (``shape[0]`` = the rows) from per-row streams: each call of a step takes
+    the next ``prod(shape[1:])`` lanes from ``lane`` on (``restart`` before each step's first call)."""
+
+    def __init__(self, streams: RowStreams, lane: int) -> None:
+        self.streams, self.lane, self.offset = streams, lane, 0
+
+    def restart(self) -> None:
+        self.offset = 0
+
+    def random(self, shape: tuple[int, ...]) -> np.ndarray:
+        k = int(np.prod(shape[1:]))
+        u = self.streams.uniform(self.lane + self.offset, k)
+        self.offset += k
+        return u.reshape(shape)
 
 
 def pick(score: np.ndarray, valid: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -167,6 +194,13 @@ class BanditMixConfig:
     """Thompson sampling: prior standard deviation of every arm's mean reward (> 0)."""
     noise_std: float = THOMPSON_PRIOR["noise_std"]
     """Thompson sampling: the reward noise's standard deviation assumed by the likelihood (> 0)."""
+    switch: tuple[float, float] = (0.0, 256.0)
+    """``switch``: range of ``U(lo, hi)`` for the pull at which a sequence turns from uniform pulls
+    to Thompson sampling."""
+    posterior_dense: int = 16
+    """``posterior``: pulls of a sequence before each of which the posterior is recomputed."""
+    posterior_refresh: int = 8
+    """``posterior``: pulls between recomputations after the first ``posterior_dense``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights", check_weights(self.weights, BANDIT_COMPONENTS))
@@ -181,6 +215,11 @@ class BanditMixConfig:
         check_float("prior_mean", self.prior_mean)
         check_float("prior_std", self.prior_std, min_value=0.0, min_inclusive=False)
         check_float("noise_std", self.noise_std, min_value=0.0, min_inclusive=False)
+        _check_range("switch", self.switch)
+        if self.switch[0] < 0:
+            raise ValueError(f"switch must be >= 0, got {self.switch!r}")
+        check_int("posterior_dense", self.posterior_dense, min_value=0)
+        check_int("posterior_refresh", self.posterior_refresh, min_value=1)
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -229,7 +268,11 @@ class BanditMix(MixtureViews):
         self._rows = np.arange(B)
         self._best = np.zeros(B, dtype=np.int64)  # (B,) best arm of each row's task
         self._kind = np.zeros(B, dtype=np.int64)  # (B,) component of each row
-        self._eps0, self._tau, self._c = np.zeros(B), np.ones(B), np.zeros(B)  # (B,) each
+        self._eps0, self._tau, self._c, self._switch = np.zeros(B), np.ones(B), np.zeros(B), np.zeros(B)  # (B,) each
+        self.posterior: BanditPosterior | None = None
+        """The ``posterior`` rows' statistics (all rows), made when a row first draws that component."""
+        self._draws = _StreamDraws(self.streams, LANES["bandit_posterior"])
+        self._p = np.full((B, A), 1.0 / A)  # (B, A) each row's last posterior (``posterior`` rows)
         self.t = np.zeros(B, dtype=np.int64)  # (B,) pulls since each row's sequence began
         self._tags = np.full(B, int(PriorInfo.UNKNOWN), dtype=np.int64)
         self.reset(self._rows, tasks, seeds)
@@ -255,10 +298,24 @@ class BanditMix(MixtureViews):
         if learner.any():
             actions = np.where(learner, ucb1_actions(self.stats, self._c, ties), actions)
         sampler = kind == _TS
+        switch = kind == _SWITCH
+        sampler |= switch
         if sampler.any():
             z = st.normal(LANES["bandit_normal"], A)  # (B, A)
             actions = np.where(sampler, thompson_actions(self.stats, z, cfg.prior_mean, cfg.prior_std,
                                                          cfg.noise_std), actions)
+        explore |= switch & (self.t < self._switch)
+        bayes = kind == _POSTERIOR
+        if bayes.any():
+            due = bayes & ((self.t < cfg.posterior_dense) | (self.t % cfg.posterior_refresh == 0))
+            if due.any():
+                self._draws.restart()
+                self._p = np.where(due[:, None], self.posterior.posterior(self._draws), self._p)
+            u = st.uniform(LANES["bandit_step"] + 2)  # (B,) the arm drawn from the posterior
+            cdf = np.cumsum(self._p, axis=1)
+            drawn = np.minimum((u[:, None] * cdf[:, -1:] >= cdf).sum(1), A - 1)
+            actions = np.where(bayes, drawn, actions)
+            learner |= bayes
         tags = np.where(learner | sampler, int(PriorInfo.MODEL_BASED), tags)
         self._tags = np.where(explore, int(PriorInfo.RANDOM), tags)
         return np.where(explore, uniform, actions)
@@ -266,6 +323,8 @@ class BanditMix(MixtureViews):
     def observe(self, obs, action, reward, next_obs, done) -> None:
         """Count every row's pull (whoever chose it) and move to the next step."""
         self.stats.update(np.asarray(action, dtype=np.int64), np.asarray(reward, dtype=np.float64))
+        if self.posterior is not None and (self._kind == _POSTERIOR).any():
+            self.posterior.pull(np.asarray(action, dtype=np.int64), np.asarray(reward, dtype=np.float64))
         self.t += 1
         self.streams.advance()
 
@@ -281,6 +340,9 @@ class BanditMix(MixtureViews):
         check_bandits(tasks)
         self.streams.reset(r, seeds)
         self.stats.reset(r)
+        if self.posterior is not None:
+            self.posterior.reset(r)
+        self._p[r] = 1.0 / self.n_actions
         self.t[r] = 0
         self._best[r] = best_arms(tasks)
         cfg = self.config
@@ -288,8 +350,11 @@ class BanditMix(MixtureViews):
         self._eps0[r] = _uniform(cfg.eps_start, u[:, 0])
         self._tau[r] = self.n_actions * _uniform(cfg.eps_tau, u[:, 1])
         self._c[r] = _uniform(cfg.ucb_c, u[:, 2])
+        self._switch[r] = _uniform(cfg.switch, u[:, 3])
         first = self.streams.uniform(LANES["bandit_initial"], rows=r)  # (k,) component choice
         self._kind[r] = np.minimum(np.searchsorted(self._cdf, first, side="right"), len(BANDIT_COMPONENTS) - 1)
+        if self.posterior is None and (self._kind[r] == _POSTERIOR).any():
+            self.posterior = BanditPosterior(self.n_envs, self.n_actions, ReferenceConfig())
 
 
 __all__ = ["ArmStats", "BANDIT_COMPONENTS", "BANDIT_TAGS", "BANDIT_WEIGHTS", "BanditMix", "BanditMixConfig",

@@ -303,9 +303,12 @@ def _arm_quadrature(n: np.ndarray, s1: np.ndarray, s2: np.ndarray, base: np.ndar
     return logint[..., 0] + const, lam, logt
 
 
-class _BanditState:
+class BanditPosterior:
     """Pull statistics of ``B`` bandit sequences and the per-arm quadratures of the noisy branch
-    (recomputed only for the arms pulled since the last posterior)."""
+    (recomputed only for the arms pulled since the last posterior): ``pull`` adds a step,
+    ``posterior(rng)`` gives P(best) (what ``bandit_policy`` reports), ``reset`` forgets rows. The
+    draws ``rng.random(shape)`` of the noisy branch are row by row (leading axis ``B``), so a
+    per-row stream keeps each row's posterior independent of the others."""
 
     def __init__(self, B: int, A: int, config: ReferenceConfig) -> None:
         self.config = config
@@ -320,6 +323,16 @@ class _BanditState:
         self.lam = np.ones((B, A, Nb, Nc, K))
         self.logw = np.full((B, A, Nb, Nc, K), -np.log(K))
         self.rows = np.arange(B)
+
+    def reset(self, rows: np.ndarray) -> None:
+        """Forget ``rows``' pulls (new sequences)."""
+        K = self.config.mean_nodes
+        for x in (self.n, self.s1, self.s2, self.first, self.logL):
+            x[rows] = 0.0
+        self.varied[rows] = False
+        self.dirty[rows] = False
+        self.lam[rows] = 1.0
+        self.logw[rows] = -np.log(K)
 
     def pull(self, a: np.ndarray, r: np.ndarray) -> None:
         """Add the pulls ``a (B,)`` with rewards ``r (B,)`` (rows with ``a == A`` are end markers)."""
@@ -403,7 +416,7 @@ def bandit_policy(action: np.ndarray, reward: np.ndarray, n_actions: int,
         rng = np.random.default_rng((config.seed, k))
         a_c, r_c = action[sl], reward[sl]
         Bc = a_c.shape[0]
-        state = _BanditState(a_c.shape[0], A, config)
+        state = BanditPosterior(a_c.shape[0], A, config)
         p = np.full((a_c.shape[0], A), 1.0 / A)
         for t in range(T):
             if t > 0:  # the pull of step t - 1 joins the context
@@ -602,6 +615,6 @@ def learning_gain(model_first: float, model_last: float, reference_first: float,
     return float((vals[0] - vals[1]) / drop)
 
 
-__all__ = ["MIN_GAIN_DROP", "PolicyReference", "ReferenceConfig", "WorldModelReference", "bandit_policy",
-           "label_gammas", "learning_gain", "mdp_policy", "policy_cross_entropy", "reference_policy",
+__all__ = ["BanditPosterior", "MIN_GAIN_DROP", "PolicyReference", "ReferenceConfig", "WorldModelReference",
+           "bandit_policy", "label_gammas", "learning_gain", "mdp_policy", "policy_cross_entropy", "reference_policy",
            "refresh_mask", "world_model_reference"]

@@ -26,7 +26,8 @@ LANES = {
     "mix_resample": 24, "mix_initial": 26,
     # per step of a mixture, 3 lanes: the noise test, the oracle test and the noise action
     "mix_step": 72,
-    # bandit mixture: the component at reset; per step the exploration test and the uniform arm
+    # bandit mixture: the component at reset; per step the exploration test, the uniform arm and the
+    # arm drawn from the posterior (3 lanes)
     "bandit_initial": 30, "bandit_step": 76,
     # per-sequence parameter draws (lane + parameter index); each block holds up to 64 lanes
     "params": 128, "random_params": 192, "q_params": 256, "mb_params": 320,
@@ -36,6 +37,9 @@ LANES = {
     "bandit_ties": 5120, "bandit_normal": 5376,
     # the initial logits of the random policy (2 lanes per (state, action) cell)
     "random_logits": 1 << 16,
+    # the Monte Carlo draws of the bandit posterior (``omnirl.agents.bandit``, ``posterior``): a few
+    # thousand lanes per step, above every block before
+    "bandit_posterior": 1 << 40,
 }
 """Lane of each use of randomness (distinct, so no two uses share numbers)."""
 

@@ -25,6 +25,8 @@ The bandit pipeline (``S = 1`` task sets only):
 |---|---|---|---|
 | ``bandit`` | the bandit mix (``omnirl.agents.bandit``: oracle, epsilon-greedy, UCB1, Thompson sampling, uniform random; one per sequence) | the best arm (3) | who acted, masked to ``unk`` for 15% of sequences and 15% of pulls |
 | ``bandit_thompson`` | uniform random (6) or Gaussian Thompson sampling (4), half the sequences each: uniform contexts beside the uneven ones of a learner that concentrates its pulls | the best arm (3) | who acted |
+| ``bandit_posterior`` | posterior sampling under the generator's prior (exact Thompson sampling: the Bayes-optimal reference's P(best) drawn from), every sequence | the best arm (3) | 4 |
+| ``bandit_switch`` | uniform random (6) for the first ``k ~ U(0, 256)`` pulls of a sequence, then Gaussian Thompson sampling (4) | the best arm (3) | who acted |
 
 No action in their context is a demonstration of good play, so a model whose loss on them falls
 with position in the context infers the good actions from the rewards: in-context RL, not
@@ -137,10 +139,21 @@ def _bandit_thompson() -> PipelineConfig:
     return PipelineConfig("bandit_thompson", behaviour=mix, mask_sequence_prob=0.0, mask_episode_prob=0.0)
 
 
+def _bandit_posterior() -> PipelineConfig:
+    mix = BanditMixConfig(weights={"posterior": 1.0})
+    return PipelineConfig("bandit_posterior", behaviour=mix, mask_sequence_prob=0.0, mask_episode_prob=0.0)
+
+
+def _bandit_switch() -> PipelineConfig:
+    mix = BanditMixConfig(weights={"switch": 1.0})
+    return PipelineConfig("bandit_switch", behaviour=mix, mask_sequence_prob=0.0, mask_episode_prob=0.0)
+
+
 PIPELINES: dict[str, Callable[[], PipelineConfig]] = {
     "omnirl": _omnirl, "omnirl_noprior": _omnirl_noprior, "ad": _ad, "ad_epsilon": _ad_epsilon,
     "dpt": _dpt, "random_probe": _random_probe, "uniform_probe": _uniform_probe, "myopic_probe": _myopic_probe,
-    "bandit": _bandit, "bandit_thompson": _bandit_thompson,
+    "bandit": _bandit, "bandit_thompson": _bandit_thompson, "bandit_posterior": _bandit_posterior,
+    "bandit_switch": _bandit_switch,
 }
 """Named pipelines: the paper's Table 4, the validation probes and the bandit pipeline."""
 PROBES = ("random_probe", "uniform_probe", "myopic_probe")

@@ -18,9 +18,9 @@ state over ``S`` ids and the reward as a scalar. Everything after the read point
 are causal and the read points come first.
 
 Rewards enter through the config's reward transform (``omnirl.model.rewards``: ``none``,
-``symlog`` or ``causal``), and the reward head predicts the transformed reward.
+``symlog``, ``causal`` or ``range``), and the reward head predicts the transformed reward.
 
-State: ``(backbone state, reward memory (B, 4))`` (the last transformed reward and the running
+State: ``(backbone state, reward memory (B, MEMORY))`` (the last transformed reward and the running
 reward statistics of ``omnirl.model.rewards``). Shapes: ``B`` batch, ``T`` steps, ``D`` width,
 ``S`` states, ``A`` actions.
 """
@@ -132,7 +132,7 @@ class OmniRL(nn.Module):
         return self.config.n_actions + 1
 
     def init_state(self, batch: int, device=None) -> tuple[State, Tensor]:
-        """The state of an empty context: ``(backbone state, reward memory (B, 4))``."""
+        """The state of an empty context: ``(backbone state, reward memory (B, MEMORY))``."""
         return self.backbone.init_state(batch, device), init_memory(batch, device)
 
     def _check(self, name: str, x: Tensor, B: int, T: int, high: int | None) -> Tensor:
@@ -152,7 +152,7 @@ class OmniRL(nn.Module):
 
     def slots(self, obs: Tensor, prompt: Tensor, tag: Tensor, action: Tensor, reward: Tensor,
               memory: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Step fields ``(B, T)`` and the reward memory ``(B, 4)`` before them -> token slots
+        """Step fields ``(B, T)`` and the reward memory ``(B, MEMORY)`` before them -> token slots
         ``(B, T, k, D)`` (embeddings plus slot types), the transformed rewards ``(B, T)`` and the
         reward memory after the steps."""
         B, T = obs.shape
@@ -192,10 +192,14 @@ class OmniRL(nn.Module):
         return out, (bstate, new_memory)
 
     def losses(self, out: dict[str, Tensor], label: Tensor, next_obs: Tensor | None = None,
-               reward: Tensor | None = None) -> dict[str, Tensor]:
+               reward: Tensor | None = None, policy_target: Tensor | None = None) -> dict[str, Tensor]:
         """Per-position losses ``(B, T)`` and their weighted mean ``total``.
 
         label: ``(B, T)`` label actions (``A`` at end markers, which carry no policy loss);
+        policy_target: ``(B, T, A)`` action probabilities (a soft target); when given, the policy
+        loss is the cross-entropy ``-sum_a q_a log p_a`` against them (``p`` the model's
+        probabilities over the ``A + 1`` outputs) instead of against ``label``, which then only
+        marks the end markers;
         next_obs ``(B, T)`` and reward ``(B, T)``: world-model targets (next observed state and the
         raw reward of the step, which the reward head predicts transformed: ``out["reward_target"]``
         when ``forward`` made ``out``; ignored without the world model). Masked positions are 0 in
@@ -204,8 +208,15 @@ class OmniRL(nn.Module):
         c = self.config
         B, T = label.shape
         step = label < c.n_actions  # (B, T) not an end marker
-        policy = F.cross_entropy(out["policy"].reshape(B * T, -1), label.reshape(-1).clamp(max=c.n_actions),
-                                 reduction="none").view(B, T) * step
+        if policy_target is None:
+            policy = F.cross_entropy(out["policy"].reshape(B * T, -1), label.reshape(-1).clamp(max=c.n_actions),
+                                     reduction="none").view(B, T) * step
+        else:
+            if policy_target.shape != (B, T, c.n_actions):
+                raise ValueError(f"policy_target must have shape {(B, T, c.n_actions)} (B, T, A), got "
+                                 f"{tuple(policy_target.shape)}")
+            logp = F.log_softmax(out["policy"].float(), dim=-1)[..., :c.n_actions]  # (B, T, A)
+            policy = -(policy_target.to(logp.dtype) * logp).sum(-1) * step
         n = step.sum().clamp(min=1)
         result = {"policy": policy, "step_mask": step}
         total = c.policy_weight * policy.sum() / n

@@ -19,6 +19,9 @@ from omnirl.model.omnirl import LAYOUTS, REWARD_LOSSES, OmniRLConfig
 from omnirl.model.rewards import REWARD_TRANSFORMS
 
 
+POLICY_TARGETS = ("oracle", "reference")
+"""What the policy head can be trained against (``DataSection.policy_target``)."""
+
 PRECISIONS = ("32-true", "64-true", "16-true", "16-mixed", "bf16-true", "bf16-mixed", "transformer-engine",
               "transformer-engine-float16")
 """The precisions Lightning accepts by name (``train.precision``)."""
@@ -47,7 +50,8 @@ class ModelSection:
     reward_weight: float = 0.1
     """Weight of the reward loss."""
     reward_transform: str = "causal"
-    """What the model sees of a reward: ``none``, ``symlog`` or ``causal`` (``omnirl.model.rewards``;
+    """What the model sees of a reward: ``none``, ``symlog``, ``causal`` or ``range``
+    (``omnirl.model.rewards``;
     the default was chosen by measurement: README, "Reward handling")."""
     reward_loss: str = "mse"
     """Loss of the reward head: ``mse`` or ``huber``."""
@@ -84,6 +88,13 @@ class DataSection:
     """Data-loader worker processes."""
     seed: int = 0
     """Seed of the window sampling and shuffling (per epoch: ``(seed, epoch)``)."""
+    policy_target: str = "oracle"
+    """What the policy head is trained against: ``oracle``, the stored label (the label oracle's
+    action, a hard target); or ``reference``, the Bayes-optimal reference's probability that each
+    action is the label given the window's context (``omnirl.agents.reference.bandit_policy`` with
+    ``reference.learner``, computed per training batch: ``omnirl.train.data.SoftTargets``), a soft
+    target whose cross-entropy is minimised by the posterior itself. ``reference`` needs bandit data
+    (``S = 1``). Validation always scores the stored labels."""
     verify_checksums: bool = True
     """Recompute every shard's checksum before the first step (shard sizes are checked whatever
     this says); turn off for datasets too large to hash at every start, after ``python -m
@@ -100,6 +111,7 @@ class DataSection:
                                      "(write NAME: DIR, with a space after the colon)")
         if not isinstance(self.verify_checksums, bool):
             raise ValueError(f"verify_checksums must be true or false, got {self.verify_checksums!r}")
+        check_choice("policy_target", self.policy_target, POLICY_TARGETS)
         check_int("window", self.window, min_value=2)
         check_int("batch_size", self.batch_size, min_value=1)
         check_int("num_workers", self.num_workers, min_value=0)

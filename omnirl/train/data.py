@@ -18,6 +18,21 @@ sampler's epoch and the batches of it the trainer has trained on. ``load_state_d
 pass over that epoch start right after them, so a run resumed mid-epoch sees exactly the batches an
 uninterrupted run would have.
 
+Soft policy targets (``DataSection.policy_target = "reference"``): the training loader's collate
+function (``SoftTargets``) adds ``policy_target``, ``(B, T, A)`` float32, to every batch: the
+Bayes-optimal reference's probability that each arm is the best (``bandit_policy`` with the
+``ReferenceSection``'s learner settings) at each of the window's first ``T`` steps, given the
+steps of the window before it, i.e. exactly the context the model sees (its memory starts empty
+at the window's first step, wherever the window starts in its stored sequence). They are computed
+per batch rather than stored with the data: a target depends on where the window starts, so a
+precomputed one (given the stored sequence from its step 0) would be right only for windows from
+step 0; computing them per batch needs no new shard field, works on every existing bandit dataset,
+and vectorises over the batch (measured: 0.37 CPU-s per batch of 8 windows of 1,024 steps, 0.08
+for one window alone; 2.7 for 64 windows). With ``data.num_workers > 0`` they are computed in the
+loader's workers, beside training. Bandit data only (``S = 1``): the MDP reference
+(``mdp_policy``) solves ``samples`` sampled models per refresh, a noisy Monte Carlo estimate and
+far too slow per batch; ``OmniRLDataModule`` refuses it.
+
 Reference: with a ``ReferenceSection`` (enabled), each validation set computes the Bayes-optimal
 reference (``omnirl.agents.reference``) once, on its windows (from step 0), before its loader is
 built, and every item then also holds the reference's per-step losses, ``(T,)`` float32 aligned with
@@ -34,10 +49,10 @@ from typing import Any
 import lightning
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, default_collate
 
 from omnirl._validate import check_choice, check_int
-from omnirl.agents.reference import ReferenceConfig, reference_policy, world_model_reference
+from omnirl.agents.reference import ReferenceConfig, bandit_policy, reference_policy, world_model_reference
 from omnirl.data.store import Dataset
 from omnirl.model.omnirl import REWARD_LOSSES
 from omnirl.model.rewards import REWARD_TRANSFORMS, init_memory, transform_rewards
@@ -181,6 +196,30 @@ class WindowDataset(torch.utils.data.Dataset):
         return out
 
 
+class SoftTargets:
+    """A collate function: the default collation of ``WindowDataset`` items, plus ``policy_target``
+    ``(B, T, A)`` float32, the reference's probabilities that each arm is the best at the window's
+    first ``T`` steps (see the module docstring). Bandit windows only (``n_obs = 1``)."""
+
+    def __init__(self, n_obs: int, n_actions: int, config: ReferenceConfig = ReferenceConfig()) -> None:
+        if check_int("n_obs", n_obs, min_value=1) != 1:
+            raise ValueError(f"soft policy targets need bandit data (n_obs = 1), got n_obs={n_obs}")
+        if not isinstance(config, ReferenceConfig):
+            raise ValueError(f"config must be a ReferenceConfig, got {type(config).__name__}")
+        self.n_actions = check_int("n_actions", n_actions, min_value=2)
+        self.config = config
+
+    def targets(self, action: np.ndarray, reward: np.ndarray) -> np.ndarray:
+        """``(B, T, A)`` float32 targets of windows whose steps are ``action``, ``reward`` ``(B, T + 1)``."""
+        action, reward = np.asarray(action)[:, :-1], np.asarray(reward)[:, :-1]
+        return bandit_policy(action, reward, self.n_actions, self.config).astype(np.float32)
+
+    def __call__(self, items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        batch = default_collate(list(items))
+        batch["policy_target"] = torch.from_numpy(self.targets(batch["action"].numpy(), batch["reward"].numpy()))
+        return batch
+
+
 class EpochSampler(DistributedSampler):
     """A ``DistributedSampler`` that yields ``(epoch, i)``, so the window of item ``i`` follows the
     sampler's epoch (set by Lightning, or by ``set_epoch``) in every worker process.
@@ -283,6 +322,15 @@ class OmniRLDataModule(lightning.LightningDataModule):
                                  f"n_actions={ds.n_actions}; the training data has n_obs={self.n_obs}, "
                                  f"n_actions={self.n_actions}")
             self.val_sets.append(ds)
+        self.soft_targets: SoftTargets | None = None
+        """The training loader's collate function when ``data.policy_target`` is ``reference``."""
+        if data.policy_target == "reference":
+            if self.n_obs != 1:
+                raise ValueError(f"data.policy_target='reference' needs bandit data (n_obs = 1): the MDP reference "
+                                 f"samples and solves models per refresh, too noisy and slow to compute per batch; "
+                                 f"data.train[0]={str(data.train[0])!r} has n_obs={self.n_obs}")
+            learner = reference.learner if reference is not None else ReferenceConfig()
+            self.soft_targets = SoftTargets(self.n_obs, self.n_actions, learner)
 
     def _replicas(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -308,8 +356,9 @@ class OmniRLDataModule(lightning.LightningDataModule):
     def train_dataloader(self) -> ResumableDataLoader:
         """Shuffled by ``(seed, epoch)``, this rank's share of the training windows; its position is
         checkpointed (see the module docstring)."""
+        extra = {} if self.soft_targets is None else {"collate_fn": self.soft_targets}
         return self._loader(self.train_set, shuffle=True, cls=ResumableDataLoader,
-                            batches_done=self._batches_done)
+                            batches_done=self._batches_done, **extra)
 
     def val_dataloader(self) -> list[DataLoader]:
         """One loader per validation set (``val_names``), windows from step 0, in order."""
@@ -319,5 +368,5 @@ class OmniRLDataModule(lightning.LightningDataModule):
         return [self._loader(ds, shuffle=False) for ds in self.val_sets]
 
 
-__all__ = ["EpochSampler", "OmniRLDataModule", "REFERENCE_FIELDS", "ResumableDataLoader", "WindowDataset",
-           "reference_losses"]
+__all__ = ["EpochSampler", "OmniRLDataModule", "REFERENCE_FIELDS", "ResumableDataLoader", "SoftTargets",
+           "WindowDataset", "reference_losses"]

@@ -14,6 +14,11 @@ weights untouched, ``train/skipped_steps`` counts it); skipped batches do not co
 ``max_steps``. After ``train.max_skipped`` consecutive skipped batches the run stops with
 ``DivergedError`` (the weights have diverged: no later batch would be finite either).
 
+Policy target (``data.policy_target``): the stored label, or, when the training batch carries
+``policy_target`` (``(B, T, A)``, the reference's probabilities), the cross-entropy against those
+(``OmniRL.losses``); ``train/policy_loss`` is then that soft cross-entropy (it includes the
+target's entropy, so it is not comparable to a hard-label loss). Validation scores the labels.
+
 Loss weights (``train.context_warmup`` = W > 0): the weight of absolute position ``p`` in the
 sequence rises linearly from 1e-3 at ``p = 0`` to 1 at ``p = W`` and stays 1 after, so the early,
 context-free steps barely count. End markers carry no weight.
@@ -119,10 +124,13 @@ def segment_slices(T: int, L: int) -> list[slice]:
 
 
 def split_window(batch: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """A ``(B, T + 1)`` batch -> model inputs and loss targets, all ``(B, T)``."""
+    """A ``(B, T + 1)`` batch -> model inputs and loss targets, all ``(B, T)`` (and the soft policy
+    targets ``(B, T, A)`` when the batch carries them)."""
     inputs = {k: batch[k][:, :-1] for k in INPUTS}
     targets = {"label": batch["label"][:, :-1], "next_obs": batch["obs"][:, 1:],
                "reward": batch["reward"][:, :-1]}
+    if "policy_target" in batch:  # (B, T, A) soft targets of the T steps (data.policy_target)
+        targets["policy_target"] = batch["policy_target"]
     return inputs, targets
 
 
@@ -329,6 +337,7 @@ class OmniRLModule(lightning.LightningModule):
 
     def validation_step(self, batch: Mapping[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         inputs, targets = split_window(batch)
+        targets.pop("policy_target", None)  # validation scores the labels
         label, tag = targets["label"], inputs["tag"]
         T = label.shape[1]
         state, parts = None, []
