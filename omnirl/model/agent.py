@@ -2,7 +2,7 @@
 
     agent = OmniRLAgent(model, n_envs=B, seed=0)
     agent.load_context(demonstrations)          # optional: prefill from (B, T) trajectories
-    a = agent.act(obs, prompt=3, tag=7, temperature=1.0)
+    a = agent.act(obs, prompt=REFERENCE_PROMPT, tag=UNKNOWN_PRIOR, temperature=1.0)
     agent.observe(obs, a, reward, done, terminal_obs)   # commit the step (and end markers where done)
     agent.end_episode(terminal_obs, rows)       # or commit end markers on their own
     agent.reset(rows)                           # empty context for new tasks
@@ -23,10 +23,11 @@ import torch
 from torch import Tensor
 
 from omnirl._validate import check_float, check_int
+from omnirl.agents.prior import N_PRIOR, REFERENCE
 from omnirl.model.backbone import reset_rows, select_rows
 from omnirl.model.omnirl import UNKNOWN_PRIOR, OmniRL
 
-REFERENCE_PROMPT = 3
+REFERENCE_PROMPT = int(REFERENCE)
 """Prompt of the reference (oracle) policy: what the agent asks the model to imitate."""
 
 
@@ -87,8 +88,8 @@ class OmniRLAgent:
         c = self.model.config
         temperature = check_float("temperature", temperature, min_value=0.0)
         obs = self._ids("obs", obs, c.n_states + 1)
-        prompt = self._ids("prompt", prompt, 8)
-        tag = self._ids("tag", tag, 8)
+        prompt = self._ids("prompt", prompt, N_PRIOR)
+        tag = self._ids("tag", tag, N_PRIOR)
         B = self.n_envs
         bstate, memory = self.state
         placeholder = torch.full((B, 1), self.model.unknown_action, device=self.device)
@@ -125,8 +126,8 @@ class OmniRLAgent:
         c = self.model.config
         obs = self._ids("obs", obs, c.n_states + 1)
         action = self._ids("action", action, c.n_actions + 1)
-        prompt = self._ids("prompt", prompt, 8)
-        tag = self._ids("tag", tag, 8)
+        prompt = self._ids("prompt", prompt, N_PRIOR)
+        tag = self._ids("tag", tag, N_PRIOR)
         reward = torch.as_tensor(reward, device=self.device, dtype=torch.float32).expand(self.n_envs)
         mask = self._rows(rows)
         bstate, memory = self.state

@@ -34,12 +34,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from omnirl._validate import check_choice, check_float, check_int
+from omnirl.agents.prior import N_PRIOR, PriorInfo
 from omnirl.model.backbone import Backbone, BackboneConfig, State, preset
 from omnirl.model.rewards import REWARD_TRANSFORMS, init_memory, transform_rewards
 
-N_PRIOR = 8
-"""Prior-information ids 0..7 (``omnirl.agents.prior``; 7 = unknown)."""
-UNKNOWN_PRIOR = 7
+UNKNOWN_PRIOR = int(PriorInfo.UNKNOWN)
+"""The prior id of an unknown actor (``omnirl.agents.prior``, the ids' one home)."""
 LAYOUTS = ("paper", "compact")
 REWARD_LOSSES = ("mse", "huber")
 
