@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from omnirl.evaluate.envs.base import MDPBatch, remap_actions  # noqa: E402
-from omnirl.evaluate.protocols import (ORACLE_TAG, UNKNOWN_TAG, EvalConfig, demonstrations,  # noqa: E402
+from omnirl.evaluate.protocols import (ORACLE_TAG, UNKNOWN_TAG, ProtocolConfig, demonstrations,  # noqa: E402
                                        evaluate_model)
 from omnirl.evaluate.records import EpisodeRecorder  # noqa: E402
 from omnirl.model.backbone import BACKBONES, preset  # noqa: E402
@@ -129,8 +129,8 @@ def env_only(batch: MDPBatch, steps: int, seed: int) -> float:
 def bench_online(name: str, tasks, s: dict) -> dict:
     model = make_model(name, s["seed"])
     batch = make_batch(tasks)
-    evaluate_model(model, batch, EvalConfig(steps=s["warmup_steps"]), s["seed"])  # warm-up
-    r = evaluate_model(model, batch, EvalConfig(steps=s["steps"]), s["seed"])
+    evaluate_model(model, batch, ProtocolConfig(steps=s["warmup_steps"]), s["seed"])  # warm-up
+    r = evaluate_model(model, batch, ProtocolConfig(steps=s["steps"]), s["seed"])
     t = r.timing
     env_rate = env_only(batch, s["steps"], s["seed"])
     return {"backbone": name, "envs": batch.n_envs, "steps": s["steps"],
@@ -142,7 +142,7 @@ def bench_online(name: str, tasks, s: dict) -> dict:
 
 # --------------------------------------------------------------------------- context length
 def run_context(model: OmniRL, tasks, context: int, s: dict) -> dict:
-    cfg = EvalConfig("offline", steps=s["context_steps"], demo_steps=context, demo_policy="random",
+    cfg = ProtocolConfig("offline", steps=s["context_steps"], demo_steps=context, demo_policy="random",
                      memory_steps=(0,))
     r = evaluate_model(model, make_batch(tasks), cfg, s["seed"])
     t = r.timing

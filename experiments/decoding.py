@@ -41,7 +41,7 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "annealed": {"protocol.t_initial": 1.0, "protocol.t_final": 0.1},  # t_steps: the run's steps
     "greedy": {"protocol.t_initial": 0.0, "protocol.t_final": 0.0},
 }
-"""Temperature schedules by name (``EvalConfig`` fields)."""
+"""Temperature schedules by name (``ProtocolConfig`` fields)."""
 BASE_SCHEDULE, BASE_TAG = "constant", int(PriorInfo.UNKNOWN)
 """The variant the others are compared with: the reference's online decoding (temperature 1.0,
 annealed over 10,000 steps, so nearly constant in shorter runs; own actions tagged 7)."""

@@ -10,7 +10,7 @@ import torch
 
 from omnirl.config import config_to_dict
 from omnirl.evaluate.__main__ import EvaluateConfig, main
-from omnirl.evaluate.protocols import EvalConfig
+from omnirl.evaluate.protocols import ProtocolConfig
 from omnirl.model.omnirl import OmniRL
 from omnirl.train.config import ModelSection, TrainConfig
 
@@ -95,13 +95,13 @@ def test_the_protocol_acts_for_the_runs_steps():
     from omnirl.config import config_from_dict
 
     cfg = config_from_dict(EvaluateConfig, {"run": {"steps": 4000}}, ["--protocol.memory_steps=[0, 1000, 4000]"])
-    assert cfg.protocol.steps == 4000 and cfg.protocol.memory_steps == (0, 1000, 4000)  # beyond EvalConfig's 1000
+    assert cfg.protocol.steps == 4000 and cfg.protocol.memory_steps == (0, 1000, 4000)  # beyond ProtocolConfig's 1000
     assert cfg.protocol_config().memory_steps == (0, 1000, 4000)
     assert config_from_dict(EvaluateConfig).protocol.steps == 2000  # RunSection's default
 
 
 def test_cql_data_follows_the_protocol():
-    cfg = EvaluateConfig(protocol=EvalConfig(protocol="offline", demo_steps=300, demo_policy="random"))
+    cfg = EvaluateConfig(protocol=ProtocolConfig(protocol="offline", demo_steps=300, demo_policy="random"))
     cql = cfg.baseline_config("cql")
     assert (cql.behaviour, cql.dataset_steps) == ("random", 300)
     assert cfg.baselines() == ("cql",)

@@ -16,7 +16,7 @@ import torch
 from omnirl.config import config_to_dict
 from omnirl.train.checkpoint import load_model
 from omnirl.evaluate.envs.base import MDPBatch
-from omnirl.evaluate.protocols import (EvalConfig, demo_seed, demonstrations, evaluate_model,
+from omnirl.evaluate.protocols import (ProtocolConfig, demo_seed, demonstrations, evaluate_model,
                                        imitation_gap)
 from omnirl.model.agent import OmniRLAgent
 from omnirl.model.backbone import preset
@@ -115,7 +115,7 @@ def same_episodes(a, b) -> bool:
 def test_every_protocol_runs_with_the_right_step_counts(protocol):
     steps, demo = 150, 0 if protocol == "online" else 120
     spy = SpyBatch(anymdp_batch())
-    r = evaluate_model(make_model(), spy, EvalConfig(protocol, steps=steps, demo_steps=demo), seed=0)
+    r = evaluate_model(make_model(), spy, ProtocolConfig(protocol, steps=steps, demo_steps=demo), seed=0)
     ep = r.episodes
     assert ep.steps == steps and len(ep) > 0
     for row in range(B):  # the finished episodes of a row tile its steps from the start
@@ -139,8 +139,8 @@ def test_episode_scores_by_demonstrator():
     """Oracle demonstrations score about 1, random ones about 0 (checks the demonstrators and scores)."""
     batch = MDPBatch(anymdp_tasks(8))
     model = make_model()
-    oracle = evaluate_model(model, batch, EvalConfig("imitation", steps=2, demo_steps=600), 0).demo_episodes
-    rand = evaluate_model(model, batch, EvalConfig("offline", steps=2, demo_steps=600, demo_policy="random"),
+    oracle = evaluate_model(model, batch, ProtocolConfig("imitation", steps=2, demo_steps=600), 0).demo_episodes
+    rand = evaluate_model(model, batch, ProtocolConfig("offline", steps=2, demo_steps=600, demo_policy="random"),
                           0).demo_episodes
     assert oracle.score.mean() > 0.7 and abs(rand.score.mean()) < 0.35
 
@@ -177,9 +177,9 @@ def test_demonstrations_as_context(policy):
 
 
 def test_the_context_holds_the_demonstrations():
-    model, cfg = make_model(), EvalConfig("imitation", steps=5, demo_steps=200, memory_steps=(0,))
+    model, cfg = make_model(), ProtocolConfig("imitation", steps=5, demo_steps=200, memory_steps=(0,))
     r = evaluate_model(model, anymdp_batch(), cfg, seed=1)
-    online = evaluate_model(model, anymdp_batch(), EvalConfig(steps=5, memory_steps=(0,)), seed=1)
+    online = evaluate_model(model, anymdp_batch(), ProtocolConfig(steps=5, memory_steps=(0,)), seed=1)
     assert np.all(online.memory[0] == 0) and np.abs(r.memory[0]).sum(1).min() > 0
     # the memory is exactly that of the demonstrations loaded, with cut episodes ended
     d = demonstrations(anymdp_batch(), 200, 1, end_action=A, policy="oracle")
@@ -194,9 +194,9 @@ def test_imitation_acts_differently_from_online_from_the_same_states(monkeypatch
     model = make_model()
     spy_online, spy_imitation = SpyBatch(anymdp_batch(16)), SpyBatch(anymdp_batch(16))
     cfg = dict(steps=10, t_initial=1.0, t_final=1.0)
-    online = evaluate_model(model, spy_online, EvalConfig(**cfg), seed=2)
+    online = evaluate_model(model, spy_online, ProtocolConfig(**cfg), seed=2)
     n = len(calls["act"])
-    imitation = evaluate_model(model, spy_imitation, EvalConfig("imitation", demo_steps=300, **cfg), seed=2)
+    imitation = evaluate_model(model, spy_imitation, ProtocolConfig("imitation", demo_steps=300, **cfg), seed=2)
     assert np.array_equal(calls["act"][0]["obs"], calls["act"][n]["obs"])  # same first states
     assert not np.allclose(online.step_entropy, imitation.step_entropy)  # other policies...
     first_online = np.stack(spy_online.actions[:3])
@@ -207,7 +207,7 @@ def test_imitation_acts_differently_from_online_from_the_same_states(monkeypatch
 def test_the_unmapped_action_is_committed_the_remapped_one_played(monkeypatch):
     calls = spy_agent(monkeypatch)
     spy = SpyBatch(MDPBatch([four_action_task()] * 6, names=["chain"] * 6))
-    cfg = EvalConfig(steps=80, t_initial=20.0, t_final=20.0)  # near-uniform over the model's 5 actions
+    cfg = ProtocolConfig(steps=80, t_initial=20.0, t_final=20.0)  # near-uniform over the model's 5 actions
     evaluate_model(make_model(), spy, cfg, seed=0)
     committed = np.stack([c["action"].numpy() for c in calls["observe"]])  # (steps, B) in [0, 5)
     played = np.stack(spy.actions)  # (steps, B)
@@ -218,17 +218,17 @@ def test_the_unmapped_action_is_committed_the_remapped_one_played(monkeypatch):
 def test_own_tag_is_the_tag_of_the_agents_own_steps(monkeypatch):
     calls = spy_agent(monkeypatch)
     model = make_model()
-    cfg = EvalConfig(steps=30, own_tag=4)
+    cfg = ProtocolConfig(steps=30, own_tag=4)
     tagged = evaluate_model(model, anymdp_batch(), cfg, seed=0)
     assert calls["act"] and all(c["tag"] == 4 for c in calls["observe"] + calls["act"])
-    unknown = evaluate_model(model, anymdp_batch(), EvalConfig(steps=30, own_tag=7), seed=0)
+    unknown = evaluate_model(model, anymdp_batch(), ProtocolConfig(steps=30, own_tag=7), seed=0)
     assert not np.allclose(tagged.step_entropy, unknown.step_entropy)  # the tag reaches the model
 
 
 def test_end_markers_are_committed_with_the_terminal_observation(monkeypatch):
     calls = spy_agent(monkeypatch)
     spy = SpyBatch(MDPBatch([four_action_task()] * 6, names=["chain"] * 6))
-    r = evaluate_model(make_model(), spy, EvalConfig(steps=60), seed=0)
+    r = evaluate_model(make_model(), spy, ProtocolConfig(steps=60), seed=0)
     done = np.stack([c["done"] for c in calls["observe"]])
     assert np.array_equal(done, np.stack([x.terminated | x.truncated for x in spy.results]))
     assert done.sum() == len(r.episodes) > 0
@@ -250,16 +250,16 @@ def test_end_markers_are_committed_with_the_terminal_observation(monkeypatch):
     ("exponential", {0: 1.0, 25: 0.1 ** 0.25, 50: 0.1 ** 0.5, 100: 0.1, 10_000: 0.1}),
 ])
 def test_temperature_schedule(schedule, expected):
-    cfg = EvalConfig(steps=10, t_initial=1.0, t_final=0.1, t_steps=100, schedule=schedule)
+    cfg = ProtocolConfig(steps=10, t_initial=1.0, t_final=0.1, t_steps=100, schedule=schedule)
     for step, value in expected.items():
         assert math.isclose(cfg.temperature(step), value, rel_tol=1e-12), (step, cfg.temperature(step))
-    rising = EvalConfig(steps=10, t_initial=0.0, t_final=2.0, t_steps=4)
+    rising = ProtocolConfig(steps=10, t_initial=0.0, t_final=2.0, t_steps=4)
     assert [rising.temperature(s) for s in range(6)] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
 
 
 def test_the_loop_samples_at_the_scheduled_temperature(monkeypatch):
     calls = spy_agent(monkeypatch)
-    cfg = EvalConfig(steps=12, t_initial=2.0, t_final=0.5, t_steps=8, schedule="exponential")
+    cfg = ProtocolConfig(steps=12, t_initial=2.0, t_final=0.5, t_steps=8, schedule="exponential")
     evaluate_model(make_model(), anymdp_batch(), cfg, seed=0)
     assert [c["temperature"] for c in calls["act"]] == [cfg.temperature(t) for t in range(12)]
 
@@ -268,7 +268,7 @@ def test_the_loop_samples_at_the_scheduled_temperature(monkeypatch):
 @pytest.mark.parametrize("protocol", ["online", "offline"])
 def test_same_seed_same_result_other_seed_other_result(protocol):
     model = make_model()
-    cfg = EvalConfig(protocol, steps=120, demo_steps=0 if protocol == "online" else 100, memory_steps=(60,),
+    cfg = ProtocolConfig(protocol, steps=120, demo_steps=0 if protocol == "online" else 100, memory_steps=(60,),
                      t_initial=1.0, t_final=1.0)
     a = evaluate_model(model, anymdp_batch(), cfg, seed=5)
     b = evaluate_model(model, anymdp_batch(), cfg, seed=5)
@@ -281,7 +281,7 @@ def test_same_seed_same_result_other_seed_other_result(protocol):
 # --------------------------------------------------------------------------- memory and entropy
 def test_memory_dumps():
     model = make_model("mamba2")
-    cfg = EvalConfig(steps=30, memory_steps=[30, 0, 10, 10])
+    cfg = ProtocolConfig(steps=30, memory_steps=[30, 0, 10, 10])
     r = evaluate_model(model, anymdp_batch(), cfg, seed=0)
     D = OmniRLAgent(model, 1).memory().shape[1]
     assert cfg.memory_steps == (0, 10, 30) and sorted(r.memory) == [0, 10, 30]
@@ -292,7 +292,7 @@ def test_memory_dumps():
 
 def test_entropy_is_bounded_and_falls_with_the_temperature():
     model, batch = make_model(), anymdp_batch()
-    runs = {T: evaluate_model(model, batch, EvalConfig(steps=40, t_initial=T, t_final=T, entropy_bins=4), 0)
+    runs = {T: evaluate_model(model, batch, ProtocolConfig(steps=40, t_initial=T, t_final=T, entropy_bins=4), 0)
             for T in (0.0, 0.3, 1.0, 5.0)}
     for r in runs.values():
         assert np.all(r.step_entropy >= 0) and np.all(r.step_entropy <= math.log(A) + 1e-6)
@@ -302,7 +302,7 @@ def test_entropy_is_bounded_and_falls_with_the_temperature():
     means = [runs[T].step_sampling_entropy.mean() for T in (0.0, 0.3, 1.0, 5.0)]
     assert means == sorted(means) and means[0] < means[1] < means[3]
     assert np.allclose(runs[1.0].step_sampling_entropy, runs[1.0].step_entropy)
-    falling = evaluate_model(model, batch, EvalConfig(steps=40, t_initial=5.0, t_final=0.05, t_steps=40,
+    falling = evaluate_model(model, batch, ProtocolConfig(steps=40, t_initial=5.0, t_final=0.05, t_steps=40,
                                                       entropy_bins=4), 0)
     assert np.all(np.diff(falling.sampling_entropy) < 0)
     assert np.allclose(falling.entropy_steps, [4.5, 14.5, 24.5, 34.5])
@@ -311,9 +311,9 @@ def test_entropy_is_bounded_and_falls_with_the_temperature():
 # --------------------------------------------------------------------------- errors
 def test_environments_larger_than_the_model_are_refused():
     with pytest.raises(ValueError, match=r"anymdp16 \(row 0\) has n_states=16, more than the model's n_states=8"):
-        evaluate_model(make_model(n_states=8), anymdp_batch(), EvalConfig(steps=2), 0)
+        evaluate_model(make_model(n_states=8), anymdp_batch(), ProtocolConfig(steps=2), 0)
     with pytest.raises(ValueError, match=r"anymdp16 \(row 0\) has n_actions=5, more than the model's n_actions=4"):
-        evaluate_model(make_model(n_actions=4), anymdp_batch(), EvalConfig(steps=2), 0)
+        evaluate_model(make_model(n_actions=4), anymdp_batch(), ProtocolConfig(steps=2), 0)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -336,16 +336,16 @@ def test_environments_larger_than_the_model_are_refused():
 ])
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        EvalConfig(**{"steps": 10, **kwargs})
+        ProtocolConfig(**{"steps": 10, **kwargs})
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="model"):
-        evaluate_model(object(), anymdp_batch(), EvalConfig(), 0)
+        evaluate_model(object(), anymdp_batch(), ProtocolConfig(), 0)
     with pytest.raises(ValueError, match="config"):
         evaluate_model(make_model(), anymdp_batch(), {"steps": 3}, 0)
     with pytest.raises(ValueError, match="seed"):
-        evaluate_model(make_model(), anymdp_batch(), EvalConfig(), -1)
+        evaluate_model(make_model(), anymdp_batch(), ProtocolConfig(), -1)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -367,7 +367,7 @@ def test_load_model_from_a_checkpoint(tmp_path):
         assert not loaded.training and loaded.config == model.config
         for (k, v), (k2, v2) in zip(model.state_dict().items(), loaded.state_dict().items()):
             assert k == k2 and torch.equal(v, v2)
-    cfg = EvalConfig(steps=20)
+    cfg = ProtocolConfig(steps=20)
     a = evaluate_model(model, anymdp_batch(), cfg, 0)
     b = evaluate_model(load_model(path), anymdp_batch(), cfg, 0)
     assert same_episodes(a.episodes, b.episodes)
@@ -405,7 +405,7 @@ def test_load_model_from_a_real_training_run(tmp_path, monkeypatch):
     assert train_main(args) == 0
     model = load_model(tmp_path / "run")
     assert model.config.backbone.name == "gdn" and model.config.n_states == S
-    r = evaluate_model(model, anymdp_batch(), EvalConfig(steps=10), 0)
+    r = evaluate_model(model, anymdp_batch(), ProtocolConfig(steps=10), 0)
     assert r.episodes.steps == 10
 
 

@@ -25,7 +25,7 @@ from omnirl.evaluate.baselines import (BANDIT_BASELINES, BASELINES, CQLConfig, P
                                       run_baseline)
 from omnirl.evaluate.baselines.bandits import ThompsonConfig, UCB1Config, UniformConfig
 from omnirl.evaluate.envs import ENVIRONMENTS, SUITES, make_batch
-from omnirl.evaluate.protocols import EvalConfig
+from omnirl.evaluate.protocols import ProtocolConfig
 from omnirl.evaluate.records import Episodes
 from omnirl.evaluate.regret import RegretBatch, is_bandit_batch, regret_numbers
 
@@ -90,7 +90,7 @@ class EvaluateConfig:
 
     run: RunSection = dataclasses.field(default_factory=RunSection)
     """What to evaluate and where results go."""
-    protocol: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    protocol: ProtocolConfig = dataclasses.field(default_factory=ProtocolConfig)
     """The model's protocol (its ``steps`` are replaced by ``run.steps``)."""
     tql_ucb: TQLUCBConfig = dataclasses.field(default_factory=TQLUCBConfig)
     """TQL-UCB hyper-parameters."""
@@ -109,13 +109,13 @@ class EvaluateConfig:
     def prepare_config(cls, data: dict[str, Any]) -> dict[str, Any]:
         """The parsed mapping before it is built (``omnirl.config.build``): the protocol's ``steps``
         are the run's ``run.steps``, so that ``protocol.memory_steps`` is checked against them; a
-        ``protocol.steps`` other than ``EvalConfig``'s default and ``run.steps`` is refused."""
+        ``protocol.steps`` other than ``ProtocolConfig``'s default and ``run.steps`` is refused."""
         run, protocol = data.get("run", {}), data.get("protocol", {})
         if not isinstance(run, Mapping) or not isinstance(protocol, Mapping):
             return data  # the builder names the section that is not a mapping
         steps = run.get("steps", RunSection.steps)
-        given = protocol.get("steps", EvalConfig.steps)
-        if given not in (steps, EvalConfig.steps):
+        given = protocol.get("steps", ProtocolConfig.steps)
+        if given not in (steps, ProtocolConfig.steps):
             raise ValueError(f"protocol.steps={given!r} differs from run.steps={steps!r}: set run.steps "
                              "(the protocol acts for the run's steps)")
         return {**data, "protocol": {**protocol, "steps": steps}}
@@ -126,7 +126,7 @@ class EvaluateConfig:
             return tuple(self.run.baselines)
         return DEFAULT_BASELINES[self.protocol.protocol]
 
-    def protocol_config(self) -> EvalConfig:
+    def protocol_config(self) -> ProtocolConfig:
         """The protocol with the run's step count."""
         return dataclasses.replace(self.protocol, steps=self.run.steps)
 

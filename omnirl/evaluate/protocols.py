@@ -1,7 +1,7 @@
 """The model's evaluation protocols: online RL, offline RL and imitation, in one batched loop.
 
-    from omnirl.evaluate.protocols import EvalConfig, evaluate_model
-    config = EvalConfig(protocol="imitation", steps=2000, demo_steps=1000, memory_steps=(0, 2000))
+    from omnirl.evaluate.protocols import ProtocolConfig, evaluate_model
+    config = ProtocolConfig(protocol="imitation", steps=2000, demo_steps=1000, memory_steps=(0, 2000))
     result = evaluate_model(model, batch, config, seed=0)
     result.episodes.summary()        # Table-1 columns of the acting phase
     result.entropy_steps, result.entropy   # the policy's entropy against steps in context
@@ -93,7 +93,7 @@ _DEMO_STREAM = 0xDE30
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalConfig:
+class ProtocolConfig:
     """One evaluation run of the model (see the module docstring)."""
 
     protocol: str = "online"
@@ -212,7 +212,7 @@ class EvalResult:
     """Acting step -> ``(B, D)`` float32 recurrent memory of every row (``memory_steps``)."""
     infos: tuple[EnvInfo, ...]
     """The rows' environments."""
-    config: EvalConfig
+    config: ProtocolConfig
     """The run's configuration."""
     seed: int
     """The run's seed."""
@@ -320,13 +320,13 @@ def demonstrations(batch: EnvBatch, length: int, seed: int, *, end_action: int, 
 
 
 # --------------------------------------------------------------------------- the loop
-def evaluate_model(model: OmniRL, batch: EnvBatch, config: EvalConfig, seed: int) -> EvalResult:
+def evaluate_model(model: OmniRL, batch: EnvBatch, config: ProtocolConfig, seed: int) -> EvalResult:
     """Run ``config``'s protocol with ``model`` acting in every row of ``batch`` (see the module
     docstring)."""
     if not isinstance(model, OmniRL):
         raise ValueError(f"model must be an OmniRL model, got {type(model).__name__}")
-    if not isinstance(config, EvalConfig):
-        raise ValueError(f"config must be an EvalConfig, got {type(config).__name__}")
+    if not isinstance(config, ProtocolConfig):
+        raise ValueError(f"config must be an ProtocolConfig, got {type(config).__name__}")
     seed = check_int("seed", seed, min_value=0)
     infos = tuple(batch.infos)
     check_model_covers(model, infos)
@@ -398,12 +398,12 @@ def imitation_gap(model: OmniRL, batch_factory: Callable[[], EnvBatch], steps: i
     temperature = check_float("temperature", temperature, min_value=0.0)
     common = dict(steps=steps, t_initial=temperature, t_final=temperature, t_steps=1)
     scores = []
-    for config in (EvalConfig(protocol="imitation", demo_steps=demo_steps, **common), EvalConfig(**common)):
+    for config in (ProtocolConfig(protocol="imitation", demo_steps=demo_steps, **common), ProtocolConfig(**common)):
         episodes = evaluate_model(model, batch_factory(), config, seed).episodes
         finite = episodes.score[np.isfinite(episodes.score)]
         scores.append(float(finite.mean()) if finite.size else math.nan)
     return scores[0], scores[1]
 
 
-__all__ = ["EvalConfig", "EvalResult", "Demonstrations", "evaluate_model", "demonstrations",
+__all__ = ["ProtocolConfig", "EvalResult", "Demonstrations", "evaluate_model", "demonstrations",
            "imitation_gap", "check_model_covers", "demo_seed", "PROTOCOLS", "SCHEDULES"]
