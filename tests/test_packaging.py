@@ -10,7 +10,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # data flow: a package may import only from packages listed before it
-LAYERS = ["_validate", "_cli", "_threads", "fileio", "config", "tasks", "agents", "data", "model", "train", "evaluate", "sweep", "analysis"]
+LAYERS = ["_validate", "_cli", "_threads", "fileio", "rundir", "config", "tasks", "agents", "data", "model", "train",
+          "evaluate", "experiment", "sweep", "analysis"]
 
 
 def pyproject():
