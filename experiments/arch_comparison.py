@@ -42,9 +42,8 @@ Presets (``PRESETS``):
 
 * ``laptop`` (default): the four backbones, ``tiny`` preset (85K-126K parameters), 2048
   sequences of 1025 steps on fresh S = 16 tasks, 300 steps of 8 windows of 1024 steps each (2.5M
-  environment steps per model), two at once on one thread each. Measured: 820 CPU-seconds
-  (13.7 CPU-minutes: data 22, training 142-251 per model, throughput 12); 7.3 minutes on 2 idle
-  cores.
+  environment steps per model), two at once on one thread each; about 8 minutes on 2 cores (the
+  measured numbers are in the README's studies table).
 * ``smoke``: the four backbones, tiny data, 4 training steps each (about 10 seconds).
 * ``paper``: the paper's sizes (Table 6: 18 blocks of hidden 512; 31.6M-46.3M parameters) and
   5-token layout, 128,000 sequences of 12,001 steps on fresh tasks, segments of 2,000 steps, AdamW

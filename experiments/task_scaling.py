@@ -61,16 +61,8 @@ Presets (``PRESETS``):
 * ``laptop`` (default): N = 16, 256, 4096; 4096 sequences of 1025 steps per dataset (256, 16 and
   1 per task); the ``tiny`` RWKV-7 (0.13M parameters), 400 steps of 8 windows of 1024 steps (3.3M
   environment steps per model), two models at once on one thread each; 128 sequences per
-  validation set; online on 64 unseen anymdp16 tasks for 1024 steps. Measured on 2 idle cores:
-  14.0 minutes and 1260 CPU-seconds (21 CPU-minutes: data 93, training 1113, about 370 per model,
-  evaluation 54); ``make run`` from a fresh clone, install included, took 15.5 minutes.
-  It shows the task-count effect: N = 16 is memorised (seen 0.03 against unseen 5.2 nats),
-  N = 256 and N = 4096 are not (gaps -0.00 and -0.12). On unseen tasks the loss falls with
-  context on near-oracle steps (0.85 -> 0.64) and on the random steps of mixed sequences
-  (1.59 -> 1.49), but not on the probe (1.70 -> 1.71): in-context imitation, not in-context RL.
-  Online every model stays at the random level while TQL-UCB reaches 0.63 (gap-weighted) on the
-  same tasks. (With the tiny GDN instead, ``--model.backbone=gdn``: 11.3 minutes, unseen loss 1.46
-  against RWKV-7's 1.16, near-oracle steps 1.33 -> 1.20.)
+  validation set; online on 64 unseen anymdp16 tasks for 1024 steps. About 15 minutes on 2 cores;
+  what it measured is in the README's studies table.
 * ``smoke``: N = 4 and 64, tiny data and 8 training steps: checks the pipeline (about 15 seconds).
 * ``paper``: N = 100, 1K, 10K, 128K; 128K sequences of 12,001 steps; the paper's RWKV-7 (Table 6,
   18 blocks, hidden 512) with the paper's 5-token layout, segments of 2,000 steps (six per window,
