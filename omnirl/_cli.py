@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -33,13 +34,16 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     an existing file (before anything runs), or when the subcommand raises ``ValueError`` (bad
     input) or an ``OSError`` about a path (an existing file where a directory belongs, a
     directory where a file belongs, no permission); 1 after one ``error: ...`` line for another
-    ``OSError`` (a full disk)."""
+    ``OSError`` (a full disk); 130 after ``error: interrupted`` on Ctrl-C."""
     args = parser.parse_args(argv)
     try:
         problem = output_problem(args)
         if problem is not None:
             raise ValueError(problem)
         return args.fn(args)
+    except KeyboardInterrupt:  # Ctrl-C: the workers are stopped already (omnirl._pool); no traceback
+        print("error: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -18,8 +18,8 @@ from typing import Any, BinaryIO, Iterator
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file to write ``path`` through: the data goes to a temporary file in the same
     directory, which is flushed and renamed over ``path`` when the block ends without an error
-    (and removed otherwise), so ``path`` is always either its old content or the new, complete one.
-    Streams, so large files (checkpoints) never sit in memory."""
+    (and removed otherwise), so ``path`` is always either its old content or the new, complete one;
+    an OSError while writing (a full disk) names ``path``. Streams, so large files (checkpoints) never sit in memory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -27,11 +27,16 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            if e.filename is not None or e.errno is None:
+                raise
+            raise OSError(e.errno, e.strerror, str(path)) from e  # name the file (a full disk, say)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -172,6 +172,24 @@ def shard_layout(header: DatasetHeader, n: int) -> tuple[dict[str, dict[str, Any
     return columns, offset
 
 
+def pending_bytes(header: DatasetHeader, out_dir: str | os.PathLike) -> int:
+    """Bytes a writer of ``header`` still puts into ``out_dir``: every shard file not already there at
+    its final size, its sidecar, and the manifest (what ``omnirl._validate.check_disk`` weighs
+    against the free disk before a run starts)."""
+    out_dir = Path(out_dir)
+    meta = len(json.dumps(header.to_dict())) + 4096  # a sidecar: the header and the shard's entry
+    total = header.n_shards * 1024 + meta  # the manifest: one entry per shard
+    for s in range(header.n_shards):
+        size = shard_layout(header, header.shard_rows(s))[1]
+        f = out_dir / f"{_shard_name(s)}.bin"
+        try:
+            there = f.stat().st_size == size
+        except OSError:
+            there = False
+        total += 0 if there else size + meta
+    return total
+
+
 def _nbytes(col: dict[str, Any]) -> int:
     return np.dtype(col["dtype"]).itemsize * int(np.prod(col["shape"]))
 
@@ -684,4 +702,4 @@ def _verify_tasks(path: Path, header: DatasetHeader) -> tuple[str | None, str | 
 
 
 __all__ = ["ALIGN", "Dataset", "DatasetHeader", "DatasetWriter", "MANIFEST", "SCHEMA_VERSION",
-           "ShardBuffer", "read_manifest", "shard_layout", "verify"]
+           "ShardBuffer", "pending_bytes", "read_manifest", "shard_layout", "verify"]

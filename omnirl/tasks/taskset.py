@@ -29,7 +29,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from omnirl._pool import run_pool
-from omnirl._validate import check_float, check_int, check_seed
+from omnirl._validate import check_disk, check_float, check_int, check_seed
 from omnirl.fileio import (CLAIM, atomic_write_bytes, atomic_write_json, claim_directory, exclusive, read_json,
                            remove_temporaries)
 from omnirl.tasks.rng import make_rng
@@ -317,6 +317,25 @@ def _write_shard(root: Path, s: int, lo: int, tasks: Sequence[MDPTask], hashes: 
     return entry
 
 
+def pending_bytes(spec: dict[str, Any], out: str | os.PathLike) -> int:
+    """A bound on the bytes ``generate_to_disk(spec, out)`` still writes: every shard whose ``.npz``
+    is not in ``out`` yet, its sidecar and the manifest (what ``omnirl._validate.check_disk`` weighs
+    against the free disk before a run starts). A task is counted as twice the compressed size of
+    task 0, scaled to the largest state count, and never more than its arrays uncompressed (plus
+    1 % and the headers, more than deflate can ever make of them)."""
+    S, A, n = spec["n_states"], spec["n_actions"], spec["n_tasks"]
+    meta = 4 * (400 + len(json.dumps(spec["params"], sort_keys=True)))  # a task's meta string, 4-byte chars
+    raw = (12 * S * S * A + 33 * S + 48 + meta) * 101 // 100
+    t0 = _sample(spec, 0)
+    measured = 2 * len(_npz_bytes(encode_tasks([t0]))) * (S / t0.n_states) ** 2
+    per_task = int(min(raw, measured)) + 70  # and the task's hash in the sidecar
+    total = 1024 + len(json.dumps(spec))
+    for s, lo in enumerate(range(0, n, spec["shard_size"])):
+        if not (Path(out) / f"{_shard_name(s)}.npz").is_file():
+            total += min(spec["shard_size"], n - lo) * per_task + 8192 + 512  # headers, sidecar and manifest entries
+    return total
+
+
 def _generate_shard(spec: dict[str, Any], root: str, s: int) -> dict[str, Any]:
     lo = s * spec["shard_size"]
     hi = min(lo + spec["shard_size"], spec["n_tasks"])
@@ -384,6 +403,7 @@ def generate_to_disk(spec: dict[str, Any], out: Path, workers: int = 1, progress
     workers = check_int("workers", workers, min_value=1)
     spec_hash = _spec_hash(spec)
     _check_out_holds_only(out, spec, spec_hash)
+    check_disk("out", out, pending_bytes(spec, out))
     claim_directory(out, {"format": FORMAT, "spec_hash": spec_hash, "info": spec}, "task set",
                     lambda new, held: _spec_diff(new["info"], held.get("info") if isinstance(held, dict) else None))
     with exclusive(out, "task set"):  # a second run on it is refused; a killed run's temporary files go
