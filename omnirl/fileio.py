@@ -67,6 +67,20 @@ def read_json(path: str | os.PathLike, missing: str) -> Any:
         raise ValueError(f"{path}: manifest is not valid JSON (truncated or edited): {e}") from None
 
 
+def held_content(directory: str | os.PathLike) -> str | None:
+    """What ``directory`` holds that a writer of something else must not write into, named by the file
+    that shows it: a dataset or task set (``manifest.json``), a training run (``run.json``, a
+    checkpoint or a validation history) or an evaluation (``summary.json`` beside ``scores.csv``);
+    None for a missing directory or one holding none of these."""
+    directory = Path(directory)
+    for rel, what in (("manifest.json", "a dataset or task set"), ("run.json", "a training run"),
+                      ("checkpoints/last.ckpt", "a training run"), ("history.jsonl", "a training run"),
+                      ("scores.csv", "an evaluation")):
+        if (directory / rel).is_file():
+            return f"{what} ({rel})"
+    return None
+
+
 CLAIM = "claim.json"
 """The file that claims a directory for one dataset or task set (``claim_directory``)."""
 

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from omnirl._pool import run_pool
+from omnirl.fileio import held_content
 from omnirl._validate import check_choice, check_disk, check_int, check_memory
 from omnirl.data.pipelines import PROBES, PipelineConfig, pipeline
 from omnirl.data.schema import SCHEMA_VERSION, STEP_FIELDS, task_hash_bytes
@@ -156,6 +157,35 @@ def dataset_bytes(spec: DatasetSpec, out: str | os.PathLike) -> int:
     return pending_bytes(header(spec, pipeline(spec.pipeline), None), out)  # the layout ignores the task set
 
 
+RAY_CONNECT_SECONDS = 5.0
+"""How long ``check_backend`` waits for a Ray cluster's address to accept a connection."""
+
+
+def check_backend(backend: str, ray_address: str | None = None) -> str:
+    """Validate ``backend`` before anything is written: for ``ray``, that Ray is installed and that a
+    ``HOST:PORT`` ``ray_address`` accepts a connection within ``RAY_CONNECT_SECONDS`` (Ray itself
+    retries an unreachable cluster for minutes); ValueError naming the argument otherwise."""
+    check_choice("backend", backend, BACKENDS)
+    if backend != "ray":
+        if ray_address is not None:
+            raise ValueError(f"ray_address={ray_address!r} is for backend 'ray', got backend={backend!r}")
+        return backend
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ValueError("backend 'ray' needs Ray: pip install -e '.[ray]'") from None
+    if ray_address is not None and ray_address != "auto":
+        import socket
+        host, _, port = ray_address.split("://")[-1].rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"ray_address must be HOST:PORT (or 'auto'), got {ray_address!r}")
+        try:
+            socket.create_connection((host, int(port)), timeout=RAY_CONNECT_SECONDS).close()
+        except OSError as e:
+            raise ValueError(f"ray_address={ray_address!r}: no Ray cluster answers there ({e.strerror or e})") from None
+    return backend
+
+
 def generate_dataset(spec: DatasetSpec, out: str | os.PathLike, workers: int = 1, backend: str = "local",
                      batch: int = DEFAULT_BATCH, progress: bool = False, ray_address: str | None = None,
                      tasks: TaskSet | None = None) -> dict:
@@ -166,7 +196,7 @@ def generate_dataset(spec: DatasetSpec, out: str | os.PathLike, workers: int = 1
     workers = check_int("workers", workers, min_value=1)
     batch = check_int("batch", batch, min_value=1)
     check_batch_memory(spec, batch)
-    check_choice("backend", backend, BACKENDS)
+    check_backend(backend, ray_address)
     config = pipeline(spec.pipeline)
     if spec.task_set is None:
         if tasks is not None:
@@ -221,10 +251,7 @@ def _run_ray(spec, config, out, groups, batch, workers, address, bar) -> None:
     killed; a temporary shard it leaves is removed by the rerun, which resumes) and is re-raised,
     the failure as the task's own exception (a full disk's OSError, say), and a Ray instance
     started here is shut down."""
-    try:
-        import ray
-    except ImportError:
-        raise ValueError("backend 'ray' needs Ray: pip install -e '.[ray]'") from None
+    import ray  # checked by check_backend
     started = not ray.is_initialized()
     if started:
         try:
@@ -353,6 +380,9 @@ def make_validation_sets(train_dir: str | os.PathLike, out: str | os.PathLike, n
     spec = DatasetSpec(**head.config["spec"])
     n_sequences = check_int("sequences", n_sequences, min_value=1)
     out = Path(out)
+    held = held_content(out)
+    if held is not None:  # out holds the validation sets, each in a directory of its own
+        raise ValueError(f"out {str(out)!r} holds {held}; validation sets go to a directory of their own")
     seed = spec.seed + 1  # other sequence seeds than training
     sets: dict[str, tuple[DatasetSpec, TaskSet | None]] = {}
     if spec.task_set is not None:

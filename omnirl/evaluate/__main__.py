@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
+import json
 import sys
 import time
 from pathlib import Path
@@ -48,7 +49,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from omnirl._cli import Parser
+from omnirl._cli import Parser, fail
 from omnirl._validate import check_choice, check_int
 from omnirl.evaluate.baselines import (BANDIT_BASELINES, BASELINES, CQLConfig, PPOConfig, TQLUCBConfig,
                                       run_baseline)
@@ -316,6 +317,34 @@ def _log_wandb(cfg: EvaluateConfig, rows: list[dict], figures: dict[str, Path], 
         run.finish()
 
 
+def check_out_dir(cfg: EvaluateConfig) -> None:
+    """Refuse (ValueError naming ``run.out_dir``) an output directory that is a file, or holds
+    something else: a dataset, a task set, a training run, or a finished evaluation with other
+    settings (whose results would be replaced). The same evaluation again, or an unfinished one,
+    is rewritten."""
+    from omnirl.config import config_to_dict
+    from omnirl.fileio import held_content
+    out = Path(cfg.run.out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"run.out_dir={cfg.run.out_dir!r} is a file, not a directory")
+    held = held_content(out)
+    if held is None:
+        return
+    if (out / "summary.json").is_file():
+        try:
+            config = json.loads((out / "summary.json").read_text())["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            config = None
+        mine = json.loads(json.dumps(config_to_dict(dataclasses.replace(cfg, protocol=cfg.protocol_config()))))
+        if config == mine:
+            return
+        held = "an evaluation with other settings (summary.json)"
+    elif (out / "scores.csv").is_file() and held.endswith("(scores.csv)"):
+        return  # an evaluation that did not finish
+    raise ValueError(f"run.out_dir={cfg.run.out_dir!r} holds {held}; give an evaluation a directory of its own "
+                     "(another --run.out_dir)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = Parser(prog="python -m omnirl.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -344,12 +373,10 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.run.checkpoint is not None:  # unreadable or truncated: named now, before any work
             from omnirl.train.checkpoint import read_checkpoint
             read_checkpoint(cfg.run.checkpoint)
-        if Path(cfg.run.out_dir).exists() and not Path(cfg.run.out_dir).is_dir():
-            raise ValueError(f"run.out_dir={cfg.run.out_dir!r} is a file, not a directory")
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    summary = evaluate(cfg)
+        check_out_dir(cfg)
+        summary = evaluate(cfg)
+    except (ValueError, OSError, KeyboardInterrupt) as e:
+        return fail(e)
     from omnirl.evaluate.report import markdown
     print(markdown(summary["rows"]), end="")
     if summary["regret"]:

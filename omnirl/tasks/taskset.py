@@ -39,6 +39,9 @@ from omnirl.tasks.task import MDPTask
 FORMAT = "omnirl.taskset"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+PLOTS = "plots"
+"""Where ``python -m omnirl.tasks plot DIR`` puts its pictures by default (``DIR/plots``), a directory a
+task set may hold besides its own files."""
 
 
 # ---------------------------------------------------------------------------- checksums
@@ -329,10 +332,15 @@ def pending_bytes(spec: dict[str, Any], out: str | os.PathLike) -> int:
     t0 = _sample(spec, 0)
     measured = 2 * len(_npz_bytes(encode_tasks([t0]))) * (S / t0.n_states) ** 2
     per_task = int(min(raw, measured)) + 70  # and the task's hash in the sidecar
-    total = 1024 + len(json.dumps(spec))
-    for s, lo in enumerate(range(0, n, spec["shard_size"])):
-        if not (Path(out) / f"{_shard_name(s)}.npz").is_file():
-            total += min(spec["shard_size"], n - lo) * per_task + 8192 + 512  # headers, sidecar and manifest entries
+    k = spec["shard_size"]
+    total = 1024 + len(json.dumps(spec)) + n * per_task + -(-n // k) * (8192 + 512)  # headers, sidecars, manifest
+    for f in Path(out).glob("shard-*.npz") if Path(out).is_dir() else ():  # written already
+        try:
+            s = int(f.stem.split("-")[1])
+        except (ValueError, IndexError):
+            continue
+        if 0 <= s * k < n:
+            total -= min(k, n - s * k) * per_task + 8192 + 512
     return total
 
 
@@ -379,7 +387,7 @@ def _check_out_holds_only(out: Path, spec: dict[str, Any], spec_hash: str) -> No
             raise ValueError(f"out={str(out)!r} holds another task set or a dataset ({MANIFEST}); "
                              "choose an empty directory")
     for p in out.iterdir():
-        if p.name in (MANIFEST, CLAIM):  # the claim is compared by claim_directory
+        if p.name in (MANIFEST, CLAIM) or (p.name == PLOTS and p.is_dir()):  # the claim is compared by claim_directory
             continue
         shard = (p.name.startswith("shard-") and p.suffix in (".npz", ".json")) or (
             p.name.startswith((".shard-", f".{MANIFEST}.", f".{CLAIM}.")) and p.name.endswith(".tmp"))  # a killed run's

@@ -41,7 +41,7 @@ from typing import Any, Iterator
 
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from omnirl._cli import Parser
+from omnirl._cli import Parser, fail
 from omnirl.train.tracking import HISTORY_FILE
 from omnirl.train.tracking import wandb_mode  # noqa: F401  (part of this entry point's interface)
 
@@ -121,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(TrainConfig, args.config, overrides)
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(e)
 
     with warnings.catch_warnings(), _lightning_log_level(logging.WARNING if cfg.logging.quiet else None):
         # last.ckpt is written after the optimiser step on purpose: a resumed run continues with
@@ -133,9 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             warnings.filterwarnings("ignore", category=FutureWarning)
         try:
             return _fit(cfg)
-        except ValueError as e:  # bad data, settings or checkpoint; a diverged run (after its checkpoints)
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        except (ValueError, OSError) as e:  # bad data, settings, checkpoint or out_dir; a diverged run
+            return fail(e)
 
 
 RESUMABLE = ("train.max_steps", "train.val_every", "train.resume", "train.devices", "train.num_nodes",
