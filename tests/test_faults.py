@@ -639,3 +639,96 @@ def test_batch_memory_check_counts_the_rows_simulated_together():
     check_batch_memory(spec, 1024)  # only 2 sequences: 2 kernels of 320 MiB fit
     with pytest.raises(ValueError, match="batch=1024 sequences of n_obs=4096"):
         check_batch_memory(dataclasses.replace(spec, n_sequences=4096), 1024)
+
+
+# ---------------------------------------------------------------------------- found by probing
+
+
+def test_sizes_beyond_any_disk_are_refused_at_once(tmp_path):
+    """``--sequences 10**11``: refused within seconds by the disk check, naming the bytes (the
+    estimate takes time in the files present, not in the shards)."""
+    t0 = time.monotonic()
+    r = cli("omnirl.data", "generate", "--tasks", "fresh", "--sequences", str(10 ** 11), "--length", "40",
+            "--states", "8", "--out", "big", cwd=tmp_path)
+    assert time.monotonic() - t0 < 20
+    assert_refused(r, "--out", "big", "bytes of free disk")
+    assert not (tmp_path / "big").exists()
+
+
+def test_an_unreachable_ray_address_is_refused_before_anything_is_written(tmp_path):
+    """``--ray-address`` where no cluster answers: one error line within seconds, not even the task
+    set written (Ray used to retry for minutes after the task set was written)."""
+    pytest.importorskip("ray")
+    t0 = time.monotonic()
+    r = cli("omnirl.data", "generate", "--tasks", "2", "--sequences", "4", "--length", "16", "--states", "8",
+            "--backend", "ray", "--ray-address", "127.0.0.1:1", "--out", "ds", cwd=tmp_path)
+    assert time.monotonic() - t0 < 20
+    assert_refused(r, "ray_address='127.0.0.1:1'")
+    assert not (tmp_path / "ds").exists()
+    assert_refused(cli("omnirl.data", "generate", "--tasks", "2", "--sequences", "4", "--length", "16", "--states",
+                       "8", "--ray-address", "127.0.0.1:1", "--out", "ds", cwd=tmp_path), "backend 'ray'")
+
+
+@pytest.mark.parametrize("module,args", [
+    ("omnirl.train", ("--config", "bad.yaml")),
+    ("omnirl.sweep", ("bad.yaml", "--local", "--dry-run", "--out", "sw")),
+], ids=["train", "sweep"])
+def test_a_multi_line_message_is_one_error_line(tmp_path, module, args):
+    """A YAML parser's error spans lines; the command prints it as one ``error:`` line."""
+    (tmp_path / "bad.yaml").write_text("a: [\n")
+    assert_refused(cli(module, *args, cwd=tmp_path), "bad.yaml", "not valid YAML")
+
+
+def test_training_into_a_directory_that_cannot_be_made(tiny, capsys):
+    assert_refused(run_train(train_args(tiny, Path("/proc/omnirl-run")), capsys), "/proc/omnirl-run")
+
+
+def test_task_set_plots_are_checked_first_and_kept_by_a_rerun(tmp_path):
+    """``tasks plot --max-tasks 0`` is refused before a picture is written; the default pictures in
+    ``DIR/plots`` do not make a rerun of the same ``tasks generate`` refuse its own directory."""
+    gen = ("generate", "--n", "3", "--states", "8", "--quiet", "--out", "ts")
+    assert cli("omnirl.tasks", *gen, cwd=tmp_path).returncode == 0
+    assert_refused(cli("omnirl.tasks", "plot", "ts", "--max-tasks", "0", cwd=tmp_path), "--max-tasks")
+    assert not (tmp_path / "ts" / "plots").exists()
+    assert cli("omnirl.tasks", "plot", "ts", cwd=tmp_path).returncode == 0
+    r = cli("omnirl.tasks", *gen, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "ts" / "plots" / "kernel_00000.png").is_file()
+
+
+EVAL = ("--envs", "bandit5", "--run.baselines=[uniform]", "--run.steps=20", "--run.n_envs=2")
+
+
+def test_an_evaluation_never_replaces_another_runs_results(tmp_path):
+    """``evaluate`` into a directory holding an evaluation of other settings, a dataset or a
+    training run is refused, the files untouched (they used to be overwritten, or mixed with the
+    run's); the same evaluation again is rewritten."""
+    assert cli("omnirl.evaluate", *EVAL, "--run.out_dir=ev", cwd=tmp_path).returncode == 0
+    before = (tmp_path / "ev" / "summary.json").read_bytes()
+    assert_refused(cli("omnirl.evaluate", *EVAL, "--run.seed=3", "--run.out_dir=ev", cwd=tmp_path),
+                   "run.out_dir='ev'", "other settings")
+    assert (tmp_path / "ev" / "summary.json").read_bytes() == before
+    r = cli("omnirl.evaluate", *EVAL, "--run.out_dir=ev", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    generate_dataset(small_spec(), tmp_path / "ds")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("{}")
+    for d, what in (("ds", "manifest.json"), ("run", "run.json")):
+        assert_refused(cli("omnirl.evaluate", *EVAL, f"--run.out_dir={d}", cwd=tmp_path), what)
+    assert not (tmp_path / "ds" / "summary.json").exists() and not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_validation_sets_refuse_a_dataset_or_run_directory(tmp_path):
+    from omnirl.data.generate import make_validation_sets
+    generate_dataset(small_spec(), tmp_path / "ds")
+    with pytest.raises(ValueError, match="holds a dataset or task set"):
+        make_validation_sets(tmp_path / "ds", tmp_path / "ds", 2)
+    assert not (tmp_path / "ds" / "unseen").exists()
+
+
+def test_one_hot_policy_grows_with_the_actions_not_their_square():
+    """A task with very many actions used to need an ``(A, A)`` identity while it was checked (a
+    MemoryError traceback for ``--actions 100000``)."""
+    from omnirl.tasks.solver import one_hot_policy
+    pi = one_hot_policy(np.array([[3, 0], [1, 2]]), 10 ** 6)
+    assert pi.shape == (2, 2, 10 ** 6) and pi.sum() == 4 and pi[0, 0, 3] == 1 and pi[1, 1, 2] == 1
