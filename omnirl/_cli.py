@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -33,21 +34,41 @@ def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
     an existing file (before anything runs), or when the subcommand raises ``ValueError`` (bad
     input) or an ``OSError`` about a path (an existing file where a directory belongs, a
     directory where a file belongs, no permission); 1 after one ``error: ...`` line for another
-    ``OSError`` (a full disk) or a missing optional package (``ImportError``, whose message names
-    the install command)."""
+    ``OSError`` (a full disk) or a missing optional package (an ``ImportError`` whose message names
+    the install command); 130 after ``error: interrupted`` on Ctrl-C (``fail``)."""
     args = parser.parse_args(argv)
     try:
         problem = output_problem(args)
         if problem is not None:
             raise ValueError(problem)
         return args.fn(args)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (KeyboardInterrupt, ValueError, OSError, ImportError) as e:
+        return fail(e)
+
+
+def error_line(message: object) -> str:
+    """``message`` on one line (a multi-line message, e.g. a YAML parser's, joined with spaces)."""
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+def fail(e: BaseException) -> int:
+    """Print the one ``error: ...`` line of an expected failure ``e`` to stderr and return the exit
+    code of ``run``: 2 for a ValueError (bad input) or an OSError about a path (an existing file
+    where a directory belongs, a directory where a file belongs, no permission, no such
+    directory), 1 for another OSError (a full disk) or a missing optional package (ImportError), 130
+    for an interrupt (Ctrl-C). Anything else is re-raised: a bug keeps its traceback."""
+    if isinstance(e, KeyboardInterrupt):  # the workers are stopped already (omnirl._pool); no traceback
+        print("error: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    if isinstance(e, ValueError):
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
-    except ImportError as e:
-        print(f"error: {e}", file=sys.stderr)
+    if isinstance(e, ImportError):
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 1
-    except OSError as e:  # a path that cannot be written (exit 2), or a full disk and the like (exit 1)
+    if isinstance(e, OSError):
         where = f"{e.filename}: " if e.filename is not None else ""
-        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
-        return 2 if isinstance(e, (FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)) else 1
+        print(f"error: {where}{error_line(e.strerror or e)}", file=sys.stderr)
+        return 2 if isinstance(e, (FileExistsError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+                                   PermissionError)) else 1
+    raise e

@@ -80,3 +80,37 @@ def check_memory(what: str, nbytes: int) -> int:
         raise ValueError(f"{what} needs about {nbytes / 2**30:.1f} GiB of memory, more than this machine's "
                          f"{total / 2**30:.1f} GiB")
     return nbytes
+
+
+DISK_MARGIN_BYTES = 16 * 2**20
+"""Free disk a writer leaves untouched beyond its estimate (and at least 5 % of the estimate on top):
+logs, manifests and estimates that run a little short."""
+
+
+def free_disk_bytes(path) -> int:
+    """Free bytes on the file system that holds ``path`` (or its nearest existing parent: the
+    directory a run is about to create)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    p = Path(os.path.abspath(path))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def check_disk(name: str, path, nbytes: int) -> int:
+    """Raise ValueError (naming the argument ``name`` and its value ``path``, the bytes needed and
+    the bytes free) when writing ``nbytes`` to ``path`` would not leave ``DISK_MARGIN_BYTES`` (or
+    5 % of ``nbytes``, the larger) free: a full disk is refused before a run writes anything, not
+    met midway. Nothing to write (``nbytes == 0``) always passes."""
+    if nbytes <= 0:
+        return nbytes
+    need = nbytes + max(DISK_MARGIN_BYTES, nbytes // 20)
+    free = free_disk_bytes(path)
+    if free < need:
+        mib = lambda b: f"{b / 2**20:.1f} MiB"  # noqa: E731
+        raise ValueError(f"{name} {str(path)!r}: writing needs {need} bytes of free disk ({mib(nbytes)} and a "
+                         f"margin), only {free} bytes ({mib(free)}) are free there")
+    return nbytes

@@ -13,7 +13,7 @@
   with ``${args}``) are applied on top, in order. ``--print_config`` prints the resolved
   configuration as YAML and exits.
 * An unknown key, a value of the wrong type or a value a dataclass refuses is a ``ValueError``
-  of one line naming the dotted key (``parse_config`` turns it into ``PROG: error: ...``, exit 2).
+  of one line naming the dotted key (``parse_config`` turns it into ``error: ...``, exit 2).
 * ``config_to_dict`` gives the resolved configuration as plain data (for logging and for writing
   it back; ``config_from_dict`` reads it again).
 """
@@ -81,13 +81,13 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
 
 class _Parser(jsonargparse.ArgumentParser):
     """jsonargparse's parser with one-line errors: a ``ValueError`` in the library calls (built with
-    ``exit_on_error=False``), ``PROG: error: ...`` and exit 2 on the command line."""
+    ``exit_on_error=False``), ``error: ...`` and exit 2 on the command line."""
 
     def error(self, message: str, ex: Exception | None = None):
         line = " ".join(str(message).split())
         if not self.exit_on_error:
             raise ValueError(line) from None
-        self.exit(2, f"{self.prog}: error: {line}\n")
+        self.exit(2, f"error: {line}\n")
 
 
 def config_parser(cls: type, prog: str | None = None, description: str | None = None,
@@ -206,7 +206,7 @@ def build(cls: type[C], data: Mapping[str, Any], prefix: str = "") -> C:
 def parse_config(cls: type[C], argv: Sequence[str] | None = None, prog: str | None = None,
                  description: str | None = None, defaults: Any = None) -> C:
     """``cls`` from a command line (``sys.argv[1:]`` when ``argv`` is None): ``--help`` and
-    ``--print_config`` print and exit 0; a bad value prints ``PROG: error: ...`` (one line) and exits 2."""
+    ``--print_config`` print and exit 0; a bad value prints ``error: ...`` (one line) and exits 2."""
     return parse_command_line(cls, argv, prog=prog, description=description, defaults=defaults)[0]
 
 

@@ -18,8 +18,8 @@ from typing import Any, BinaryIO, Iterator
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file to write ``path`` through: the data goes to a temporary file in the same
     directory, which is flushed and renamed over ``path`` when the block ends without an error
-    (and removed otherwise), so ``path`` is always either its old content or the new, complete one.
-    Streams, so large files (checkpoints) never sit in memory."""
+    (and removed otherwise), so ``path`` is always either its old content or the new, complete one;
+    an OSError while writing (a full disk) names ``path``. Streams, so large files (checkpoints) never sit in memory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -27,11 +27,16 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as e:
+            if e.filename is not None or e.errno is None:
+                raise
+            raise OSError(e.errno, e.strerror, str(path)) from e  # name the file (a full disk, say)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -60,6 +65,20 @@ def read_json(path: str | os.PathLike, missing: str) -> Any:
         return json.loads(path.read_text())
     except ValueError as e:
         raise ValueError(f"{path}: manifest is not valid JSON (truncated or edited): {e}") from None
+
+
+def held_content(directory: str | os.PathLike) -> str | None:
+    """What ``directory`` holds that a writer of something else must not write into, named by the file
+    that shows it: a dataset or task set (``manifest.json``), a training run (``run.json``, a
+    checkpoint or a validation history) or an evaluation (``summary.json`` beside ``scores.csv``);
+    None for a missing directory or one holding none of these."""
+    directory = Path(directory)
+    for rel, what in (("manifest.json", "a dataset or task set"), ("run.json", "a training run"),
+                      ("checkpoints/last.ckpt", "a training run"), ("history.jsonl", "a training run"),
+                      ("scores.csv", "an evaluation")):
+        if (directory / rel).is_file():
+            return f"{what} ({rel})"
+    return None
 
 
 CLAIM = "claim.json"

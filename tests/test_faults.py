@@ -223,6 +223,84 @@ def test_workers_die_with_their_parent(tmp_path, module, args):
         stop(p)
 
 
+def descendants(pid: int) -> list[int]:
+    """Process ids below ``pid`` (children, theirs, ...)."""
+    out, todo = [], [pid]
+    while todo:
+        found = children(todo.pop())
+        out += found
+        todo += found
+    return out
+
+
+RAY_GENERATE = ("generate", "--tasks", "4", "--sequences", "512", "--length", "512", "--states", "16", "--shard-size",
+                "16", "--batch", "16", "--workers", "2", "--quiet", "--backend", "ray")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_ray_generate_and_the_rerun_completes(tmp_path):
+    """Ctrl-C during ``data generate --backend ray`` (a local Ray instance it started): within
+    seconds it exits with one ``error: interrupted`` line, its Ray processes gone and no manifest
+    written; the rerun removes what the cancelled tasks left and completes an intact dataset."""
+    p = start("omnirl.data", *RAY_GENERATE, "--out", "ds", cwd=tmp_path)
+    try:
+        ds = tmp_path / "ds"
+        wait_until(lambda: ds.is_dir() and any(f.suffix == ".json" for f in ds.glob("shard-*")), 120,
+                   "the first shard")
+        ray_processes = descendants(p.pid)
+        assert len(ray_processes) >= 3  # Ray's own processes and its workers
+        t0 = time.monotonic()
+        os.killpg(p.pid, signal.SIGINT)
+        p.wait(TIMEOUT)
+        assert time.monotonic() - t0 < 15
+        err = p.communicate(timeout=TIMEOUT)[1]
+        assert p.returncode == 130 and err.strip().splitlines()[-1] == "error: interrupted", err
+        assert "Traceback" not in err, err
+        wait_until(lambda: not any(alive(w) for w in ray_processes), 15, "Ray's processes to exit")
+        assert not (ds / "manifest.json").exists()
+    finally:
+        stop(p)
+    r = cli("omnirl.data", *RAY_GENERATE[:-5], "--workers", "1", "--quiet", "--out", "ds", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert not list(ds.glob(".*.tmp"))
+    assert verify(ds)["ok"]
+
+
+@pytest.mark.slow
+def test_a_failed_ray_task_cancels_the_others(tmp_path):
+    """On a Ray instance the caller started (so it outlives the call), the first failed task
+    force-cancels the outstanding ones and its own error is raised (not Ray's wrapper): no shard
+    is written after the call returned, behind the back of a caller that no longer holds the
+    directory (the other tasks used to run on)."""
+    code = """if True:
+        import os, sys, time
+        from pathlib import Path
+        import ray
+        from omnirl.data.generate import DatasetSpec, generate_dataset
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        spec = DatasetSpec(pipeline="omnirl", n_sequences=256, length=512, n_obs=16, n_actions=5, seed=0,
+                           shard_size=16)
+        out = Path("ds")
+        out.mkdir()
+        (out / "shard-00003.bin").mkdir()  # shard 3 cannot be put in place
+        try:
+            generate_dataset(spec, out, workers=2, backend="ray", batch=16)
+        except Exception as e:
+            print(type(e).__name__, str(e).splitlines()[0], sep="|")
+        before = sorted(p.name for p in out.glob("shard-*.json"))
+        time.sleep(4)
+        print(before == sorted(p.name for p in out.glob("shard-*.json")), len(before))
+        ray.shutdown()
+    """
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**env(), "RAY_AUTH_MODE": "disabled"},
+                       capture_output=True, text=True, timeout=120)
+    lines = r.stdout.strip().splitlines()
+    assert r.returncode == 0 and len(lines) == 2, r.stdout + r.stderr
+    kind, message = lines[0].split("|")
+    assert kind == "IsADirectoryError" and "shard-00003.bin" in message, lines[0]
+    assert lines[1].startswith("True") and int(lines[1].split()[1]) < 16, lines[1]
+
+
 def test_rerun_removes_a_killed_runs_temporary_shards(tmp_path):
     """A temporary shard file a killed writer left (SIGKILL: no chance to remove it) is gone after
     the rerun (it used to stay in the finished dataset)."""
@@ -246,6 +324,105 @@ def test_task_set_rerun_removes_temporaries(tmp_path):
     (out / ".manifest.json.dead.tmp").write_bytes(b"x")
     TaskSet.generate(4, 8, 3, out=out, shard_size=2)
     assert not list(out.glob(".*.tmp"))
+
+
+# ---------------------------------------------------------------------------- full disk
+
+
+VALIDATION_OF = ("generate", "--tasks", "2", "--sequences", "4", "--length", "16", "--states", "8", "--quiet")
+
+
+@pytest.mark.parametrize("module,args", [
+    ("omnirl.data", ("generate", "--tasks", "3", "--sequences", "8", "--length", "16", "--states", "8", "--quiet",
+                     "--out", "out")),
+    ("omnirl.data", ("generate", "--tasks", "fresh", "--sequences", "8", "--length", "16", "--states", "8",
+                     "--quiet", "--out", "out")),
+    ("omnirl.tasks", ("generate", "--n", "3", "--states", "8", "--quiet", "--out", "out")),
+    ("omnirl.data", ("validation", "ds", "--sequences", "4", "--probe", "--out", "out")),
+], ids=["data", "data-fresh", "tasks", "validation"])
+def test_a_full_disk_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys, module, args):
+    """Too little free disk for the run's estimate: one error line naming ``out``, the bytes needed and
+    free, exit 2, and nothing written (a full disk used to end the run with exit 1 after partial work)."""
+    import importlib
+
+    import omnirl._validate
+    monkeypatch.chdir(tmp_path)
+    if args[0] == "validation":
+        assert importlib.import_module("omnirl.data.__main__").main([*VALIDATION_OF, "--out", "ds"]) == 0
+        capsys.readouterr()
+    monkeypatch.setattr(omnirl._validate, "free_disk_bytes", lambda path: 12345)
+    code = importlib.import_module(f"{module}.__main__").main(list(args))
+    line = assert_refused((code, capsys.readouterr().err), "out", "needs", "only 12345 bytes")
+    assert int(line.split("needs ")[1].split()[0]) > 12345
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setattr(omnirl._validate, "free_disk_bytes", lambda path: 1 << 40)  # with room, it goes ahead
+    assert importlib.import_module(f"{module}.__main__").main(list(args)) == 0
+
+
+def test_disk_estimates_bound_what_is_written(tmp_path):
+    """The estimates ``check_disk`` weighs are upper bounds of the bytes a run writes, and count
+    only what is left to write when resuming."""
+    from omnirl.data.generate import dataset_bytes, load_task_set, task_set_bytes
+
+    def used(d: Path) -> int:
+        return sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+
+    out = tmp_path / "ds"
+    need_tasks = task_set_bytes(out, 70, "8:24", 4, 3)
+    task_dir, tasks = load_task_set(out, 70, "8:24", 4, 3)
+    assert used(task_dir) <= need_tasks < 20 * used(task_dir)
+    assert task_set_bytes(out, 70, "8:24", 4, 3) == 0
+    spec = DatasetSpec(pipeline="omnirl", n_sequences=40, length=32, n_obs=24, n_actions=4, seed=0, shard_size=8,
+                       task_set=str(task_dir))
+    need = dataset_bytes(spec, out)
+    generate_dataset(spec, out, tasks=tasks)
+    written = used(out) - used(task_dir)
+    assert written <= need < 2 * written
+    (out / "shard-00002.bin").unlink()
+    left = dataset_bytes(spec, out)
+    assert (out / "shard-00003.bin").stat().st_size < left < need / 2
+
+
+def _unshare_works() -> bool:
+    try:
+        return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True,
+                              timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.mark.skipif(not _unshare_works(), reason="needs unprivileged user and mount namespaces (unshare)")
+@pytest.mark.parametrize("module,args,suffix", [
+    ("omnirl.data", ("generate", "--tasks", "3", "--sequences", "64", "--length", "2048", "--states", "8",
+                     "--shard-size", "8", "--batch", "8", "--quiet"), ".bin"),
+    ("omnirl.data", ("generate", "--tasks", "3", "--sequences", "64", "--length", "2048", "--states", "8",
+                     "--shard-size", "8", "--batch", "8", "--workers", "2", "--quiet"), ".bin"),
+    ("omnirl.tasks", ("generate", "--n", "200", "--states", "64", "--shard-size", "8", "--quiet"), ".npz"),
+], ids=["data", "data-workers", "tasks"])
+def test_a_disk_that_fills_midway_leaves_no_partial_shard(tmp_path, module, args, suffix):
+    """A real full disk (a 600 kB tmpfs) met midway, past the up-front check (switched off here):
+    one error line naming the file, exit 1, every shard under its final name whole and described by
+    its sidecar (the ones written before the disk filled), no temporary file left."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    code = ("import sys, runpy, omnirl._validate as v; v.free_disk_bytes = lambda path: 1 << 60; "
+            f"sys.argv = ['{module}', *sys.argv[1:]]; runpy.run_module('{module}', run_name='__main__')")
+    script = (f"mount -t tmpfs -o size=600k tmpfs {disk} && cd {disk} || exit 99; "
+              f"{sys.executable} -c \"{code}\" {' '.join(args)} --out out 2> {tmp_path / 'err'}; "
+              f"echo $? > {tmp_path / 'rc'}; ls -la out; for f in out/shard-*.json; do tr -d '\\n' < $f; echo; done")
+    listing = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], env=env(),
+                             capture_output=True, text=True, timeout=TIMEOUT).stdout
+    err = (tmp_path / "err").read_text()
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert (tmp_path / "rc").read_text().strip() == "1", err
+    assert len(lines) == 1 and lines[0].startswith("error: out/shard-"), err
+    assert "No space left on device" in lines[0], lines[0]
+    assert ".tmp" not in listing, listing  # the tmpfs vanishes with its namespace: listed from inside
+    names = [ln.split() for ln in listing.splitlines() if ln.split()[-1:] and ln.split()[-1].endswith(suffix)]
+    sizes = {f[-1]: int(f[4]) for f in names if f[-1].startswith("shard-")}
+    described = {sc["file"]: sc["bytes"] for sc in (json.loads(ln) for ln in listing.splitlines()
+                                                     if ln.startswith("{"))}
+    assert sizes == described, (sizes, described)
 
 
 # ---------------------------------------------------------------------------- training
@@ -347,7 +524,7 @@ def test_truncated_checkpoint_is_named_by_path(tiny, tmp_path, capsys):
     (("--train.devices=0",), ("devices", "0")),
     (("--data.window=64",), ("window=64", "40 steps")),
     (("--data.validation={unseen: /nonexistent/val}",), ("/nonexistent/val",)),
-    (("--data.validation={unseen:/val}",), ("validation", "None")),
+    (("--data.validation={unseen:/val}",), ("validation", "{unseen:/val}")),
     (("--train.devices=4096",), ("train.devices=4096",)),
 ], ids=["n_states", "n_actions", "precision", "devices", "window", "validation", "validation-yaml", "devices-cpus"])
 def test_bad_training_settings_are_one_line_before_anything_is_written(tiny, tmp_path, capsys, extra, words):
@@ -462,3 +639,96 @@ def test_batch_memory_check_counts_the_rows_simulated_together():
     check_batch_memory(spec, 1024)  # only 2 sequences: 2 kernels of 320 MiB fit
     with pytest.raises(ValueError, match="batch=1024 sequences of n_obs=4096"):
         check_batch_memory(dataclasses.replace(spec, n_sequences=4096), 1024)
+
+
+# ---------------------------------------------------------------------------- found by probing
+
+
+def test_sizes_beyond_any_disk_are_refused_at_once(tmp_path):
+    """``--sequences 10**11``: refused within seconds by the disk check, naming the bytes (the
+    estimate takes time in the files present, not in the shards)."""
+    t0 = time.monotonic()
+    r = cli("omnirl.data", "generate", "--tasks", "fresh", "--sequences", str(10 ** 11), "--length", "40",
+            "--states", "8", "--out", "big", cwd=tmp_path)
+    assert time.monotonic() - t0 < 20
+    assert_refused(r, "--out", "big", "bytes of free disk")
+    assert not (tmp_path / "big").exists()
+
+
+def test_an_unreachable_ray_address_is_refused_before_anything_is_written(tmp_path):
+    """``--ray-address`` where no cluster answers: one error line within seconds, not even the task
+    set written (Ray used to retry for minutes after the task set was written)."""
+    pytest.importorskip("ray")
+    t0 = time.monotonic()
+    r = cli("omnirl.data", "generate", "--tasks", "2", "--sequences", "4", "--length", "16", "--states", "8",
+            "--backend", "ray", "--ray-address", "127.0.0.1:1", "--out", "ds", cwd=tmp_path)
+    assert time.monotonic() - t0 < 20
+    assert_refused(r, "ray_address='127.0.0.1:1'")
+    assert not (tmp_path / "ds").exists()
+    assert_refused(cli("omnirl.data", "generate", "--tasks", "2", "--sequences", "4", "--length", "16", "--states",
+                       "8", "--ray-address", "127.0.0.1:1", "--out", "ds", cwd=tmp_path), "backend 'ray'")
+
+
+@pytest.mark.parametrize("module,args", [
+    ("omnirl.train", ("--config", "bad.yaml")),
+    ("omnirl.sweep", ("bad.yaml", "--local", "--dry-run", "--out", "sw")),
+], ids=["train", "sweep"])
+def test_a_multi_line_message_is_one_error_line(tmp_path, module, args):
+    """A YAML parser's error spans lines; the command prints it as one ``error:`` line."""
+    (tmp_path / "bad.yaml").write_text("a: [\n")
+    assert_refused(cli(module, *args, cwd=tmp_path), "bad.yaml", "not valid YAML")
+
+
+def test_training_into_a_directory_that_cannot_be_made(tiny, capsys):
+    assert_refused(run_train(train_args(tiny, Path("/proc/omnirl-run")), capsys), "/proc/omnirl-run")
+
+
+def test_task_set_plots_are_checked_first_and_kept_by_a_rerun(tmp_path):
+    """``tasks plot --max-tasks 0`` is refused before a picture is written; the default pictures in
+    ``DIR/plots`` do not make a rerun of the same ``tasks generate`` refuse its own directory."""
+    gen = ("generate", "--n", "3", "--states", "8", "--quiet", "--out", "ts")
+    assert cli("omnirl.tasks", *gen, cwd=tmp_path).returncode == 0
+    assert_refused(cli("omnirl.tasks", "plot", "ts", "--max-tasks", "0", cwd=tmp_path), "--max-tasks")
+    assert not (tmp_path / "ts" / "plots").exists()
+    assert cli("omnirl.tasks", "plot", "ts", cwd=tmp_path).returncode == 0
+    r = cli("omnirl.tasks", *gen, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "ts" / "plots" / "kernel_00000.png").is_file()
+
+
+EVAL = ("--envs", "bandit5", "--run.baselines=[uniform]", "--run.steps=20", "--run.n_envs=2")
+
+
+def test_an_evaluation_never_replaces_another_runs_results(tmp_path):
+    """``evaluate`` into a directory holding an evaluation of other settings, a dataset or a
+    training run is refused, the files untouched (they used to be overwritten, or mixed with the
+    run's); the same evaluation again is rewritten."""
+    assert cli("omnirl.evaluate", *EVAL, "--run.out_dir=ev", cwd=tmp_path).returncode == 0
+    before = (tmp_path / "ev" / "summary.json").read_bytes()
+    assert_refused(cli("omnirl.evaluate", *EVAL, "--run.seed=3", "--run.out_dir=ev", cwd=tmp_path),
+                   "run.out_dir='ev'", "other settings")
+    assert (tmp_path / "ev" / "summary.json").read_bytes() == before
+    r = cli("omnirl.evaluate", *EVAL, "--run.out_dir=ev", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    generate_dataset(small_spec(), tmp_path / "ds")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text("{}")
+    for d, what in (("ds", "manifest.json"), ("run", "run.json")):
+        assert_refused(cli("omnirl.evaluate", *EVAL, f"--run.out_dir={d}", cwd=tmp_path), what)
+    assert not (tmp_path / "ds" / "summary.json").exists() and not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_validation_sets_refuse_a_dataset_or_run_directory(tmp_path):
+    from omnirl.data.generate import make_validation_sets
+    generate_dataset(small_spec(), tmp_path / "ds")
+    with pytest.raises(ValueError, match="holds a dataset or task set"):
+        make_validation_sets(tmp_path / "ds", tmp_path / "ds", 2)
+    assert not (tmp_path / "ds" / "unseen").exists()
+
+
+def test_one_hot_policy_grows_with_the_actions_not_their_square():
+    """A task with very many actions used to need an ``(A, A)`` identity while it was checked (a
+    MemoryError traceback for ``--actions 100000``)."""
+    from omnirl.tasks.solver import one_hot_policy
+    pi = one_hot_policy(np.array([[3, 0], [1, 2]]), 10 ** 6)
+    assert pi.shape == (2, 2, 10 ** 6) and pi.sum() == 4 and pi[0, 0, 3] == 1 and pi[1, 1, 2] == 1

@@ -54,8 +54,9 @@ def cmd_verify(a: argparse.Namespace) -> int:
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
-    from omnirl._validate import check_int
-    from omnirl.data.generate import DatasetSpec, check_batch_memory, generate_dataset, load_task_set
+    from omnirl._validate import check_disk, check_int
+    from omnirl.data.generate import (DatasetSpec, check_backend, check_batch_memory, dataset_bytes,
+                                      generate_dataset, load_task_set, task_set_bytes)
     from omnirl.tasks.taskset import parse_states
     S, min_states = parse_states(a.states)
     task_dir = tasks = None
@@ -69,7 +70,12 @@ def cmd_generate(a: argparse.Namespace) -> int:
     spec_args = dict(pipeline=a.pipeline, n_sequences=a.sequences, length=a.length, n_obs=S,
                      n_actions=a.actions, seed=a.seed, min_states=min_states, shard_size=a.shard_size)
     check_int("workers", a.workers, min_value=1)
+    check_backend(a.backend, a.ray_address)
     check_batch_memory(DatasetSpec(**spec_args), a.batch)  # validate everything before anything is written
+    need = dataset_bytes(DatasetSpec(**spec_args), a.out)
+    if a.tasks != "fresh":
+        need += task_set_bytes(a.out, n_tasks, a.states, a.actions, a.task_seed)
+    check_disk("--out", a.out, need)  # the task set and the dataset, before either is written
     if a.tasks != "fresh":
         path, tasks = load_task_set(a.out, n_tasks, a.states, a.actions, a.task_seed, a.workers)
         task_dir = str(path)

@@ -20,10 +20,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from omnirl._pool import run_pool
-from omnirl._validate import check_choice, check_int, check_memory
+from omnirl.fileio import held_content
+from omnirl._validate import check_choice, check_disk, check_int, check_memory
 from omnirl.data.pipelines import PROBES, PipelineConfig, pipeline
 from omnirl.data.schema import SCHEMA_VERSION, STEP_FIELDS, task_hash_bytes
-from omnirl.data.store import DatasetHeader, DatasetWriter
+from omnirl.data.store import DatasetHeader, DatasetWriter, pending_bytes
 from omnirl.data.synthesis import synthesize
 from omnirl.tasks import MDPTask, sample_anymdp
 from omnirl.tasks.samplers import check_task_memory
@@ -150,6 +151,41 @@ def check_batch_memory(spec: DatasetSpec, batch: int) -> None:
                  "(lower --batch)", 4 * rows * spec.n_obs ** 2 * spec.n_actions)
 
 
+def dataset_bytes(spec: DatasetSpec, out: str | os.PathLike) -> int:
+    """The bytes writing the dataset ``spec`` still puts into ``out`` (shards not there yet, their
+    sidecars, the manifest): for ``check_disk`` before a run starts."""
+    return pending_bytes(header(spec, pipeline(spec.pipeline), None), out)  # the layout ignores the task set
+
+
+RAY_CONNECT_SECONDS = 5.0
+"""How long ``check_backend`` waits for a Ray cluster's address to accept a connection."""
+
+
+def check_backend(backend: str, ray_address: str | None = None) -> str:
+    """Validate ``backend`` before anything is written: for ``ray``, that Ray is installed and that a
+    ``HOST:PORT`` ``ray_address`` accepts a connection within ``RAY_CONNECT_SECONDS`` (Ray itself
+    retries an unreachable cluster for minutes); ValueError naming the argument otherwise."""
+    check_choice("backend", backend, BACKENDS)
+    if backend != "ray":
+        if ray_address is not None:
+            raise ValueError(f"ray_address={ray_address!r} is for backend 'ray', got backend={backend!r}")
+        return backend
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ValueError("backend 'ray' needs Ray: pip install -e '.[ray]'") from None
+    if ray_address is not None and ray_address != "auto":
+        import socket
+        host, _, port = ray_address.split("://")[-1].rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"ray_address must be HOST:PORT (or 'auto'), got {ray_address!r}")
+        try:
+            socket.create_connection((host, int(port)), timeout=RAY_CONNECT_SECONDS).close()
+        except OSError as e:
+            raise ValueError(f"ray_address={ray_address!r}: no Ray cluster answers there ({e.strerror or e})") from None
+    return backend
+
+
 def generate_dataset(spec: DatasetSpec, out: str | os.PathLike, workers: int = 1, backend: str = "local",
                      batch: int = DEFAULT_BATCH, progress: bool = False, ray_address: str | None = None,
                      tasks: TaskSet | None = None) -> dict:
@@ -160,7 +196,7 @@ def generate_dataset(spec: DatasetSpec, out: str | os.PathLike, workers: int = 1
     workers = check_int("workers", workers, min_value=1)
     batch = check_int("batch", batch, min_value=1)
     check_batch_memory(spec, batch)
-    check_choice("backend", backend, BACKENDS)
+    check_backend(backend, ray_address)
     config = pipeline(spec.pipeline)
     if spec.task_set is None:
         if tasks is not None:
@@ -174,6 +210,7 @@ def generate_dataset(spec: DatasetSpec, out: str | os.PathLike, workers: int = 1
         if (t0.n_obs, t0.n_actions) != (spec.n_obs, spec.n_actions):
             raise ValueError(f"task set {spec.task_set} has n_obs={t0.n_obs}, n_actions={t0.n_actions}; "
                              f"the dataset asks for {spec.n_obs} and {spec.n_actions}")
+    check_disk("out", out, dataset_bytes(spec, out))
     writer = DatasetWriter(out, header(spec, config, tasks))  # refuses another dataset's directory
     with writer.exclusive():  # and a second run on this one; removes a killed run's temporary files
         todo = writer.missing_shards()
@@ -208,22 +245,42 @@ def _shard_len(spec: DatasetSpec, s: int) -> int:
 
 
 def _run_ray(spec, config, out, groups, batch, workers, address, bar) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise ValueError("backend 'ray' needs Ray: pip install -e '.[ray]'") from None
+    """Run ``generate_shards`` over ``groups`` as Ray tasks, on a local Ray instance started here
+    (``workers`` CPUs) or the cluster at ``address``. As with the process pool (``omnirl._pool``),
+    an interrupt or the first failed task force-cancels every outstanding task (its worker is
+    killed; a temporary shard it leaves is removed by the rerun, which resumes) and is re-raised,
+    the failure as the task's own exception (a full disk's OSError, say), and a Ray instance
+    started here is shut down."""
+    import ray  # checked by check_backend
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
-                 log_to_driver=False)
+        try:
+            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+                     log_to_driver=False)
+        except Exception as e:  # an unreachable or refusing cluster
+            what = f"ray_address={address!r}: cannot connect to the Ray cluster" if address else "cannot start Ray"
+            raise ValueError(f"{what} ({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else e})"
+                             ) from None
+    pending: list = []
     try:
-        remote = ray.remote(num_cpus=1)(generate_shards)
+        remote = ray.remote(num_cpus=1, max_retries=0)(generate_shards)
         pending = [remote.remote(spec, config, out, group, batch) for group in groups]
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
-            r = ray.get(ready[0])
+            try:
+                r = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as e:
+                cause = getattr(e, "cause", None)
+                if isinstance(cause, Exception):
+                    raise cause from None
+                raise
             if bar is not None:
                 bar.update(r["sequences"])
+    except BaseException:
+        for ref in pending:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        raise
     finally:
         if started:
             ray.shutdown()
@@ -264,7 +321,24 @@ def load_task_set(out: str | os.PathLike, n_tasks: int, states: Any, n_actions: 
     if out.exists() and any(p.name != "tasks" for p in out.iterdir()):  # tasks/: a killed run's, resumed
         raise ValueError(f"output directory {str(out)!r} is not empty and holds no task set of this "
                          "dataset; use an empty or new directory")
-    return task_dir, TaskSet.generate(n_tasks, states, n_actions, seed=task_seed, out=task_dir, workers=workers)
+    return task_dir, TaskSet.generate(n_tasks, states, n_actions, seed=task_seed, out=task_dir, workers=workers,
+                                      shard_size=TASK_SHARD_SIZE)
+
+
+TASK_SHARD_SIZE = 64
+"""Tasks per shard of the task set ``load_task_set`` writes."""
+
+
+def task_set_bytes(out: str | os.PathLike, n_tasks: int, states: Any, n_actions: int, task_seed: int) -> int:
+    """The bytes ``load_task_set`` still writes to ``out/tasks`` (an upper bound; 0 when the task set is
+    there): for ``check_disk`` before a run starts."""
+    from omnirl.tasks.taskset import generation_spec
+    from omnirl.tasks.taskset import pending_bytes as pending_task_bytes
+    task_dir = Path(out) / "tasks"
+    if (task_dir / "manifest.json").exists():
+        return 0
+    spec = generation_spec(n_tasks, states, n_actions, task_seed, "anymdp", TASK_SHARD_SIZE, {})
+    return pending_task_bytes(spec, task_dir)
 
 
 def dataset_task_set(dataset: str | os.PathLike, recorded: str, content_hash: str | None) -> tuple[Path, TaskSet]:
@@ -306,20 +380,22 @@ def make_validation_sets(train_dir: str | os.PathLike, out: str | os.PathLike, n
     spec = DatasetSpec(**head.config["spec"])
     n_sequences = check_int("sequences", n_sequences, min_value=1)
     out = Path(out)
+    held = held_content(out)
+    if held is not None:  # out holds the validation sets, each in a directory of its own
+        raise ValueError(f"out {str(out)!r} holds {held}; validation sets go to a directory of their own")
     seed = spec.seed + 1  # other sequence seeds than training
-    result = {}
+    sets: dict[str, tuple[DatasetSpec, TaskSet | None]] = {}
     if spec.task_set is not None:
         task_dir, tasks = dataset_task_set(train_dir, spec.task_set, head.task_set_hash)
         moved = Path(spec.task_set).resolve() != task_dir.resolve()
-        seen = dataclasses.replace(spec, n_sequences=n_sequences, seed=seed,
-                                   task_set=str(task_dir) if moved else spec.task_set)
-        result["seen"] = generate_dataset(seen, out / "seen", workers, backend, batch, tasks=tasks)
+        sets["seen"] = (dataclasses.replace(spec, n_sequences=n_sequences, seed=seed,
+                                            task_set=str(task_dir) if moved else spec.task_set), tasks)
     unseen = dataclasses.replace(spec, n_sequences=n_sequences, seed=seed, task_set=None)
-    result["unseen"] = generate_dataset(unseen, out / "unseen", workers, backend, batch)
+    sets["unseen"] = (unseen, None)
     if probe:
-        result[PROBE] = generate_dataset(dataclasses.replace(unseen, pipeline="random_probe"), out / PROBE, workers,
-                                         backend, batch)
+        sets[PROBE] = (dataclasses.replace(unseen, pipeline="random_probe"), None)
     for name in dict.fromkeys(probes):
-        result[name] = generate_dataset(dataclasses.replace(unseen, pipeline=name), out / name, workers, backend,
-                                        batch)
-    return result
+        sets[name] = (dataclasses.replace(unseen, pipeline=name), None)
+    check_disk("out", out, sum(dataset_bytes(s, out / name) for name, (s, _) in sets.items()))  # all, before the first
+    return {name: generate_dataset(s, out / name, workers, backend, batch, tasks=tasks)
+            for name, (s, tasks) in sets.items()}

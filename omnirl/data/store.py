@@ -172,6 +172,25 @@ def shard_layout(header: DatasetHeader, n: int) -> tuple[dict[str, dict[str, Any
     return columns, offset
 
 
+def pending_bytes(header: DatasetHeader, out_dir: str | os.PathLike) -> int:
+    """Bytes a writer of ``header`` still puts into ``out_dir``: every shard file not already there at
+    its final size, its sidecar, and the manifest (what ``omnirl._validate.check_disk`` weighs
+    against the free disk before a run starts). Takes time in the files present, not in the shards."""
+    n, last = header.n_shards, header.n_shards - 1
+    meta = len(json.dumps(header.to_dict())) + 4096  # a sidecar: the header and the shard's entry
+    full = shard_layout(header, header.shard_rows(0))[1]
+    size = {0: full, last: shard_layout(header, header.shard_rows(last))[1]}
+    total = n * 1024 + meta + (n - 1) * (full + meta) + size[last] + meta  # the manifest, then every shard
+    for f in Path(out_dir).glob("shard-*.bin") if Path(out_dir).is_dir() else ():
+        try:
+            s = int(f.stem.split("-")[1])
+            if 0 <= s < n and f.stat().st_size == size.get(s, full):
+                total -= size.get(s, full) + meta
+        except (ValueError, IndexError, OSError):
+            continue
+    return total
+
+
 def _nbytes(col: dict[str, Any]) -> int:
     return np.dtype(col["dtype"]).itemsize * int(np.prod(col["shape"]))
 
@@ -684,4 +703,4 @@ def _verify_tasks(path: Path, header: DatasetHeader) -> tuple[str | None, str | 
 
 
 __all__ = ["ALIGN", "Dataset", "DatasetHeader", "DatasetWriter", "MANIFEST", "SCHEMA_VERSION",
-           "ShardBuffer", "read_manifest", "shard_layout", "verify"]
+           "ShardBuffer", "pending_bytes", "read_manifest", "shard_layout", "verify"]

@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import sys
 
-from omnirl._cli import Parser
-from omnirl.evaluate.evaluation import REGRET_COLUMNS, EvaluateConfig, RunSection, check, run
+from omnirl._cli import Parser, fail
+from omnirl.evaluate.evaluation import REGRET_COLUMNS, EvaluateConfig, RunSection, run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,11 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help, --print_config, or a one-line error
         return int(e.code or 0)
     try:
-        check(cfg)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    summary = run(cfg)
+        summary = run(cfg)
+    except (ValueError, OSError, KeyboardInterrupt) as e:
+        return fail(e)
     from omnirl.evaluate.report import markdown
     print(markdown(summary["rows"]), end="")
     if summary["regret"]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import sys
 import time
 from pathlib import Path
@@ -175,8 +176,8 @@ def _progress(msg: str) -> None:
 
 def check(cfg: EvaluateConfig) -> None:
     """What ``run`` checks before it writes anything: the checkpoint is readable (a truncated or
-    foreign file is named now, not after the baselines ran) and ``run.out_dir`` is not a file.
-    ``ValueError`` naming the setting."""
+    foreign file is named now, not after the baselines ran) and ``run.out_dir`` can take this
+    evaluation (``check_out_dir``). ``ValueError`` naming the setting."""
     if not isinstance(cfg, EvaluateConfig):
         raise TypeError(f"config must be an EvaluateConfig, got {type(cfg).__name__}")
     if cfg.run.checkpoint is not None:
@@ -185,8 +186,35 @@ def check(cfg: EvaluateConfig) -> None:
             read_checkpoint(cfg.run.checkpoint)
         except FileNotFoundError as e:
             raise ValueError(str(e)) from None
-    if Path(cfg.run.out_dir).exists() and not Path(cfg.run.out_dir).is_dir():
+    check_out_dir(cfg)
+
+
+def check_out_dir(cfg: EvaluateConfig) -> None:
+    """Refuse (ValueError naming ``run.out_dir``) an output directory that is a file, or holds
+    something else: a dataset, a task set, a training run, or a finished evaluation with other
+    settings (whose results would be replaced). The same evaluation again, or an unfinished one,
+    is rewritten."""
+    from omnirl.config import config_to_dict
+    from omnirl.fileio import held_content
+    out = Path(cfg.run.out_dir)
+    if out.exists() and not out.is_dir():
         raise ValueError(f"run.out_dir={cfg.run.out_dir!r} is a file, not a directory")
+    held = held_content(out)
+    if held is None:
+        return
+    if (out / SUMMARY_FILE).is_file():
+        try:
+            config = json.loads((out / SUMMARY_FILE).read_text())["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            config = None
+        mine = json.loads(json.dumps(config_to_dict(dataclasses.replace(cfg, protocol=cfg.protocol_config()))))
+        if config == mine:
+            return
+        held = "an evaluation with other settings (summary.json)"
+    elif (out / "scores.csv").is_file() and held.endswith("(scores.csv)"):
+        return  # an evaluation that did not finish
+    raise ValueError(f"run.out_dir={cfg.run.out_dir!r} holds {held}; give an evaluation a directory of its own "
+                     "(another --run.out_dir)")
 
 
 def run(cfg: EvaluateConfig, log=_progress) -> dict[str, Any]:

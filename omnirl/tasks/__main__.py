@@ -55,12 +55,14 @@ def cmd_show(a: argparse.Namespace) -> int:
 
 
 def cmd_plot(a: argparse.Namespace) -> int:
+    from omnirl._validate import check_int
     from omnirl.tasks.plots import plot_stationary_distributions, plot_transition_kernel, save_figure
-    from omnirl.tasks.taskset import TaskSet
+    from omnirl.tasks.taskset import PLOTS, TaskSet
+    check_int("--max-tasks", a.max_tasks, min_value=1)
     ts = TaskSet.load(a.path)
     if not 0 <= a.index < len(ts):
         raise ValueError(f"--index must be in [0, {len(ts)}), got {a.index}")
-    out = Path(a.out) if a.out else Path(a.path) / "plots"
+    out = Path(a.out) if a.out else Path(a.path) / PLOTS
     k = save_figure(plot_transition_kernel(ts[a.index], policy=a.policy), out / f"kernel_{a.index:05d}.png")
     sub = ts if len(ts) <= a.max_tasks else ts.sample(a.max_tasks, seed=0)
     d = save_figure(plot_stationary_distributions(list(sub), label=ts.info.get("generator")),

@@ -83,8 +83,12 @@ def policy_evaluation(P: np.ndarray, R: np.ndarray, policy: np.ndarray, gamma: f
 
 
 def one_hot_policy(actions: np.ndarray, n_actions: int) -> np.ndarray:
-    """Deterministic policy ``(..., n)`` of action ids as probabilities ``(..., n, A)``."""
-    return np.eye(n_actions)[np.asarray(actions)]
+    """Deterministic policy ``(..., n)`` of action ids as probabilities ``(..., n, A)`` (built in
+    place: memory grows with ``A``, not ``A ** 2``)."""
+    actions = np.asarray(actions)
+    out = np.zeros((*actions.shape, n_actions))
+    np.put_along_axis(out, actions[..., None], 1.0, axis=-1)
+    return out
 
 
 def uniform_policy(n_states: int, n_actions: int) -> np.ndarray:

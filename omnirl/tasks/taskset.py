@@ -29,7 +29,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from omnirl._pool import run_pool
-from omnirl._validate import check_float, check_int, check_seed
+from omnirl._validate import check_disk, check_float, check_int, check_seed
 from omnirl.fileio import (CLAIM, atomic_write_bytes, atomic_write_json, claim_directory, exclusive, read_json,
                            remove_temporaries)
 from omnirl.tasks.rng import make_rng
@@ -39,6 +39,9 @@ from omnirl.tasks.task import MDPTask
 FORMAT = "omnirl.taskset"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+PLOTS = "plots"
+"""Where ``python -m omnirl.tasks plot DIR`` puts its pictures by default (``DIR/plots``), a directory a
+task set may hold besides its own files."""
 
 
 # ---------------------------------------------------------------------------- checksums
@@ -317,6 +320,30 @@ def _write_shard(root: Path, s: int, lo: int, tasks: Sequence[MDPTask], hashes: 
     return entry
 
 
+def pending_bytes(spec: dict[str, Any], out: str | os.PathLike) -> int:
+    """A bound on the bytes ``generate_to_disk(spec, out)`` still writes: every shard whose ``.npz``
+    is not in ``out`` yet, its sidecar and the manifest (what ``omnirl._validate.check_disk`` weighs
+    against the free disk before a run starts). A task is counted as twice the compressed size of
+    task 0, scaled to the largest state count, and never more than its arrays uncompressed (plus
+    1 % and the headers, more than deflate can ever make of them)."""
+    S, A, n = spec["n_states"], spec["n_actions"], spec["n_tasks"]
+    meta = 4 * (400 + len(json.dumps(spec["params"], sort_keys=True)))  # a task's meta string, 4-byte chars
+    raw = (12 * S * S * A + 33 * S + 48 + meta) * 101 // 100
+    t0 = _sample(spec, 0)
+    measured = 2 * len(_npz_bytes(encode_tasks([t0]))) * (S / t0.n_states) ** 2
+    per_task = int(min(raw, measured)) + 70  # and the task's hash in the sidecar
+    k = spec["shard_size"]
+    total = 1024 + len(json.dumps(spec)) + n * per_task + -(-n // k) * (8192 + 512)  # headers, sidecars, manifest
+    for f in Path(out).glob("shard-*.npz") if Path(out).is_dir() else ():  # written already
+        try:
+            s = int(f.stem.split("-")[1])
+        except (ValueError, IndexError):
+            continue
+        if 0 <= s * k < n:
+            total -= min(k, n - s * k) * per_task + 8192 + 512
+    return total
+
+
 def _generate_shard(spec: dict[str, Any], root: str, s: int) -> dict[str, Any]:
     lo = s * spec["shard_size"]
     hi = min(lo + spec["shard_size"], spec["n_tasks"])
@@ -360,7 +387,7 @@ def _check_out_holds_only(out: Path, spec: dict[str, Any], spec_hash: str) -> No
             raise ValueError(f"out={str(out)!r} holds another task set or a dataset ({MANIFEST}); "
                              "choose an empty directory")
     for p in out.iterdir():
-        if p.name in (MANIFEST, CLAIM):  # the claim is compared by claim_directory
+        if p.name in (MANIFEST, CLAIM) or (p.name == PLOTS and p.is_dir()):  # the claim is compared by claim_directory
             continue
         shard = (p.name.startswith("shard-") and p.suffix in (".npz", ".json")) or (
             p.name.startswith((".shard-", f".{MANIFEST}.", f".{CLAIM}.")) and p.name.endswith(".tmp"))  # a killed run's
@@ -384,6 +411,7 @@ def generate_to_disk(spec: dict[str, Any], out: Path, workers: int = 1, progress
     workers = check_int("workers", workers, min_value=1)
     spec_hash = _spec_hash(spec)
     _check_out_holds_only(out, spec, spec_hash)
+    check_disk("out", out, pending_bytes(spec, out))
     claim_directory(out, {"format": FORMAT, "spec_hash": spec_hash, "info": spec}, "task set",
                     lambda new, held: _spec_diff(new["info"], held.get("info") if isinstance(held, dict) else None))
     with exclusive(out, "task set"):  # a second run on it is refused; a killed run's temporary files go

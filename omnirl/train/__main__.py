@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import sys
 
+from omnirl._cli import fail
 from omnirl.train.tracking import wandb_mode  # noqa: F401  (part of this entry point's interface)
 
 
@@ -48,9 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     try:
         fit(cfg)
-    except ValueError as e:  # bad data, settings or checkpoint; a diverged run (after its checkpoints)
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as e:  # bad data, settings, checkpoint or out_dir; a diverged run
+        return fail(e)
     return 0
 
 
