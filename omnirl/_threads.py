@@ -1,8 +1,9 @@
-"""Torch's intra-op thread count for the length of a block."""
+"""Torch's intra-op thread count, and environment variables, for the length of a block."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Iterator
 
 
@@ -23,3 +24,23 @@ def torch_threads(n: int) -> Iterator[None]:
     finally:
         if n and n != old:
             torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def environment(**values: str | None) -> Iterator[None]:
+    """Environment variables set (``None``: unset) for the length of the block, restored after it
+    (worker processes started inside it inherit them)."""
+    old = {k: os.environ.get(k) for k in values}
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

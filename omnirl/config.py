@@ -33,6 +33,7 @@ from typing import Any, Mapping, Sequence, TypeVar
 import jsonargparse
 import yaml
 
+from omnirl.fileio import read_yaml_mapping
 from omnirl.rundir import plain
 
 C = TypeVar("C")
@@ -144,7 +145,7 @@ def _check_config_files(argv: list[str]) -> list[str]:
             i += 1 if "=" in a else 2
             if path is None:
                 raise ValueError("--config needs a file")
-            if _read_config_file(path):
+            if _read_config_file(path):  # an empty file sets nothing
                 out += ["--config", path]
             continue
         out.append(a)
@@ -153,18 +154,7 @@ def _check_config_files(argv: list[str]) -> list[str]:
 
 
 def _read_config_file(path: str | Path) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"config file {str(p)!r} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"config file {p}: not valid YAML: {' '.join(str(e).split())}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"config file {p} must hold a mapping at the top, got {type(data).__name__}")
-    return data
+    return read_yaml_mapping(path, "config file") or {}
 
 
 def _is_tuple(tp: Any) -> bool:

@@ -18,15 +18,15 @@ file names are ``omnirl.rundir``'s; ``experiments/`` holds the studies built on 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
+from omnirl._threads import environment
 from omnirl.rundir import (LAST_CHECKPOINT, REQUEST_FILE, SUMMARY_FILE, cpu_seconds, plain, read_training,
                            record_cost)
 
@@ -83,25 +83,6 @@ def validation_sets(train_dir: Path, out: Path, sequences: int, probe: bool = Fa
 
 
 # --------------------------------------------------------------------------- training
-@contextlib.contextmanager
-def hidden_env(**values: str | None) -> Iterator[None]:
-    """Environment variables set (``None``: unset) inside the block, restored after it."""
-    old = {k: os.environ.get(k) for k in values}
-    for k, v in values.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 SWEEP_AGENT_VARIABLES = ("WANDB_RUN_ID", "WANDB_SWEEP_ID", "WANDB_SWEEP_PARAM_PATH")
 """What ``wandb agent`` sets for the run it starts: hidden from the training and evaluation runs
 an experiment makes, so only the experiment's own W&B run is the sweep's run."""
@@ -147,7 +128,7 @@ def train(out: Path, config: Any, wandb_mode: str = "auto") -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(started, {"config": asked})
     t0 = time.perf_counter()
-    with hidden_env(WANDB_SILENT="true", **dict.fromkeys(SWEEP_AGENT_VARIABLES)):
+    with environment(WANDB_SILENT="true", **dict.fromkeys(SWEEP_AGENT_VARIABLES)):
         fit(config)  # the experiment prints its own progress
     atomic_write_json(done, {"config": asked, "seconds": time.perf_counter() - t0})
     log(f"training {out}: {time.perf_counter() - t0:.0f} s")
@@ -214,7 +195,7 @@ def evaluate(out: Path, *, checkpoint: str | None, envs: Sequence[str], protocol
                     "baselines": None if baselines is None else list(baselines)},
             "protocol": {"protocol": protocol}}
     cfg = config_from_dict(EvaluateConfig, data, fields)
-    with hidden_env(WANDB_SILENT="true", **dict.fromkeys(SWEEP_AGENT_VARIABLES)):
+    with environment(WANDB_SILENT="true", **dict.fromkeys(SWEEP_AGENT_VARIABLES)):
         return run_evaluation(cfg)
 
 
@@ -267,7 +248,7 @@ def _log_wandb(out: Path, summary: dict, figures: Sequence[Path], requested: str
     import wandb
 
     name, preset = summary["experiment"], summary["preset"]
-    with hidden_env(WANDB_SILENT="true"):
+    with environment(WANDB_SILENT="true"):
         run = wandb.init(project="omnirl", dir=str(out), mode=mode, job_type="experiment", name=f"{name}-{preset}",
                          config={"experiment": name, "preset": preset, "seed": summary["seed"],
                                  "settings": summary["settings"], "provenance": {"git": git_provenance()}})

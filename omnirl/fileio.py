@@ -67,6 +67,24 @@ def read_json(path: str | os.PathLike, missing: str) -> Any:
         raise ValueError(f"{path}: manifest is not valid JSON (truncated or edited): {e}") from None
 
 
+def read_yaml_mapping(path: str | os.PathLike, what: str) -> dict | None:
+    """The mapping at the top of the YAML file ``path`` (``None`` for an empty file), or a
+    ``ValueError`` of one line naming ``what`` (e.g. ``config file``) and the path: missing, not
+    valid YAML, or not a mapping."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{what} {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"{what} {p}: not valid YAML: {' '.join(str(e).split())}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ValueError(f"{what} {p} must hold a mapping at the top, got {type(data).__name__}")
+    return data
+
+
 def held_content(directory: str | os.PathLike) -> str | None:
     """What ``directory`` holds that a writer of something else must not write into, named by the file
     that shows it: a dataset or task set (``manifest.json``), a training run (``run.json``, a

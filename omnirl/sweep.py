@@ -56,13 +56,12 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
-import yaml
 from wandb.sdk.launch.sweeps.utils import (SWEEP_COMMAND_ENV_VAR_REGEX, create_sweep_command,
                                            create_sweep_command_args)
 
 from omnirl._cli import Parser, run
 from omnirl._validate import check_choice, check_int
-from omnirl.fileio import atomic_write_json, read_json
+from omnirl.fileio import atomic_write_json, read_json, read_yaml_mapping
 from omnirl.rundir import HISTORY_FILE, SUMMARY_FILE
 
 MANIFEST = "sweep_manifest.json"
@@ -148,14 +147,9 @@ def load_sweep(path: str | os.PathLike) -> dict[str, Any]:
     ``${args_no_equals}``) and only W&B's macros, then W&B's own schema. A ValueError names the
     file and the key."""
     p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"sweep file {str(p)!r} does not exist")
-    try:
-        sweep = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"sweep file {p}: not valid YAML: {' '.join(str(e).split())}") from None
-    if not isinstance(sweep, dict):
-        raise ValueError(f"sweep file {p} must hold a mapping at the top, got {type(sweep).__name__}")
+    sweep = read_yaml_mapping(p, "sweep file")
+    if sweep is None:
+        raise ValueError(f"sweep file {p} must hold a mapping at the top, got an empty file")
     for key in ("method", "parameters", "command"):
         if key not in sweep:
             raise _fail(p, key, "missing (a W&B sweep file needs method, parameters and command)")

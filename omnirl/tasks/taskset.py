@@ -18,7 +18,6 @@ does not match, with an error naming the file.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -30,6 +29,7 @@ import numpy as np
 
 from omnirl._pool import run_pool
 from omnirl._validate import check_disk, check_float, check_int, check_seed
+from omnirl._threads import environment
 from omnirl.fileio import (CLAIM, atomic_write_bytes, atomic_write_json, claim_directory, exclusive, read_json,
                            remove_temporaries)
 from omnirl.tasks.rng import make_rng
@@ -451,7 +451,7 @@ def _generate_claimed(spec: dict[str, Any], spec_hash: str, out: Path, workers: 
             for s in todo:
                 done(_generate_shard(spec, str(out), s))
         else:
-            with _single_threaded_blas():
+            with environment(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1"):  # the pool uses the cores
                 run_pool(_generate_shard, [(spec, str(out), s) for s in todo], workers, done)
     finally:
         if bar is not None:
@@ -466,22 +466,6 @@ def _generate_claimed(spec: dict[str, Any], spec_hash: str, out: Path, workers: 
 
 def _sidecar_hashes(root: Path, s: int) -> list[str]:
     return json.loads((root / f"{_shard_name(s)}.json").read_text())["task_hashes"]
-
-
-@contextlib.contextmanager
-def _single_threaded_blas():
-    """Worker processes inherit one BLAS thread each: the pool, not BLAS, uses the cores."""
-    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    old = {k: os.environ.get(k) for k in keys}
-    os.environ.update({k: "1" for k in keys})
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _check_manifest(manifest: Any, path: Path) -> dict[str, Any]:
