@@ -58,8 +58,9 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from experiments._common import (SHARD_SIZE, Invocation, cpu_seconds, dataset, finish, log, main_of, presets,
-                                 train_many, training_config, validation_sets)
+from experiments._common import Invocation, finish, main_of
+from omnirl.experiment import SHARD_SIZE, dataset, log, presets, train_many, training_config, validation_sets
+from omnirl.rundir import cpu_seconds
 from experiments._scores import context_improves, finite
 from experiments.task_scaling import check_training_fields, model_numbers
 from omnirl.train.config import DataSection, ModelSection, TrainSection

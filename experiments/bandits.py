@@ -64,10 +64,11 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
-from experiments._common import (Invocation, cpu_seconds, dataset, evaluate_once, finish, log, main_of, presets,
-                                 train_many, training_config)
+from experiments._common import Invocation, finish, main_of
+from omnirl.experiment import dataset, evaluate_once, log, presets, train_many, training_config
+from omnirl.rundir import cpu_seconds
 from experiments._scores import context_improves, finite
 from experiments.task_scaling import check_training_fields, limit_y
 from omnirl.train.config import DataSection, ModelSection, TrainSection

@@ -29,7 +29,9 @@ import sys
 import time
 from typing import Any
 
-from experiments._common import Invocation, cpu_seconds, evaluate_once, finish, log, parse
+from experiments._common import Invocation, finish, parse
+from omnirl.experiment import evaluate_once, log
+from omnirl.rundir import cpu_seconds
 from experiments._scores import differs, episode_scores
 from omnirl._validate import check_choice, check_int
 from omnirl.agents.prior import N_PRIOR, PriorInfo

@@ -58,8 +58,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from experiments._common import (DatasetSettings, Invocation, TrainingSettings, cpu_seconds, env_states,
-                                 evaluate_once, finish, log, main_of, presets, train_models)
+from experiments._common import Invocation, env_states, finish, main_of
+from omnirl.experiment import DatasetSettings, TrainingSettings, evaluate_once, log, presets, train_models
+from omnirl.rundir import cpu_seconds
 from experiments._scores import differs, episode_scores, pm, trend
 from omnirl._validate import check_choice, check_float, check_int
 

@@ -45,7 +45,9 @@ from typing import Any
 
 import numpy as np
 
-from experiments._common import Invocation, cpu_seconds, finish, log, main_of
+from experiments._common import Invocation, finish, main_of
+from omnirl.experiment import log
+from omnirl.rundir import cpu_seconds
 from omnirl._validate import check_choice, check_int
 
 NAME = "task_difficulty"

@@ -78,8 +78,10 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from experiments._common import (SHARD_SIZE, Invocation, check_training, cpu_seconds, dataset, evaluate_once, finish, log,
-                                 main_of, presets, train_many, training_config, validation_sets)
+from experiments._common import Invocation, finish, main_of
+from omnirl.experiment import (SHARD_SIZE, check_training, dataset, evaluate_once, log, presets, train_many,
+                               training_config, validation_sets)
+from omnirl.rundir import cpu_seconds
 from omnirl.train.config import DataSection, ModelSection, TrainSection
 from experiments._scores import context_improves, episode_scores, finite, paired_se
 from omnirl.data.generate import PROBE

@@ -1,4 +1,4 @@
-"""experiments._scores and the cost records of experiments._common: per-task scores of an
+"""experiments._scores and the cost records of omnirl.rundir: per-task scores of an
 evaluation's episodes, resolved differences, and what reused steps cost."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from experiments import _common
+from omnirl.rundir import record_cost
 from experiments._scores import context_improves, differs, episode_scores, paired_se, pm, trend
 
 
@@ -73,12 +73,12 @@ def test_differs_trend_paired_se_and_pm():
 
 
 def test_record_cost_keeps_what_a_step_cost(tmp_path):
-    cost, reused = _common.record_cost(tmp_path, {"cpu_seconds": 12.5, "wall_seconds": 7})
+    cost, reused = record_cost(tmp_path, {"cpu_seconds": 12.5, "wall_seconds": 7})
     assert cost == {"cpu_seconds": 12.5, "wall_seconds": 7.0} and not reused
-    assert _common.record_cost(tmp_path, None) == (cost, True)  # found done: the recorded cost
+    assert record_cost(tmp_path, None) == (cost, True)  # found done: the recorded cost
     fresh = tmp_path / "never"
     fresh.mkdir()
-    cost, reused = _common.record_cost(fresh, None)
+    cost, reused = record_cost(fresh, None)
     assert reused and math.isnan(cost["cpu_seconds"]) and math.isnan(cost["wall_seconds"])
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from experiments import _common
+from omnirl import experiment as steps
 from experiments import task_scaling as ts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,9 +114,9 @@ def test_a_run_of_other_settings_is_refused_not_resumed(smoke):
     before = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
     other = dataclasses.replace(config, train=dataclasses.replace(config.train, max_steps=16))
     with pytest.raises(ValueError, match=f"{run_dir}.*other settings.*train.max_steps=16"):
-        _common.train(run_dir, other, wandb_mode="disabled")
+        steps.train(run_dir, other, wandb_mode="disabled")
     assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == before  # untouched
-    assert _common.train(run_dir, config, wandb_mode="disabled")["run"]  # the same settings: found done
+    assert steps.train(run_dir, config, wandb_mode="disabled")["run"]  # the same settings: found done
 
 
 def test_quarter_means():

@@ -1,7 +1,7 @@
 """Notebooks are valid, stored without outputs, read runs only through ``omnirl.analysis``, and run
 top to bottom against a smoke run directory built here from the real pieces.
 
-The smoke run directory has the layout of ``experiments/_common.py``: two tiny datasets with task
+The smoke run directory has the layout of ``omnirl/experiment.py``: two tiny datasets with task
 sets of 2 and 4 tasks (``data/``), a 2-step training run on each (``train/tasks2_gdn/`` logged to an
 offline W&B run, ``train/tasks4_mamba2/``: two task counts and two backbones, so it stands for both
 a task-scaling and an architecture-comparison run), an online evaluation of the second checkpoint
@@ -59,6 +59,7 @@ def smoke_run_dir(tmp_path_factory) -> Path:
     if "dir" in _SMOKE:
         return _SMOKE["dir"]
     from experiments import _common as C
+    from omnirl import experiment as steps
     from omnirl.train.config import DataSection, ModelSection, TrainConfig, TrainSection
 
     s = SmokeSettings()
@@ -69,15 +70,15 @@ def smoke_run_dir(tmp_path_factory) -> Path:
     try:
         ckpt = None
         for n, backbone, mode in zip(s.task_counts, s.backbones, ("offline", "disabled")):
-            data = C.dataset(out / "data" / f"tasks{n}", n_tasks=n, sequences=6, length=160, states=16)
-            val = C.validation_sets(data, out / "data" / f"tasks{n}_val", 2)
+            data = steps.dataset(out / "data" / f"tasks{n}", n_tasks=n, sequences=6, length=160, states=16)
+            val = steps.validation_sets(data, out / "data" / f"tasks{n}_val", 2)
             mp.setenv("WANDB_MODE", mode)
             config = TrainConfig(model=ModelSection(backbone=backbone, preset="tiny"),
                                  data=DataSection(train=(str(data),), validation=val, window=128, batch_size=2),
                                  train=TrainSection(segment_len=64, max_steps=2, val_every=1))
-            ckpt = C.train(out / "train" / f"tasks{n}_{backbone}", config, wandb_mode=mode)["checkpoint"]
+            ckpt = steps.train(out / "train" / f"tasks{n}_{backbone}", config, wandb_mode=mode)["checkpoint"]
         mp.setenv("WANDB_MODE", "disabled")
-        ev = C.evaluate(out / "eval" / f"tasks{s.task_counts[-1]}", checkpoint=ckpt, envs=s.envs, n_envs=s.n_envs,
+        ev = steps.evaluate(out / "eval" / f"tasks{s.task_counts[-1]}", checkpoint=ckpt, envs=s.envs, n_envs=s.n_envs,
                         steps=max(s.memory_steps), seed=0, baselines=["tql_ucb"],
                         **{"protocol.memory_steps": list(s.memory_steps)})
         inv = C.Invocation(preset="smoke", settings=s, out=out, seed=0, wandb_mode="disabled")
