@@ -64,7 +64,8 @@ def test_smoke_claims_follow_the_numbers(smoke):
 
 def test_bad_input_exits_2_before_writing(tmp_path, capsys):
     for arg, name in (("--pipeline=omnirl", "pipeline"), ("--data.window=2000", "length"), ("--actions=1", "actions"),
-                      ("--model.reward_transform=log", "reward_transform")):
+                      ("--model.reward_transform=log", "reward_transform"),
+                      ("--data.policy_target=soft", "policy_target")):
         with pytest.raises(SystemExit) as e:
             bx.main(["--preset", "smoke", "--out", str(tmp_path / "x"), arg])
         assert e.value.code == 2

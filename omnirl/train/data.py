@@ -27,9 +27,9 @@ at the window's first step, wherever the window starts in its stored sequence). 
 per batch rather than stored with the data: a target depends on where the window starts, so a
 precomputed one (given the stored sequence from its step 0) would be right only for windows from
 step 0; computing them per batch needs no new shard field, works on every existing bandit dataset,
-and vectorises over the batch (measured: 0.37 CPU-s per batch of 8 windows of 1,024 steps, 0.08
-for one window alone; 2.7 for 64 windows). With ``data.num_workers > 0`` they are computed in the
-loader's workers, beside training. Bandit data only (``S = 1``): the MDP reference
+and vectorises over the batch (a batch costs much less than its windows one by one; the cost is
+measured in the README, "Soft policy targets"). With ``data.num_workers > 0`` they are computed in
+the loader's workers, beside training. Bandit data only (``S = 1``): the MDP reference
 (``mdp_policy``) solves ``samples`` sampled models per refresh, a noisy Monte Carlo estimate and
 far too slow per batch; ``OmniRLDataModule`` refuses it.
 
