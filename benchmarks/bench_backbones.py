@@ -13,7 +13,7 @@ It has three sections:
 
 ``backbones``
     Forward + backward (loss ``mean(y^2)``, empty initial context) of each backbone built by
-    ``build_backbone(preset(p, name))`` for the presets ``tiny`` (default B=4, T=1024) and ``paper``
+    ``build_backbone(sized(p, name))`` for the sizes ``tiny`` (default B=4, T=1024) and ``paper``
     (the paper's Table 6 size, 18 blocks of width 512; default B=1, T=256 to stay affordable on a
     CPU). One untimed warm-up, then ``--repeats`` timed runs; tokens/s = B*T / seconds, from the
     best and from the median run.
@@ -67,7 +67,7 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from omnirl.model.backbone import BACKBONES, build_backbone, preset  # noqa: E402
+from omnirl.model.backbone import BACKBONES, build_backbone, sized  # noqa: E402
 from omnirl.model.ops import dplr_chunk, gdn_chunk, gsa_chunk, simple_gla_chunk  # noqa: E402
 from omnirl.model.ops.dispatch import CHUNK, GSA_CHUNK  # noqa: E402
 
@@ -154,7 +154,7 @@ def _state_bytes(state) -> int:
 
 def bench_backbone(name: str, preset_name: str, B: int, T: int, repeats: int, seed: int) -> dict:
     torch.manual_seed(seed)
-    config = preset(preset_name, name)
+    config = sized(preset_name, name)
     model = build_backbone(config)
     x = torch.randn(B, T, config.dim)
 
@@ -304,7 +304,7 @@ def bench_op(mixer: str, ref_fn, B: int, T: int, H: int, K: int, M: int, repeats
 @torch.no_grad()
 def bench_inference(name: str, B: int, contexts: list[int], chunk: int, steps: int, seed: int) -> dict:
     torch.manual_seed(seed)
-    config = preset("tiny", name)
+    config = sized("tiny", name)
     model = build_backbone(config).eval()
     gen = torch.Generator().manual_seed(seed)
     states, prefill = {}, {}

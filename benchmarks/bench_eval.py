@@ -51,7 +51,7 @@ from omnirl.evaluate.envs.base import MDPBatch, remap_actions  # noqa: E402
 from omnirl.evaluate.protocols import (ORACLE_TAG, UNKNOWN_TAG, ProtocolConfig, demonstrations,  # noqa: E402
                                        evaluate_model)
 from omnirl.evaluate.records import EpisodeRecorder  # noqa: E402
-from omnirl.model.backbone import BACKBONES, preset  # noqa: E402
+from omnirl.model.backbone import BACKBONES, sized  # noqa: E402
 from omnirl.model.omnirl import OmniRL, OmniRLConfig  # noqa: E402
 from omnirl.tasks import sample_anymdp  # noqa: E402
 
@@ -105,7 +105,7 @@ def _settings(args) -> dict:
 
 def make_model(backbone: str, seed: int) -> OmniRL:
     torch.manual_seed(seed)
-    return OmniRL(OmniRLConfig(n_states=S, n_actions=A, backbone=preset("tiny", backbone))).eval()
+    return OmniRL(OmniRLConfig(n_states=S, n_actions=A, backbone=sized("tiny", backbone))).eval()
 
 
 def make_batch(tasks) -> MDPBatch:

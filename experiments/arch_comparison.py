@@ -134,7 +134,7 @@ PRESETS = presets(Settings, {
               "train": {"segment_len": 64, "max_steps": 4, "warmup_steps": 2, "val_every": 2}},
     "laptop": {"train": {"max_steps": 300, "warmup_steps": 50, "val_every": 100}},
     "paper": {"sequences": 128_000, "length": 12_001, "val_sequences": 256, "parallel": 1, "workers": 32,
-              "throughput_steps": 10, "model": {"preset": "paper", "layout": "paper"},
+              "throughput_steps": 10, "model": {"size": "paper", "layout": "paper"},
               "data": {"window": 12_000, "batch_size": 12},
               "train": {"segment_len": 2_000, "max_steps": 20_000, "lr": 2e-4, "warmup_steps": 2_000,
                         "val_every": 1_000, "precision": "bf16-mixed"}},
@@ -269,7 +269,7 @@ def plot(s: Settings, rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
         ax[2].annotate(f"{r['parameters'] / 1e3:.0f}K params", (b.get_x() + b.get_width() / 2, b.get_height()),
                        ha="center", va="bottom", fontsize=8)
     ax[2].set(title="training throughput (1 thread)", ylabel="env steps per CPU-second")
-    fig.suptitle(f"Backbones: {s.model.preset} preset, {s.train.max_steps} steps of {s.data.batch_size}x{s.data.window}")
+    fig.suptitle(f"Backbones: {s.model.size} preset, {s.train.max_steps} steps of {s.data.batch_size}x{s.data.window}")
     fig.tight_layout()
     return save_figure(fig, path)
 

@@ -164,7 +164,7 @@ PRESETS = presets(Settings, {
                "train": {"max_steps": 300, "lr": 3e-3, "warmup_steps": 30, "val_every": 100}},
     "paper": {"sequences": 131_072, "length": 4_001, "val_sequences": 256, "threads": 0, "workers": 32,
               "eval_envs": 256, "eval_steps": 2_000,
-              "model": {"backbone": "rwkv7", "preset": "paper", "layout": "paper"},
+              "model": {"backbone": "rwkv7", "size": "paper", "layout": "paper"},
               "data": {"window": 4_000, "batch_size": 16},
               "train": {"segment_len": 2_000, "max_steps": 20_000, "lr": 2e-4, "warmup_steps": 2_000,
                         "val_every": 1_000}},
@@ -280,7 +280,7 @@ def plot(s: Settings, curve: Mapping[str, Any], online: Mapping[str, Mapping[str
               ylabel="cumulative regret (expected)")
     for a in ax:
         a.legend(fontsize=7)
-    fig.suptitle(f"Bandit rung: {s.model.backbone} ({s.model.preset}, {s.model.layout}), {s.pipeline} data, "
+    fig.suptitle(f"Bandit rung: {s.model.backbone} ({s.model.size}, {s.model.layout}), {s.pipeline} data, "
                  f"{s.train.max_steps} steps of {s.data.batch_size}x{s.data.window}")
     fig.tight_layout()
     return save_figure(fig, path)

@@ -246,7 +246,7 @@ PRESETS = presets(GymBenchmarkSettings, {
     "paper": {
         "dataset": {"states": "16:128", "n_tasks": None, "sequences": 131072, "length": 16384, "val_sequences": 256,
                     "workers": 32},
-        "training": {"model": {"backbone": "rwkv7", "preset": "paper", "layout": "paper"},
+        "training": {"model": {"backbone": "rwkv7", "size": "paper", "layout": "paper"},
                      "data": {"window": 16384, "batch_size": 4},
                      "train": {"segment_len": 2048, "max_steps": 100_000, "lr": 2e-4, "warmup_steps": 1000,
                                "val_every": 2000},

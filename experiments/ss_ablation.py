@@ -155,7 +155,7 @@ PRESETS = presets(SSAblationSettings, {
     "paper": {
         "dataset": {"states": "16:128", "n_tasks": None, "sequences": 16384, "length": 16384, "val_sequences": 256,
                     "workers": 32},
-        "training": {"model": {"backbone": "rwkv7", "preset": "paper", "layout": "paper"},
+        "training": {"model": {"backbone": "rwkv7", "size": "paper", "layout": "paper"},
                      "data": {"window": 16384, "batch_size": 4},
                      "train": {"segment_len": 2048, "max_steps": 20000, "lr": 2e-4, "warmup_steps": 1000,
                                "val_every": 1000},

@@ -186,7 +186,7 @@ PRESETS = presets(Settings, {
     "laptop": {"model": {"backbone": "rwkv7"}, "train": {"max_steps": 400, "warmup_steps": 50, "val_every": 100}},
     "paper": {"n_tasks": [100, 1_000, 10_000, 128_000], "sequences": 128_000, "length": 12_001,
               "val_sequences": 256, "parallel": 1, "workers": 32, "eval_envs": 64, "eval_steps": 12_000,
-              "model": {"backbone": "rwkv7", "preset": "paper", "layout": "paper"},
+              "model": {"backbone": "rwkv7", "size": "paper", "layout": "paper"},
               "data": {"window": 12_000, "batch_size": 12},
               "train": {"segment_len": 2_000, "max_steps": 40_000, "lr": 2e-4, "warmup_steps": 2_000,
                         "val_every": 1_000, "precision": "bf16-mixed"}},
@@ -420,7 +420,7 @@ def plot(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any]
     limit_y(ax[1, 1], -0.5, 1.1)
     for a in ax.flat:
         a.legend(fontsize=6)
-    fig.suptitle(f"Task-count ablation: {s.model.backbone} ({s.model.preset}), {s.train.max_steps} steps of "
+    fig.suptitle(f"Task-count ablation: {s.model.backbone} ({s.model.size}), {s.train.max_steps} steps of "
                  f"{s.data.batch_size}x{s.data.window}")
     fig.tight_layout()
     return save_figure(fig, path)

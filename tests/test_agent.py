@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from omnirl.model.agent import OmniRLAgent
-from omnirl.model.backbone import preset
+from omnirl.model.backbone import sized
 from omnirl.model.omnirl import LAYOUTS, OmniRL, OmniRLConfig
 from omnirl.model.rewards import REWARD_TRANSFORMS
 
@@ -14,7 +14,7 @@ S, A, B, T = 16, 5, 3, 10
 
 def model(layout="paper", backbone="gdn", reward_transform="none"):
     torch.manual_seed(0)
-    return OmniRL(OmniRLConfig(n_states=S, n_actions=A, backbone=preset("tiny", backbone), layout=layout,
+    return OmniRL(OmniRLConfig(n_states=S, n_actions=A, backbone=sized("tiny", backbone), layout=layout,
                                reward_transform=reward_transform))
 
 

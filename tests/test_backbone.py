@@ -4,7 +4,7 @@ is indexed and reset by row; paper sizes match Table 6."""
 import pytest
 import torch
 
-from omnirl.model.backbone import (BACKBONES, BackboneConfig, build_backbone, detach_state, preset,
+from omnirl.model.backbone import (BACKBONES, BackboneConfig, build_backbone, detach_state, sized,
                                    reset_rows, select_rows)
 
 TABLE_6 = {"gdn": 46.3e6, "gsa": 42.9e6, "mamba2": 31.6e6, "rwkv7": 42.9e6}
@@ -13,7 +13,7 @@ TABLE_6 = {"gdn": 46.3e6, "gsa": 42.9e6, "mamba2": 31.6e6, "rwkv7": 42.9e6}
 @pytest.fixture(params=BACKBONES)
 def backbone(request):
     torch.manual_seed(0)
-    return build_backbone(preset("tiny", request.param))
+    return build_backbone(sized("tiny", request.param))
 
 
 def test_segments_and_decode_equal_one_pass(backbone):
@@ -62,7 +62,7 @@ def test_state_can_be_saved_and_loaded(backbone, tmp_path):
 @pytest.mark.parametrize("name", BACKBONES)
 def test_paper_preset_matches_table_6(name):
     with torch.device("meta"):  # counts parameters without allocating them
-        model = build_backbone(preset("paper", name))
+        model = build_backbone(sized("paper", name))
     n = sum(p.numel() for p in model.parameters())
     assert abs(n / TABLE_6[name] - 1) < 0.1, (name, n)
     c = model.config
@@ -78,8 +78,8 @@ def test_paper_preset_matches_table_6(name):
 def test_bad_config(kwargs, name):
     with pytest.raises(ValueError, match=name):
         BackboneConfig(**kwargs)
-    with pytest.raises(ValueError, match="preset"):
-        preset("huge", "gdn")
+    with pytest.raises(ValueError, match="size"):
+        sized("huge", "gdn")
 
 
 def test_gradients_do_not_cross_a_detached_segment_boundary(backbone):

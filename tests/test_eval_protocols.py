@@ -19,7 +19,7 @@ from omnirl.evaluate.envs.base import MDPBatch
 from omnirl.evaluate.protocols import (ProtocolConfig, demo_seed, demonstrations, evaluate_model,
                                        imitation_gap)
 from omnirl.model.agent import OmniRLAgent
-from omnirl.model.backbone import preset
+from omnirl.model.backbone import sized
 from omnirl.model.omnirl import OmniRL, OmniRLConfig
 from omnirl.tasks import sample_anymdp, sample_bandit
 from omnirl.train.config import ModelSection, TrainConfig
@@ -30,7 +30,7 @@ S, A, B = 16, 5, 4
 
 def make_model(backbone="gdn", n_states=S, n_actions=A, layout="compact", seed=0) -> OmniRL:
     torch.manual_seed(seed)
-    return OmniRL(OmniRLConfig(n_states=n_states, n_actions=n_actions, backbone=preset("tiny", backbone),
+    return OmniRL(OmniRLConfig(n_states=n_states, n_actions=n_actions, backbone=sized("tiny", backbone),
                                layout=layout))
 
 

@@ -100,7 +100,7 @@ def test_presets():
                                                              val_every=100)
     for p in ac.PRESETS.values():
         assert p.backbones == BACKBONES
-    assert ac.PRESETS["paper"].model.preset == "paper" and ac.PRESETS["paper"].model.layout == "paper"
+    assert ac.PRESETS["paper"].model.size == "paper" and ac.PRESETS["paper"].model.layout == "paper"
     inv = _common.parse("arch_comparison", ac.PRESETS, ["--backbones=['gsa']", "--preset=paper"])
     assert inv.settings == dataclasses.replace(ac.PRESETS["paper"], backbones=("gsa",))
 

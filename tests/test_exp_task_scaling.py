@@ -152,7 +152,7 @@ def test_presets(monkeypatch):
     assert laptop.train == dataclasses.replace(ts.Settings().train, max_steps=400, warmup_steps=50, val_every=100)
     assert laptop.data == ts.Settings().data and laptop.model.backbone == "rwkv7"
     assert laptop.n_tasks == (16, 256, 4096) and laptop.sequences / min(laptop.n_tasks) >= 100
-    assert paper.n_tasks == (100, 1_000, 10_000, 128_000) and paper.model.preset == "paper"
+    assert paper.n_tasks == (100, 1_000, 10_000, 128_000) and paper.model.size == "paper"
     assert paper.data.window > laptop.data.window
     inv = _common.parse("task_scaling", ts.PRESETS, ["--n_tasks=[1000]", "--preset=paper"])
     assert inv.settings == dataclasses.replace(paper, n_tasks=(1000,))

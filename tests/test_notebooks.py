@@ -73,7 +73,7 @@ def smoke_run_dir(tmp_path_factory) -> Path:
             data = steps.dataset(out / "data" / f"tasks{n}", n_tasks=n, sequences=6, length=160, states=16)
             val = steps.validation_sets(data, out / "data" / f"tasks{n}_val", 2)
             mp.setenv("WANDB_MODE", mode)
-            config = TrainConfig(model=ModelSection(backbone=backbone, preset="tiny"),
+            config = TrainConfig(model=ModelSection(backbone=backbone, size="tiny"),
                                  data=DataSection(train=(str(data),), validation=val, window=128, batch_size=2),
                                  train=TrainSection(segment_len=64, max_steps=2, val_every=1))
             ckpt = steps.train(out / "train" / f"tasks{n}_{backbone}", config, wandb_mode=mode)["checkpoint"]

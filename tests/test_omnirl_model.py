@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from omnirl.model.backbone import BACKBONES, preset
+from omnirl.model.backbone import BACKBONES, sized
 from omnirl.model.omnirl import LAYOUTS, OmniRL, OmniRLConfig
 
 S, A, B, T = 16, 5, 2, 12
@@ -12,7 +12,7 @@ TABLE_6 = {"gdn": 46.3e6, "gsa": 42.9e6, "mamba2": 31.6e6, "rwkv7": 42.9e6}
 
 def make(backbone="gdn", layout="paper"):
     torch.manual_seed(0)
-    return OmniRL(OmniRLConfig(n_states=S, n_actions=A, backbone=preset("tiny", backbone), layout=layout))
+    return OmniRL(OmniRLConfig(n_states=S, n_actions=A, backbone=sized("tiny", backbone), layout=layout))
 
 
 def batch(seed=0):
@@ -72,7 +72,7 @@ def test_segments_carry_the_state(layout):
 @pytest.mark.parametrize("name", BACKBONES)
 def test_paper_model_size(name):
     with torch.device("meta"):
-        m = OmniRL(OmniRLConfig(backbone=preset("paper", name)))
+        m = OmniRL(OmniRLConfig(backbone=sized("paper", name)))
     n = sum(p.numel() for p in m.parameters())
     assert abs(n / TABLE_6[name] - 1) < 0.1, (name, n)
 
@@ -99,7 +99,7 @@ def test_bad_ids_are_refused(field, value, match):
 
 
 def test_losses_mask_end_markers_and_weigh_the_world_model():
-    m = OmniRL(OmniRLConfig(n_states=S, n_actions=A, backbone=preset("tiny", "gdn"), state_weight=0.5,
+    m = OmniRL(OmniRLConfig(n_states=S, n_actions=A, backbone=sized("tiny", "gdn"), state_weight=0.5,
                             reward_weight=2.0))
     d = batch(5)
     label = d["action"] % A  # valid actions everywhere but the marker below

@@ -18,7 +18,7 @@ def test_compile_is_auto_by_default_and_must_be_a_bool_or_auto():
         make_config(compile="yes")
 
 
-@pytest.mark.parametrize("backbone, preset, max_steps, cuda, compiler, expected", [
+@pytest.mark.parametrize("backbone, size, max_steps, cuda, compiler, expected", [
     ("rwkv7", "tiny", 300, False, True, True),      # faster per step and long enough to earn the compile back
     ("rwkv7", "tiny", 100, False, True, False),     # too short: the compile time is not earned back
     ("gdn", "tiny", 5000, False, True, False),      # its compiled step is no faster
@@ -27,7 +27,7 @@ def test_compile_is_auto_by_default_and_must_be_a_bool_or_auto():
     ("rwkv7", "tiny", 5000, True, True, False),     # not measured on GPUs
     ("rwkv7", "tiny", 5000, False, False, False),   # no C++ compiler for the CPU backend
 ])
-def test_auto_compiles_where_the_whole_run_is_faster(monkeypatch, backbone, preset, max_steps, cuda, compiler,
+def test_auto_compiles_where_the_whole_run_is_faster(monkeypatch, backbone, size, max_steps, cuda, compiler,
                                                      expected):
     import dataclasses
     import shutil
@@ -36,7 +36,7 @@ def test_auto_compiles_where_the_whole_run_is_faster(monkeypatch, backbone, pres
 
     monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/c++" if compiler else None)
     cfg = make_config()
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=backbone, preset=preset),
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=backbone, size=size),
                               train=dataclasses.replace(cfg.train, max_steps=max_steps))
     assert use_compile(cfg, cuda=cuda) is expected
     assert use_compile(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile=False)), cuda=cuda) is False

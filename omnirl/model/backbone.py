@@ -74,7 +74,7 @@ class BackboneConfig:
         return self.head_dim if self.head_dim is not None else DEFAULT_HEAD_DIM[self.name]
 
 
-PRESETS: dict[str, dict[str, Any]] = {
+SIZES: dict[str, dict[str, Any]] = {
     "paper": {},  # Table 6: 18 blocks, hidden 512, 8 heads, the default head dims
     "tiny": {"dim": 64, "layers": 2, "heads": 2, "head_dim": 32, "ffn_hidden": 128, "num_slots": 16,
              "state_size": 16},
@@ -82,9 +82,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 """Named sizes: ``paper`` (the paper's Table 6) and ``tiny`` (trains on a laptop CPU)."""
 
 
-def preset(name: str, backbone: str, **overrides: Any) -> BackboneConfig:
-    """The named preset's configuration for ``backbone`` (with ``overrides``)."""
-    return BackboneConfig(name=backbone, **{**PRESETS[check_choice("preset", name, PRESETS)], **overrides})
+def sized(size: str, backbone: str, **overrides: Any) -> BackboneConfig:
+    """The configuration of ``backbone`` at the named size (``SIZES``: ``tiny`` or ``paper``), with
+    ``overrides``."""
+    return BackboneConfig(name=backbone, **{**SIZES[check_choice("size", size, SIZES)], **overrides})
 
 
 class Block(nn.Module):
@@ -162,7 +163,7 @@ class Backbone(nn.Module):
 
 
 def build_backbone(config: BackboneConfig) -> Backbone:
-    """The backbone of ``config`` (``BackboneConfig`` or a preset via ``preset``)."""
+    """The backbone of ``config`` (``BackboneConfig``, e.g. one of the named sizes via ``sized``)."""
     if not isinstance(config, BackboneConfig):
         raise ValueError(f"config must be a BackboneConfig, got {type(config).__name__}")
     return Backbone(config)

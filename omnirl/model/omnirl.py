@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from omnirl._validate import check_choice, check_float, check_int
 from omnirl.agents.prior import N_PRIOR, PriorInfo
-from omnirl.model.backbone import Backbone, BackboneConfig, State, preset
+from omnirl.model.backbone import Backbone, BackboneConfig, State, sized
 from omnirl.model.rewards import REWARD_TRANSFORMS, init_memory, transform_rewards
 
 UNKNOWN_PRIOR = int(PriorInfo.UNKNOWN)
@@ -52,7 +52,7 @@ class OmniRLConfig:
     """Observed state ids ``S`` (id ``S`` is the "missing" observation)."""
     n_actions: int = 5
     """Actions ``A``; id ``A`` is the episode-end marker, ``A + 1`` the unknown/placeholder action."""
-    backbone: BackboneConfig = dataclasses.field(default_factory=lambda: preset("tiny", "rwkv7"))
+    backbone: BackboneConfig = dataclasses.field(default_factory=lambda: sized("tiny", "rwkv7"))
     """The sequence backbone (``omnirl.model.backbone``)."""
     layout: str = "compact"
     """Tokens per step: ``compact`` (2, the default: it learned faster per step and per second in

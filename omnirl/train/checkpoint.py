@@ -29,6 +29,9 @@ from omnirl.train.config import ModelSection
 
 PREFIX = "model."
 """Prefix of the model's weights in the module's ``state_dict``."""
+RENAMED = {"model": {"preset": "size"}}
+"""Settings renamed since checkpoints were first written, by section: ``{old: new}``; a checkpoint
+is read with the new names."""
 LAST = Path(LAST_CHECKPOINT)
 """Where a run directory keeps its checkpoint (``omnirl.rundir``)."""
 
@@ -72,6 +75,11 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             or not isinstance(ckpt.get("state_dict"), dict):
         raise ValueError(f"checkpoint {str(p)!r} is not an OmniRL training checkpoint: it needs "
                          "hyper_parameters['config']['model'] and a state_dict")
+    for section, renames in RENAMED.items():  # a checkpoint written before a setting was renamed
+        fields = config.get(section)
+        for old, new in renames.items() if isinstance(fields, dict) else ():
+            if old in fields and new not in fields:
+                fields[new] = fields.pop(old)
     return ckpt
 
 

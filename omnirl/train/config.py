@@ -15,7 +15,7 @@ import os
 
 from omnirl._validate import check_choice, check_float, check_int
 from omnirl.agents.reference import ReferenceConfig
-from omnirl.model.backbone import BACKBONES, PRESETS, preset
+from omnirl.model.backbone import BACKBONES, SIZES, sized
 from omnirl.model.omnirl import LAYOUTS, REWARD_LOSSES, OmniRLConfig
 from omnirl.model.rewards import REWARD_TRANSFORMS
 
@@ -34,8 +34,8 @@ class ModelSection:
 
     backbone: str = "gdn"
     """Backbone kind: ``rwkv7``, ``gdn``, ``gsa`` or ``mamba2``."""
-    preset: str = "tiny"
-    """Backbone size: ``tiny`` (laptop CPU) or ``paper`` (Table 6)."""
+    size: str = "tiny"
+    """Backbone size: ``tiny`` (laptop CPU) or ``paper`` (Table 6); ``SIZES`` in ``omnirl.model.backbone``."""
     layout: str = "compact"
     """Tokens per step: ``compact`` (2) or ``paper`` (5)."""
     n_states: int = 16
@@ -59,7 +59,7 @@ class ModelSection:
 
     def __post_init__(self) -> None:
         check_choice("backbone", self.backbone, BACKBONES)
-        check_choice("preset", self.preset, PRESETS)
+        check_choice("size", self.size, SIZES)
         check_choice("layout", self.layout, LAYOUTS)
         check_choice("reward_transform", self.reward_transform, REWARD_TRANSFORMS)
         check_choice("reward_loss", self.reward_loss, REWARD_LOSSES)
@@ -67,7 +67,7 @@ class ModelSection:
     def build(self) -> OmniRLConfig:
         """The model configuration this section describes."""
         return OmniRLConfig(n_states=self.n_states, n_actions=self.n_actions,
-                            backbone=preset(self.preset, self.backbone), layout=self.layout,
+                            backbone=sized(self.size, self.backbone), layout=self.layout,
                             world_model=self.world_model, policy_weight=self.policy_weight,
                             state_weight=self.state_weight, reward_weight=self.reward_weight,
                             reward_transform=self.reward_transform, reward_loss=self.reward_loss)
@@ -201,7 +201,7 @@ def use_compile(config: "TrainConfig", cuda: bool | None = None) -> bool:
 
         cuda = torch.cuda.is_available()
     steps = COMPILE_BREAK_EVEN.get(config.model.backbone)
-    return (not cuda and config.model.preset == "tiny" and steps is not None and config.train.max_steps >= steps
+    return (not cuda and config.model.size == "tiny" and steps is not None and config.train.max_steps >= steps
             and shutil.which(os.environ.get("CXX", "c++")) is not None)
 
 
