@@ -39,6 +39,7 @@ A run is reproduced by its configuration and seed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import io
 import json
@@ -345,6 +346,28 @@ def check_out_dir(cfg: EvaluateConfig) -> None:
                      "(another --run.out_dir)")
 
 
+@contextlib.contextmanager
+def claim_out_dir(cfg: EvaluateConfig):
+    """``run.out_dir`` for this evaluation alone during the block: checked (``check_out_dir``), then
+    claimed for its settings (``omnirl.fileio.claim_directory``: another evaluation's settings are
+    refused at once, naming the first that differs) and locked (a second run of the same settings
+    is refused while this one writes), so two evaluations never mix their files in one directory."""
+    from omnirl.config import config_to_dict
+    from omnirl.fileio import claim_directory, exclusive
+    check_out_dir(cfg)
+    mine = json.loads(json.dumps(config_to_dict(dataclasses.replace(cfg, protocol=cfg.protocol_config()))))
+
+    def differences(new: dict, held: Any) -> list[str]:
+        flat = lambda d, pre="": ({k: v for key, x in d.items() for k, v in flat(x, f"{pre}{key}.").items()}  # noqa: E731
+                                  if isinstance(d, dict) else {pre[:-1]: d})
+        a, b = flat(new.get("config", {})), flat(held.get("config", {}) if isinstance(held, dict) else {})
+        return [f"{k} {b.get(k)!r} -> {a.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)][:3]
+
+    claim_directory(cfg.run.out_dir, {"format": "omnirl.evaluation", "config": mine}, "evaluation", differences)
+    with exclusive(cfg.run.out_dir, "evaluation"):
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     p = Parser(prog="python -m omnirl.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -373,8 +396,8 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.run.checkpoint is not None:  # unreadable or truncated: named now, before any work
             from omnirl.train.checkpoint import read_checkpoint
             read_checkpoint(cfg.run.checkpoint)
-        check_out_dir(cfg)
-        summary = evaluate(cfg)
+        with claim_out_dir(cfg):
+            summary = evaluate(cfg)
     except (ValueError, OSError, KeyboardInterrupt) as e:
         return fail(e)
     from omnirl.evaluate.report import markdown

@@ -49,6 +49,22 @@ STEP_AXIS = "trainer/global_step"
 TOKEN_AXIS = "tokens_seen"
 
 
+def _history_lines(path: Path) -> list[bytes]:
+    """The lines of a ``history.jsonl`` that are whole JSON records: a damaged or cut line (an edit, a
+    copy that did not finish) is dropped, so the records appended after it stay readable instead of
+    being glued to it."""
+    if not path.exists():
+        return []
+    out = []
+    for ln in path.read_bytes().splitlines():
+        try:
+            if isinstance(json.loads(ln), dict):
+                out.append(ln)
+        except ValueError:
+            continue
+    return out
+
+
 def wandb_mode(requested: str) -> str:
     """``auto`` -> ``online`` with credentials, else ``offline``; ``WANDB_MODE`` wins when set."""
     if os.environ.get("WANDB_MODE"):
@@ -180,8 +196,7 @@ class RunTracker(lightning.Callback):
         atomic_write_json(self.out_dir / CURVES_FILE, {"step": step, "tokens_seen": tokens, "curves": curves})
         line = json.dumps(_plain({"step": step, "tokens_seen": tokens, **val}), sort_keys=True)
         history = self.out_dir / HISTORY_FILE
-        old = history.read_bytes() if history.exists() else b""
-        atomic_write_bytes(history, old + line.encode() + b"\n")
+        atomic_write_bytes(history, b"".join(ln + b"\n" for ln in _history_lines(history)) + line.encode() + b"\n")
 
         run = self._wandb_run(trainer)
         if run is None:
