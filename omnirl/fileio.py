@@ -125,20 +125,22 @@ def claim_directory(directory: str | os.PathLike, identity: dict[str, Any], what
 
 
 @contextlib.contextmanager
-def exclusive(directory: str | os.PathLike, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``directory``'s claim file for the block: a second process asking
-    for it meanwhile gets a ValueError naming the directory instead of writing beside the first.
-    The lock dies with its process (``flock``), so a killed run never leaves it held."""
+def exclusive(directory: str | os.PathLike, what: str, lock_file: str = CLAIM,
+              then: str = "rerunning the same command afterwards resumes or confirms it") -> Iterator[None]:
+    """Hold an exclusive lock on ``directory``'s claim file (or ``lock_file``, created if missing)
+    for the block: a second process asking for it meanwhile gets a ValueError naming the directory
+    (and what to do ``then``) instead of writing beside the first. The lock dies with its process (``flock``), so a killed
+    run never leaves it held."""
     import fcntl
 
     directory = Path(directory)
-    fd = os.open(directory / CLAIM, os.O_RDONLY)
+    fd = os.open(directory / lock_file, os.O_RDONLY | (os.O_CREAT if lock_file != CLAIM else 0), 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ValueError(f"{directory}: another process is writing this {what} right now; wait for it "
-                             "to finish (rerunning the same command afterwards resumes or confirms it)") from None
+                             f"to finish ({then})") from None
         yield
     finally:
         os.close(fd)

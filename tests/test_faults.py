@@ -760,3 +760,23 @@ def test_two_evaluations_into_one_directory_never_mix(tmp_path):
     assert len(winners) == 1, results
     assert_refused(results[1 - winners[0]], "ev")
     assert json.loads((tmp_path / "ev" / "summary.json").read_text())["config"]["run"]["seed"] == winners[0]
+
+
+def test_two_trainings_into_one_directory_never_mix(tiny, tmp_path):
+    """Two fresh training runs of different seeds started together into one ``logging.out_dir``: one
+    trains, the other is refused; history and checkpoint are the winner's alone (both used to exit 0
+    with their validation records interleaved and one's checkpoint over the other's)."""
+    run = tmp_path / "run"
+    args = train_args(tiny, run, "--train.max_steps=4")
+    procs = {seed: start("omnirl.train", *args, f"--train.seed={seed}", cwd=tmp_path) for seed in (0, 1)}
+    try:
+        results = {seed: (p.wait(TIMEOUT), p.communicate(timeout=TIMEOUT)[1]) for seed, p in procs.items()}
+    finally:
+        for p in procs.values():
+            stop(p)
+    winners = [seed for seed, (code, _) in results.items() if code == 0]
+    assert len(winners) == 1, results
+    assert_refused(results[1 - winners[0]], "logging.out_dir")
+    steps = [json.loads(ln)["step"] for ln in (run / "history.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    assert json.loads((run / "run.json").read_text())["config"]["train"]["seed"] == winners[0]

@@ -170,10 +170,9 @@ def check_backend(backend: str, ray_address: str | None = None) -> str:
         if ray_address is not None:
             raise ValueError(f"ray_address={ray_address!r} is for backend 'ray', got backend={backend!r}")
         return backend
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise ValueError("backend 'ray' needs Ray: pip install -e '.[ray]'") from None
+    import importlib.util
+    if importlib.util.find_spec("ray") is None:
+        raise ValueError("backend 'ray' needs Ray: pip install -e '.[ray]'")
     if ray_address is not None and ray_address != "auto":
         import socket
         host, _, port = ray_address.split("://")[-1].rpartition(":")

@@ -357,9 +357,12 @@ def claim_out_dir(cfg: EvaluateConfig):
     check_out_dir(cfg)
     mine = json.loads(json.dumps(config_to_dict(dataclasses.replace(cfg, protocol=cfg.protocol_config()))))
 
+    def flat(d: Any, pre: str = "") -> dict[str, Any]:
+        if not isinstance(d, dict):
+            return {pre[:-1]: d}
+        return {k: v for key, x in d.items() for k, v in flat(x, f"{pre}{key}.").items()}
+
     def differences(new: dict, held: Any) -> list[str]:
-        flat = lambda d, pre="": ({k: v for key, x in d.items() for k, v in flat(x, f"{pre}{key}.").items()}  # noqa: E731
-                                  if isinstance(d, dict) else {pre[:-1]: d})
         a, b = flat(new.get("config", {})), flat(held.get("config", {}) if isinstance(held, dict) else {})
         return [f"{k} {b.get(k)!r} -> {a.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)][:3]
 

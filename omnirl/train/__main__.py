@@ -42,7 +42,7 @@ from typing import Any, Iterator
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from omnirl._cli import Parser, fail
-from omnirl.train.tracking import HISTORY_FILE
+from omnirl.train.tracking import HISTORY_FILE, hold_run_dir
 from omnirl.train.tracking import wandb_mode  # noqa: F401  (part of this entry point's interface)
 
 CHECKPOINT_DIR = "checkpoints"
@@ -217,16 +217,17 @@ def _fit(cfg: Any) -> int:
     except MisconfigurationException as e:
         raise ValueError(f"train.devices={cfg.train.devices!r}, train.precision={cfg.train.precision!r}: {e}") from None
     out.mkdir(parents=True, exist_ok=True)
-    logger = False
-    if mode != "disabled":
-        # checkpoints become artifacts when online (an offline run cannot hold artifacts)
-        logger = WandbLogger(project=cfg.logging.wandb_project, save_dir=str(out), mode=mode,
-                             config=config_to_dict(cfg), log_model="all" if mode == "online" else False)
-    trainer = build_trainer(cfg, logger, callbacks=[RunTracker(cfg)])
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
-    if logger and trainer.is_global_zero:
-        logger.experiment.finish()  # flush and close the run now, not at interpreter exit
-    return 0
+    with hold_run_dir(out, held_run if cfg.train.resume is None else None):  # one run in out at a time
+        logger = False
+        if mode != "disabled":
+            # checkpoints become artifacts when online (an offline run cannot hold artifacts)
+            logger = WandbLogger(project=cfg.logging.wandb_project, save_dir=str(out), mode=mode,
+                                 config=config_to_dict(cfg), log_model="all" if mode == "online" else False)
+        trainer = build_trainer(cfg, logger, callbacks=[RunTracker(cfg)])
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        if logger and trainer.is_global_zero:
+            logger.experiment.finish()  # flush and close the run now, not at interpreter exit
+        return 0
 
 
 if __name__ == "__main__":

@@ -65,6 +65,36 @@ def _history_lines(path: Path) -> list[bytes]:
     return out
 
 
+LOCK_FILE = ".lock"
+"""The file of ``logging.out_dir`` a training run holds locked while it runs (``hold_run_dir``)."""
+RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
+"""Environment variables by which a distributed launcher tells a process its rank."""
+
+
+def hold_run_dir(out: Path, held_run: Any = None) -> Any:
+    """Lock ``out`` for this training run until the returned object is released (``with``, or when
+    the process ends): a second run into it meanwhile is refused with a ValueError naming it, instead
+    of mixing its checkpoints and history with the first's. ``held_run(out)``, when given (a fresh
+    run), is checked again under the lock: a run that finished meanwhile is not written over either.
+    A process of rank > 0 (``RANK_VARIABLES``) belongs to the run of rank 0, which holds the lock."""
+    import contextlib
+
+    from omnirl.fileio import exclusive
+
+    stack = contextlib.ExitStack()
+    if any(os.environ.get(k, "0") != "0" for k in RANK_VARIABLES):
+        return stack
+    with contextlib.ExitStack() as pending:
+        pending.enter_context(exclusive(out, "training run (logging.out_dir)", LOCK_FILE,
+                                        "then resume it with --train.resume=last, or give another --logging.out_dir"))
+        held = held_run(out) if held_run is not None else None
+        if held is not None:
+            raise ValueError(f"logging.out_dir={str(out)!r} holds a training run already ({held}); resume it with "
+                             "--train.resume=last, or give another --logging.out_dir")
+        stack.push(pending.pop_all())
+    return stack
+
+
 def wandb_mode(requested: str) -> str:
     """``auto`` -> ``online`` with credentials, else ``offline``; ``WANDB_MODE`` wins when set."""
     if os.environ.get("WANDB_MODE"):
