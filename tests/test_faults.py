@@ -184,9 +184,10 @@ def _started_writing(d: Path):
 
 @pytest.mark.parametrize("group", [True, False], ids=["terminal", "kill-INT"])
 def test_ctrl_c_stops_all_generate_workers_promptly(tmp_path, group):
-    """An interrupt stops ``data generate --workers 2`` within seconds, workers included: Ctrl-C
-    (SIGINT to the process group, as a terminal sends it) or SIGINT to the main process alone (it
-    used to wait for the pool to finish all submitted shards)."""
+    """An interrupt stops ``data generate --workers 2`` within seconds, workers included, with one
+    ``error: interrupted`` line (no traceback) and exit code 130: Ctrl-C (SIGINT to the process
+    group, as a terminal sends it) or SIGINT to the main process alone (it used to wait for the pool
+    to finish all submitted shards)."""
     p = start("omnirl.data", "generate", *LONG_GENERATE, "--out", "ds", cwd=tmp_path)
     try:
         wait_until(_started_writing(tmp_path / "ds"), TIMEOUT, "the first shard")
@@ -196,6 +197,8 @@ def test_ctrl_c_stops_all_generate_workers_promptly(tmp_path, group):
         (os.killpg if group else os.kill)(p.pid, signal.SIGINT)
         p.wait(TIMEOUT)
         assert time.monotonic() - t0 < 10
+        err = p.communicate(timeout=TIMEOUT)[1]
+        assert p.returncode == 130 and err.strip().splitlines() == ["error: interrupted"], err  # no traceback
         wait_until(lambda: not any(alive(w) for w in workers), 10, "the workers to exit")
         assert not (tmp_path / "ds" / "manifest.json").exists()
     finally:
