@@ -88,6 +88,7 @@ def run_pool(fn: Callable[..., Any], calls: Iterable[Sequence[Any]], workers: in
             if p.is_alive():
                 p.kill()
                 p.join()
+        pool.shutdown(wait=True)  # the pool's manager thread ends now, not in a noisy interpreter exit
         raise
     pool.shutdown(wait=True)
 

@@ -19,7 +19,8 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file to write ``path`` through: the data goes to a temporary file in the same
     directory, which is flushed and renamed over ``path`` when the block ends without an error
     (and removed otherwise), so ``path`` is always either its old content or the new, complete one;
-    an OSError while writing (a full disk) names ``path``. Streams, so large files (checkpoints) never sit in memory."""
+    an OSError while writing (a full disk) names ``path``. Streams, so large files (checkpoints)
+    never sit in memory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -88,8 +89,8 @@ def read_yaml_mapping(path: str | os.PathLike, what: str) -> dict | None:
 def held_content(directory: str | os.PathLike) -> str | None:
     """What ``directory`` holds that a writer of something else must not write into, named by the file
     that shows it: a dataset or task set (``manifest.json``), a training run (``run.json``, a
-    checkpoint or a validation history) or an evaluation (``summary.json`` beside ``scores.csv``);
-    None for a missing directory or one holding none of these."""
+    checkpoint or a validation history) or an evaluation (``scores.csv``); None for a missing
+    directory or one holding none of these."""
     directory = Path(directory)
     for rel, what in (("manifest.json", "a dataset or task set"), ("run.json", "a training run"),
                       ("checkpoints/last.ckpt", "a training run"), ("history.jsonl", "a training run"),
@@ -143,20 +144,22 @@ def claim_directory(directory: str | os.PathLike, identity: dict[str, Any], what
 
 
 @contextlib.contextmanager
-def exclusive(directory: str | os.PathLike, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``directory``'s claim file for the block: a second process asking
-    for it meanwhile gets a ValueError naming the directory instead of writing beside the first.
-    The lock dies with its process (``flock``), so a killed run never leaves it held."""
+def exclusive(directory: str | os.PathLike, what: str, lock_file: str = CLAIM,
+              then: str = "rerunning the same command afterwards resumes or confirms it") -> Iterator[None]:
+    """Hold an exclusive lock on ``directory``'s claim file (or ``lock_file``, created if missing)
+    for the block: a second process asking for it meanwhile gets a ValueError naming the directory
+    (and what to do ``then``) instead of writing beside the first. The lock dies with its process
+    (``flock``), so a killed run never leaves it held."""
     import fcntl
 
     directory = Path(directory)
-    fd = os.open(directory / CLAIM, os.O_RDONLY)
+    fd = os.open(directory / lock_file, os.O_RDONLY | (os.O_CREAT if lock_file != CLAIM else 0), 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ValueError(f"{directory}: another process is writing this {what} right now; wait for it "
-                             "to finish (rerunning the same command afterwards resumes or confirms it)") from None
+                             f"to finish ({then})") from None
         yield
     finally:
         os.close(fd)

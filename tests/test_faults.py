@@ -184,9 +184,10 @@ def _started_writing(d: Path):
 
 @pytest.mark.parametrize("group", [True, False], ids=["terminal", "kill-INT"])
 def test_ctrl_c_stops_all_generate_workers_promptly(tmp_path, group):
-    """An interrupt stops ``data generate --workers 2`` within seconds, workers included: Ctrl-C
-    (SIGINT to the process group, as a terminal sends it) or SIGINT to the main process alone (it
-    used to wait for the pool to finish all submitted shards)."""
+    """An interrupt stops ``data generate --workers 2`` within seconds, workers included, with one
+    ``error: interrupted`` line (no traceback) and exit code 130: Ctrl-C (SIGINT to the process
+    group, as a terminal sends it) or SIGINT to the main process alone (it used to wait for the pool
+    to finish all submitted shards)."""
     p = start("omnirl.data", "generate", *LONG_GENERATE, "--out", "ds", cwd=tmp_path)
     try:
         wait_until(_started_writing(tmp_path / "ds"), TIMEOUT, "the first shard")
@@ -196,6 +197,8 @@ def test_ctrl_c_stops_all_generate_workers_promptly(tmp_path, group):
         (os.killpg if group else os.kill)(p.pid, signal.SIGINT)
         p.wait(TIMEOUT)
         assert time.monotonic() - t0 < 10
+        err = p.communicate(timeout=TIMEOUT)[1]
+        assert p.returncode == 130 and err.strip().splitlines() == ["error: interrupted"], err  # no traceback
         wait_until(lambda: not any(alive(w) for w in workers), 10, "the workers to exit")
         assert not (tmp_path / "ds" / "manifest.json").exists()
     finally:
@@ -732,3 +735,51 @@ def test_one_hot_policy_grows_with_the_actions_not_their_square():
     from omnirl.tasks.solver import one_hot_policy
     pi = one_hot_policy(np.array([[3, 0], [1, 2]]), 10 ** 6)
     assert pi.shape == (2, 2, 10 ** 6) and pi.sum() == 4 and pi[0, 0, 3] == 1 and pi[1, 1, 2] == 1
+
+
+def test_a_damaged_history_line_does_not_swallow_the_next_record(tiny, tmp_path, capsys):
+    """A cut last line of ``history.jsonl`` (an edit, an unfinished copy): the resumed run's records
+    stay whole lines (they used to be glued to the damaged line, unreadable)."""
+    run = tmp_path / "run"
+    assert run_train(train_args(tiny, run), capsys)[0] == 0
+    with open(run / "history.jsonl", "a") as f:
+        f.write('{"step": 1, "val')
+    assert run_train(train_args(tiny, run, "--train.resume=last", "--train.max_steps=3"), capsys)[0] == 0
+    records = [json.loads(ln) for ln in (run / "history.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3]
+
+
+def test_two_evaluations_into_one_directory_never_mix(tmp_path):
+    """Two ``evaluate`` runs of different seeds started together into one directory: one finishes, the
+    other is refused, and the summary is the winner's (both used to exit 0 with their files mixed)."""
+    procs = {seed: start("omnirl.evaluate", *EVAL, f"--run.seed={seed}", "--run.out_dir=ev", cwd=tmp_path)
+             for seed in (0, 1)}
+    try:
+        results = {seed: (p.wait(TIMEOUT), p.communicate(timeout=TIMEOUT)[1]) for seed, p in procs.items()}
+    finally:
+        for p in procs.values():
+            stop(p)
+    winners = [seed for seed, (code, _) in results.items() if code == 0]
+    assert len(winners) == 1, results
+    assert_refused(results[1 - winners[0]], "ev")
+    assert json.loads((tmp_path / "ev" / "summary.json").read_text())["config"]["run"]["seed"] == winners[0]
+
+
+def test_two_trainings_into_one_directory_never_mix(tiny, tmp_path):
+    """Two fresh training runs of different seeds started together into one ``logging.out_dir``: one
+    trains, the other is refused; history and checkpoint are the winner's alone (both used to exit 0
+    with their validation records interleaved and one's checkpoint over the other's)."""
+    run = tmp_path / "run"
+    args = train_args(tiny, run, "--train.max_steps=4")
+    procs = {seed: start("omnirl.train", *args, f"--train.seed={seed}", cwd=tmp_path) for seed in (0, 1)}
+    try:
+        results = {seed: (p.wait(TIMEOUT), p.communicate(timeout=TIMEOUT)[1]) for seed, p in procs.items()}
+    finally:
+        for p in procs.values():
+            stop(p)
+    winners = [seed for seed, (code, _) in results.items() if code == 0]
+    assert len(winners) == 1, results
+    assert_refused(results[1 - winners[0]], "logging.out_dir")
+    steps = [json.loads(ln)["step"] for ln in (run / "history.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    assert json.loads((run / "run.json").read_text())["config"]["train"]["seed"] == winners[0]

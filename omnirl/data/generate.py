@@ -20,12 +20,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from omnirl._pool import run_pool
-from omnirl.fileio import held_content
 from omnirl._validate import check_choice, check_disk, check_int, check_memory
 from omnirl.data.pipelines import PROBES, PipelineConfig, pipeline
 from omnirl.data.schema import SCHEMA_VERSION, STEP_FIELDS, task_hash_bytes
 from omnirl.data.store import DatasetHeader, DatasetWriter, pending_bytes
 from omnirl.data.synthesis import synthesize
+from omnirl.fileio import held_content
 from omnirl.tasks import MDPTask, sample_anymdp
 from omnirl.tasks.samplers import check_task_memory
 from omnirl.tasks.taskset import TaskSet, parse_states
@@ -170,10 +170,9 @@ def check_backend(backend: str, ray_address: str | None = None) -> str:
         if ray_address is not None:
             raise ValueError(f"ray_address={ray_address!r} is for backend 'ray', got backend={backend!r}")
         return backend
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise ValueError("backend 'ray' needs Ray: pip install -e '.[ray]'") from None
+    import importlib.util
+    if importlib.util.find_spec("ray") is None:
+        raise ValueError("backend 'ray' needs Ray: pip install -e '.[ray]'")
     if ray_address is not None and ray_address != "auto":
         import socket
         host, _, port = ray_address.split("://")[-1].rpartition(":")
@@ -257,10 +256,9 @@ def _run_ray(spec, config, out, groups, batch, workers, address, bar) -> None:
         try:
             ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
                      log_to_driver=False)
-        except Exception as e:  # an unreachable or refusing cluster
+        except Exception as e:  # a cluster that refuses the connection, a machine where Ray cannot start
             what = f"ray_address={address!r}: cannot connect to the Ray cluster" if address else "cannot start Ray"
-            raise ValueError(f"{what} ({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else e})"
-                             ) from None
+            raise ValueError(f"{what} ({type(e).__name__}: {e})") from None
     pending: list = []
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(generate_shards)

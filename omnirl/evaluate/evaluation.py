@@ -10,13 +10,14 @@ tables, figures, arrays and summary.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -177,7 +178,8 @@ def _progress(msg: str) -> None:
 def check(cfg: EvaluateConfig) -> None:
     """What ``run`` checks before it writes anything: the checkpoint is readable (a truncated or
     foreign file is named now, not after the baselines ran) and ``run.out_dir`` can take this
-    evaluation (``check_out_dir``). ``ValueError`` naming the setting."""
+    evaluation (``check_out_dir``; ``run`` then claims and locks it, ``claim_out_dir``).
+    ``ValueError`` naming the setting."""
     if not isinstance(cfg, EvaluateConfig):
         raise TypeError(f"config must be an EvaluateConfig, got {type(cfg).__name__}")
     if cfg.run.checkpoint is not None:
@@ -217,15 +219,45 @@ def check_out_dir(cfg: EvaluateConfig) -> None:
                      "(another --run.out_dir)")
 
 
+@contextlib.contextmanager
+def claim_out_dir(cfg: EvaluateConfig) -> Iterator[None]:
+    """``run.out_dir`` for this evaluation alone during the block: checked (``check_out_dir``), then
+    claimed for its settings (``omnirl.fileio.claim_directory``: another evaluation's settings are
+    refused at once, naming the first that differs) and locked (a second run of the same settings
+    is refused while this one writes), so two evaluations never mix their files in one directory."""
+    from omnirl.config import config_to_dict
+    from omnirl.fileio import claim_directory, exclusive
+    check_out_dir(cfg)
+    mine = json.loads(json.dumps(config_to_dict(dataclasses.replace(cfg, protocol=cfg.protocol_config()))))
+
+    def flat(d: Any, pre: str = "") -> dict[str, Any]:
+        if not isinstance(d, dict):
+            return {pre[:-1]: d}
+        return {k: v for key, x in d.items() for k, v in flat(x, f"{pre}{key}.").items()}
+
+    def differences(new: dict, held: Any) -> list[str]:
+        a, b = flat(new.get("config", {})), flat(held.get("config", {}) if isinstance(held, dict) else {})
+        return [f"{k} {b.get(k)!r} -> {a.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)][:3]
+
+    claim_directory(cfg.run.out_dir, {"format": "omnirl.evaluation", "config": mine}, "evaluation", differences)
+    with exclusive(cfg.run.out_dir, "evaluation"):
+        yield
+
+
 def run(cfg: EvaluateConfig, log=_progress) -> dict[str, Any]:
     """Run the evaluation ``cfg`` describes and write its outputs into ``run.out_dir``; returns the
     summary (also written as ``summary.json``). Progress lines go to ``log`` (default: standard
     error). Bad settings raise ``ValueError`` (``check``) before anything is written."""
+    check(cfg)
+    with claim_out_dir(cfg):
+        return _run(cfg, log)
+
+
+def _run(cfg: EvaluateConfig, log) -> dict[str, Any]:
     from omnirl.config import config_to_dict
     from omnirl.evaluate.report import plot_curves, table_rows, write_table
     from omnirl.fileio import atomic_write_json
 
-    check(cfg)
     out = Path(cfg.run.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = None

@@ -44,6 +44,52 @@ STEP_AXIS = "trainer/global_step"
 TOKEN_AXIS = "tokens_seen"
 
 
+def _history_lines(path: Path) -> list[bytes]:
+    """The lines of a ``history.jsonl`` that are whole JSON records: a damaged or cut line (an edit, a
+    copy that did not finish) is dropped, so the records appended after it stay readable instead of
+    being glued to it."""
+    if not path.exists():
+        return []
+    out = []
+    for ln in path.read_bytes().splitlines():
+        try:
+            if isinstance(json.loads(ln), dict):
+                out.append(ln)
+        except ValueError:
+            continue
+    return out
+
+
+LOCK_FILE = ".lock"
+"""The file of ``logging.out_dir`` a training run holds locked while it runs (``hold_run_dir``)."""
+RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
+"""Environment variables by which a distributed launcher tells a process its rank."""
+
+
+def hold_run_dir(out: Path, held_run: Any = None) -> Any:
+    """Lock ``out`` for this training run until the returned object is released (``with``, or when
+    the process ends): a second run into it meanwhile is refused with a ValueError naming it, instead
+    of mixing its checkpoints and history with the first's. ``held_run(out)``, when given (a fresh
+    run), is checked again under the lock: a run that finished meanwhile is not written over either.
+    A process of rank > 0 (``RANK_VARIABLES``) belongs to the run of rank 0, which holds the lock."""
+    import contextlib
+
+    from omnirl.fileio import exclusive
+
+    stack = contextlib.ExitStack()
+    if any(os.environ.get(k, "0") != "0" for k in RANK_VARIABLES):
+        return stack
+    with contextlib.ExitStack() as pending:
+        pending.enter_context(exclusive(out, "training run (logging.out_dir)", LOCK_FILE,
+                                        "then resume it with --train.resume=last, or give another --logging.out_dir"))
+        held = held_run(out) if held_run is not None else None
+        if held is not None:
+            raise ValueError(f"logging.out_dir={str(out)!r} holds a training run already ({held}); resume it with "
+                             "--train.resume=last, or give another --logging.out_dir")
+        stack.push(pending.pop_all())
+    return stack
+
+
 def wandb_mode(requested: str) -> str:
     """``auto`` -> ``online`` with credentials, else ``offline``; ``WANDB_MODE`` wins when set."""
     if os.environ.get("WANDB_MODE"):
@@ -160,8 +206,7 @@ class RunTracker(lightning.Callback):
         atomic_write_json(self.out_dir / CURVES_FILE, {"step": step, "tokens_seen": tokens, "curves": curves})
         line = json.dumps(plain({"step": step, "tokens_seen": tokens, **val}), sort_keys=True)
         history = self.out_dir / HISTORY_FILE
-        old = history.read_bytes() if history.exists() else b""
-        atomic_write_bytes(history, old + line.encode() + b"\n")
+        atomic_write_bytes(history, b"".join(ln + b"\n" for ln in _history_lines(history)) + line.encode() + b"\n")
 
         run = self._wandb_run(trainer)
         if run is None:

@@ -26,7 +26,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from omnirl.rundir import CHECKPOINT_DIR, LAST_CHECKPOINT, held_run, read_training
 from omnirl.train.config import TrainConfig
-from omnirl.train.tracking import wandb_mode
+from omnirl.train.tracking import hold_run_dir, wandb_mode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,12 +203,13 @@ def _fit(cfg: Any) -> None:
     except MisconfigurationException as e:
         raise ValueError(f"train.devices={cfg.train.devices!r}, train.precision={cfg.train.precision!r}: {e}") from None
     out.mkdir(parents=True, exist_ok=True)
-    logger = False
-    if mode != "disabled":
-        # checkpoints become artifacts when online (an offline run cannot hold artifacts)
-        logger = WandbLogger(project=cfg.logging.wandb_project, save_dir=str(out), mode=mode,
-                             config=config_to_dict(cfg), log_model="all" if mode == "online" else False)
-    trainer = build_trainer(cfg, logger, callbacks=[RunTracker(cfg)])
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
-    if logger and trainer.is_global_zero:
-        logger.experiment.finish()  # flush and close the run now, not at interpreter exit
+    with hold_run_dir(out, held_run if cfg.train.resume is None else None):  # one run in out at a time
+        logger = False
+        if mode != "disabled":
+            # checkpoints become artifacts when online (an offline run cannot hold artifacts)
+            logger = WandbLogger(project=cfg.logging.wandb_project, save_dir=str(out), mode=mode,
+                                 config=config_to_dict(cfg), log_model="all" if mode == "online" else False)
+        trainer = build_trainer(cfg, logger, callbacks=[RunTracker(cfg)])
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        if logger and trainer.is_global_zero:
+            logger.experiment.finish()  # flush and close the run now, not at interpreter exit
