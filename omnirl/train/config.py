@@ -11,7 +11,6 @@ file sets only what differs.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from omnirl._validate import check_choice, check_float, check_int
 from omnirl.agents.reference import ReferenceConfig
@@ -148,10 +147,10 @@ class TrainSection:
     """Optimiser steps between validations."""
     precision: str = "32-true"
     """Lightning precision, one of ``PRECISIONS`` (``bf16-mixed`` on CUDA)."""
-    compile: bool | str = "auto"
+    compile: bool = False
     """Compile the model's forward pass with ``torch.compile`` (``nn.Module.compile``: weights and
-    checkpoints are unchanged): ``true``, ``false``, or ``auto`` (``use_compile``: where the compiled
-    run was measured faster as a whole, ``benchmarks/bench_training.py``, section ``compile``)."""
+    checkpoints are unchanged). Off by default: see the README's "Training speed" for what it gains
+    and where it fails (``benchmarks/bench_training.py``, section ``compile``)."""
     devices: int | str = "auto"
     """Devices per node (``auto``, or a count: more than one runs DDP, one process each)."""
     num_nodes: int = 1
@@ -174,35 +173,8 @@ class TrainSection:
         if self.devices != "auto" and (not isinstance(self.devices, int) or isinstance(self.devices, bool)
                                        or self.devices < 1):
             raise ValueError(f"devices must be 'auto' or a count >= 1, got {self.devices!r}")
-        if not isinstance(self.compile, bool) and self.compile != "auto":
-            raise ValueError(f"compile must be true, false or 'auto', got {self.compile!r}")
-
-
-COMPILE_BREAK_EVEN = {"rwkv7": 221, "gsa": 184, "mamba2": 340}
-"""Tiny backbones whose compiled training step is at least 1.3x faster than the eager one on the
-CPU, with the optimiser steps after which the compile time is earned back (compile time over the
-time a step saves; ``benchmarks/bench_training.py``, section ``compile``, and the README's table).
-GDN's compiled step is no faster."""
-
-
-def use_compile(config: "TrainConfig", cuda: bool | None = None) -> bool:
-    """Whether training compiles the model: ``train.compile`` when it is ``true`` or ``false``; for
-    ``auto``, on the CPU only (``cuda``: whether training runs on a GPU, default: one is present),
-    for a ``tiny`` backbone of ``COMPILE_BREAK_EVEN`` whose run is long enough (``train.max_steps``
-    at least its break-even), and only when a C++ compiler is on the PATH (the CPU backend of
-    ``torch.compile`` needs one)."""
-    import shutil
-
-    choice = config.train.compile
-    if choice != "auto":
-        return bool(choice)
-    if cuda is None:
-        import torch
-
-        cuda = torch.cuda.is_available()
-    steps = COMPILE_BREAK_EVEN.get(config.model.backbone)
-    return (not cuda and config.model.size == "tiny" and steps is not None and config.train.max_steps >= steps
-            and shutil.which(os.environ.get("CXX", "c++")) is not None)
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be true or false, got {self.compile!r}")
 
 
 @dataclasses.dataclass(frozen=True)

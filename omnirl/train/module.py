@@ -69,7 +69,7 @@ from omnirl.agents.reference import learning_gain
 from omnirl.config import config_from_dict, config_to_dict
 from omnirl.model.backbone import State, detach_state
 from omnirl.model.omnirl import OmniRL
-from omnirl.train.config import TrainConfig, use_compile
+from omnirl.train.config import TrainConfig
 
 MIN_WEIGHT = 1e-3
 """Loss weight of position 0 under the context warm-up."""
@@ -226,7 +226,7 @@ class OmniRLModule(lightning.LightningModule):
         self.save_hyperparameters({"config": config_to_dict(config)})
         self.config = config
         self.model = OmniRL(config.model.build())
-        if use_compile(config):
+        if config.train.compile:
             self.model.compile()  # compiles the model's __call__; parameters and state_dict unchanged
         self.automatic_optimization = False
         self.val_names: list[str] = []
