@@ -749,11 +749,10 @@ def test_a_damaged_history_line_does_not_swallow_the_next_record(tiny, tmp_path,
     assert [r["step"] for r in records] == [1, 2, 3]
 
 
-def test_two_evaluations_into_one_directory_never_mix(tmp_path):
-    """Two ``evaluate`` runs of different seeds started together into one directory: one finishes, the
-    other is refused, and the summary is the winner's (both used to exit 0 with their files mixed)."""
-    procs = {seed: start("omnirl.evaluate", *EVAL, f"--run.seed={seed}", "--run.out_dir=ev", cwd=tmp_path)
-             for seed in (0, 1)}
+def race(module: str, args: list[str], seed_option: str, cwd: Path) -> tuple[int, tuple[int, str]]:
+    """Start ``python -m MODULE ARGS`` twice at once with seeds 0 and 1; exactly one must succeed.
+    Returns the winning seed and the loser's ``(exit code, stderr)``."""
+    procs = {seed: start(module, *args, f"{seed_option}={seed}", cwd=cwd) for seed in (0, 1)}
     try:
         results = {seed: (p.wait(TIMEOUT), p.communicate(timeout=TIMEOUT)[1]) for seed, p in procs.items()}
     finally:
@@ -761,8 +760,15 @@ def test_two_evaluations_into_one_directory_never_mix(tmp_path):
             stop(p)
     winners = [seed for seed, (code, _) in results.items() if code == 0]
     assert len(winners) == 1, results
-    assert_refused(results[1 - winners[0]], "ev")
-    assert json.loads((tmp_path / "ev" / "summary.json").read_text())["config"]["run"]["seed"] == winners[0]
+    return winners[0], results[1 - winners[0]]
+
+
+def test_two_evaluations_into_one_directory_never_mix(tmp_path):
+    """Two ``evaluate`` runs of different seeds started together into one directory: one finishes, the
+    other is refused, and the summary is the winner's (both used to exit 0 with their files mixed)."""
+    winner, loser = race("omnirl.evaluate", [*EVAL, "--run.out_dir=ev"], "--run.seed", tmp_path)
+    assert_refused(loser, "ev")
+    assert json.loads((tmp_path / "ev" / "summary.json").read_text())["config"]["run"]["seed"] == winner
 
 
 def test_two_trainings_into_one_directory_never_mix(tiny, tmp_path):
@@ -771,15 +777,8 @@ def test_two_trainings_into_one_directory_never_mix(tiny, tmp_path):
     with their validation records interleaved and one's checkpoint over the other's)."""
     run = tmp_path / "run"
     args = train_args(tiny, run, "--train.max_steps=4")
-    procs = {seed: start("omnirl.train", *args, f"--train.seed={seed}", cwd=tmp_path) for seed in (0, 1)}
-    try:
-        results = {seed: (p.wait(TIMEOUT), p.communicate(timeout=TIMEOUT)[1]) for seed, p in procs.items()}
-    finally:
-        for p in procs.values():
-            stop(p)
-    winners = [seed for seed, (code, _) in results.items() if code == 0]
-    assert len(winners) == 1, results
-    assert_refused(results[1 - winners[0]], "logging.out_dir")
+    winner, loser = race("omnirl.train", args, "--train.seed", tmp_path)
+    assert_refused(loser, "logging.out_dir")
     steps = [json.loads(ln)["step"] for ln in (run / "history.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
-    assert json.loads((run / "run.json").read_text())["config"]["train"]["seed"] == winners[0]
+    assert json.loads((run / "run.json").read_text())["config"]["train"]["seed"] == winner
