@@ -782,3 +782,37 @@ def test_two_trainings_into_one_directory_never_mix(tiny, tmp_path):
     steps = [json.loads(ln)["step"] for ln in (run / "history.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
     assert json.loads((run / "run.json").read_text())["config"]["train"]["seed"] == winner
+
+
+def test_a_task_set_of_too_many_actions_is_refused_at_once(tmp_path):
+    """``--actions`` above what stored sequences hold (255) is one error line before any sampling (a
+    task of 100,000 actions used to take minutes to draw before anything was said)."""
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "omnirl.tasks", "generate", "--n", "2", "--actions", "100000",
+                        "--out", "ts"], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert_refused(r, "actions", "255", "100000")
+    assert time.monotonic() - t0 < 30 and not (tmp_path / "ts").exists()
+
+
+def test_training_into_a_dataset_directory_is_refused(tiny, tmp_path, capsys):
+    """``logging.out_dir`` naming a dataset (or task set) is refused before anything is written there."""
+    before = sorted(p.name for p in (tiny / "train").iterdir())
+    assert_refused(run_train(train_args(tiny, tiny / "train"), capsys), "logging.out_dir", "dataset")
+    assert sorted(p.name for p in (tiny / "train").iterdir()) == before
+
+
+def test_ctrl_c_during_quiet_training_is_one_error_line(tiny, tmp_path):
+    """Ctrl-C while a quiet training run trains: ``error: interrupted`` and exit code 130 (Lightning
+    exits with 1 and, quiet, says nothing)."""
+    args = [a for a in train_args(tiny, tmp_path / "run") if not a.startswith("--train.max_steps")]
+    p = start("omnirl.train", *args, "--train.max_steps=100000", "--logging.wandb_mode=disabled", cwd=tmp_path)
+    try:
+        wait_until(lambda: (tmp_path / "run" / "history.jsonl").is_file(), 3 * TIMEOUT, "the first validation")
+        os.killpg(p.pid, signal.SIGINT)
+        p.wait(TIMEOUT)
+        err = p.communicate(timeout=TIMEOUT)[1]
+        lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+        assert p.returncode == 130 and lines[-1:] == ["error: interrupted"], err
+        assert not any("Traceback" in ln for ln in lines), err
+    finally:
+        stop(p)

@@ -18,6 +18,7 @@ import numpy as np
 
 from omnirl._validate import check_int
 from omnirl.agents.prior import N_PRIOR, PriorInfo
+from omnirl.tasks.task import MAX_ACTIONS  # noqa: F401  (the world's limit, stored as uint8 here)
 
 SCHEMA_NAME = "omnirl.sws"
 """Format name written into every manifest and sidecar (step-wise supervision)."""
@@ -33,8 +34,6 @@ HASH_BYTES = 32
 MAX_OBS = 32768
 """Largest S: observation ids above 256 are stored as int16."""
 
-MAX_ACTIONS = 255
-"""Largest A: actions 0..A-1 and the end marker A must fit in uint8."""
 
 UNKNOWN = int(PriorInfo.UNKNOWN)
 

@@ -26,6 +26,10 @@ import numpy as np
 
 from omnirl._validate import check_int, check_seed
 
+MAX_ACTIONS = 255
+"""Largest number of actions of a task: its actions 0..A-1 and the episode-end marker A fit in the
+uint8 of stored sequences (``omnirl.data.schema``), and the solver's work grows with A squared."""
+
 
 def _frozen(a, dtype) -> np.ndarray:
     out = np.array(a, dtype=dtype, copy=True)

@@ -34,7 +34,7 @@ from omnirl.fileio import (CLAIM, atomic_write_bytes, atomic_write_json, claim_d
                            remove_temporaries)
 from omnirl.tasks.rng import make_rng
 from omnirl.tasks.samplers import sample_task
-from omnirl.tasks.task import MDPTask
+from omnirl.tasks.task import MAX_ACTIONS, MDPTask
 
 FORMAT = "omnirl.taskset"
 FORMAT_VERSION = 1
@@ -290,7 +290,8 @@ def generation_spec(n: Any, n_states: Any, n_actions: Any, seed: Any, generator:
     """Validated description of a task set to generate (stored as the manifest's ``info``)."""
     S, min_states = parse_states(n_states)
     spec = {"generator": generator, "n_tasks": check_int("n", n, min_value=1),
-            "n_states": S, "min_states": min_states, "n_actions": n_actions,
+            "n_states": S, "min_states": min_states,
+            "n_actions": check_int("actions", n_actions, min_value=1, max_value=MAX_ACTIONS),
             "seed": check_seed("seed", seed)[0] if not isinstance(seed, (tuple, list)) else None,
             "shard_size": check_int("shard_size", shard_size, min_value=1), "params": dict(params)}
     if spec["seed"] is None:

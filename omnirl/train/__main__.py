@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     try:
         fit(cfg)
-    except (ValueError, OSError) as e:  # bad data, settings, checkpoint or out_dir; a diverged run
+    except (ValueError, OSError, KeyboardInterrupt) as e:  # bad input; a diverged run; Ctrl-C
         return fail(e)
     return 0
 

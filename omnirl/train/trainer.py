@@ -24,6 +24,7 @@ from typing import Any, Iterator
 
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from omnirl.fileio import held_content
 from omnirl.rundir import CHECKPOINT_DIR, LAST_CHECKPOINT, held_run, read_training
 from omnirl.train.config import TrainConfig
 from omnirl.train.tracking import hold_run_dir, wandb_mode
@@ -176,6 +177,10 @@ def _fit(cfg: Any) -> None:
     out = Path(cfg.logging.out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"logging.out_dir={str(out)!r} is a file, not a directory")
+    content = held_content(out)
+    if content is not None and "training run" not in content:
+        raise ValueError(f"logging.out_dir={str(out)!r} holds {content}; give the training run a directory of its "
+                         "own (another --logging.out_dir)")
     held = held_run(out)
     if held is not None and cfg.train.resume is None:
         # one run directory holds one run: a fresh run would mix its history and checkpoints with the old
@@ -210,6 +215,11 @@ def _fit(cfg: Any) -> None:
             logger = WandbLogger(project=cfg.logging.wandb_project, save_dir=str(out), mode=mode,
                                  config=config_to_dict(cfg), log_model="all" if mode == "online" else False)
         trainer = build_trainer(cfg, logger, callbacks=[RunTracker(cfg)])
-        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        try:
+            trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        except SystemExit:
+            if trainer.interrupted:  # Lightning exits after a Ctrl-C; the caller reports the interrupt
+                raise KeyboardInterrupt from None
+            raise
         if logger and trainer.is_global_zero:
             logger.experiment.finish()  # flush and close the run now, not at interpreter exit
