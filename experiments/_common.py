@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 from omnirl._cli import Parser
 from omnirl._validate import check_choice
 from omnirl.experiment import write_summary
+from omnirl.fileio import held_content
 from omnirl.rundir import format_table
 
 PRESET_NAMES = ("smoke", "laptop", "paper")
@@ -82,6 +83,9 @@ def parse(name: str, presets: Mapping[str, Any], argv: Sequence[str] | None, doc
     out = Path(extra["out"]) if extra["out"] else default_out(name, preset)
     if out.exists() and not out.is_dir():
         pre.error(f"--out {str(out)!r} is an existing file, not a directory")
+    held = held_content(out)
+    if held is not None:  # a dataset, task set, training run or evaluation is not an experiment's directory
+        pre.error(f"--out {str(out)!r} holds {held}; give the experiment a directory of its own")
     return Invocation(preset=preset, settings=settings, out=out, seed=extra["seed"], wandb_mode=extra["wandb_mode"])
 
 

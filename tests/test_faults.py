@@ -816,3 +816,17 @@ def test_ctrl_c_during_quiet_training_is_one_error_line(tiny, tmp_path):
         assert not any("Traceback" in ln for ln in lines), err
     finally:
         stop(p)
+
+
+def test_an_experiment_into_a_dataset_directory_is_refused(tiny, capsys):
+    """``--out`` naming a dataset (or a training run, or an evaluation) is refused before anything is
+    written there: an experiment's directory holds its own steps."""
+    from experiments import task_scaling
+
+    before = sorted(p.name for p in (tiny / "train").iterdir())
+    with pytest.raises(SystemExit) as e:
+        task_scaling.main(["--preset", "smoke", "--out", str(tiny / "train")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0] and "dataset" in err[0], err
+    assert sorted(p.name for p in (tiny / "train").iterdir()) == before
