@@ -505,7 +505,9 @@ def bench_loading(data: str, B: int, T: int, workers: int, batches: int, seed: i
 def run_cli(data: str, s: dict, steps: int, work: Path, name: str, compile_: bool = False) -> dict:
     """``python -m omnirl.train --config CFG`` for ``steps`` optimiser steps, timed as a whole process."""
     run_dir = work / name
-    train = {"segment_len": s["segment"], "max_steps": steps, "seed": s["seed"], "compile": compile_}
+    train = {"segment_len": s["segment"], "max_steps": steps, "seed": s["seed"]}
+    if compile_:
+        train["compile"] = True
     cfg = {"model": {"backbone": s["cli_backbone"], "size": "tiny", "n_states": S, "n_actions": A},
            "data": {"train": [data], "window": s["window"], "batch_size": s["batch"], "seed": s["seed"]},
            "train": train,
