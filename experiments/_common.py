@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from omnirl._cli import Parser
-from omnirl._validate import check_choice
 from omnirl.experiment import write_summary
 from omnirl.fileio import held_content
 from omnirl.rundir import format_table
@@ -101,15 +100,6 @@ def default_out(name: str, preset: str) -> Path:
     return base
 
 
-# --------------------------------------------------------------------------- environments
-def env_states(name: str) -> int:
-    """Observation ids of environment ``name`` (the model must read at least this many)."""
-    from omnirl.evaluate.envs import ENVIRONMENTS, make_batch
-
-    f = ENVIRONMENTS[check_choice("env", name, ENVIRONMENTS)]
-    return max(i.n_states for i in make_batch(name, f.n_agents, seed=0).infos)
-
-
 # --------------------------------------------------------------------------- results
 def finish(inv: Invocation, name: str, *, results: Mapping[str, Any], table: Sequence[Mapping[str, Any]],
            figures: Sequence[Path], finding: str, seconds: float) -> dict[str, Any]:
@@ -132,4 +122,4 @@ def main_of(name: str, presets: Mapping[str, Any], run: Callable[[Invocation], d
     return main
 
 
-__all__ = ["PRESET_NAMES", "Invocation", "parse", "default_out", "env_states", "finish", "main_of"]
+__all__ = ["PRESET_NAMES", "Invocation", "parse", "default_out", "finish", "main_of"]

@@ -58,7 +58,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from experiments._common import Invocation, env_states, finish, main_of
+from experiments._common import Invocation, finish, main_of
+from omnirl.evaluate.envs import observation_ids
 from omnirl.experiment import DatasetSettings, TrainingSettings, evaluate_once, log, presets, train_models
 from omnirl.rundir import cpu_seconds
 from experiments._scores import differs, episode_scores, pm, trend
@@ -326,7 +327,7 @@ def skip_note(env: str, skipped: dict, model: dict) -> str:
     """The table's note for an environment the model did not run on."""
     if env not in skipped:
         return "not run"
-    return f"skipped: {env_states(env)} ids, the model reads {model['n_states']}"
+    return f"skipped: {observation_ids(env)} ids, the model reads {model['n_states']}"
 
 
 def _fmt(x: float) -> str:

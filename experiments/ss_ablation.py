@@ -56,7 +56,8 @@ from typing import Sequence
 
 import numpy as np
 
-from experiments._common import Invocation, env_states, finish, main_of
+from experiments._common import Invocation, finish, main_of
+from omnirl.evaluate.envs import observation_ids
 from omnirl.experiment import DatasetSettings, TrainingSettings, evaluate_once, log, presets, train_models
 from omnirl.rundir import cpu_seconds
 from experiments._scores import differs, episode_scores, pm, trend
@@ -137,7 +138,7 @@ class SSAblationSettings:
             check_choice("pipelines", p, PIPELINE_NAMES)
         if len(set(self.pipelines)) != len(self.pipelines):
             raise ValueError(f"pipelines must not repeat, got {list(self.pipelines)}")
-        need = env_states(self.evaluation.env)
+        need = observation_ids(self.evaluation.env)
         if need > self.dataset.max_states:
             raise ValueError(f"evaluation.env={self.evaluation.env!r} has {need} states, more than the model reads "
                              f"(dataset.states={self.dataset.states!r}: {self.dataset.max_states})")
