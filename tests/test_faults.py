@@ -96,6 +96,20 @@ def stop(p: subprocess.Popen) -> None:
     p.communicate(timeout=TIMEOUT)
 
 
+def race(module: str, args: list[str], seed_option: str, cwd: Path) -> tuple[int, tuple[int, str]]:
+    """Start ``python -m MODULE ARGS`` twice at once with seeds 0 and 1; exactly one must succeed.
+    Returns the winning seed and the loser's ``(exit code, stderr)``."""
+    procs = {seed: start(module, *args, f"{seed_option}={seed}", cwd=cwd) for seed in (0, 1)}
+    try:
+        results = {seed: (p.wait(TIMEOUT), p.communicate(timeout=TIMEOUT)[1]) for seed, p in procs.items()}
+    finally:
+        for p in procs.values():
+            stop(p)
+    winners = [seed for seed, (code, _) in results.items() if code == 0]
+    assert len(winners) == 1, results
+    return winners[0], results[1 - winners[0]]
+
+
 def small_spec(**kw) -> DatasetSpec:
     return DatasetSpec(**{"pipeline": "omnirl", "n_sequences": 6, "length": 24, "n_obs": 8, "n_actions": 3,
                           "seed": 0, "shard_size": 2, **kw})
@@ -117,18 +131,10 @@ def test_concurrent_generates_into_one_directory_one_wins_whole(tmp_path):
     TaskSet.generate(2, 8, 5, seed=0, out=tmp_path / "ds" / "tasks")
     common = ("--tasks", "2", "--sequences", "64", "--length", "64", "--states", "8", "--shard-size", "4",
               "--batch", "4", "--quiet", "--out", "ds")
-    procs = {seed: start("omnirl.data", "generate", *common, "--seed", str(seed), cwd=tmp_path) for seed in (0, 1)}
-    try:
-        results = {seed: (p.wait(TIMEOUT), p.communicate(timeout=TIMEOUT)[1]) for seed, p in procs.items()}
-    finally:
-        for p in procs.values():
-            stop(p)
-    winners = [seed for seed, (code, _) in results.items() if code == 0]
-    assert len(winners) == 1, results
-    loser = 1 - winners[0]
-    assert_refused(results[loser], "ds")
+    winner, loser = race("omnirl.data", ["generate", *common], "--seed", tmp_path)
+    assert_refused(loser, "ds")
     manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
-    assert manifest["config"]["spec"]["seed"] == winners[0]
+    assert manifest["config"]["spec"]["seed"] == winner
     assert verify(tmp_path / "ds")["ok"]
 
 
@@ -747,20 +753,6 @@ def test_a_damaged_history_line_does_not_swallow_the_next_record(tiny, tmp_path,
     assert run_train(train_args(tiny, run, "--train.resume=last", "--train.max_steps=3"), capsys)[0] == 0
     records = [json.loads(ln) for ln in (run / "history.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3]
-
-
-def race(module: str, args: list[str], seed_option: str, cwd: Path) -> tuple[int, tuple[int, str]]:
-    """Start ``python -m MODULE ARGS`` twice at once with seeds 0 and 1; exactly one must succeed.
-    Returns the winning seed and the loser's ``(exit code, stderr)``."""
-    procs = {seed: start(module, *args, f"{seed_option}={seed}", cwd=cwd) for seed in (0, 1)}
-    try:
-        results = {seed: (p.wait(TIMEOUT), p.communicate(timeout=TIMEOUT)[1]) for seed, p in procs.items()}
-    finally:
-        for p in procs.values():
-            stop(p)
-    winners = [seed for seed, (code, _) in results.items() if code == 0]
-    assert len(winners) == 1, results
-    return winners[0], results[1 - winners[0]]
 
 
 def test_two_evaluations_into_one_directory_never_mix(tmp_path):
