@@ -277,6 +277,23 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequenc
     return config_from_dict(cls, data, overrides)
 
 
+def _flat_settings(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(v, Mapping) and k != "validation":  # validation sets by name: one setting
+            out.update(_flat_settings(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def changed_settings(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(dotted key, new value, old value)`` of every setting in which two configurations (nested
+    mappings, ``config_to_dict``'s form) differ, sorted by key; a missing setting reads ``None``."""
+    a, b = _flat_settings(new), _flat_settings(old)
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """The resolved configuration as plain data (tuples become lists): for logging or YAML."""
     return plain(cfg)

@@ -90,23 +90,13 @@ SWEEP_AGENT_VARIABLES = ("WANDB_RUN_ID", "WANDB_SWEEP_ID", "WANDB_SWEEP_PARAM_PA
 an experiment makes, so only the experiment's own W&B run is the sweep's run."""
 
 
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping) and k != "validation":
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def train(out: Path, config: Any, wandb_mode: str = "auto") -> dict[str, Any]:
     """``omnirl.train.fit(config)`` into ``out`` (its ``logging`` section set here: ``out``,
     ``wandb_mode``, quiet), unless ``out`` already holds a finished run of the same settings; an
     interrupted run of them is resumed from its last checkpoint. A run of other settings in ``out``
     is refused (``ValueError`` naming the directory and the differing settings), never resumed or
     overwritten. Returns ``read_training(out)``."""
-    from omnirl.config import config_to_dict
+    from omnirl.config import changed_settings, config_to_dict
     from omnirl.fileio import atomic_write_json
     from omnirl.train import fit
 
@@ -121,9 +111,7 @@ def train(out: Path, config: Any, wandb_mode: str = "auto") -> dict[str, Any]:
         record = started if started.exists() else done
         before = json.loads(record.read_text()).get("config") if record.exists() else None
         if before != asked:
-            now, then = _flat(asked), _flat(before or {})
-            changed = [f"{k}={now.get(k)!r} (the run's: {then.get(k)!r})" for k in sorted(set(now) | set(then))
-                       if now.get(k) != then.get(k)]
+            changed = [f"{k}={new!r} (the run's: {old!r})" for k, new, old in changed_settings(asked, before or {})]
             raise ValueError(f"{out} holds a training run of other settings (differing: {'; '.join(changed)}); "
                              "give the experiment another --out, or remove that directory to train anew")
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, resume="last"))

@@ -22,7 +22,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from omnirl._validate import check_choice, check_int
-from omnirl.rundir import EPISODES_FILE, MEMORY_FILE, SUMMARY_FILE
+from omnirl.rundir import EPISODES_FILE, MEMORY_FILE, SCORES_FILE, SUMMARY_FILE
 from omnirl.evaluate.baselines import (BANDIT_BASELINES, BASELINES, CQLConfig, PPOConfig, TQLUCBConfig,
                                       run_baseline)
 from omnirl.evaluate.baselines.bandits import ThompsonConfig, UCB1Config, UniformConfig
@@ -128,6 +128,13 @@ class EvaluateConfig:
             return tuple(self.run.baselines)
         return DEFAULT_BASELINES[self.protocol.protocol]
 
+    def resolved(self) -> dict[str, Any]:
+        """The configuration as the run uses it (the protocol with the run's step count), as plain
+        data: what ``summary.json`` records under ``config``."""
+        from omnirl.config import config_to_dict
+
+        return config_to_dict(dataclasses.replace(self, protocol=self.protocol_config()))
+
     def protocol_config(self) -> ProtocolConfig:
         """The protocol with the run's step count."""
         return dataclasses.replace(self.protocol, steps=self.run.steps)
@@ -196,7 +203,6 @@ def check_out_dir(cfg: EvaluateConfig) -> None:
     something else: a dataset, a task set, a training run, or a finished evaluation with other
     settings (whose results would be replaced). The same evaluation again, or an unfinished one,
     is rewritten."""
-    from omnirl.config import config_to_dict
     from omnirl.fileio import held_content
     out = Path(cfg.run.out_dir)
     if out.exists() and not out.is_dir():
@@ -209,11 +215,10 @@ def check_out_dir(cfg: EvaluateConfig) -> None:
             config = json.loads((out / SUMMARY_FILE).read_text())["config"]
         except (OSError, ValueError, KeyError, TypeError):
             config = None
-        mine = json.loads(json.dumps(config_to_dict(dataclasses.replace(cfg, protocol=cfg.protocol_config()))))
-        if config == mine:
+        if config == cfg.resolved():
             return
         held = "an evaluation with other settings (summary.json)"
-    elif (out / "scores.csv").is_file() and held.endswith("(scores.csv)"):
+    elif (out / SCORES_FILE).is_file() and held.endswith(f"({SCORES_FILE})"):
         return  # an evaluation that did not finish
     raise ValueError(f"run.out_dir={cfg.run.out_dir!r} holds {held}; give an evaluation a directory of its own "
                      "(another --run.out_dir)")
@@ -225,21 +230,16 @@ def claim_out_dir(cfg: EvaluateConfig) -> Iterator[None]:
     claimed for its settings (``omnirl.fileio.claim_directory``: another evaluation's settings are
     refused at once, naming the first that differs) and locked (a second run of the same settings
     is refused while this one writes), so two evaluations never mix their files in one directory."""
-    from omnirl.config import config_to_dict
+    from omnirl.config import changed_settings
     from omnirl.fileio import claim_directory, exclusive
     check_out_dir(cfg)
-    mine = json.loads(json.dumps(config_to_dict(dataclasses.replace(cfg, protocol=cfg.protocol_config()))))
-
-    def flat(d: Any, pre: str = "") -> dict[str, Any]:
-        if not isinstance(d, dict):
-            return {pre[:-1]: d}
-        return {k: v for key, x in d.items() for k, v in flat(x, f"{pre}{key}.").items()}
 
     def differences(new: dict, held: Any) -> list[str]:
-        a, b = flat(new.get("config", {})), flat(held.get("config", {}) if isinstance(held, dict) else {})
-        return [f"{k} {b.get(k)!r} -> {a.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)][:3]
+        held = held.get("config", {}) if isinstance(held, dict) else {}
+        return [f"{k} {old!r} -> {now!r}" for k, now, old in changed_settings(new.get("config", {}), held)][:3]
 
-    claim_directory(cfg.run.out_dir, {"format": "omnirl.evaluation", "config": mine}, "evaluation", differences)
+    claim_directory(cfg.run.out_dir, {"format": "omnirl.evaluation", "config": cfg.resolved()}, "evaluation",
+                    differences)
     with exclusive(cfg.run.out_dir, "evaluation"):
         yield
 
@@ -254,7 +254,6 @@ def run(cfg: EvaluateConfig, log=_progress) -> dict[str, Any]:
 
 
 def _run(cfg: EvaluateConfig, log) -> dict[str, Any]:
-    from omnirl.config import config_to_dict
     from omnirl.evaluate.report import plot_curves, table_rows, write_table
     from omnirl.fileio import atomic_write_json
 
@@ -335,7 +334,7 @@ def _run(cfg: EvaluateConfig, log) -> dict[str, Any]:
         families = {name: make_batch(name, 1, seed=cfg.run.seed).infos[0].family for name in cfg.run.names}
         _save_npz(out / MEMORY_FILE, {**memory, **{f"{k}/family": np.array(families[k.split("/")[0]])
                                                     for k in memory}})
-    summary = {"config": config_to_dict(dataclasses.replace(cfg, protocol=protocol)), "rows": rows,
+    summary = {"config": cfg.resolved(), "rows": rows,
                "regret": regret_rows, "skipped": skipped, "seconds": timing,
                "files": {"csv": csv_path.name, "markdown": md_path.name, **regret_files,
                          **{k: Path(v).name for k, v in figures.items()}}}

@@ -132,32 +132,20 @@ the run being continued (the restored weights, optimiser, schedule and data curs
 a resumed run asking for other values is refused, naming them."""
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and not k == "validation":
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def check_resume(cfg: Any, path: Path) -> None:
     """Raise ValueError naming ``path`` unless it is a readable OmniRL checkpoint trained with the
     settings ``cfg`` asks for (all but ``RESUMABLE`` ones)."""
-    from omnirl.config import config_from_dict, config_to_dict
+    from omnirl.config import changed_settings, config_from_dict, config_to_dict
     from omnirl.train.checkpoint import read_checkpoint
     from omnirl.train.config import TrainConfig
 
     ckpt = read_checkpoint(path)
     try:
-        held = _flat(config_to_dict(config_from_dict(TrainConfig, ckpt["hyper_parameters"]["config"])))
+        held = config_to_dict(config_from_dict(TrainConfig, ckpt["hyper_parameters"]["config"]))
     except ValueError as e:
         raise ValueError(f"train.resume={str(path)!r}: the checkpoint's configuration is not valid here: {e}") from None
-    asked = _flat(config_to_dict(cfg))
-    changed = [f"{k}={asked.get(k)!r} (the checkpoint's: {held.get(k)!r})" for k in sorted(set(held) | set(asked))
-               if held.get(k) != asked.get(k) and not any(k == r or (r.endswith(".") and k.startswith(r))
-                                                          for r in RESUMABLE)]
+    changed = [f"{k}={new!r} (the checkpoint's: {old!r})" for k, new, old in changed_settings(config_to_dict(cfg), held)
+               if not any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE)]
     if changed:
         raise ValueError(f"train.resume={str(path)!r} continues a run with other settings: {'; '.join(changed)}; "
                          "resume with the checkpoint's settings, or start a new run in another logging.out_dir")
