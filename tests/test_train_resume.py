@@ -135,3 +135,42 @@ def test_crash_while_writing_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert os.listdir(path.parent) == ["last.ckpt"]  # no temporary file left behind
     io.save_checkpoint({"step": 3}, path)
     assert torch.load(path, weights_only=False)["step"] == 3
+
+
+def test_an_interrupt_while_a_checkpoint_is_written_stays_an_interrupt(tmp_path, monkeypatch):
+    """Ctrl-C while ``torch.save`` writes makes its zip writer's clean-up raise a RuntimeError; the
+    checkpoint writer re-raises the interrupt (so training ends as interrupted) and the previous
+    checkpoint is untouched."""
+    import contextlib
+
+    import omnirl.fileio
+
+    path = tmp_path / "last.ckpt"
+    io = training.AtomicCheckpointIO()
+    io.save_checkpoint({"step": 1}, path)
+    before = path.read_bytes()
+    real = omnirl.fileio.atomic_open
+
+    class Interrupted:  # the temporary file, interrupted at its third write
+        def __init__(self, f):
+            self.f, self.writes = f, 0
+
+        def write(self, data):
+            self.writes += 1
+            if self.writes == 3:
+                raise KeyboardInterrupt
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    @contextlib.contextmanager
+    def interrupted_open(p):
+        with real(p) as f:
+            yield Interrupted(f)
+
+    monkeypatch.setattr(omnirl.fileio, "atomic_open", interrupted_open)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"step": 2, "w": torch.zeros(100_000), "v": torch.ones(100_000)}, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]

@@ -85,8 +85,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}")
-        with atomic_open(path) as f:
-            torch.save(checkpoint, f)
+        try:
+            with atomic_open(path) as f:
+                torch.save(checkpoint, f)
+        except RuntimeError as e:  # Ctrl-C inside torch.save: its zip writer's clean-up fails and hides it
+            if isinstance(e.__context__, KeyboardInterrupt):
+                raise KeyboardInterrupt from None
+            raise
 
 
 @contextlib.contextmanager
