@@ -29,8 +29,8 @@ from typing import Any, Mapping, Sequence
 from omnirl._threads import environment
 from omnirl._validate import check_int
 from omnirl.train.config import DataSection, ModelSection, TrainSection
-from omnirl.rundir import (LAST_CHECKPOINT, REQUEST_FILE, SUMMARY_FILE, cpu_seconds, plain, read_training,
-                           record_cost)
+from omnirl.rundir import (LAST_CHECKPOINT, REQUEST_FILE, SUMMARY_FILE, cpu_seconds, plain, read_progress,
+                           read_training, record_cost)
 
 
 def log(msg: str) -> None:
@@ -147,6 +147,89 @@ def _train_job(out: Path, config: Any, wandb_mode: str, threads: int) -> dict[st
     return {**result, "cpu_seconds": cost["cpu_seconds"], "wall_seconds": cost["wall_seconds"], "reused": reused}
 
 
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}h{m % 60:02d}m" if m >= 60 else f"{m}m{s:02d}s"
+
+
+class TrainingProgress:
+    """One progress line per training run of ``outs`` (``name``: the run directory's last two
+    parts), drawn from the runs' ``progress.json`` every ``interval`` seconds by a thread, while the
+    runs train here or in other processes: step, latest training loss and time left (from the pace
+    since this display first saw the run move). On a terminal: one tqdm bar per run; otherwise a
+    line per run every ``log_interval`` seconds when it moved. Use as a context manager."""
+
+    def __init__(self, outs: Sequence[Path], interval: float = 0.5, log_interval: float = 30.0,
+                 stream: Any = None) -> None:
+        import threading
+
+        self.outs = [Path(o) for o in outs]
+        self.names = ["/".join(o.parts[-2:]) for o in self.outs]
+        self.interval, self.log_interval = interval, log_interval
+        self.stream = stream if stream is not None else sys.stderr
+        self._first: list[tuple[float, int] | None] = [None] * len(self.outs)  # (time, step) first seen moving
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="training-progress")
+        self._bars: list[Any] = []
+        self._logged: list[tuple[float, int]] = [(-1e9, -1)] * len(self.outs)
+
+    def line(self, i: int, p: Mapping[str, Any], now: float) -> str:
+        """The status of run ``i`` from its progress record ``p`` at time ``now``."""
+        step, total = int(p.get("step", 0)), int(p.get("max_steps") or 0)
+        first = self._first[i]
+        if first is None or step < first[1]:  # not seen yet, or restarted
+            self._first[i] = first = (now, step)
+        parts = [f"step {step}/{total}" if total > 0 else f"step {step}"]
+        if p.get("loss") is not None:
+            parts.append(f"loss {p['loss']:.3f}")
+        if step >= total > 0:
+            parts.append("done")
+        elif step > first[1] and total > 0:
+            parts.append(f"{_duration((now - first[0]) / (step - first[1]) * (total - step))} left")
+        return ", ".join(parts)
+
+    def poll(self, now: float | None = None, final: bool = False) -> None:
+        """Read every run's progress once and update its bar or line (``final``: a line for every
+        run that moved since its last one, however recent)."""
+        now = time.monotonic() if now is None else now
+        for i, out in enumerate(self.outs):
+            p = read_progress(out)
+            if p is None:
+                continue
+            text = self.line(i, p, now)
+            if self._bars:
+                bar = self._bars[i]
+                bar.total = max(int(p.get("max_steps") or 0), 1)
+                bar.n = int(p.get("step", 0))
+                bar.set_postfix_str(text.split(", ", 1)[1] if ", " in text else "", refresh=False)
+                bar.refresh()
+            moved = int(p.get("step", 0)) != self._logged[i][1]
+            if not self._bars and moved and (final or now - self._logged[i][0] >= self.log_interval):
+                self._logged[i] = (now, int(p.get("step", 0)))
+                print(f"training {self.names[i]}: {text}", file=self.stream, flush=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll()
+
+    def __enter__(self) -> "TrainingProgress":
+        if getattr(self.stream, "isatty", lambda: False)():
+            from tqdm import tqdm
+
+            width = max(len(n) for n in self.names)
+            self._bars = [tqdm(total=1, desc=n.ljust(width), position=i, leave=True, file=self.stream,
+                               bar_format="{desc} {bar:20} {n_fmt}/{total_fmt}{postfix}") for i, n in enumerate(self.names)]
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.poll(final=True)
+        for bar in self._bars:
+            bar.close()
+
+
 def train_many(jobs: Sequence[tuple[Path, Any]], *, parallel: int = 1, threads: int = 0,
                wandb_mode: str = "auto") -> list[dict[str, Any]]:
     """``train(out, config)`` for every job (a ``TrainConfig`` each), up to ``parallel`` at once (each in its own spawned
@@ -160,14 +243,15 @@ def train_many(jobs: Sequence[tuple[Path, Any]], *, parallel: int = 1, threads: 
     if parallel < 1 or threads < 0:
         raise ValueError(f"parallel must be >= 1 and threads >= 0, got {parallel} and {threads}")
     n = threads or max(1, (os.cpu_count() or 1) // parallel)
-    if parallel == 1 or len(jobs) <= 1:
-        return [_train_job(Path(out), c, wandb_mode, n) for out, c in jobs]
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
+    with TrainingProgress([Path(out) for out, _ in jobs]):
+        if parallel == 1 or len(jobs) <= 1:
+            return [_train_job(Path(out), c, wandb_mode, n) for out, c in jobs]
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
 
-    with ProcessPoolExecutor(min(parallel, len(jobs)), mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_train_job, Path(out), c, wandb_mode, n) for out, c in jobs]
-        return [f.result() for f in futures]
+        with ProcessPoolExecutor(min(parallel, len(jobs)), mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(_train_job, Path(out), c, wandb_mode, n) for out, c in jobs]
+            return [f.result() for f in futures]
 
 
 # --------------------------------------------------------------------------- settings of a study

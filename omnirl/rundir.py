@@ -6,6 +6,8 @@ A training run (``omnirl.train.fit``) writes into ``logging.out_dir``:
 * ``run.json`` (``RUN_FILE``): provenance, parameter count and the resolved configuration;
 * ``history.jsonl`` (``HISTORY_FILE``): one JSON line per validation;
 * ``position_curves.json`` (``CURVES_FILE``): the latest loss-against-position curves;
+* ``progress.json`` (``PROGRESS_FILE``): the step, the latest training loss and the elapsed time,
+  rewritten about every second while the run trains (``read_progress``);
 * ``checkpoints/last.ckpt`` (``LAST_CHECKPOINT``).
 
 An evaluation (``omnirl.evaluate.run``) writes ``summary.json`` (``SUMMARY_FILE``), ``scores.csv``
@@ -32,6 +34,9 @@ HISTORY_FILE = "history.jsonl"
 """One JSON line per validation of a training run: step, tokens seen and every ``val/`` metric."""
 CURVES_FILE = "position_curves.json"
 """The latest loss-against-position curves of a training run, by validation set and behaviour."""
+PROGRESS_FILE = "progress.json"
+"""Where a training run stands: ``step``, ``max_steps``, ``loss`` (the latest training policy loss)
+and ``seconds`` (since it started or resumed)."""
 CHECKPOINT_DIR = "checkpoints"
 """Sub-directory of a training run holding ``last.ckpt``."""
 LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.ckpt"
@@ -111,6 +116,15 @@ def read_training(out: str | Path) -> dict[str, Any]:
         curves = json.loads((out / CURVES_FILE).read_text())["curves"]
     return {"run": json.loads((out / RUN_FILE).read_text()), "history": history, "curves": curves,
             "checkpoint": str(out / LAST_CHECKPOINT)}
+
+
+def read_progress(out: str | Path) -> dict[str, Any] | None:
+    """The training run's ``PROGRESS_FILE`` in ``out``, or ``None`` when there is none yet (or it
+    cannot be read: it is replaced atomically, so only a missing file or a foreign one fails)."""
+    try:
+        return json.loads((Path(out) / PROGRESS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def cpu_seconds() -> float:

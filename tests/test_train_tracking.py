@@ -3,6 +3,7 @@ x-axes and loss-vs-position tables; the run directory holds run.json, history.js
 only the global-zero process writes."""
 
 import hashlib
+import io
 import json
 import subprocess
 import time
@@ -15,7 +16,7 @@ from omnirl.analysis.wandb_offline import read_offline_run
 from omnirl.data.generate import DatasetSpec, generate_dataset, make_validation_sets
 from omnirl.data.store import read_manifest
 from omnirl.train.__main__ import main as train_main
-from omnirl.train.tracking import CURVES_FILE, HISTORY_FILE, RUN_FILE, RunTracker, git_provenance
+from omnirl.train.tracking import CURVES_FILE, HISTORY_FILE, PROGRESS_FILE, RUN_FILE, RunTracker, git_provenance
 from omnirl.train.module import REFERENCE_CURVES
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
@@ -73,6 +74,9 @@ def test_run_directory_files(offline_run):
     assert curves["step"] == 12
     unseen = curves["curves"]["unseen"]
     assert len(unseen["position"]) == 16 and len(unseen["all"]) == 16
+    progress = json.loads((root / "run" / PROGRESS_FILE).read_text())  # written at the last step
+    assert progress["step"] == progress["max_steps"] == 12
+    assert 0 < progress["loss"] < 5 and progress["seconds"] > 0
 
 
 def test_offline_wandb_run_holds_everything(offline_run):
@@ -114,6 +118,29 @@ def test_only_global_zero_writes(tmp_path):
     tracker.on_fit_start(trainer, None)
     tracker.on_validation_end(trainer, None)
     assert not (tmp_path / "run").exists()
+
+
+def test_training_progress_lines(tmp_path):
+    from omnirl.experiment import TrainingProgress
+    from omnirl.fileio import atomic_write_json
+
+    outs = [tmp_path / "train" / "a", tmp_path / "train" / "b"]
+    stream = io.StringIO()  # not a terminal: a line per run that moved, at most every log_interval
+    show = TrainingProgress(outs, log_interval=0.0, stream=stream)
+    show.poll(now=0.0)
+    assert stream.getvalue() == ""  # no run has started
+    outs[0].mkdir(parents=True)
+    atomic_write_json(outs[0] / PROGRESS_FILE, {"step": 10, "max_steps": 110, "loss": 1.5, "seconds": 3.0})
+    show.poll(now=100.0)
+    atomic_write_json(outs[0] / PROGRESS_FILE, {"step": 60, "max_steps": 110, "loss": 0.25, "seconds": 53.0})
+    show.poll(now=150.0)  # 50 steps in 50 s: 50 s left
+    atomic_write_json(outs[0] / PROGRESS_FILE, {"step": 110, "max_steps": 110, "loss": 0.2, "seconds": 103.0})
+    show.poll(now=200.0)
+    show.poll(now=300.0)  # did not move: no new line
+    assert stream.getvalue().splitlines() == [
+        "training train/a: step 10/110, loss 1.500",
+        "training train/a: step 60/110, loss 0.250, 0m50s left",
+        "training train/a: step 110/110, loss 0.200, done"]
 
 
 def test_git_provenance_outside_a_checkout(tmp_path):

@@ -78,12 +78,14 @@ SIZES: dict[str, dict[str, Any]] = {
     "paper": {},  # Table 6: 18 blocks, hidden 512, 8 heads, the default head dims
     "tiny": {"dim": 64, "layers": 2, "heads": 2, "head_dim": 32, "ffn_hidden": 128, "num_slots": 16,
              "state_size": 16},
+    "small": {"dim": 128, "layers": 4, "heads": 4, "head_dim": 32, "ffn_hidden": 256, "num_slots": 32,
+              "state_size": 32},
 }
-"""Named sizes: ``paper`` (the paper's Table 6) and ``tiny`` (trains on a laptop CPU)."""
+"""Named sizes: ``paper`` (the paper's Table 6), ``small`` and ``tiny`` (train on a laptop CPU)."""
 
 
 def sized(size: str, backbone: str, **overrides: Any) -> BackboneConfig:
-    """The configuration of ``backbone`` at the named size (``SIZES``: ``tiny`` or ``paper``), with
+    """The configuration of ``backbone`` at the named size (``SIZES``: ``tiny``, ``small`` or ``paper``), with
     ``overrides``."""
     return BackboneConfig(name=backbone, **{**SIZES[check_choice("size", size, SIZES)], **overrides})
 

@@ -34,7 +34,7 @@ class ModelSection:
     backbone: str = "gdn"
     """Backbone kind: ``rwkv7``, ``gdn``, ``gsa`` or ``mamba2``."""
     size: str = "tiny"
-    """Backbone size: ``tiny`` (laptop CPU) or ``paper`` (Table 6); ``SIZES`` in ``omnirl.model.backbone``."""
+    """Backbone size: ``tiny`` or ``small`` (laptop CPU) or ``paper`` (Table 6); ``SIZES`` in ``omnirl.model.backbone``."""
     layout: str = "compact"
     """Tokens per step: ``compact`` (2) or ``paper`` (5)."""
     n_states: int = 16

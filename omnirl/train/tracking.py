@@ -13,7 +13,8 @@ other ranks neither create a W&B run nor write files) and writes to two places:
   (``val/NAME/loss_vs_position``: columns ``position`` and one per behaviour) and a line plot
   (``val/NAME/loss_vs_position_plot``);
 * the run directory (``logging.out_dir``), whatever the logger: ``run.json`` (provenance, parameter
-  count, resolved config), ``position_curves.json`` (the latest curves, by validation set and
+  count, resolved config), ``progress.json`` (step, latest training loss and elapsed time, rewritten
+  at most every ``PROGRESS_SECONDS``: what a parent process shows as a progress bar), ``position_curves.json`` (the latest curves, by validation set and
   behaviour, with the step they were measured at) and ``history.jsonl`` (one line per validation:
   step, tokens seen and every ``val/`` metric), so analysis code reads results without W&B.
 
@@ -38,10 +39,12 @@ import numpy as np
 
 from omnirl.data.store import MANIFEST, read_manifest
 from omnirl.fileio import atomic_write_bytes, atomic_write_json
-from omnirl.rundir import CURVES_FILE, HISTORY_FILE, RUN_FILE, plain
+from omnirl.rundir import CURVES_FILE, HISTORY_FILE, PROGRESS_FILE, RUN_FILE, plain
 
 STEP_AXIS = "trainer/global_step"
 TOKEN_AXIS = "tokens_seen"
+PROGRESS_SECONDS = 1.0
+"""Least time between two writes of ``progress.json``."""
 
 
 def _history_lines(path: Path) -> list[bytes]:
@@ -146,6 +149,8 @@ class RunTracker(lightning.Callback):
         self._last_tokens = 0
         self._validated = False  # a validation ran since the last batch end
         self._seconds, self._steps, self._tokens = 0.0, 0, 0  # the current speed window
+        self._start: float | None = None  # when fitting started (or resumed)
+        self._progress_at = -math.inf  # when progress.json was last written
 
     # ---------------------------------------------------------------- helpers
     @staticmethod
@@ -165,6 +170,8 @@ class RunTracker(lightning.Callback):
         record = {"provenance": provenance(self.config), "parameters": n_params, "config": self.config_dict}
         self.out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.out_dir / RUN_FILE, record)
+        self._start = time.perf_counter()
+        self._write_progress(trainer)
         run = self._wandb_run(trainer)
         if run is not None:
             run.config.update({"provenance": record["provenance"], "parameters": n_params}, allow_val_change=True)
@@ -183,7 +190,11 @@ class RunTracker(lightning.Callback):
             self._steps += 1
             self._tokens += pl_module.tokens_seen - self._last_tokens
         self._last, self._last_tokens, self._validated = now, pl_module.tokens_seen, False
-        if not trainer.is_global_zero or self._steps < max(1, trainer.log_every_n_steps):
+        if not trainer.is_global_zero:
+            return
+        if now - self._progress_at >= PROGRESS_SECONDS or trainer.global_step >= trainer.max_steps:
+            self._write_progress(trainer)
+        if self._steps < max(1, trainer.log_every_n_steps):
             return
         metrics = {"perf/steps_per_s": self._steps / self._seconds,
                    "perf/tokens_per_s": self._tokens / self._seconds}
@@ -231,6 +242,13 @@ class RunTracker(lightning.Callback):
                         keys=series, title=f"{name}: {what} against position (step {step})", xname="position")
         self._log(trainer, pl_module, payload)
 
+    def _write_progress(self, trainer) -> None:
+        self._progress_at = now = time.perf_counter()
+        loss = trainer.callback_metrics.get("train/policy_loss")
+        atomic_write_json(self.out_dir / PROGRESS_FILE, {
+            "step": trainer.global_step, "max_steps": trainer.max_steps,
+            "loss": None if loss is None else float(loss), "seconds": now - (self._start or now)})
+
     def _log(self, trainer, pl_module, metrics: dict[str, Any]) -> None:
         run = self._wandb_run(trainer)
         if run is not None and metrics:
@@ -238,4 +256,4 @@ class RunTracker(lightning.Callback):
 
 
 __all__ = ["RunTracker", "wandb_mode", "git_provenance", "dataset_provenance", "provenance", "RUN_FILE", "CURVES_FILE",
-           "HISTORY_FILE"]
+           "HISTORY_FILE", "PROGRESS_FILE", "PROGRESS_SECONDS"]
