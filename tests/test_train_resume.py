@@ -2,6 +2,7 @@
 per-step losses and ends with the same weights as an uninterrupted run (mid-epoch and at an epoch
 boundary); a crash while a checkpoint is being written leaves the previous one loadable."""
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -174,3 +175,32 @@ def test_an_interrupt_while_a_checkpoint_is_written_stays_an_interrupt(tmp_path,
         io.save_checkpoint({"step": 2, "w": torch.zeros(100_000), "v": torch.ones(100_000)}, path)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+
+
+def test_init_from_starts_with_the_checkpoint_weights(tiny_data, tmp_path):
+    from omnirl.train import fit
+    from omnirl.train.checkpoint import load_model
+
+    first = make_config(tiny_data, tmp_path / "first", val_every=N)
+    fit(first)
+    source = load_model(tmp_path / "first")
+    # a second run from those weights, with a learning rate too small to move them visibly
+    warm = dataclasses.replace(first, logging=dataclasses.replace(first.logging, out_dir=str(tmp_path / "warm")),
+                               train=dataclasses.replace(first.train, init_from=str(tmp_path / "first"), lr=1e-12,
+                                                         max_steps=1, val_every=1, warmup_steps=0, seed=7))
+    fit(warm)
+    got = load_model(tmp_path / "warm").state_dict()
+    assert all(torch.allclose(got[k], v, atol=1e-7) for k, v in source.state_dict().items())
+    cold = dataclasses.replace(warm, logging=dataclasses.replace(warm.logging, out_dir=str(tmp_path / "cold")),
+                               train=dataclasses.replace(warm.train, init_from=None))
+    fit(cold)  # the same run without the warm start: other weights
+    fresh = load_model(tmp_path / "cold").state_dict()
+    assert not all(torch.allclose(fresh[k], v, atol=1e-3) for k, v in source.state_dict().items())
+
+    other = dataclasses.replace(warm, model=dataclasses.replace(warm.model, backbone="rwkv7"),
+                                logging=dataclasses.replace(warm.logging, out_dir=str(tmp_path / "other")))
+    with pytest.raises(ValueError, match="train.init_from=.*not this run's model"):
+        fit(other)
+    assert not (tmp_path / "other" / "checkpoints").exists()
+    with pytest.raises(ValueError, match="train.init_from"):
+        fit(dataclasses.replace(other, train=dataclasses.replace(other.train, init_from=str(tmp_path / "none"))))

@@ -160,6 +160,12 @@ class TrainSection:
     resume: str | None = None
     """Checkpoint to resume from: a ``.ckpt`` path, or ``last`` (``<logging.out_dir>/checkpoints/
     last.ckpt``, starting afresh when there is none); ``None``: start afresh."""
+    init_from: str | None = None
+    """Checkpoint (a ``.ckpt`` file or a training run directory) whose model weights start this run
+    instead of a random initialisation: a warm start, e.g. from a model trained on an easier
+    curriculum stage. The optimiser, learning-rate schedule and step count start afresh; the
+    network must be the same (backbone, size, layout, observation ids, actions, heads: a mismatch
+    is an error naming both). A resumed run takes its weights from ``resume`` instead."""
 
     def __post_init__(self) -> None:
         for f in ("segment_len", "max_steps", "position_bins", "val_every", "num_nodes"):
@@ -175,6 +181,8 @@ class TrainSection:
             raise ValueError(f"devices must be 'auto' or a count >= 1, got {self.devices!r}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be true or false, got {self.compile!r}")
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
+            raise ValueError(f"init_from must be a checkpoint path, got {self.init_from!r}")
 
 
 @dataclasses.dataclass(frozen=True)

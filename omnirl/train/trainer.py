@@ -156,6 +156,24 @@ def check_resume(cfg: Any, path: Path) -> None:
                          "resume with the checkpoint's settings, or start a new run in another logging.out_dir")
 
 
+def warm_start(module: Any, cfg: Any) -> None:
+    """Load ``cfg.train.init_from``'s model weights into ``module.model`` (``ValueError`` naming the
+    setting when they do not fit)."""
+    from omnirl.train.checkpoint import check_checkpoint, load_model
+
+    check_checkpoint(cfg.train.init_from, "train.init_from")
+    source = load_model(cfg.train.init_from)
+    ours, theirs = module.model.state_dict(), source.state_dict()
+    differ = sorted(k for k in ours.keys() | theirs.keys()
+                    if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape)
+    if differ:
+        shown = ", ".join(f"{k} {tuple(theirs[k].shape) if k in theirs else 'missing'} (this run's: "
+                          f"{tuple(ours[k].shape) if k in ours else 'missing'})" for k in differ[:3])
+        raise ValueError(f"train.init_from={cfg.train.init_from!r}: its network is not this run's model "
+                         f"({len(differ)} tensors differ, e.g. {shown}); model.* must describe the same network")
+    module.model.load_state_dict(theirs, strict=True)
+
+
 def _fit(cfg: Any) -> None:
     """``fit``'s work, inside its warning and log-level settings."""
     import lightning as L
@@ -190,6 +208,9 @@ def _fit(cfg: Any) -> None:
     data = OmniRLDataModule(cfg.data, reference=cfg.reference, model=cfg.model)
     module = OmniRLModule(cfg)
     module.val_names = list(data.val_names)
+    resuming = ckpt_path is not None and (ckpt_path != "last" or (out / LAST_CHECKPOINT).is_file())
+    if cfg.train.init_from is not None and not resuming:
+        warm_start(module, cfg)
     mode = wandb_mode(cfg.logging.wandb_mode)
     import torch
     cpus = os.cpu_count() or 1
