@@ -24,7 +24,7 @@ from omnirl._validate import check_choice, check_disk, check_int, check_memory
 from omnirl.data.pipelines import PROBES, PipelineConfig, pipeline
 from omnirl.data.schema import SCHEMA_VERSION, STEP_FIELDS, task_hash_bytes
 from omnirl.data.store import DatasetHeader, DatasetWriter, pending_bytes
-from omnirl.data.synthesis import synthesize
+from omnirl.data.synthesis import ActorFactory, synthesize
 from omnirl.fileio import held_content
 from omnirl.tasks import MDPTask, sample_anymdp
 from omnirl.tasks.samplers import check_task_memory
@@ -87,13 +87,14 @@ def _sequence_tasks(spec: DatasetSpec, tasks: TaskSet | None, js: Sequence[int])
 
 
 def generate_shards(spec: DatasetSpec, config: PipelineConfig, out: str, shards: Sequence[int], batch: int,
-                    tasks: TaskSet | None = None) -> dict[str, Any]:
+                    tasks: TaskSet | None = None, actor: ActorFactory | None = None) -> dict[str, Any]:
     """Synthesise the shards ``shards`` into ``out``: their sequences one after another,
     ``batch`` of them simulated together whatever the shard size (a batch may span shards);
-    each shard is filled through a memory map and committed atomically once all are written."""
+    each shard is filled through a memory map and committed atomically once all are written.
+    ``actor``: makes the policy that plays each batch instead of the pipeline's behaviour."""
     if tasks is None and spec.task_set is not None:
         tasks = TaskSet.load(spec.task_set)
-    writer = DatasetWriter(out, header(spec, config, tasks))
+    writer = DatasetWriter(out, header(spec, config, tasks, actor))
     t0 = time.perf_counter()
     steps = 0
     with contextlib.ExitStack() as stack:
@@ -109,7 +110,8 @@ def generate_shards(spec: DatasetSpec, config: PipelineConfig, out: str, shards:
                 blocks.append((sh, slice(rs[0], rs[-1] + 1)))
             task_list, task_index = _sequence_tasks(spec, tasks, js)
             stats = synthesize(task_list, [(spec.seed, j) for j in js], config, spec.length,
-                               [{f: sh.columns[f][rows] for f in STEP_FIELDS} for sh, rows in blocks])
+                               [{f: sh.columns[f][rows] for f in STEP_FIELDS} for sh, rows in blocks],
+                               actor=None if actor is None else actor(len(js), js[0]))
             steps += stats["steps"]
             hashes = np.stack([task_hash_bytes(t.content_hash()) for t in task_list])
             i = 0
@@ -134,12 +136,14 @@ def shard_groups(spec: DatasetSpec, todo: Sequence[int], batch: int, workers: in
     return [list(todo[i:i + per]) for i in range(0, len(todo), per)]
 
 
-def header(spec: DatasetSpec, config: PipelineConfig, tasks: TaskSet | None) -> DatasetHeader:
+def header(spec: DatasetSpec, config: PipelineConfig, tasks: TaskSet | None,
+           actor: ActorFactory | None = None) -> DatasetHeader:
     return DatasetHeader(
         schema_version=SCHEMA_VERSION, n_obs=spec.n_obs, n_actions=spec.n_actions, length=spec.length,
         n_sequences=spec.n_sequences, shard_size=spec.shard_size,
         task_set_hash=None if tasks is None else tasks.content_hash(),
-        config={"spec": dataclasses.asdict(spec), "pipeline": config.to_dict()})
+        config={"spec": dataclasses.asdict(spec), "pipeline": config.to_dict(),
+                **({} if actor is None else {"actor": actor.describe()})})
 
 
 def check_batch_memory(spec: DatasetSpec, batch: int) -> None:
@@ -187,13 +191,19 @@ def check_backend(backend: str, ray_address: str | None = None) -> str:
 
 def generate_dataset(spec: DatasetSpec, out: str | os.PathLike, workers: int = 1, backend: str = "local",
                      batch: int = DEFAULT_BATCH, progress: bool = False, ray_address: str | None = None,
-                     tasks: TaskSet | None = None) -> dict:
+                     tasks: TaskSet | None = None, actor: ActorFactory | None = None) -> dict:
     """Write the dataset ``spec`` to ``out`` (resuming an interrupted run); returns the manifest.
 
     ``tasks``: the task set at ``spec.task_set`` when the caller has it loaded already (it must
-    have the content hash of that directory's manifest); by default it is loaded from there."""
+    have the content hash of that directory's manifest); by default it is loaded from there.
+    ``actor``: plays the sequences instead of the pipeline's behaviour (``omnirl.data.synthesis``;
+    what it describes is stored in the manifest), here, in ``batch``-sequence batches (its
+    sequences may depend on the batch, so ``batch`` belongs in its description)."""
     workers = check_int("workers", workers, min_value=1)
     batch = check_int("batch", batch, min_value=1)
+    if actor is not None and (workers != 1 or backend != "local"):
+        raise ValueError(f"an actor plays in this process: workers must be 1 and backend 'local', got {workers} "
+                         f"and {backend!r}")
     check_batch_memory(spec, batch)
     check_backend(backend, ray_address)
     config = pipeline(spec.pipeline)
@@ -210,7 +220,7 @@ def generate_dataset(spec: DatasetSpec, out: str | os.PathLike, workers: int = 1
             raise ValueError(f"task set {spec.task_set} has n_obs={t0.n_obs}, n_actions={t0.n_actions}; "
                              f"the dataset asks for {spec.n_obs} and {spec.n_actions}")
     check_disk("out", out, dataset_bytes(spec, out))
-    writer = DatasetWriter(out, header(spec, config, tasks))  # refuses another dataset's directory
+    writer = DatasetWriter(out, header(spec, config, tasks, actor))  # refuses another dataset's directory
     with writer.exclusive():  # and a second run on this one; removes a killed run's temporary files
         todo = writer.missing_shards()
         bar = None
@@ -229,7 +239,7 @@ def generate_dataset(spec: DatasetSpec, out: str | os.PathLike, workers: int = 1
                 _run_ray(spec, config, str(out), groups, batch, workers, ray_address, bar)
             elif workers == 1 or len(groups) <= 1:
                 for group in groups:
-                    done(generate_shards(spec, config, str(out), group, batch, tasks))
+                    done(generate_shards(spec, config, str(out), group, batch, tasks, actor))
             else:
                 run_pool(generate_shards, [(spec, config, str(out), group, batch) for group in groups], workers,
                          done)

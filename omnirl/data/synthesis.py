@@ -17,13 +17,17 @@ count towards ``T``. Because the simulator, the agents and the masks draw their 
 per-row streams derived from the sequence's seed, a sequence's content depends only on its task
 and seed, never on which other sequences shared its batch or which worker made it.
 
+An *actor* (``Actor``; e.g. a trained model, for on-policy data) can play instead of the
+behaviour mixture: its actions are the ones taken and its ``tag`` the stored tag, while the
+pipeline's label oracle still labels every step.
+
 Rows are staged in small in-memory buffers (``B x chunk`` steps) and flushed into the output
 columns (memory-mapped shard files), so memory does not grow with ``T``.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -35,6 +39,30 @@ from omnirl.data.schema import STEP_FIELDS
 from omnirl.tasks import BatchedSimulator, MDPTask
 
 UNK = int(PriorInfo.UNKNOWN)
+
+
+class Actor(Protocol):
+    """A policy playing ``B`` sequences in step with each other (see the module docstring)."""
+
+    tag: int
+    """Prior id its steps are stored with (``omnirl.agents.PriorInfo``)."""
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """``(B,)`` actions in ``obs (B,)``."""
+
+    def observe(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, next_obs: np.ndarray,
+                done: np.ndarray) -> None:
+        """The outcome of the last ``act`` (``done``: the episode ended, terminated or truncated)."""
+
+
+class ActorFactory(Protocol):
+    """Makes the actor of each batch of sequences a dataset is played in."""
+
+    def __call__(self, n_rows: int, first: int) -> Actor:
+        """The actor of ``n_rows`` sequences, the first of them sequence ``first`` of the dataset."""
+
+    def describe(self) -> dict[str, Any]:
+        """What plays (JSON), stored in the dataset's manifest."""
 
 
 def sequence_seeds(seed: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
@@ -73,14 +101,15 @@ def _row_blocks(out: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray
 
 def synthesize(tasks: Sequence[MDPTask], seeds: Sequence[tuple[int, ...]], config: PipelineConfig,
                length: int, out: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]],
-               chunk: int = 2048) -> dict[str, int]:
+               chunk: int = 2048, actor: Actor | None = None) -> dict[str, int]:
     """Play ``B = len(tasks)`` sequences of ``length`` steps and write them into ``out``.
 
     tasks: one task per sequence (same ``n_actions`` and ``n_obs``); seeds: one seed tuple per
     sequence; out: column arrays ``(B, length)`` per name in ``STEP_FIELDS``, or a list of such
     mappings with ``(n_k, length)`` columns whose rows, one after another, are the ``B`` rows (e.g.
-    the memory-mapped columns of several shards, simulated together). Returns counts (steps
-    simulated, episodes, end markers written).
+    the memory-mapped columns of several shards, simulated together); actor: plays instead of the
+    pipeline's behaviour (see the module docstring). Returns counts (steps simulated, episodes, end
+    markers written).
     """
     B = len(tasks)
     T = check_int("length", length, min_value=2)
@@ -121,12 +150,17 @@ def synthesize(tasks: Sequence[MDPTask], seeds: Sequence[tuple[int, ...]], confi
         obs = sim.obs  # (B,)
         action = agent.act(obs)  # (B,)
         who = agent.last_tags  # (B,)
+        if actor is not None:
+            action = np.asarray(actor.act(obs), dtype=np.int64)  # (B,)
+            who = np.full(B, actor.tag, dtype=np.int64)
         if config.label == "oracle":
             label, prompt = agent.label_actions(obs), prompt_oracle
         else:
             label, prompt = action, who
         next_obs, reward, terminated, truncated = sim.step(action)
         agent.observe(obs, action, reward, next_obs, terminated)
+        if actor is not None:
+            actor.observe(obs, action, reward, next_obs, terminated | truncated)
         tag = np.where(mask_seq | mask_ep | (not config.prior), UNK, who)
         # the step itself
         p = fill
