@@ -28,6 +28,11 @@ Steps (everything lands in one run directory, see ``experiments._common``):
    steps the probe's loss is measured against position, beside the loss of the Bayes-optimal
    reference on the same windows (training validation's reference, ``omnirl.agents.reference``:
    the exact posterior probability that each arm is the best under the bandit generator's prior).
+   With ``dagger_rounds`` > 0, dataset aggregation follows (DAgger; ``omnirl.evaluate.rollouts``):
+   in each round the latest model plays ``dagger_sequences`` fresh training bandits as it plays
+   online (the decoding below), the best arm labels every pull, and training continues from its
+   weights (``train.init_from``) for ``dagger_steps`` steps at ``dagger_lr`` on the first data and
+   every round's so far, so the model also learns on the contexts its own play makes.
 3. **Online.** The model pulls the arms of ``eval_envs`` unseen ``bandit{actions}`` bandits for
    ``eval_steps`` pulls from an empty context (``python -m omnirl.evaluate``'s online protocol,
    sampling at a temperature annealed linearly from ``temperature`` to ``t_final`` over ``t_steps``
@@ -135,6 +140,14 @@ class Settings:
     own_tag: int = 6
     """Tag the model's own pulls enter its context with online: 6 (random), the tag of every pull of
     the ``uniform_probe`` and ``random_probe`` data (7, unknown, marks episode ends there)."""
+    dagger_rounds: int = 0
+    """Rounds of dataset aggregation after the first training (0: none; see the module docstring)."""
+    dagger_sequences: int = 1024
+    """Sequences the model plays per round (``length`` entries each, fresh training bandits)."""
+    dagger_steps: int = 100
+    """Training steps per round (a fresh warm-up of ``train.warmup_steps``, at most half of them)."""
+    dagger_lr: float = 1e-3
+    """Peak learning rate of each round's training."""
 
     def __post_init__(self) -> None:
         from omnirl._validate import check_choice, check_float, check_int
@@ -149,6 +162,10 @@ class Settings:
         check_float("t_final", self.t_final, min_value=0.0)
         check_int("t_steps", self.t_steps, min_value=1)
         check_int("own_tag", self.own_tag, min_value=0, max_value=7)
+        check_int("dagger_rounds", self.dagger_rounds, min_value=0)
+        check_int("dagger_sequences", self.dagger_sequences, min_value=1)
+        check_int("dagger_steps", self.dagger_steps, min_value=1)
+        check_float("dagger_lr", self.dagger_lr, min_value=0.0, min_inclusive=False)
 
     @property
     def parallel(self) -> int:
@@ -185,6 +202,51 @@ def make_data(s: Settings, out: Path, seed: int) -> tuple[Path, dict[str, str]]:
     if not all((val / d / "manifest.json").exists() for d in names.values()):
         make_validation_sets(train_dir, val, s.val_sequences, workers=s.workers, probes=("uniform_probe",))
     return train_dir, {n: str(val / d) for n, d in names.items()}
+
+
+def protocol(s: Settings, steps: int) -> Any:
+    """The online decoding of the settings, for ``steps`` pulls."""
+    from omnirl.evaluate.protocols import ProtocolConfig
+
+    return ProtocolConfig(protocol="online", steps=steps, t_initial=s.temperature, t_final=s.t_final,
+                          t_steps=s.t_steps, own_tag=s.own_tag)
+
+
+def on_policy_data(s: Settings, out: Path, checkpoint: str, seed: int) -> Path:
+    """``dagger_sequences`` fresh training bandits played by the model at ``checkpoint`` with the
+    online decoding, best-arm labels (made if missing, resumed if interrupted)."""
+    from omnirl._threads import torch_threads
+    from omnirl.data.generate import DatasetSpec, generate_dataset
+    from omnirl.evaluate.rollouts import ModelActors
+    from omnirl.experiment import SHARD_SIZE
+
+    if not (out / "manifest.json").exists():
+        t0 = time.perf_counter()
+        spec = DatasetSpec(pipeline="uniform_probe", n_sequences=s.dagger_sequences, length=s.length, n_obs=1,
+                           n_actions=s.actions, seed=seed, shard_size=SHARD_SIZE)
+        batch = min(s.dagger_sequences, SHARD_SIZE)
+        with torch_threads(s.threads or 1):
+            generate_dataset(spec, out, batch=batch, actor=ModelActors(checkpoint, protocol(s, s.length), seed, batch))
+        log(f"on-policy dataset {out}: {s.dagger_sequences} x {s.length} entries in {time.perf_counter() - t0:.0f} s")
+    return out
+
+
+def dagger(s: Settings, inv: Invocation, config: Any, first: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The ``dagger_rounds`` rounds after the first training run ``first`` (see the module
+    docstring); returns the last training run (``first`` when there are none)."""
+    run = first
+    datasets = list(config.data.train)
+    for k in range(1, s.dagger_rounds + 1):
+        log(f"dataset aggregation, round {k} of {s.dagger_rounds}")
+        datasets.append(str(on_policy_data(s, inv.out / "data" / f"dagger{k}", run["checkpoint"],
+                                           seed=inv.seed + 7919 * k)))
+        train = dataclasses.replace(config.train, init_from=run["checkpoint"], max_steps=s.dagger_steps,
+                                    val_every=s.dagger_steps, lr=s.dagger_lr,
+                                    warmup_steps=min(config.train.warmup_steps, s.dagger_steps // 2))
+        (run,) = train_many([(inv.out / f"train_dagger{k}", dataclasses.replace(
+            config, data=dataclasses.replace(config.data, train=tuple(datasets)), train=train))],
+            threads=s.threads, wandb_mode=inv.wandb_mode)
+    return run
 
 
 def online_regret(eval_dir: Path, env: str) -> dict[str, Any]:
@@ -315,6 +377,7 @@ def run(inv: Invocation) -> dict:
     config = training_config(s, train_dir=train_dir, validation=validation, seed=inv.seed, n_states=1,
                              n_actions=s.actions)
     (r,) = train_many([(inv.out / "train", config)], threads=s.threads, wandb_mode=inv.wandb_mode)
+    r = dagger(s, inv, config, r)
     wall["train"], cpu["train"] = time.perf_counter() - t1, cpu_seconds() - c1
 
     t1, c1 = time.perf_counter(), cpu_seconds()

@@ -203,7 +203,7 @@ class TrainingProgress:
                 bar.n = int(p.get("step", 0))
                 bar.set_postfix_str(text.split(", ", 1)[1] if ", " in text else "", refresh=False)
                 bar.refresh()
-            moved = int(p.get("step", 0)) != self._logged[i][1]
+            moved = int(p.get("step", 0)) not in (0, self._logged[i][1])
             if not self._bars and moved and (final or now - self._logged[i][0] >= self.log_interval):
                 self._logged[i] = (now, int(p.get("step", 0)))
                 print(f"training {self.names[i]}: {text}", file=self.stream, flush=True)
