@@ -62,6 +62,29 @@ def test_smoke_claims_follow_the_numbers(smoke):
     assert f"{probe['model_q1']:.3f} -> {probe['model_q4']:.3f}" in summary["finding"]
 
 
+def test_dataset_aggregation_rounds(tmp_path):
+    from omnirl.data.store import read_manifest
+    from omnirl.rundir import read_training
+
+    out = tmp_path / "run"
+    assert bx.main(["--preset", "smoke", "--out", str(out), "--wandb-mode", "disabled", "--dagger_rounds=2",
+                    "--dagger_sequences=6", "--dagger_steps=2"]) == 0
+    first = read_training(out / "train")
+    for k in (1, 2):  # each round: the latest model plays, training goes on from its weights on all data so far
+        _, header = read_manifest(out / "data" / f"dagger{k}")
+        assert header.config["actor"]["kind"] == "model" and header.n_sequences == 6
+        played_by = out / ("train" if k == 1 else "train_dagger1") / "checkpoints" / "last.ckpt"
+        assert header.config["actor"]["checkpoint"] == str(played_by)
+        config = read_training(out / f"train_dagger{k}")["run"]["config"]
+        assert config["train"]["init_from"] == str(played_by) and config["train"]["max_steps"] == 2
+        assert config["data"]["train"] == [first["run"]["config"]["data"]["train"][0],
+                                           *[str(out / "data" / f"dagger{i}") for i in range(1, k + 1)]]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["results"]["history"] == read_training(out / "train_dagger2")["history"]  # the last model's
+    evaluation = json.loads((out / "eval" / "summary.json").read_text())
+    assert evaluation["config"]["run"]["checkpoint"] == str(out / "train_dagger2" / "checkpoints" / "last.ckpt")
+
+
 def test_bad_input_exits_2_before_writing(tmp_path, capsys):
     for arg, name in (("--pipeline=omnirl", "pipeline"), ("--data.window=2000", "length"), ("--actions=1", "actions"),
                       ("--model.reward_transform=log", "reward_transform"),
