@@ -2,7 +2,9 @@
 
 On CUDA (with ``fla-core`` installed: the ``cuda`` extra) fla's Triton kernels run (``fla_*``):
 chunk kernels for training and prefill, fused-recurrent kernels for one-step calls without
-gradients. Everywhere else our PyTorch chunked ops run (chunk size 1 for one-step calls). Both
+gradients. Everywhere else our PyTorch ops run: the chunked forms, and for runs of at most
+``RECURRENT_STEPS`` steps without gradients (an agent's decoding steps) the per-step references,
+several times faster there than a chunk. Both
 take the same arguments in the same layout (inputs ``[B, T, H, D]``, fp32 key-first states), so
 a backbone never knows which one ran. The ``fla_*`` functions are also what the kernel tests run
 (on a GPU, or on the CPU through Triton's interpreter) against our ops.
@@ -16,13 +18,16 @@ import importlib.util
 import torch
 from torch import Tensor
 
-from omnirl.model.ops.dplr import dplr_chunk
-from omnirl.model.ops.gdn import gdn_chunk
-from omnirl.model.ops.gsa import gsa_chunk
-from omnirl.model.ops.simple_gla import simple_gla_chunk
+from omnirl.model.ops.dplr import dplr_chunk, dplr_recurrent
+from omnirl.model.ops.gdn import gdn_chunk, gdn_recurrent
+from omnirl.model.ops.gsa import gsa_chunk, gsa_recurrent
+from omnirl.model.ops.simple_gla import simple_gla_chunk, simple_gla_recurrent
 
 CHUNK = 64
 GSA_CHUNK = 8  # GSA's exact pairwise intra-chunk decay grows as chunk^2 * slots
+RECURRENT_STEPS = 2
+"""Longest run (steps) without gradients that the CPU path steps through one step at a time
+(``benchmarks/bench_eval.py`` times the agent's decoding)."""
 RWKV7_LOWER_BOUND = -0.6065306597126334  # RWKV-7's log-decay bound (fla's safe_gate lower_bound)
 
 
@@ -40,8 +45,14 @@ def _decode(x: Tensor) -> bool:
     return x.shape[1] == 1 and not torch.is_grad_enabled()
 
 
+def _stepwise(x: Tensor) -> bool:
+    return x.shape[1] <= RECURRENT_STEPS and not torch.is_grad_enabled()
+
+
 def _chunk(x: Tensor, size: int = CHUNK) -> int:
-    return 1 if x.shape[1] == 1 else size
+    # a run shorter than a chunk is one chunk of its own length: padding a decoding step's few tokens
+    # to ``size`` made stepping an agent ~10x slower (mostly the padded [C, C] triangular solves)
+    return min(size, x.shape[1])
 
 
 # ---------------------------------------------------------------------------- fla kernels
@@ -90,6 +101,8 @@ def gated_delta_rule(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, s
     """Gated DeltaNet's recurrence (see ``ops.gdn``); returns ``(o, final_state)``."""
     if _use_fla(q):
         return fla_gated_delta_rule(q, k, v, g, beta, scale, initial_state)
+    if _stepwise(q):
+        return gdn_recurrent(q, k, v, g, beta, scale=scale, initial_state=initial_state, output_final_state=True)
     return gdn_chunk(q, k, v, g, beta, scale=scale, initial_state=initial_state,
                      output_final_state=True, chunk_size=_chunk(q))
 
@@ -99,6 +112,8 @@ def simple_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float,
     """Gated linear attention with a scalar decay per head (Mamba2's SSD, see ``ops.simple_gla``)."""
     if _use_fla(q):
         return fla_simple_gla(q, k, v, g, scale, initial_state)
+    if _stepwise(q):
+        return simple_gla_recurrent(q, k, v, g, scale=scale, initial_state=initial_state, output_final_state=True)
     return simple_gla_chunk(q, k, v, g, scale=scale, initial_state=initial_state,
                             output_final_state=True, chunk_size=_chunk(q))
 
@@ -108,6 +123,8 @@ def dplr(q: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor, w: Tensor, scale
     """RWKV-7's diagonal-plus-low-rank delta rule (see ``ops.dplr``; ``w`` is the log-decay)."""
     if _use_fla(q):
         return fla_dplr(q, k, v, a, b, w, scale, initial_state)
+    if _stepwise(q):
+        return dplr_recurrent(q, k, v, a, b, w, scale=scale, initial_state=initial_state, output_final_state=True)
     return dplr_chunk(q, k, v, a, b, w, scale=scale, initial_state=initial_state,
                       output_final_state=True, chunk_size=_chunk(q))
 
@@ -117,5 +134,7 @@ def gsa(q: Tensor, k: Tensor, v: Tensor, s: Tensor, f: Tensor, scale: float,
     """Gated slot attention's two passes (see ``ops.gsa``); the state is ``(hk, hv)``."""
     if _use_fla(q):
         return fla_gsa(q, k, v, s, f, scale, initial_state)
+    if _stepwise(q):
+        return gsa_recurrent(q, k, v, s, f, scale=scale, initial_state=initial_state, output_final_state=True)
     return gsa_chunk(q, k, v, s, f, scale=scale, initial_state=initial_state, output_final_state=True,
                      chunk_size=_chunk(q, GSA_CHUNK))
