@@ -19,7 +19,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    section = ModelSection(backbone="gdn", n_states=16, n_actions=5)
+    section = ModelSection(backbone="gdn", n_obs=16, n_actions=5)
     torch.manual_seed(0)
     model = OmniRL(section.build())
     path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"

@@ -29,7 +29,7 @@ from omnirl.train.config import ModelSection
 
 PREFIX = "model."
 """Prefix of the model's weights in the module's ``state_dict``."""
-RENAMED = {"model": {"preset": "size"}}
+RENAMED = {"model": {"preset": "size", "n_states": "n_obs"}}
 """Settings renamed since checkpoints were first written, by section: ``{old: new}``; a checkpoint
 is read with the new names."""
 LAST = Path(LAST_CHECKPOINT)
