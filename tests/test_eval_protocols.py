@@ -310,7 +310,7 @@ def test_entropy_is_bounded_and_falls_with_the_temperature():
 
 # --------------------------------------------------------------------------- errors
 def test_environments_larger_than_the_model_are_refused():
-    with pytest.raises(ValueError, match=r"anymdp16 \(row 0\) has n_states=16, more than the model's n_obs=8"):
+    with pytest.raises(ValueError, match=r"anymdp16 \(row 0\) has n_obs=16, more than the model's n_obs=8"):
         evaluate_model(make_model(n_obs=8), anymdp_batch(), ProtocolConfig(steps=2), 0)
     with pytest.raises(ValueError, match=r"anymdp16 \(row 0\) has n_actions=5, more than the model's n_actions=4"):
         evaluate_model(make_model(n_actions=4), anymdp_batch(), ProtocolConfig(steps=2), 0)
