@@ -316,7 +316,7 @@ def plot_offline(offline: dict, envs: Sequence[str], teachers: Sequence[str], pa
 
 # --------------------------------------------------------------------------- the experiment
 def model_reads(checkpoint: str) -> tuple[int, int]:
-    """``(n_states, n_actions)`` the checkpoint's model reads."""
+    """``(n_obs, n_actions)`` the checkpoint's model reads."""
     from omnirl.train.checkpoint import read_checkpoint
 
     m = read_checkpoint(checkpoint)["hyper_parameters"]["config"]["model"]
