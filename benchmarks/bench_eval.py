@@ -105,7 +105,7 @@ def _settings(args) -> dict:
 
 def make_model(backbone: str, seed: int) -> OmniRL:
     torch.manual_seed(seed)
-    return OmniRL(OmniRLConfig(n_states=S, n_actions=A, backbone=sized("tiny", backbone))).eval()
+    return OmniRL(OmniRLConfig(n_obs=S, n_actions=A, backbone=sized("tiny", backbone))).eval()
 
 
 def make_batch(tasks) -> MDPBatch:

@@ -251,7 +251,7 @@ def make_dataset(root: Path, tasks: int, sequences: int, length: int, seed: int)
 
 def train_config(data: str, backbone: str, B: int, T: int, L: int, max_steps: int, seed: int,
                  out_dir: str, compile_: bool = False) -> TrainConfig:
-    return TrainConfig(model=ModelSection(backbone=backbone, size="tiny", n_states=S, n_actions=A),
+    return TrainConfig(model=ModelSection(backbone=backbone, size="tiny", n_obs=S, n_actions=A),
                        data=DataSection(train=(data,), window=T, batch_size=B, num_workers=0, seed=seed),
                        train=TrainSection(segment_len=L, max_steps=max_steps, seed=seed, compile=compile_),
                        logging=LoggingSection(out_dir=out_dir, wandb_mode="disabled"))
@@ -508,7 +508,7 @@ def run_cli(data: str, s: dict, steps: int, work: Path, name: str, compile_: boo
     train = {"segment_len": s["segment"], "max_steps": steps, "seed": s["seed"]}
     if compile_:
         train["compile"] = True
-    cfg = {"model": {"backbone": s["cli_backbone"], "size": "tiny", "n_states": S, "n_actions": A},
+    cfg = {"model": {"backbone": s["cli_backbone"], "size": "tiny", "n_obs": S, "n_actions": A},
            "data": {"train": [data], "window": s["window"], "batch_size": s["batch"], "seed": s["seed"]},
            "train": train,
            "logging": {"out_dir": str(run_dir), "wandb_mode": "offline"}}
@@ -567,7 +567,7 @@ def bench_gpu(s: dict) -> dict:
     rows = []
     for name in s["backbones"]:
         torch.manual_seed(s["seed"])
-        model = ModelSection(backbone=name, size="paper", n_states=S, n_actions=A).build()
+        model = ModelSection(backbone=name, size="paper", n_obs=S, n_actions=A).build()
         net = OmniRL(model).to(device)
         opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
 

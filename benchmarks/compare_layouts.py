@@ -69,7 +69,7 @@ def loss_of(model, d, segment: int, train: bool, opt=None) -> tuple[float, float
 
 def run_layout(layout: str, args, train_d, val_d) -> dict:
     torch.manual_seed(args.seed)
-    model = OmniRL(OmniRLConfig(n_states=S, n_actions=A, backbone=sized("tiny", args.backbone),
+    model = OmniRL(OmniRLConfig(n_obs=S, n_actions=A, backbone=sized("tiny", args.backbone),
                                 layout=layout, world_model=False))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
     g = torch.Generator().manual_seed(args.seed)

@@ -153,7 +153,7 @@ def measure_throughput(train_dir: Path, s: Settings, backbone: str, seed: int) -
 
     with torch_threads(1):
         torch.manual_seed(seed)
-        model = OmniRL(dataclasses.replace(s.model, backbone=backbone, n_states=s.states,
+        model = OmniRL(dataclasses.replace(s.model, backbone=backbone, n_obs=s.states,
                                            n_actions=s.actions).build())
         data = WindowDataset([train_dir], s.data.window, seed=seed)
         items = [data[i % len(data)] for i in range(s.data.batch_size)]
@@ -288,7 +288,7 @@ def run(inv: Invocation) -> dict:
     wall["data"], cpu["data"] = time.perf_counter() - t0, cpu_seconds() - c0
 
     t1, c1 = time.perf_counter(), cpu_seconds()
-    jobs = [(inv.out / "train" / b, training_config(s, train_dir=train_dir, validation=val, seed=inv.seed, n_states=s.states,
+    jobs = [(inv.out / "train" / b, training_config(s, train_dir=train_dir, validation=val, seed=inv.seed, n_obs=s.states,
                                                      n_actions=s.actions, backbone=b)) for b in s.backbones]
     log(f"training {len(jobs)} backbones ({s.parallel} at once)")
     runs = train_many(jobs, parallel=s.parallel, threads=s.threads, wandb_mode=inv.wandb_mode)

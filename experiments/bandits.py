@@ -374,7 +374,7 @@ def run(inv: Invocation) -> dict:
 
     t1, c1 = time.perf_counter(), cpu_seconds()
     log("training the model")
-    config = training_config(s, train_dir=train_dir, validation=validation, seed=inv.seed, n_states=1,
+    config = training_config(s, train_dir=train_dir, validation=validation, seed=inv.seed, n_obs=1,
                              n_actions=s.actions)
     (r,) = train_many([(inv.out / "train", config)], threads=s.threads, wandb_mode=inv.wandb_mode)
     r = dagger(s, inv, config, r)

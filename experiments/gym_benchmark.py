@@ -316,18 +316,18 @@ def plot_offline(offline: dict, envs: Sequence[str], teachers: Sequence[str], pa
 
 # --------------------------------------------------------------------------- the experiment
 def model_reads(checkpoint: str) -> tuple[int, int]:
-    """``(n_states, n_actions)`` the checkpoint's model reads."""
+    """``(n_obs, n_actions)`` the checkpoint's model reads."""
     from omnirl.train.checkpoint import read_checkpoint
 
     m = read_checkpoint(checkpoint)["hyper_parameters"]["config"]["model"]
-    return int(m["n_states"]), int(m["n_actions"])
+    return int(m["n_obs"]), int(m["n_actions"])
 
 
 def skip_note(env: str, skipped: dict, model: dict) -> str:
     """The table's note for an environment the model did not run on."""
     if env not in skipped:
         return "not run"
-    return f"skipped: {observation_ids(env)} ids, the model reads {model['n_states']}"
+    return f"skipped: {observation_ids(env)} ids, the model reads {model['n_obs']}"
 
 
 def _fmt(x: float) -> str:
@@ -337,7 +337,7 @@ def _fmt(x: float) -> str:
 def describe(s: GymBenchmarkSettings, online: dict, offline: dict, skipped: dict, model: dict,
              memory: dict | None = None) -> str:
     """The finding, from the numbers."""
-    parts = [f"Model: {model['source']}, reading {model['n_states']} observation ids."]
+    parts = [f"Model: {model['source']}, reading {model['n_obs']} observation ids."]
     evaluated = [e for e in s.online.envs if MODEL in online.get(e, {})]
     if skipped:
         parts.append("Skipped for the model (vocabulary too small; baselines still ran): "
@@ -425,7 +425,7 @@ def run(inv: Invocation) -> dict:
         source = f"reused from {checkpoint}"
         model = {"checkpoint": checkpoint}
         timing["reused"] = []
-    model["n_states"], model["n_actions"] = model_reads(checkpoint)
+    model["n_obs"], model["n_actions"] = model_reads(checkpoint)
     model["source"] = source
 
     # Table 1: online

@@ -459,7 +459,7 @@ def run(inv: Invocation) -> dict:
                             actions=s.actions, seed=inv.seed, task_seed=inv.seed, workers=s.workers,
                             shard_size=SHARD_SIZE)
         val = validation_sets(train_dir, root / "val", s.val_sequences, probe=True)
-        config = training_config(s, train_dir=train_dir, validation=val, seed=inv.seed, n_states=s.states,
+        config = training_config(s, train_dir=train_dir, validation=val, seed=inv.seed, n_obs=s.states,
                                  n_actions=s.actions)
         jobs.append((inv.out / "train" / f"n{n}", config))
     wall["data"], cpu["data"] = time.perf_counter() - t0, cpu_seconds() - c0

@@ -325,7 +325,7 @@ class TrainingSettings:
     def config(self, data: DatasetSettings, train_dir: Path, validation: Mapping[str, str], seed: int) -> Any:
         """The ``TrainConfig`` of a run on ``train_dir``."""
         return training_config(self, train_dir=train_dir, validation=validation, seed=seed,
-                               n_states=data.max_states, n_actions=data.actions)
+                               n_obs=data.max_states, n_actions=data.actions)
 
 
 def presets(cls: type, partials: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -345,15 +345,15 @@ def check_training(s: Any) -> None:
     TrainConfig(model=s.model, data=s.data, train=s.train)
 
 
-def training_config(s: Any, *, train_dir: Path, validation: Mapping[str, str], seed: int, n_states: int,
+def training_config(s: Any, *, train_dir: Path, validation: Mapping[str, str], seed: int, n_obs: int,
                     n_actions: int, **model: Any) -> Any:
     """The ``TrainConfig`` of one model of an experiment: its ``model``, ``data`` and ``train``
-    sections, with the data's sizes (``n_states`` observation ids, ``n_actions``), the dataset
+    sections, with the data's sizes (``n_obs`` observation ids, ``n_actions``), the dataset
     directories, the seed, and ``model`` changes (e.g. ``backbone``)."""
     from omnirl.train.config import TrainConfig
 
     return TrainConfig(
-        model=dataclasses.replace(s.model, n_states=n_states, n_actions=n_actions, **model),
+        model=dataclasses.replace(s.model, n_obs=n_obs, n_actions=n_actions, **model),
         data=dataclasses.replace(s.data, train=(str(train_dir),), validation=dict(validation), seed=seed),
         train=dataclasses.replace(s.train, seed=seed))
 

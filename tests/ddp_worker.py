@@ -27,7 +27,7 @@ WORLD_SIZE = 2
 def make_module() -> OmniRLModule:
     """The same initial module in every process; no clipping (the raw gradients are compared)."""
     torch.manual_seed(0)
-    config = TrainConfig(model=ModelSection(backbone="gdn", size="tiny", n_states=S, n_actions=A),
+    config = TrainConfig(model=ModelSection(backbone="gdn", size="tiny", n_obs=S, n_actions=A),
                          data=DataSection(window=T, batch_size=B // WORLD_SIZE),
                          train=TrainSection(segment_len=L, max_steps=1, lr=3e-3, warmup_steps=3,
                                             grad_clip=0.0, context_warmup=0))

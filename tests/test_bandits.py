@@ -226,7 +226,7 @@ def test_bandit_baselines_learn_and_refuse_mdps():
     a = run_baseline("thompson", bandit_batch(6, seed=5), 50, seed=1)
     b = run_baseline("thompson", bandit_batch(6, seed=5), 50, seed=1)
     assert (a.raw_return == b.raw_return).all()
-    with pytest.raises(ValueError, match="n_states"):
+    with pytest.raises(ValueError, match="n_obs"):
         run_baseline("ucb1", make_batch("anymdp16", 2, seed=0), 10, seed=0)
 
 

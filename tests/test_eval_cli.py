@@ -19,7 +19,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    section = ModelSection(backbone="gdn", n_states=16, n_actions=5)
+    section = ModelSection(backbone="gdn", n_obs=16, n_actions=5)
     torch.manual_seed(0)
     model = OmniRL(section.build())
     path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
@@ -43,9 +43,9 @@ def test_model_and_baselines_online(checkpoint, tmp_path, capsys):
     rows = list(csv.DictReader((out / "scores.csv").open()))
     pairs = {(r["environment"], r["method"]) for r in rows}
     assert pairs == {(e, m) for e in ("lake4x4", "anymdp16", "cliff") for m in ("tql_ucb", "ppo")} | \
-        {("lake4x4", "omnirl"), ("anymdp16", "omnirl")}  # cliff (48 states) is too big for a 16-state model
+        {("lake4x4", "omnirl"), ("anymdp16", "omnirl")}  # cliff (48 observation ids) is too big for a model reading 16
     summary = json.loads((out / "summary.json").read_text())
-    assert "cliff" in summary["skipped"] and "48 states" in summary["skipped"]["cliff"]
+    assert "cliff" in summary["skipped"] and "48 observation ids" in summary["skipped"]["cliff"]
     assert summary["config"]["protocol"]["steps"] == 120
     for name in ("scores.md", "curves.png", "entropy.png"):
         assert (out / name).stat().st_size > 0

@@ -139,11 +139,11 @@ def test_unknown_names_and_bad_arguments_are_loud():
 def test_spaces_and_id_ranges(name):
     env = make_env(name)
     info = env.info
-    assert env.observation_space == spaces.Discrete(info.n_states)
+    assert env.observation_space == spaces.Discrete(info.n_obs)
     assert env.action_space == spaces.Discrete(info.n_actions)
     sizes = {"lake": (16, 4), "cliff": (48, 4), "pendulum": (60, 5)}
     expected = sizes[info.family] if info.family in sizes else (int(name[len("darkroom"):]) ** 2, 4)
-    assert (info.n_states, info.n_actions) == expected
+    assert (info.n_obs, info.n_actions) == expected
     batch = make_batch(name, 3, seed=0)
     rng = np.random.default_rng(0)
     seen = [batch.reset(1)]
@@ -151,7 +151,7 @@ def test_spaces_and_id_ranges(name):
         r = batch.step(random_actions(rng, batch))
         seen += [r.next_obs, batch.obs]
     seen = np.concatenate(seen)
-    assert seen.dtype == np.int64 and seen.min() >= 0 and seen.max() < info.n_states
+    assert seen.dtype == np.int64 and seen.min() >= 0 and seen.max() < info.n_obs
 
 
 def test_switch2_spaces_and_ids():
@@ -173,13 +173,13 @@ def test_anymdp_and_bandit_batches():
     batch = make_batch("anymdp16", 3, seed=0)
     assert isinstance(batch, MDPBatch)
     assert [i.name for i in batch.infos] == ["anymdp16"] * 3
-    assert {(i.n_states, i.n_actions, i.family, i.exact) for i in batch.infos} == {(16, 5, "anymdp", True)}
+    assert {(i.n_obs, i.n_actions, i.family, i.exact) for i in batch.infos} == {(16, 5, "anymdp", True)}
     assert len({t.content_hash() for t in batch.tasks}) == 3  # distinct tasks
     assert all(anymdp.is_eval_task(t) for t in batch.tasks)
     obs = batch.reset(0)
     assert obs.max() < 16
     b = make_batch("bandit5", 4, seed=0)
-    assert {(i.name, i.family, i.n_states, i.max_episode_steps) for i in b.infos} == {("bandit5", "bandit", 1, 1)}
+    assert {(i.name, i.family, i.n_obs, i.max_episode_steps) for i in b.infos} == {("bandit5", "bandit", 1, 1)}
     b.reset(0)
     res = b.step(b.oracle_actions())
     assert (res.terminated | res.truncated).all()  # one-step episodes
@@ -306,7 +306,7 @@ def test_model_matches_gymnasium_adapter(name):
     where the Gymnasium environment goes, with the same raw reward and termination."""
     env = make_env(name)
     task = env.to_task()
-    assert task.max_steps == env.info.max_episode_steps and task.n_obs == env.info.n_states
+    assert task.max_steps == env.info.max_episode_steps and task.n_obs == env.info.n_obs
     assert (env.info.random_return, env.info.oracle_return) == (env.model.random_return, env.model.oracle_return)
     slippery = name == "lake4x4_slippery"
     rng = np.random.default_rng(0)
@@ -512,7 +512,7 @@ def test_tasks_from_a_saved_task_set(tmp_path):
     with pytest.raises(ValueError, match="not drawn from the evaluation root.*training set"):
         make_batch("anymdp16", 2, seed=0, task_dir=tmp_path / "train")
     assert anymdp.anymdp_batch(16, 2, seed=0, task_dir=tmp_path / "train", check_root=False).n_envs == 2
-    with pytest.raises(ValueError, match="holds no task with n_states=32"):
+    with pytest.raises(ValueError, match="holds no task with n_obs=32"):
         make_batch("anymdp32", 2, seed=0, task_dir=tmp_path / "eval16")
 
 
@@ -521,6 +521,6 @@ def test_tasks_from_a_saved_task_set(tmp_path):
 def test_larger_anymdp_batches(name):
     S = int(name[len("anymdp"):])
     batch = make_batch(name, 2, seed=0)
-    assert {(i.n_states, i.n_actions) for i in batch.infos} == {(S, 5)}
+    assert {(i.n_obs, i.n_actions) for i in batch.infos} == {(S, 5)}
     ep = run_episodes(batch, "oracle", 3, seed=0)
     assert np.isfinite(ep.score).all() and ep.score.mean() > 0.5

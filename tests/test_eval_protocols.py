@@ -28,9 +28,9 @@ from tests.helpers import small_task
 S, A, B = 16, 5, 4
 
 
-def make_model(backbone="gdn", n_states=S, n_actions=A, layout="compact", seed=0) -> OmniRL:
+def make_model(backbone="gdn", n_obs=S, n_actions=A, layout="compact", seed=0) -> OmniRL:
     torch.manual_seed(seed)
-    return OmniRL(OmniRLConfig(n_states=n_states, n_actions=n_actions, backbone=sized("tiny", backbone),
+    return OmniRL(OmniRLConfig(n_obs=n_obs, n_actions=n_actions, backbone=sized("tiny", backbone),
                                layout=layout))
 
 
@@ -310,8 +310,8 @@ def test_entropy_is_bounded_and_falls_with_the_temperature():
 
 # --------------------------------------------------------------------------- errors
 def test_environments_larger_than_the_model_are_refused():
-    with pytest.raises(ValueError, match=r"anymdp16 \(row 0\) has n_states=16, more than the model's n_states=8"):
-        evaluate_model(make_model(n_states=8), anymdp_batch(), ProtocolConfig(steps=2), 0)
+    with pytest.raises(ValueError, match=r"anymdp16 \(row 0\) has n_obs=16, more than the model's n_obs=8"):
+        evaluate_model(make_model(n_obs=8), anymdp_batch(), ProtocolConfig(steps=2), 0)
     with pytest.raises(ValueError, match=r"anymdp16 \(row 0\) has n_actions=5, more than the model's n_actions=4"):
         evaluate_model(make_model(n_actions=4), anymdp_batch(), ProtocolConfig(steps=2), 0)
 
@@ -356,7 +356,7 @@ def lightning_like_checkpoint(path, model, section):
 
 
 def test_load_model_from_a_checkpoint(tmp_path):
-    section = ModelSection(backbone="gsa", n_states=S, n_actions=A)
+    section = ModelSection(backbone="gsa", n_obs=S, n_actions=A)
     torch.manual_seed(3)
     model = OmniRL(section.build())
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
@@ -373,6 +373,29 @@ def test_load_model_from_a_checkpoint(tmp_path):
     assert same_episodes(a.episodes, b.episodes)
 
 
+def test_checkpoint_with_old_setting_names_loads(tmp_path):
+    """A checkpoint written before ``model.preset`` became ``size`` and ``model.n_states`` became
+    ``n_obs`` loads, resumes and exports under the new names."""
+    from omnirl.train.checkpoint import export_weights, read_checkpoint
+    from omnirl.train.trainer import check_resume
+
+    section = ModelSection(backbone="gdn", n_obs=S - 4, n_actions=A)  # not the default n_obs
+    torch.manual_seed(5)
+    model = OmniRL(section.build())
+    path = tmp_path / "old.ckpt"
+    lightning_like_checkpoint(path, model, section)
+    ckpt = torch.load(path, weights_only=True)
+    old = ckpt["hyper_parameters"]["config"]["model"]
+    old["n_states"], old["preset"] = old.pop("n_obs"), old.pop("size")
+    torch.save(ckpt, path)
+    assert read_checkpoint(path)["hyper_parameters"]["config"]["model"]["n_obs"] == S - 4
+    for loaded in (load_model(path), load_model(export_weights(path, tmp_path / "slim.pt"))):
+        assert loaded.config == model.config
+        for (k, v), (k2, v2) in zip(model.state_dict().items(), loaded.state_dict().items()):
+            assert k == k2 and torch.equal(v, v2)
+    check_resume(TrainConfig(model=section), path)  # the same settings under their new names
+
+
 def test_load_model_errors_name_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
         load_model(tmp_path / "nope.ckpt")
@@ -387,8 +410,8 @@ def test_load_model_errors_name_the_path(tmp_path):
     with pytest.raises(ValueError, match="other.ckpt.*not an OmniRL training checkpoint"):
         load_model(other)
     bad = tmp_path / "bad.ckpt"
-    section = ModelSection(n_states=S, n_actions=A)
-    lightning_like_checkpoint(bad, OmniRL(ModelSection(n_states=S + 1, n_actions=A).build()), section)
+    section = ModelSection(n_obs=S, n_actions=A)
+    lightning_like_checkpoint(bad, OmniRL(ModelSection(n_obs=S + 1, n_actions=A).build()), section)
     with pytest.raises(ValueError, match="bad.ckpt.*weights do not fit"):
         load_model(bad)
 
@@ -404,7 +427,7 @@ def test_load_model_from_a_real_training_run(tmp_path, monkeypatch):
             f"--logging.out_dir={tmp_path / 'run'}", "--model.backbone=gdn"]
     assert train_main(args) == 0
     model = load_model(tmp_path / "run")
-    assert model.config.backbone.name == "gdn" and model.config.n_states == S
+    assert model.config.backbone.name == "gdn" and model.config.n_obs == S
     r = evaluate_model(model, anymdp_batch(), ProtocolConfig(steps=10), 0)
     assert r.episodes.steps == 10
 

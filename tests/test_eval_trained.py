@@ -21,7 +21,7 @@ def model():
 
 
 def test_the_trained_asset_is_an_anymdp_model(model):
-    assert (model.config.n_states, model.config.n_actions) == (16, 5)
+    assert (model.config.n_obs, model.config.n_actions) == (16, 5)
     assert torch.load(ASSET, weights_only=True)["global_step"] >= 1500
 
 

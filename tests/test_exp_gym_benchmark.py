@@ -33,7 +33,7 @@ def test_smoke_summary(smoke):
         assert name in s["figures"] and (out / name).stat().st_size > 1000
     res = s["results"]
     # the smoke model reads 16 ids: cliff (48) is skipped for it, with a note, and its baselines still run
-    assert res["model"]["n_states"] == 16 and "cliff" in res["skipped"]
+    assert res["model"]["n_obs"] == 16 and "cliff" in res["skipped"]
     cliff = {r["method"]: r for r in t1 if r["environment"] == "cliff"}
     assert cliff[gb.MODEL]["performance"] is None and cliff[gb.MODEL]["note"].startswith("skipped")
     assert all(cliff[b]["note"] == "" for b in settings.online.baselines)

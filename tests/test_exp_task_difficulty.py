@@ -70,7 +70,7 @@ def test_curves_of_a_known_run():
     from omnirl.evaluate.envs.base import EnvInfo
     from omnirl.evaluate.records import Episodes
 
-    info = EnvInfo(name="t", family="t", n_states=2, n_actions=2, max_episode_steps=10, random_return=0.0,
+    info = EnvInfo(name="t", family="t", n_obs=2, n_actions=2, max_episode_steps=10, random_return=0.0,
                    oracle_return=2.0, exact=True)
     eps = Episodes(row=np.array([0, 0, 1]), episode=np.array([0, 1, 0]), end_step=np.array([2, 9, 9]),
                    length=np.array([2, 7, 9]), raw_return=np.array([0.0, 2.0, 1.0]),

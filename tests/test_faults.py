@@ -527,7 +527,7 @@ def test_truncated_checkpoint_is_named_by_path(tiny, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra,words", [
-    (("--model.n_states=8",), ("model.n_states=8", "n_obs=16")),
+    (("--model.n_obs=8",), ("model.n_obs=8", "n_obs=16")),
     (("--model.n_actions=4",), ("model.n_actions=4", "n_actions=5")),
     (("--train.precision=fp8",), ("precision", "fp8")),
     (("--train.devices=0",), ("devices", "0")),
@@ -535,7 +535,7 @@ def test_truncated_checkpoint_is_named_by_path(tiny, tmp_path, capsys):
     (("--data.validation={unseen: /nonexistent/val}",), ("/nonexistent/val",)),
     (("--data.validation={unseen:/val}",), ("validation", "{unseen:/val}")),
     (("--train.devices=4096",), ("train.devices=4096",)),
-], ids=["n_states", "n_actions", "precision", "devices", "window", "validation", "validation-yaml", "devices-cpus"])
+], ids=["n_obs", "n_actions", "precision", "devices", "window", "validation", "validation-yaml", "devices-cpus"])
 def test_bad_training_settings_are_one_line_before_anything_is_written(tiny, tmp_path, capsys, extra, words):
     assert_refused(run_train(train_args(tiny, tmp_path / "run", *extra), capsys), *words)
     assert not (tmp_path / "run").exists()

@@ -12,7 +12,7 @@ TABLE_6 = {"gdn": 46.3e6, "gsa": 42.9e6, "mamba2": 31.6e6, "rwkv7": 42.9e6}
 
 def make(backbone="gdn", layout="paper"):
     torch.manual_seed(0)
-    return OmniRL(OmniRLConfig(n_states=S, n_actions=A, backbone=sized("tiny", backbone), layout=layout))
+    return OmniRL(OmniRLConfig(n_obs=S, n_actions=A, backbone=sized("tiny", backbone), layout=layout))
 
 
 def batch(seed=0):
@@ -80,7 +80,7 @@ def test_paper_model_size(name):
 def test_compact_layout_is_cheaper_and_heads_are_optional():
     assert OmniRLConfig().layout == "compact" and OmniRLConfig().tokens_per_step == 2
     assert OmniRLConfig(layout="paper").tokens_per_step == 5
-    m = OmniRL(OmniRLConfig(n_states=S, n_actions=A, world_model=False))
+    m = OmniRL(OmniRLConfig(n_obs=S, n_actions=A, world_model=False))
     out, _ = run(m, batch())
     assert set(out) == {"policy"} and out["policy"].shape == (B, T, A + 1)
 
@@ -99,7 +99,7 @@ def test_bad_ids_are_refused(field, value, match):
 
 
 def test_losses_mask_end_markers_and_weigh_the_world_model():
-    m = OmniRL(OmniRLConfig(n_states=S, n_actions=A, backbone=sized("tiny", "gdn"), state_weight=0.5,
+    m = OmniRL(OmniRLConfig(n_obs=S, n_actions=A, backbone=sized("tiny", "gdn"), state_weight=0.5,
                             reward_weight=2.0))
     d = batch(5)
     label = d["action"] % A  # valid actions everywhere but the marker below
@@ -115,7 +115,7 @@ def test_losses_mask_end_markers_and_weigh_the_world_model():
     torch.testing.assert_close(loss["policy"][0, 0], ce)
     loss["total"].backward()
     assert m.policy_head.out.weight.grad.abs().sum() > 0
-    only_policy = OmniRL(OmniRLConfig(n_states=S, n_actions=A, world_model=False)).losses(
+    only_policy = OmniRL(OmniRLConfig(n_obs=S, n_actions=A, world_model=False)).losses(
         {"policy": out["policy"].detach()}, label)
     assert set(only_policy) == {"policy", "step_mask", "total"}
     with pytest.raises(ValueError, match="reward_weight"):

@@ -101,7 +101,7 @@ def test_segments_continue_through_the_memory(kind):
 def test_policy_at_a_step_never_sees_its_reward_or_later_ones(layout, kind):
     torch.manual_seed(0)
     S, A, B, T = 8, 3, 2, 12
-    m = OmniRL(OmniRLConfig(n_states=S, n_actions=A, backbone=sized("tiny", "gdn"), layout=layout,
+    m = OmniRL(OmniRLConfig(n_obs=S, n_actions=A, backbone=sized("tiny", "gdn"), layout=layout,
                             reward_transform=kind)).eval()
     g = torch.Generator().manual_seed(2)
     obs, act = torch.randint(0, S, (B, T), generator=g), torch.randint(0, A, (B, T), generator=g)
@@ -120,7 +120,7 @@ def test_policy_at_a_step_never_sees_its_reward_or_later_ones(layout, kind):
 
 def test_reward_head_predicts_the_transformed_reward():
     torch.manual_seed(0)
-    m = OmniRL(OmniRLConfig(n_states=8, n_actions=3, backbone=sized("tiny", "gdn"), reward_transform="symlog",
+    m = OmniRL(OmniRLConfig(n_obs=8, n_actions=3, backbone=sized("tiny", "gdn"), reward_transform="symlog",
                             reward_loss="huber"))
     obs, act = torch.randint(0, 8, (2, 6)), torch.randint(0, 3, (2, 6))
     r = torch.randn(2, 6) * 10

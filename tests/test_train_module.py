@@ -24,7 +24,7 @@ B, T, L = 4, 64, 16  # batch, window, segment
 
 def make_config(**train) -> TrainConfig:
     train = {"segment_len": L, "max_steps": 30, "lr": 3e-3, "warmup_steps": 3, "position_bins": 8, **train}
-    return TrainConfig(model=ModelSection(backbone="gdn", size="tiny", n_states=S, n_actions=A),
+    return TrainConfig(model=ModelSection(backbone="gdn", size="tiny", n_obs=S, n_actions=A),
                        data=DataSection(window=T, batch_size=B), train=TrainSection(**train))
 
 

@@ -33,7 +33,7 @@ def tiny_data(tmp_path_factory):
 
 
 def make_config(data: Path, out: Path, val_every: int) -> TrainConfig:
-    return TrainConfig(model=ModelSection(backbone="gdn", size="tiny", n_states=16, n_actions=5),
+    return TrainConfig(model=ModelSection(backbone="gdn", size="tiny", n_obs=16, n_actions=5),
                        data=DataSection(train=(str(data),), window=32, batch_size=4, seed=3),
                        train=TrainSection(segment_len=16, max_steps=N, lr=3e-3, warmup_steps=4, val_every=val_every,
                                           devices=1),

@@ -283,10 +283,10 @@ def _run(cfg: EvaluateConfig, log) -> dict[str, Any]:
 
             batch = new_batch(name, MODEL)
             c = model.config
-            too_big = [i for i in batch.infos if i.n_states > c.n_states or i.n_actions > c.n_actions]
+            too_big = [i for i in batch.infos if i.n_obs > c.n_obs or i.n_actions > c.n_actions]
             if too_big:
-                skipped[name] = (f"the model reads {c.n_states} states and {c.n_actions} actions; {name} has "
-                                 f"{too_big[0].n_states} states and {too_big[0].n_actions} actions")
+                skipped[name] = (f"the model reads {c.n_obs} observation ids and {c.n_actions} actions; {name} has "
+                                 f"{too_big[0].n_obs} observation ids and {too_big[0].n_actions} actions")
                 log(f"{name}: skipped for the model ({skipped[name]})")
             else:
                 t0 = time.perf_counter()

@@ -227,9 +227,9 @@ def check_model_covers(model: OmniRL, infos: tuple[EnvInfo, ...]) -> None:
     """Raise unless the model's observation and action vocabularies cover every row's environment."""
     c = model.config
     for i, info in enumerate(infos):
-        if info.n_states > c.n_states:
-            raise ValueError(f"environment {info.name} (row {i}) has n_states={info.n_states}, more "
-                             f"than the model's n_states={c.n_states}")
+        if info.n_obs > c.n_obs:
+            raise ValueError(f"environment {info.name} (row {i}) has n_obs={info.n_obs}, more "
+                             f"than the model's n_obs={c.n_obs}")
         if info.n_actions > c.n_actions:
             raise ValueError(f"environment {info.name} (row {i}) has n_actions={info.n_actions}, more "
                              f"than the model's n_actions={c.n_actions}")

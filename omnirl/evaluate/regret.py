@@ -28,7 +28,7 @@ REGRET_AT = (100, 500)
 
 def is_bandit_batch(batch: Any) -> bool:
     """Whether ``batch`` holds tabular bandits (one state per row, the task models known)."""
-    return hasattr(batch, "tasks") and all(i.family == "bandit" and i.n_states == 1 for i in batch.infos)
+    return hasattr(batch, "tasks") and all(i.family == "bandit" and i.n_obs == 1 for i in batch.infos)
 
 
 def arm_means(tasks: Sequence) -> np.ndarray:
@@ -41,7 +41,7 @@ class RegretBatch:
 
     def __init__(self, batch: Any) -> None:
         if not is_bandit_batch(batch):
-            raise ValueError("batch must be an MDPBatch of bandits (family 'bandit', n_states = 1), got "
+            raise ValueError("batch must be an MDPBatch of bandits (family 'bandit', n_obs = 1), got "
                              f"{sorted({i.name for i in getattr(batch, 'infos', ())})}")
         self.batch = batch
         self.means = arm_means(batch.tasks)  # (B, A)

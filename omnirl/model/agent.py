@@ -87,7 +87,7 @@ class OmniRLAgent:
         the end marker is never chosen."""
         c = self.model.config
         temperature = check_float("temperature", temperature, min_value=0.0)
-        obs = self._ids("obs", obs, c.n_states + 1)
+        obs = self._ids("obs", obs, c.n_obs + 1)
         prompt = self._ids("prompt", prompt, N_PRIOR)
         tag = self._ids("tag", tag, N_PRIOR)
         B = self.n_envs
@@ -124,7 +124,7 @@ class OmniRLAgent:
 
     def _commit(self, obs, action, reward, prompt, tag, rows) -> None:
         c = self.model.config
-        obs = self._ids("obs", obs, c.n_states + 1)
+        obs = self._ids("obs", obs, c.n_obs + 1)
         action = self._ids("action", action, c.n_actions + 1)
         prompt = self._ids("prompt", prompt, N_PRIOR)
         tag = self._ids("tag", tag, N_PRIOR)

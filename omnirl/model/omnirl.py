@@ -22,7 +22,7 @@ Rewards enter through the config's reward transform (``omnirl.model.rewards``: `
 
 State: ``(backbone state, reward memory (B, MEMORY))`` (the last transformed reward and the running
 reward statistics of ``omnirl.model.rewards``). Shapes: ``B`` batch, ``T`` steps, ``D`` width,
-``S`` states, ``A`` actions.
+``S`` observation ids (``n_obs``), ``A`` actions.
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ REWARD_LOSSES = ("mse", "huber")
 class OmniRLConfig:
     """The OmniRL model: sizes of the vocabularies, the backbone, the layout and the heads."""
 
-    n_states: int = 128
-    """Observed state ids ``S`` (id ``S`` is the "missing" observation)."""
+    n_obs: int = 128
+    """Observation ids ``S``, the observation space the model embeds and predicts (id ``S`` is the
+    "missing" observation); a task's active states are at most ``S``."""
     n_actions: int = 5
     """Actions ``A``; id ``A`` is the episode-end marker, ``A + 1`` the unknown/placeholder action."""
     backbone: BackboneConfig = dataclasses.field(default_factory=lambda: sized("tiny", "rwkv7"))
@@ -76,7 +77,7 @@ class OmniRLConfig:
     def __post_init__(self) -> None:
         for name in ("policy_weight", "state_weight", "reward_weight"):
             check_float(name, getattr(self, name), min_value=0.0)
-        check_int("n_states", self.n_states, min_value=1)
+        check_int("n_obs", self.n_obs, min_value=1)
         check_int("n_actions", self.n_actions, min_value=2)
         check_choice("layout", self.layout, LAYOUTS)
         check_choice("reward_transform", self.reward_transform, REWARD_TRANSFORMS)
@@ -112,7 +113,7 @@ class OmniRL(nn.Module):
             raise ValueError(f"config must be an OmniRLConfig, got {type(config).__name__}")
         self.config = c = config
         D = c.backbone.dim
-        self.obs_embed = nn.Embedding(c.n_states + 1, D)
+        self.obs_embed = nn.Embedding(c.n_obs + 1, D)
         self.action_embed = nn.Embedding(c.n_actions + 2, D)
         self.prompt_embed = nn.Embedding(N_PRIOR, D)
         self.tag_embed = nn.Embedding(N_PRIOR, D)
@@ -120,12 +121,12 @@ class OmniRL(nn.Module):
         self.slot_embed = nn.Parameter(torch.randn(c.tokens_per_step, D) * 0.02)
         self.backbone = Backbone(c.backbone)
         self.policy_head = ResidualHead(D, c.n_actions + 1)
-        self.state_head = ResidualHead(D, c.n_states) if c.world_model else None
+        self.state_head = ResidualHead(D, c.n_obs) if c.world_model else None
         self.reward_head = ResidualHead(D, 1) if c.world_model else None
 
     @property
     def missing_obs(self) -> int:
-        return self.config.n_states
+        return self.config.n_obs
 
     @property
     def unknown_action(self) -> int:
@@ -157,7 +158,7 @@ class OmniRL(nn.Module):
         reward memory after the steps."""
         B, T = obs.shape
         c = self.config
-        for name, x, high in (("obs", obs, c.n_states + 1), ("prompt", prompt, N_PRIOR),
+        for name, x, high in (("obs", obs, c.n_obs + 1), ("prompt", prompt, N_PRIOR),
                               ("tag", tag, N_PRIOR), ("action", action, c.n_actions + 2),
                               ("reward", reward, None)):
             self._check(name, x, B, T, high)
@@ -222,7 +223,7 @@ class OmniRL(nn.Module):
         total = c.policy_weight * policy.sum() / n
         if self.state_head is not None and next_obs is not None and reward is not None:
             state = F.cross_entropy(out["next_state"].reshape(B * T, -1),
-                                    next_obs.reshape(-1).clamp(max=c.n_states - 1), reduction="none").view(B, T) * step
+                                    next_obs.reshape(-1).clamp(max=c.n_obs - 1), reduction="none").view(B, T) * step
             target = out["reward_target"] if "reward_target" in out else reward.float()
             if c.reward_loss == "huber":
                 rew = F.huber_loss(out["reward"], target, reduction="none", delta=1.0) * step

@@ -8,10 +8,10 @@ A training checkpoint is a Lightning checkpoint of ``omnirl.train.module.OmniRLM
 ``hyper_parameters["config"]`` holds the ``TrainConfig`` as plain data and its ``state_dict`` the
 module's weights, the model's under the prefix ``model.``. ``load_model`` rebuilds the model from
 the stored ``model`` section (``omnirl.train.config.ModelSection``; fields added since the
-checkpoint was written take their defaults) and loads those weights strictly (every weight of the
-model present, none left over). The file is read with ``torch.load(weights_only=True)``: tensors and
-plain data only, no code runs. The optimiser and data-loader state are ignored. The model is
-returned in evaluation mode.
+checkpoint was written take their defaults, and settings renamed since, ``RENAMED``, are read under
+their new names) and loads those weights strictly (every weight of the model present, none left
+over). The file is read with ``torch.load(weights_only=True)``: tensors and plain data only, no code
+runs. The optimiser and data-loader state are ignored. The model is returned in evaluation mode.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from omnirl.train.config import ModelSection
 
 PREFIX = "model."
 """Prefix of the model's weights in the module's ``state_dict``."""
-RENAMED = {"model": {"preset": "size"}}
+RENAMED = {"model": {"preset": "size", "n_states": "n_obs"}}
 """Settings renamed since checkpoints were first written, by section: ``{old: new}``; a checkpoint
 is read with the new names."""
 LAST = Path(LAST_CHECKPOINT)

@@ -37,8 +37,8 @@ class ModelSection:
     """Backbone size: ``tiny`` or ``small`` (laptop CPU) or ``paper`` (Table 6); ``SIZES`` in ``omnirl.model.backbone``."""
     layout: str = "compact"
     """Tokens per step: ``compact`` (2) or ``paper`` (5)."""
-    n_states: int = 16
-    """Observed state ids ``S`` of the data."""
+    n_obs: int = 16
+    """Observation ids ``S`` the model reads: at least the data's ``n_obs``."""
     n_actions: int = 5
     """Actions ``A`` of the data."""
     world_model: bool = True
@@ -65,7 +65,7 @@ class ModelSection:
 
     def build(self) -> OmniRLConfig:
         """The model configuration this section describes."""
-        return OmniRLConfig(n_states=self.n_states, n_actions=self.n_actions,
+        return OmniRLConfig(n_obs=self.n_obs, n_actions=self.n_actions,
                             backbone=sized(self.size, self.backbone), layout=self.layout,
                             world_model=self.world_model, policy_weight=self.policy_weight,
                             state_weight=self.state_weight, reward_weight=self.reward_weight,

@@ -278,7 +278,7 @@ class OmniRLDataModule(lightning.LightningDataModule):
     """Training and validation loaders of a ``DataSection``.
 
     ``n_obs`` / ``n_actions`` are those of the data (all datasets must agree; a ``model`` given must
-    fit them: ``model.n_states >= n_obs``, ``model.n_actions == n_actions``); every shard is checked
+    fit them: ``model.n_obs >= n_obs``, ``model.n_actions == n_actions``); every shard is checked
     (size; checksum unless ``check_checksums`` or ``data.verify_checksums`` is off) before training
     starts; ``val_names`` lists
     the validation sets in the order of ``val_dataloader()``. With ``reference`` enabled, the
@@ -307,10 +307,10 @@ class OmniRLDataModule(lightning.LightningDataModule):
         self.train_set = WindowDataset(list(data.train), data.window, seed=data.seed,
                                        check_checksums=check_checksums)
         self.n_obs, self.n_actions = self.train_set.n_obs, self.train_set.n_actions
-        if model is not None and (model.n_states < self.n_obs or model.n_actions != self.n_actions):
-            raise ValueError(f"model.n_states={model.n_states}, model.n_actions={model.n_actions} do not fit the "
+        if model is not None and (model.n_obs < self.n_obs or model.n_actions != self.n_actions):
+            raise ValueError(f"model.n_obs={model.n_obs}, model.n_actions={model.n_actions} do not fit the "
                              f"data (data.train[0]={str(data.train[0])!r}: n_obs={self.n_obs}, n_actions="
-                             f"{self.n_actions}); model.n_states must be >= {self.n_obs} and model.n_actions "
+                             f"{self.n_actions}); model.n_obs must be >= {self.n_obs} and model.n_actions "
                              f"= {self.n_actions}")
         self.val_names: list[str] = [str(n) for n in data.validation]
         self.val_sets: list[WindowDataset] = []

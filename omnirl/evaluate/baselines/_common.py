@@ -1,7 +1,7 @@
 """Pieces shared by the baselines: argument checks, row sizes and masks, per-row random streams.
 
 Every baseline runs ``B`` independent learners, one per row of an ``EnvBatch``. Rows may differ
-in ``n_states`` and ``n_actions`` (their ``EnvInfo``): tables and networks are padded to the
+in ``n_obs`` and ``n_actions`` (their ``EnvInfo``): tables and networks are padded to the
 largest of each, and padded actions are masked out of every choice, maximum and softmax.
 
 Randomness never touches a global state. Per-step draws come from ``RowStreams`` (counter-based,
@@ -59,8 +59,8 @@ def check_config(config: Any, cls: type[C]) -> C:
 
 
 def row_sizes(infos) -> tuple[np.ndarray, np.ndarray]:
-    """``(n_states (B,), n_actions (B,))`` int64 of each row."""
-    return (np.array([i.n_states for i in infos], dtype=np.int64),
+    """``(n_obs (B,), n_actions (B,))`` int64 of each row."""
+    return (np.array([i.n_obs for i in infos], dtype=np.int64),
             np.array([i.n_actions for i in infos], dtype=np.int64))
 
 

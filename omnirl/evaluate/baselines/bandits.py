@@ -1,7 +1,7 @@
 """Bandit baselines: UCB1, Gaussian Thompson sampling and the uniform random policy.
 
 Each row of the batch is an independent learner on its own bandit (rows must have one state,
-``n_states = 1``, and all the same number of arms), using the learners of ``omnirl.agents.bandit``
+``n_obs = 1``, and all the same number of arms), using the learners of ``omnirl.agents.bandit``
 (the same code the bandit pipeline's behaviours run): per-row pulls and reward sums, and
 
 * ``ucb1``: an untried arm first, then ``argmax_a mean_a + c * sqrt(2 ln t / N_a)``
@@ -85,11 +85,11 @@ Chooser = Callable[[ArmStats, RowStreams, int], np.ndarray]
 def _run(batch, steps: int, seed: int, choose: Chooser, log_every: int, log: list | None) -> Episodes:
     """``B`` learners pulling ``choose(stats, streams, A) -> arms (B,)`` for ``steps`` pulls each."""
     steps, seed = check_run(batch, steps, seed)
-    n_states, n_actions = row_sizes(batch.infos)
-    if (n_states != 1).any():
-        i = int(np.flatnonzero(n_states != 1)[0])
-        raise ValueError(f"the bandit baselines need bandits (n_states = 1): row {i} "
-                         f"({batch.infos[i].name}) has n_states={int(n_states[i])}")
+    n_obs, n_actions = row_sizes(batch.infos)
+    if (n_obs != 1).any():
+        i = int(np.flatnonzero(n_obs != 1)[0])
+        raise ValueError(f"the bandit baselines need bandits (n_obs = 1): row {i} "
+                         f"({batch.infos[i].name}) has n_obs={int(n_obs[i])}")
     if (n_actions != n_actions[0]).any():
         raise ValueError(f"the bandit baselines need one number of arms in every row, got {sorted(set(n_actions))}")
     A = int(n_actions[0])

@@ -187,8 +187,8 @@ def train_cql(dataset: Dataset, config: CQLConfig | dict | None = None, *, seed:
 
 
 def _train(data: Dataset, cfg: CQLConfig, seed: int, log: list | None) -> CQLResult:
-    n_states, n_actions = row_sizes(data.infos)
-    B, S, A = len(n_states), int(n_states.max()), int(n_actions.max())
+    n_obs, n_actions = row_sizes(data.infos)
+    B, S, A = len(n_obs), int(n_obs.max()), int(n_actions.max())
     keep = slice(max(0, data.n_steps - cfg.buffer_size), data.n_steps)  # the latest buffer_size
     obs, act, rew, nxt, term = (torch.as_tensor(np.ascontiguousarray(x[:, keep])) for x in
                                 (data.obs, data.action, data.reward.astype(np.float32), data.next_obs,
@@ -239,12 +239,12 @@ def evaluate_policy(batch, policy: np.ndarray, steps: int, seed: int) -> Episode
     """Run the fixed deterministic ``policy (B, S)`` (an action per row and observation) on
     ``batch`` reset with ``seed`` for ``steps`` steps per row; no learning."""
     steps, seed = check_run(batch, steps, seed)
-    n_states, n_actions = row_sizes(batch.infos)
+    n_obs, n_actions = row_sizes(batch.infos)
     policy = np.asarray(policy)
-    if policy.ndim != 2 or policy.shape[0] != len(n_states) or policy.shape[1] < n_states.max():
-        raise ValueError(f"policy must have shape ({len(n_states)}, >= {int(n_states.max())}), "
+    if policy.ndim != 2 or policy.shape[0] != len(n_obs) or policy.shape[1] < n_obs.max():
+        raise ValueError(f"policy must have shape ({len(n_obs)}, >= {int(n_obs.max())}), "
                          f"got {policy.shape}")
-    rows = np.arange(len(n_states))
+    rows = np.arange(len(n_obs))
     recorder = EpisodeRecorder(batch.infos)
     obs = np.array(batch.reset(seed), dtype=np.int64)
     for _ in range(steps):

@@ -8,7 +8,7 @@ and Adam moments, so ``B`` tasks train at the cost of one and no information pas
 
 Per row, as in SB3's ``PPO("MlpPolicy")``:
 
-* observation ``s`` -> one-hot (padded to the largest ``n_states``) -> separate actor and critic
+* observation ``s`` -> one-hot (padded to the largest ``n_obs``) -> separate actor and critic
   MLPs (``layers x hidden``, tanh, orthogonal init with gains sqrt(2) / 0.01 actor / 1 critic);
   padded actions get a logit of -1e9 (never sampled, no entropy);
 * every ``n_steps`` environment steps the rollout is used for ``n_epochs`` epochs of minibatches
@@ -102,9 +102,9 @@ SB3_DEFAULTS = PPOConfig(n_steps=2048, batch_size=64, n_epochs=10, lr=3e-4, gamm
 class PPOLearners:
     """Actors, critics and optimiser of ``B`` independent PPO learners."""
 
-    def __init__(self, n_states: np.ndarray, n_actions: np.ndarray, config: PPOConfig, seed: int) -> None:
+    def __init__(self, n_obs: np.ndarray, n_actions: np.ndarray, config: PPOConfig, seed: int) -> None:
         self.config = config
-        B, S, A = len(n_states), int(n_states.max()), int(n_actions.max())
+        B, S, A = len(n_obs), int(n_obs.max()), int(n_actions.max())
         widths = [config.hidden] * config.layers
         self.actor = BatchedMLP(B, S, widths, A, seed=seed, tag=TAG_PPO_INIT, out_gain=0.01)
         self.critic = BatchedMLP(B, S, widths, 1, seed=seed, tag=TAG_PPO_INIT + 1000, out_gain=1.0)
@@ -212,9 +212,9 @@ def run_ppo(batch, steps: int, seed: int, config: PPOConfig | dict | None = None
 
 
 def _run(batch, steps: int, seed: int, cfg: PPOConfig, log: list | None) -> Episodes:
-    n_states, n_actions = row_sizes(batch.infos)
-    B, T = len(n_states), cfg.n_steps
-    learners = PPOLearners(n_states, n_actions, cfg, seed)
+    n_obs, n_actions = row_sizes(batch.infos)
+    B, T = len(n_obs), cfg.n_steps
+    learners = PPOLearners(n_obs, n_actions, cfg, seed)
     act_rng = streams(seed, TAG_PPO_ACT, B)
     shuffle = streams(seed, TAG_PPO_SHUFFLE, B)
     buf = {"obs": np.zeros((B, T), np.int64), "action": np.zeros((B, T), np.int64),

@@ -62,9 +62,9 @@ class TQLUCBConfig:
 class TQLUCB:
     """The tables and the two per-step operations of ``B`` TQL-UCB learners."""
 
-    def __init__(self, n_states: np.ndarray, n_actions: np.ndarray, config: TQLUCBConfig) -> None:
+    def __init__(self, n_obs: np.ndarray, n_actions: np.ndarray, config: TQLUCBConfig) -> None:
         self.config = config
-        B, S, A = len(n_states), int(n_states.max()), int(n_actions.max())
+        B, S, A = len(n_obs), int(n_obs.max()), int(n_actions.max())
         self.valid = action_mask(n_actions)  # (B, A)
         self.Q = np.full((B, S, A), config.q0, dtype=np.float64)  # (B, S, A)
         self.N = np.zeros((B, S, A), dtype=np.float64)  # (B, S, A) visit counts
@@ -104,9 +104,9 @@ def run_tql_ucb(batch, steps: int, seed: int, config: TQLUCBConfig | dict | None
     """
     steps, seed = check_run(batch, steps, seed)
     cfg = check_config(config, TQLUCBConfig)
-    n_states, n_actions = row_sizes(batch.infos)
-    agent = TQLUCB(n_states, n_actions, cfg)
-    rng = streams(seed, TAG_TQL, len(n_states))
+    n_obs, n_actions = row_sizes(batch.infos)
+    agent = TQLUCB(n_obs, n_actions, cfg)
+    rng = streams(seed, TAG_TQL, len(n_obs))
     A = agent.valid.shape[1]
     recorder = EpisodeRecorder(batch.infos)
     obs = np.array(batch.reset(seed), dtype=np.int64)  # (B,)
@@ -124,7 +124,7 @@ def run_tql_ucb(batch, steps: int, seed: int, config: TQLUCBConfig | dict | None
             if t % cfg.log_every == 0 or t == steps:
                 per = t % cfg.log_every or cfg.log_every
                 valid_cells = (agent.valid[:, None, :] & (np.arange(agent.Q.shape[1])[None, :, None]
-                                                          < n_states[:, None, None]))
+                                                          < n_obs[:, None, None]))
                 tried = ((agent.N > 0) & valid_cells).sum(axis=(1, 2)) / valid_cells.sum(axis=(1, 2))
                 log.append({"step": t, "td_error": td_sum / per, "tried": float(tried.mean())})
                 td_sum = 0.0

@@ -167,7 +167,7 @@ def make_batch(name: str, n_envs: int, *, seed: int, shaping: bool = True,
 def observation_ids(name: str) -> int:
     """Observation ids of environment ``name``: a model must read at least this many to play it."""
     f = ENVIRONMENTS[check_choice("env", name, ENVIRONMENTS)]
-    return max(i.n_states for i in make_batch(name, f.n_agents, seed=0).infos)
+    return max(i.n_obs for i in make_batch(name, f.n_agents, seed=0).infos)
 
 
 __all__ = ["ENVIRONMENTS", "EnvFactory", "SUITES", "make_batch", "make_env", "observation_ids"]

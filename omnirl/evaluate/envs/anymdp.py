@@ -54,10 +54,10 @@ BANDIT_STATES = 1
 """A bandit has one state."""
 
 
-def eval_seed(n_states: int, n_actions: int, seed: int, index: int) -> tuple[int, int, int, int, int]:
+def eval_seed(n_obs: int, n_actions: int, seed: int, index: int) -> tuple[int, int, int, int, int]:
     """The stream of evaluation task ``index`` of a draw with ``seed``:
-    ``(EVAL_ROOT, n_states, n_actions, seed, index)``."""
-    return (EVAL_ROOT, check_int("n_states", n_states, min_value=1),
+    ``(EVAL_ROOT, n_obs, n_actions, seed, index)``."""
+    return (EVAL_ROOT, check_int("n_obs", n_obs, min_value=1),
             check_int("n_actions", n_actions, min_value=2), check_int("seed", seed, min_value=0),
             check_int("index", index, min_value=0))
 
@@ -67,11 +67,11 @@ def is_eval_task(task: MDPTask) -> bool:
     return len(task.seed) >= 1 and task.seed[0] == EVAL_ROOT
 
 
-def unseen_tasks(n_states: int, n_tasks: int, *, seed: int, n_actions: int = N_ACTIONS) -> list[MDPTask]:
-    """``n_tasks`` AnyMDP tasks of ``n_states`` observation ids never seen in training (streams
-    ``eval_seed(n_states, n_actions, seed, i)``)."""
+def unseen_tasks(n_obs: int, n_tasks: int, *, seed: int, n_actions: int = N_ACTIONS) -> list[MDPTask]:
+    """``n_tasks`` AnyMDP tasks of ``n_obs`` observation ids never seen in training (streams
+    ``eval_seed(n_obs, n_actions, seed, i)``)."""
     n = check_int("n_tasks", n_tasks, min_value=1)
-    S = check_int("n_states", n_states, min_value=8)
+    S = check_int("n_obs", n_obs, min_value=8)
     return [sample_anymdp(S, n_actions, seed=eval_seed(S, n_actions, seed, i)) for i in range(n)]
 
 
@@ -82,15 +82,15 @@ def bandit_tasks(n_tasks: int, *, seed: int, n_actions: int = N_ACTIONS) -> list
     return [sample_bandit(n_actions, seed=eval_seed(BANDIT_STATES, n_actions, seed, i)) for i in range(n)]
 
 
-def load_tasks(task_dir: str | os.PathLike, n_states: int, n_tasks: int, *, seed: int,
+def load_tasks(task_dir: str | os.PathLike, n_obs: int, n_tasks: int, *, seed: int,
                n_actions: int = N_ACTIONS, check_root: bool = True) -> list[MDPTask]:
     """``n_tasks`` tasks of a saved task set (see the module docstring)."""
     n = check_int("n_tasks", n_tasks, min_value=1)
-    S = check_int("n_states", n_states, min_value=1)
+    S = check_int("n_obs", n_obs, min_value=1)
     check_int("seed", seed, min_value=0)
     tasks = [t for t in TaskSet.load(Path(task_dir)) if t.n_obs == S and t.n_actions == n_actions]
     if not tasks:
-        raise ValueError(f"task_dir {str(task_dir)!r} holds no task with n_states={S} and "
+        raise ValueError(f"task_dir {str(task_dir)!r} holds no task with n_obs={S} and "
                          f"n_actions={n_actions}")
     if check_root:
         foreign = [i for i, t in enumerate(tasks) if not is_eval_task(t)]
@@ -105,29 +105,30 @@ def load_tasks(task_dir: str | os.PathLike, n_states: int, n_tasks: int, *, seed
     return [tasks[int(i)] for i in idx]
 
 
-def generate_eval_taskset(out: str | os.PathLike, n_states: int, n_tasks: int, *, seed: int,
+def generate_eval_taskset(out: str | os.PathLike, n_obs: int, n_tasks: int, *, seed: int,
                           n_actions: int = N_ACTIONS) -> TaskSet:
     """Save the ``n_tasks`` evaluation tasks of ``unseen_tasks`` (or ``bandit_tasks`` for
-    ``n_states=1``) as a task set at ``out``, for ``load_tasks``."""
-    tasks = (bandit_tasks(n_tasks, seed=seed, n_actions=n_actions) if n_states == BANDIT_STATES
-             else unseen_tasks(n_states, n_tasks, seed=seed, n_actions=n_actions))
-    info = {"evaluation": True, "root": EVAL_ROOT, "n_states": n_states, "n_actions": n_actions,
+    ``n_obs=1``) as a task set at ``out``, for ``load_tasks``."""
+    tasks = (bandit_tasks(n_tasks, seed=seed, n_actions=n_actions) if n_obs == BANDIT_STATES
+             else unseen_tasks(n_obs, n_tasks, seed=seed, n_actions=n_actions))
+    # a task set's info names S "n_states" (TaskSet.generate's too): stored sets keep reading alike
+    info = {"evaluation": True, "root": EVAL_ROOT, "n_states": n_obs, "n_actions": n_actions,
             "seed": seed, "n_tasks": n_tasks}
     ts = TaskSet(tasks, info)
     ts.save(out)
     return ts
 
 
-def anymdp_batch(n_states: int, n_envs: int, *, seed: int, n_actions: int = N_ACTIONS,
+def anymdp_batch(n_obs: int, n_envs: int, *, seed: int, n_actions: int = N_ACTIONS,
                  task_dir: str | os.PathLike | None = None, check_root: bool = True) -> MDPBatch:
     """``n_envs`` distinct unseen AnyMDP tasks (or, with ``task_dir``, tasks of a saved set) as an
-    ``MDPBatch`` named ``anymdp{n_states}``."""
+    ``MDPBatch`` named ``anymdp{n_obs}``."""
     if task_dir is not None:
-        tasks: Sequence[MDPTask] = load_tasks(task_dir, n_states, n_envs, seed=seed, n_actions=n_actions,
+        tasks: Sequence[MDPTask] = load_tasks(task_dir, n_obs, n_envs, seed=seed, n_actions=n_actions,
                                               check_root=check_root)
     else:
-        tasks = unseen_tasks(n_states, n_envs, seed=seed, n_actions=n_actions)
-    return MDPBatch(tasks, names=[f"anymdp{n_states}"] * len(tasks), family="anymdp")
+        tasks = unseen_tasks(n_obs, n_envs, seed=seed, n_actions=n_actions)
+    return MDPBatch(tasks, names=[f"anymdp{n_obs}"] * len(tasks), family="anymdp")
 
 
 def bandit_batch(n_envs: int, *, seed: int, n_actions: int = N_ACTIONS,

@@ -53,8 +53,8 @@ class EnvInfo:
     family: str
     """Environment family (``anymdp``, ``bandit``, ``lake``, ``cliff``, ``pendulum``, ``darkroom``,
     ``switch2``): tables and t-SNE plots group by it."""
-    n_states: int
-    """Observation ids lie in ``[0, n_states)``."""
+    n_obs: int
+    """Observation ids lie in ``[0, n_obs)``."""
     n_actions: int
     """Native actions ``[0, n_actions)``."""
     max_episode_steps: int
@@ -68,7 +68,7 @@ class EnvInfo:
     published constants or Monte-Carlo estimates."""
 
     def __post_init__(self) -> None:
-        check_int("n_states", self.n_states, min_value=1)
+        check_int("n_obs", self.n_obs, min_value=1)
         check_int("n_actions", self.n_actions, min_value=1)
         check_int("max_episode_steps", self.max_episode_steps, min_value=1)
 
@@ -164,7 +164,7 @@ class MDPBatch:
         for i, t in enumerate(self.tasks):
             rnd, opt = reference_returns(t, gamma)
             infos.append(EnvInfo(name=f"anymdp{t.n_obs}" if names is None else names[i], family=family,
-                                 n_states=t.n_obs, n_actions=t.n_actions, max_episode_steps=t.max_steps,
+                                 n_obs=t.n_obs, n_actions=t.n_actions, max_episode_steps=t.max_steps,
                                  random_return=rnd, oracle_return=opt, exact=True))
         self.infos = tuple(infos)
         self._n_obs = max(t.n_obs for t in self.tasks)
@@ -199,7 +199,7 @@ class MDPBatch:
 # --------------------------------------------------------------------------- Gymnasium environments
 class DiscreteAdapter(gymnasium.Wrapper):
     """A Gymnasium environment seen as a discrete one: integer observations in
-    ``[0, info.n_states)``, ``Discrete(info.n_actions)`` actions, shaped rewards.
+    ``[0, info.n_obs)``, ``Discrete(info.n_actions)`` actions, shaped rewards.
 
     Subclasses set ``self.info`` (an ``EnvInfo``) and implement ``observe(raw_obs) -> int`` and
     ``shape(raw_reward, terminated, truncated, raw_info) -> float`` (identity when shaping is off),

@@ -122,7 +122,7 @@ class CliffAdapter(TabularAdapter):
         self.model = cliff_model()
         self.observation_space = gymnasium.spaces.Discrete(N_STATES)
         self.action_space = gymnasium.spaces.Discrete(N_ACTIONS)
-        self.info = EnvInfo(name="cliff", family="cliff", n_states=N_STATES, n_actions=N_ACTIONS,
+        self.info = EnvInfo(name="cliff", family="cliff", n_obs=N_STATES, n_actions=N_ACTIONS,
                             max_episode_steps=MAX_EPISODE_STEPS,
                             random_return=self.model.random_return,
                             oracle_return=self.model.oracle_return, exact=True)

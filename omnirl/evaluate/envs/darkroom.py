@@ -136,7 +136,7 @@ class DarkRoomAdapter(TabularAdapter):
         self.model = darkroom_model(size)
         self.observation_space = gymnasium.spaces.Discrete(size * size)
         self.action_space = gymnasium.spaces.Discrete(N_ACTIONS)
-        self.info = EnvInfo(name=env_name(size), family="darkroom", n_states=size * size,
+        self.info = EnvInfo(name=env_name(size), family="darkroom", n_obs=size * size,
                             n_actions=N_ACTIONS, max_episode_steps=MAX_EPISODE_STEPS,
                             random_return=self.model.random_return,
                             oracle_return=self.model.oracle_return, exact=True)

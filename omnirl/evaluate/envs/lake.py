@@ -97,7 +97,7 @@ class LakeAdapter(TabularAdapter):
         self.model = lake_model(slippery)
         self.observation_space = gymnasium.spaces.Discrete(N_STATES)
         self.action_space = gymnasium.spaces.Discrete(N_ACTIONS)
-        self.info = EnvInfo(name=env_name(slippery), family="lake", n_states=N_STATES,
+        self.info = EnvInfo(name=env_name(slippery), family="lake", n_obs=N_STATES,
                             n_actions=N_ACTIONS, max_episode_steps=MAX_EPISODE_STEPS,
                             random_return=self.model.random_return,
                             oracle_return=self.model.oracle_return, exact=True)

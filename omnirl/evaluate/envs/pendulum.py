@@ -228,7 +228,7 @@ class PendulumAdapter(DiscreteAdapter):
         self.observation_space = gymnasium.spaces.Discrete(N_STATES)
         self.action_space = gymnasium.spaces.Discrete(N_ACTIONS)
         name = next(k for k, v in GRAVITIES.items() if v == g)
-        self.info = EnvInfo(name=name, family="pendulum", n_states=N_STATES, n_actions=N_ACTIONS,
+        self.info = EnvInfo(name=name, family="pendulum", n_obs=N_STATES, n_actions=N_ACTIONS,
                             max_episode_steps=MAX_EPISODE_STEPS, random_return=RANDOM_RETURN[g],
                             oracle_return=ORACLE_RETURN[g], exact=False)
 

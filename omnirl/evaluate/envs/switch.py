@@ -279,7 +279,7 @@ class Switch2Adapter(DiscreteAdapter):
         self.model = switch_model()
         self.observation_space = gymnasium.spaces.Tuple([gymnasium.spaces.Discrete(N_STATES)] * N_AGENTS)
         self.action_space = gymnasium.spaces.Tuple([gymnasium.spaces.Discrete(N_ACTIONS)] * N_AGENTS)
-        self.info = EnvInfo(name="switch2", family="switch2", n_states=N_STATES, n_actions=N_ACTIONS,
+        self.info = EnvInfo(name="switch2", family="switch2", n_obs=N_STATES, n_actions=N_ACTIONS,
                             max_episode_steps=MAX_EPISODE_STEPS,
                             random_return=float(np.mean(self.model.random_returns)),
                             oracle_return=float(np.mean(self.model.oracle_returns)), exact=True)
