@@ -23,7 +23,7 @@ A = 4
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A checkpoint of an untrained tiny model (its policy is some fixed function of the context)."""
-    cfg = TrainConfig(model=ModelSection(backbone="gdn", n_states=1, n_actions=A))
+    cfg = TrainConfig(model=ModelSection(backbone="gdn", n_obs=1, n_actions=A))
     torch.manual_seed(0)
     model = OmniRL(cfg.model.build())
     path = tmp_path_factory.mktemp("model") / "model.ckpt"
