@@ -15,7 +15,7 @@ S, A, B, T = 16, 5, 3, 10
 def model(layout="paper", backbone="gdn", reward_transform="none"):
     torch.manual_seed(0)
     return OmniRL(OmniRLConfig(n_obs=S, n_actions=A, backbone=sized("tiny", backbone), layout=layout,
-                               reward_transform=reward_transform))
+                               reward_transform=reward_transform, world_model=layout != "paired"))
 
 
 def traj(seed=1):

@@ -12,7 +12,8 @@ TABLE_6 = {"gdn": 46.3e6, "gsa": 42.9e6, "mamba2": 31.6e6, "rwkv7": 42.9e6}
 
 def make(backbone="gdn", layout="paper"):
     torch.manual_seed(0)
-    return OmniRL(OmniRLConfig(n_obs=S, n_actions=A, backbone=sized("tiny", backbone), layout=layout))
+    return OmniRL(OmniRLConfig(n_obs=S, n_actions=A, backbone=sized("tiny", backbone), layout=layout,
+                               world_model=layout != "paired"))
 
 
 def batch(seed=0):
@@ -43,6 +44,15 @@ def test_policy_at_t_ignores_the_action_at_t_and_everything_after(backbone, layo
     out, _ = run(model, changed)
     torch.testing.assert_close(out["policy"][:, :t + 1], ref["policy"][:, :t + 1], atol=1e-6, rtol=1e-5)
     assert (out["policy"][:, t + 1:] - ref["policy"][:, t + 1:]).abs().max() > 1e-6
+    # the policy at t + 1 depends on the reward at t (however it enters)
+    reward_t = {k: v.clone() for k, v in d.items()}
+    reward_t["reward"][:, t] += 3.0
+    out_r, _ = run(model, reward_t)
+    torch.testing.assert_close(out_r["policy"][:, :t + 1], ref["policy"][:, :t + 1], atol=1e-6, rtol=1e-5)
+    assert (out_r["policy"][:, t + 1] - ref["policy"][:, t + 1]).abs().max() > 1e-6
+    if layout == "paired":  # no world model there
+        assert set(ref) == {"policy"}
+        return
     # the world model at t sees the action at t, but not the reward at t or anything later
     torch.testing.assert_close(out["next_state"][:, :t], ref["next_state"][:, :t], atol=1e-6, rtol=1e-5)
     assert (out["next_state"][:, t] - ref["next_state"][:, t]).abs().max() > 1e-6
@@ -96,6 +106,8 @@ def test_bad_ids_are_refused(field, value, match):
         run(model, d)
     with pytest.raises(ValueError, match="layout"):
         OmniRLConfig(layout="interleaved")
+    with pytest.raises(ValueError, match="layout='paired'.*world_model=False"):
+        OmniRLConfig(layout="paired")
 
 
 def test_losses_mask_end_markers_and_weigh_the_world_model():

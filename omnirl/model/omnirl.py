@@ -10,6 +10,10 @@ the label policy), the tag ``g_t`` (prior id of who acted), the action ``a_t`` a
 * ``compact`` (2 tokens per step): ``[o_t + p_t + r_{t-1}] [g_t + a_t]``. The policy is read at the
   first token, the world model at the second; the previous reward rides on the next step's first
   token, so the model state carries the last reward across segments.
+* ``paired`` (2 tokens per step): ``[o_t + p_t] [g_t + a_t + r_t]``: each reward enters in the same
+  token as the action it follows, so the pair and its outcome are bound in one token. The policy is
+  read at the first token. There is no world model (``world_model`` must be false): its read point,
+  the second token, already holds the reward it would predict.
 
 Each token is the sum of its embeddings and a learned slot-type embedding. Heads return logits
 (never probabilities): the policy over ``A + 1`` actions (the end marker included), the next
@@ -40,7 +44,7 @@ from omnirl.model.rewards import REWARD_TRANSFORMS, init_memory, transform_rewar
 
 UNKNOWN_PRIOR = int(PriorInfo.UNKNOWN)
 """The prior id of an unknown actor (``omnirl.agents.prior``, the ids' one home)."""
-LAYOUTS = ("paper", "compact")
+LAYOUTS = ("paper", "compact", "paired")
 REWARD_LOSSES = ("mse", "huber")
 
 
@@ -57,7 +61,8 @@ class OmniRLConfig:
     """The sequence backbone (``omnirl.model.backbone``)."""
     layout: str = "compact"
     """Tokens per step: ``compact`` (2, the default: it learned faster per step and per second in
-    ``benchmarks/compare_layouts.py``) or ``paper`` (5); see the module docstring."""
+    ``benchmarks/compare_layouts.py``), ``paired`` (2, the reward in its action's token; no world
+    model) or ``paper`` (5); see the module docstring."""
     world_model: bool = True
     """Whether to build the next-state and reward heads."""
     policy_weight: float = 1.0
@@ -82,6 +87,9 @@ class OmniRLConfig:
         check_choice("layout", self.layout, LAYOUTS)
         check_choice("reward_transform", self.reward_transform, REWARD_TRANSFORMS)
         check_choice("reward_loss", self.reward_loss, REWARD_LOSSES)
+        if self.layout == "paired" and self.world_model:
+            raise ValueError("layout='paired' puts each reward in its action's token, where the world model would "
+                             "read the reward it predicts: set world_model=False (--model.world_model=false)")
         if not isinstance(self.backbone, BackboneConfig):
             raise ValueError(f"backbone must be a BackboneConfig, got {type(self.backbone).__name__}")
 
@@ -168,6 +176,8 @@ class OmniRL(nn.Module):
         if c.layout == "paper":
             er = self.reward_embed(r[..., None])  # (B, T, D)
             slots = torch.stack([eo, ep, eg, ea, er], dim=2)  # (B, T, 5, D)
+        elif c.layout == "paired":
+            slots = torch.stack([eo + ep, eg + ea + self.reward_embed(r[..., None])], dim=2)  # (B, T, 2, D)
         else:
             prev = torch.cat([memory[:, :1].to(r.dtype), r[:, :-1]], dim=1)  # (B, T): r_{t-1} at step t
             slots = torch.stack([eo + ep + self.reward_embed(prev[..., None]), eg + ea], dim=2)

@@ -15,8 +15,7 @@ import dataclasses
 from omnirl._validate import check_choice, check_float, check_int
 from omnirl.agents.reference import ReferenceConfig
 from omnirl.model.backbone import BACKBONES, SIZES, sized
-from omnirl.model.omnirl import LAYOUTS, REWARD_LOSSES, OmniRLConfig
-from omnirl.model.rewards import REWARD_TRANSFORMS
+from omnirl.model.omnirl import OmniRLConfig
 
 
 POLICY_TARGETS = ("oracle", "reference")
@@ -36,7 +35,8 @@ class ModelSection:
     size: str = "tiny"
     """Backbone size: ``tiny`` or ``small`` (laptop CPU) or ``paper`` (Table 6); ``SIZES`` in ``omnirl.model.backbone``."""
     layout: str = "compact"
-    """Tokens per step: ``compact`` (2) or ``paper`` (5)."""
+    """Tokens per step: ``compact`` (2), ``paired`` (2, the reward in its action's token; needs
+    ``world_model: false``) or ``paper`` (5)."""
     n_obs: int = 16
     """Observation ids ``S`` the model reads: at least the data's ``n_obs``."""
     n_actions: int = 5
@@ -59,9 +59,7 @@ class ModelSection:
     def __post_init__(self) -> None:
         check_choice("backbone", self.backbone, BACKBONES)
         check_choice("size", self.size, SIZES)
-        check_choice("layout", self.layout, LAYOUTS)
-        check_choice("reward_transform", self.reward_transform, REWARD_TRANSFORMS)
-        check_choice("reward_loss", self.reward_loss, REWARD_LOSSES)
+        self.build()  # the model's own checks (layout, reward handling, weights, sizes), at parse time
 
     def build(self) -> OmniRLConfig:
         """The model configuration this section describes."""
