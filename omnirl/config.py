@@ -40,20 +40,58 @@ C = TypeVar("C")
 
 jsonargparse.set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
-_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+class YamlLoader(yaml.SafeLoader):
+    """YAML as PyYAML's safe loader reads it, but without YAML 1.1's base-60 numbers (``16:32`` is
+    the text ``"16:32"``, a ``MIN:MAX`` range, as in YAML 1.2, not the number 992) and timestamps,
+    and with ``1e-05`` a float (YAML 1.1 wants a dot; W&B's ``${args}`` writes it so): how
+    configuration files and command-line values are read."""
+
+
+def _without_base_60() -> None:
+    int_tag, float_tag = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+    YamlLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag not in (int_tag, float_tag, "tag:yaml.org,2002:timestamp")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    YamlLoader.add_implicit_resolver(int_tag, re.compile(
+        r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"), list("-+0123456789"))
+    YamlLoader.add_implicit_resolver(float_tag, re.compile(
+        r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
+        r"|[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+
+
+_without_base_60()
+
+
+def yaml_load(text: str) -> Any:
+    """``text`` read as YAML with ``YamlLoader``."""
+    return yaml.load(text, Loader=YamlLoader)
+
+
+def _jsonargparse_yaml_load(text: str) -> Any:
+    """How jsonargparse reads a value or a file: ``yaml_load``, where (as with jsonargparse's own
+    loader) text that reads as keys without values (``{unseen:/val}``, ``name:``) stays text."""
+    value = yaml_load(text)
+    if isinstance(value, dict) and value and all(v is None for v in value.values()):
+        if len(value) == 1 and text.strip() == f"{next(iter(value))}:":
+            return text
+        if set(text.strip(" {}").replace(" ", "").split(",")) == set(value):
+            return text
+    return value
+
+
+jsonargparse.set_loader("yaml", _jsonargparse_yaml_load, exceptions=(yaml.YAMLError,))
 
 
 def parse_value(text: str) -> Any:
-    """A command-line value as YAML reads it, plus what W&B's ``${args}`` writes with Python's
-    ``str()``: ``1e-05`` (YAML 1.1 wants a dot) is a float and ``None`` is null."""
+    """A command-line value as YAML reads it (``YamlLoader``), plus what W&B's ``${args}`` writes
+    with Python's ``str()``: ``None`` is null."""
     if text == "":
         return ""
     if text == "None":
         return None
-    if _FLOAT.match(text):
-        return float(text)
     try:
-        return yaml.safe_load(text)
+        return yaml_load(text)
     except yaml.YAMLError:
         return text
 
@@ -154,7 +192,7 @@ def _check_config_files(argv: list[str]) -> list[str]:
 
 
 def _read_config_file(path: str | Path) -> dict:
-    return read_yaml_mapping(path, "config file") or {}
+    return read_yaml_mapping(path, "config file", loader=YamlLoader) or {}
 
 
 def _is_tuple(tp: Any) -> bool:
