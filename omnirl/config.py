@@ -23,16 +23,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import inspect
 import re
 import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import jsonargparse
 import yaml
 
+from omnirl._cli import fail
 from omnirl.fileio import read_yaml_mapping
 from omnirl.rundir import plain
 
@@ -118,15 +120,50 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, jsonargparse.DefaultHelpFormatter):
+    """jsonargparse's help (every option's docstring, then its type and default) under a description
+    printed as written."""
+
+
 class _Parser(jsonargparse.ArgumentParser):
     """jsonargparse's parser with one-line errors: a ``ValueError`` in the library calls (built with
-    ``exit_on_error=False``), ``error: ...`` and exit 2 on the command line."""
+    ``exit_on_error=False``), ``error: ...`` and exit 2 on the command line; with ``named_errors``
+    (the command lines of ``command_parser``) ``PROG: error: ...``, argparse's form, where ``PROG``
+    names the subcommand and an option is named as it is typed (``argument --task-seed: ...``)."""
+
+    def __init__(self, *args: Any, named_errors: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.named_errors = named_errors
+        self.subcommand_parsers: dict[str, _Parser] = {}
+        """The parser of each subcommand (``command_parser``)."""
 
     def error(self, message: str, ex: Exception | None = None):
         line = " ".join(str(message).split())
         if not self.exit_on_error:
             raise ValueError(line) from None
-        self.exit(2, f"error: {line}\n")
+        if not self.named_errors:
+            self.exit(2, f"error: {line}\n")
+        parser = getattr(ex, "subcommand_parser", None) or self
+        required = "the following arguments are required: "
+        if line.startswith(required):  # checked last, by the top parser: keys like generate.out
+            keys = line[len(required):].split(", ")
+            heads = {k.split(".", 1)[0] for k in keys if "." in k}
+            if len(heads) == 1 and len(keys) == sum("." in k for k in keys) and heads <= set(self.subcommand_parsers):
+                parser = self.subcommand_parsers[heads.pop()]
+                keys = [k.split(".", 1)[1] for k in keys]
+            line = required + ", ".join(map(parser._option_name, keys))
+        line = re.sub(r'^Parser key "([^"]+)":', lambda m: f"argument {parser._option_name(m[1])}:", line)
+        self.exit(2, f"{parser.prog.replace(' [options]', '')}: error: {line}\n")
+
+    def _option_name(self, key: str) -> str:
+        """The option of ``key`` as it is typed (``--task-seed``, or ``path`` for a positional)."""
+        for a in self._actions:
+            if a.dest == key:
+                return max(a.option_strings, key=len) if a.option_strings else key
+        return key
+
+
+CONFIG_HELP = "YAML file of the settings that differ from the defaults (then the other options)"
 
 
 def config_parser(cls: type, prog: str | None = None, description: str | None = None,
@@ -136,11 +173,8 @@ def config_parser(cls: type, prog: str | None = None, description: str | None = 
     instance of ``cls``) replaces the dataclass defaults (an experiment's preset)."""
     if not dataclasses.is_dataclass(cls):
         raise ValueError(f"cls must be a dataclass, got {cls!r}")
-    p = _Parser(prog=prog, description=description, exit_on_error=exit_on_error,
-                formatter_class=argparse.RawDescriptionHelpFormatter if description else
-                jsonargparse.DefaultHelpFormatter)
-    p.add_argument("--config", action=jsonargparse.ActionConfigFile,
-                   help="YAML file of the settings that differ from the defaults (then the other options)")
+    p = _Parser(prog=prog, description=description, exit_on_error=exit_on_error, formatter_class=_HelpFormatter)
+    p.add_argument("--config", action=jsonargparse.ActionConfigFile, help=CONFIG_HELP)
     p.add_class_arguments(cls, nested_key=None, fail_untyped=True)
     if defaults is not None:
         p.set_defaults(_field_values(defaults))
@@ -258,6 +292,114 @@ def parse_command_line(cls: type[C], argv: Sequence[str] | None = None, *, prog:
     except ValueError as e:
         p.error(str(e))
     return cfg, {k: v for k, v in ns.items() if k not in names and k not in ("config", "__path__")}
+
+
+# --------------------------------------------------------------------------- command lines of flat options
+POSITIONAL = {"positional": True}
+"""Metadata of a command's option given by position: ``path: str = dataclasses.field(metadata=POSITIONAL)``."""
+COMMAND_CONFIG_HELP = ("YAML file of options by their names (task_seed: 3); the options after it override it, "
+                       "--print_config prints them all")
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One command line (or subcommand) of flat options: ``python -m omnirl.data generate ...``."""
+
+    options: type
+    """The dataclass of its options, a docstring under every field (see ``add_options``); its own
+    docstring is the command's ``--help`` description, its first line the subcommand's summary."""
+    run: Callable[[Any], int]
+    """What runs the parsed options (an instance of ``options``); returns the exit code."""
+
+
+def add_options(parser: jsonargparse.ArgumentParser, cls: type) -> None:
+    """One option of ``parser`` per field of the flat dataclass ``cls``, named as argparse names
+    them (``task_seed`` is ``--task-seed``; the key in a ``--config`` file is the field name), with
+    the field's type (jsonargparse checks it), default (none: required) and docstring. A ``bool``
+    field defaulting to False is a flag (``--quiet``); a ``tuple[T, ...]`` field is an option given
+    once per item (``--param a=1 --param b=2``); a field with ``POSITIONAL`` metadata is positional;
+    ``metavar`` metadata names the value in the usage."""
+    import docstring_parser
+
+    if not dataclasses.is_dataclass(cls):
+        raise ValueError(f"cls must be a dataclass, got {cls!r}")
+    docs = {d.arg_name: " ".join((d.description or "").split()) for d in docstring_parser.parse_from_object(cls).params}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp, doc, meta = hints[f.name], docs.get(f.name) or None, dict(f.metadata)
+        default = f.default if f.default is not dataclasses.MISSING else \
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING
+        kwargs: dict[str, Any] = {"help": doc, **({"metavar": meta["metavar"]} if "metavar" in meta else {})}
+        kwargs.update({"required": True} if default is dataclasses.MISSING else {"default": plain(default)})
+        if meta.get("positional"):
+            if default is not dataclasses.MISSING:
+                raise ValueError(f"{cls.__name__}.{f.name}: a positional option has no default")
+            parser.add_argument(f.name, type=tp, help=doc)
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if tp is bool and default is False:
+            parser.add_argument(flag, action="store_true", help=doc)
+        elif typing.get_origin(tp) is tuple and typing.get_args(tp)[1:] == (...,):
+            parser.add_argument(flag, action="append", type=typing.get_args(tp)[0], **kwargs)
+        else:
+            parser.add_argument(flag, type=tp, **kwargs)
+
+
+def command_parser(prog: str, description: str | None, command: Command | Mapping[str, Command]) -> _Parser:
+    """The parser of a command line of flat options (``add_options``) with ``--config FILE`` and
+    ``--print_config``, or of one subcommand per item of a mapping (``python -m omnirl.data generate
+    ...``), each with its options, ``--config`` and ``--print_config``. Argument errors are one
+    ``PROG: error: ...`` line, exit 2 (``PROG`` with the subcommand)."""
+    def options_parser(cmd: Command, **kwargs: Any) -> _Parser:
+        p = _Parser(named_errors=True, formatter_class=_HelpFormatter, **kwargs)
+        p.add_argument("--config", action=jsonargparse.ActionConfigFile, help=COMMAND_CONFIG_HELP)
+        add_options(p, cmd.options)
+        return p
+
+    if isinstance(command, Command):
+        return options_parser(command, prog=prog, description=description)
+    root = _Parser(prog=prog, description=description, named_errors=True, formatter_class=_HelpFormatter)
+    sub = root.add_subcommands(dest="command", required=True)
+    for name, cmd in command.items():
+        doc = inspect.cleandoc(cmd.options.__doc__ or "")
+        root.subcommand_parsers[name] = sub.add_subcommand(name, options_parser(cmd, description=doc or None),
+                                                           help=doc.split("\n")[0] or None)
+    return root
+
+
+def output_problem(options: Any) -> str | None:
+    """Why the output directory ``out`` of ``options`` cannot be written (it is an existing file), or None."""
+    value = getattr(options, "out", None)
+    if value is not None and Path(value).exists() and not Path(value).is_dir():
+        return f"--out {str(value)!r} is an existing file, not a directory"
+    return None
+
+
+def run_command(prog: str, description: str | None, command: Command | Mapping[str, Command],
+                argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (``sys.argv[1:]`` when None) with ``command_parser`` and run the command (or the
+    subcommand named first) on its options; its exit code. ``--help`` and ``--print_config`` print
+    and exit 0 (``SystemExit``), an argument error exits 2 after one ``PROG: error: ...`` line. Then,
+    before anything runs, an output directory ``--out`` that is an existing file is refused; from
+    there on a bad value is one ``error: ...`` line and exit code 2, and other expected failures
+    (an ``OSError``, a missing optional package, Ctrl-C) are ``omnirl._cli.fail``'s line and code."""
+    parser = command_parser(prog, description, command)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = _check_config_files(argv)
+    except ValueError as e:
+        parser.subcommand_parsers.get(argv[0] if argv else "", parser).error(str(e))
+    ns = parser.parse_args(argv)
+    chosen, values = (command[ns.command], ns[ns.command]) if isinstance(command, Mapping) else (command, ns)
+    names = {f.name for f in dataclasses.fields(chosen.options)}
+    try:
+        options = build(chosen.options, {k: v for k, v in values.as_dict().items() if k in names})
+        problem = output_problem(options)
+        if problem is not None:
+            raise ValueError(problem)
+        return chosen.run(options)
+    except (KeyboardInterrupt, ValueError, OSError, ImportError) as e:
+        return fail(e)
 
 
 def config_from_dict(cls: type[C], data: Mapping[str, Any] | None = None,
