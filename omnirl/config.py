@@ -136,6 +136,20 @@ class _Parser(jsonargparse.ArgumentParser):
         self.named_errors = named_errors
         self.subcommand_parsers: dict[str, _Parser] = {}
         """The parser of each subcommand (``command_parser``)."""
+        self.repeated: set[str] = set()
+        """Options given once per item (``add_options``): ``--param a --param b`` is jsonargparse's
+        ``--param+ a --param+ b``."""
+
+    def repeat(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` with every repeated option (of the subcommand named first) in jsonargparse's
+        appending form ``--param+``."""
+        argv = list(argv)
+        parser = self.subcommand_parsers.get(argv[0], self) if argv else self
+        out = []
+        for a in argv:
+            flag, eq, value = a.partition("=")
+            out.append(f"{flag}+{eq}{value}" if flag in parser.repeated else a)
+        return out
 
     def error(self, message: str, ex: Exception | None = None):
         line = " ".join(str(message).split())
@@ -297,8 +311,8 @@ def parse_command_line(cls: type[C], argv: Sequence[str] | None = None, *, prog:
 # --------------------------------------------------------------------------- command lines of flat options
 POSITIONAL = {"positional": True}
 """Metadata of a command's option given by position: ``path: str = dataclasses.field(metadata=POSITIONAL)``."""
-COMMAND_CONFIG_HELP = ("YAML file of options by their names (task_seed: 3); the options after it override it, "
-                       "--print_config prints them all")
+COMMAND_CONFIG_HELP = ("YAML file of options by name, underscores for hyphens (--max-tasks 8 is max_tasks: 8); "
+                       "the options after it override it, --print_config prints them all")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,7 +332,8 @@ def add_options(parser: jsonargparse.ArgumentParser, cls: type) -> None:
     the field's type (jsonargparse checks it), default (none: required) and docstring. A ``bool``
     field defaulting to False is a flag (``--quiet``); a ``tuple[T, ...]`` field is an option given
     once per item (``--param a=1 --param b=2``); a field with ``POSITIONAL`` metadata is positional;
-    ``metavar`` metadata names the value in the usage."""
+    ``metavar`` metadata names the value in the usage; ``names`` metadata (a collection) lists the
+    values the command knows in the help (checked where they are used, not while parsing)."""
     import docstring_parser
 
     if not dataclasses.is_dataclass(cls):
@@ -327,6 +342,8 @@ def add_options(parser: jsonargparse.ArgumentParser, cls: type) -> None:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp, doc, meta = hints[f.name], docs.get(f.name) or None, dict(f.metadata)
+        if "names" in meta:
+            doc = f"{doc or ''} One of: {', '.join(sorted(meta['names']))}.".strip()
         default = f.default if f.default is not dataclasses.MISSING else \
             f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING
         kwargs: dict[str, Any] = {"help": doc, **({"metavar": meta["metavar"]} if "metavar" in meta else {})}
@@ -340,7 +357,9 @@ def add_options(parser: jsonargparse.ArgumentParser, cls: type) -> None:
         if tp is bool and default is False:
             parser.add_argument(flag, action="store_true", help=doc)
         elif typing.get_origin(tp) is tuple and typing.get_args(tp)[1:] == (...,):
-            parser.add_argument(flag, action="append", type=typing.get_args(tp)[0], **kwargs)
+            parser.add_argument(flag, type=list[typing.get_args(tp)[0]], **kwargs)  # --flag+ appends
+            if isinstance(parser, _Parser):
+                parser.repeated.add(flag)
         else:
             parser.add_argument(flag, type=tp, **kwargs)
 
@@ -389,7 +408,7 @@ def run_command(prog: str, description: str | None, command: Command | Mapping[s
         argv = _check_config_files(argv)
     except ValueError as e:
         parser.subcommand_parsers.get(argv[0] if argv else "", parser).error(str(e))
-    ns = parser.parse_args(argv)
+    ns = parser.parse_args(parser.repeat(argv))
     chosen, values = (command[ns.command], ns[ns.command]) if isinstance(command, Mapping) else (command, ns)
     names = {f.name for f in dataclasses.fields(chosen.options)}
     try:

@@ -27,6 +27,7 @@ from typing import Literal
 
 from omnirl.config import POSITIONAL, Command, run_command
 from omnirl.data.generate import BACKENDS, DEFAULT_BATCH, DEFAULT_SHARD_SIZE
+from omnirl.data.pipelines import PIPELINES
 
 PROG = "python -m omnirl.data"
 
@@ -43,9 +44,8 @@ class GenerateOptions:
     """Steps per sequence T (episode-end markers included)."""
     out: str
     """Output directory of the dataset (its task set goes to OUT/tasks); rerunning the same command resumes."""
-    pipeline: str = "omnirl"
-    """Data pipeline, a name of omnirl.data.pipelines.PIPELINES (omnirl, omnirl_noprior, ad, ad_epsilon, dpt, the
-    probes, bandit, ...)."""
+    pipeline: str = dataclasses.field(default="omnirl", metadata={"names": PIPELINES})
+    """Data pipeline (bandit pipelines need bandit tasks: --states 1)."""
     states: str | int = "16:64"
     """S or MIN:MAX: an observation space of MAX ids, the active states of each task drawn in [MIN, MAX]."""
     actions: int = 5
