@@ -17,8 +17,6 @@ report; it exits 0 if the dataset is intact, 1 if the manifest or any shard is d
 missing, and 2 on bad arguments.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import json
 import sys

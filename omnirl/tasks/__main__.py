@@ -9,8 +9,6 @@ per task in [16, 128] (``--states 32``: exactly 32). ``generate`` streams shards
 progress bar, resumes an interrupted run, and prints the manifest's content hash.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import json
 import sys
