@@ -2,6 +2,7 @@
 
     python -m experiments.anymdp_showcase                  # the embedded small default (~1 minute)
     python -m experiments.anymdp_showcase --n 1000 --states 16:128 --workers 2 --out runs/big
+    python -m experiments.anymdp_showcase --config showcase.yaml --print_config   # options from YAML
 
 Steps (everything lands in one run directory with a ``summary.json``):
 

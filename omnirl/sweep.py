@@ -2,6 +2,7 @@
 
     python -m omnirl.sweep sweeps/NAME.yaml --local [--seed S] [--max-runs N] [--out DIR] [--dry-run]
                                                     [--out-dir-arg=--logging.out_dir] [-- EXTRA ARGS]
+    python -m omnirl.sweep --config OPTIONS.yaml [--print_config]     # these options from YAML by name
 
 The same file runs on a cluster unchanged (``wandb sweep FILE``, then ``wandb agent
 ENTITY/PROJECT/ID`` on every machine). W&B's controller lives on its server, so ``--local``

@@ -15,6 +15,9 @@ pool, or ``ray``: a local Ray instance, or a cluster with ``--ray-address``).
 fit the header's sizes and that ``DIR/tasks`` is the dataset's intact task set, and prints the
 report; it exits 0 if the dataset is intact, 1 if the manifest or any shard is damaged or
 missing, and 2 on bad arguments.
+
+Every subcommand's ``--help`` lists its options with their docstrings; ``--config FILE`` reads
+them from YAML by name (``shard_size: 64``), ``--print_config`` prints them resolved.
 """
 
 import dataclasses

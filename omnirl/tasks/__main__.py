@@ -7,6 +7,9 @@
 ``--states 16:128`` means an observation space of 128 ids with the number of active states drawn
 per task in [16, 128] (``--states 32``: exactly 32). ``generate`` streams shards to ``DIR`` with a
 progress bar, resumes an interrupted run, and prints the manifest's content hash.
+
+Every subcommand's ``--help`` lists its options with their docstrings; ``--config FILE`` reads
+them from YAML by name (``shard_size: 64``), ``--print_config`` prints them resolved.
 """
 
 import dataclasses
