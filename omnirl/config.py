@@ -16,6 +16,12 @@
   of one line naming the dotted key (``parse_config`` turns it into ``error: ...``, exit 2).
 * ``config_to_dict`` gives the resolved configuration as plain data (for logging and for writing
   it back; ``config_from_dict`` reads it again).
+* The other command lines (``python -m omnirl.data``, ``omnirl.tasks``, ``omnirl.sweep``) are flat
+  options, a dataclass per command or subcommand (``Command``, ``run_command``): argparse's option
+  names (``--task-seed``, flags, positional and repeated options), the same ``--config FILE``,
+  ``--print_config`` and ``--help``, and argument errors as one ``PROG: error: ...`` line.
+* Values and files are read as YAML without YAML 1.1's base-60 numbers (``YamlLoader``): ``16:32``
+  is a ``MIN:MAX`` range, not 992.
 """
 
 from __future__ import annotations
@@ -311,7 +317,7 @@ def parse_command_line(cls: type[C], argv: Sequence[str] | None = None, *, prog:
 # --------------------------------------------------------------------------- command lines of flat options
 POSITIONAL = {"positional": True}
 """Metadata of a command's option given by position: ``path: str = dataclasses.field(metadata=POSITIONAL)``."""
-COMMAND_CONFIG_HELP = ("YAML file of options by name, underscores for hyphens (--max-tasks 8 is max_tasks: 8); "
+COMMAND_CONFIG_HELP = ("YAML file of options by name, underscores for hyphens (an option --a-b X is a_b: X); "
                        "the options after it override it, --print_config prints them all")
 
 
