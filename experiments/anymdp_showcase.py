@@ -2,6 +2,7 @@
 
     python -m experiments.anymdp_showcase                  # the embedded small default (~1 minute)
     python -m experiments.anymdp_showcase --n 1000 --states 16:128 --workers 2 --out runs/big
+    python -m experiments.anymdp_showcase --config showcase.yaml --print_config   # options from YAML
 
 Steps (everything lands in one run directory with a ``summary.json``):
 
@@ -18,19 +19,48 @@ Steps (everything lands in one run directory with a ``summary.json``):
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from omnirl._validate import check_int
+from omnirl.config import Command, config_to_dict, run_command
 from omnirl.tasks import BatchedSimulator, reference_returns, sample_anymdp, sample_garnet, solve
 from omnirl.tasks.plots import plot_stationary_distributions, plot_transition_kernel, save_figure
 from omnirl.tasks.stats import format_summary, summarize, task_properties
 from omnirl.fileio import atomic_write_json
-from omnirl.tasks.taskset import TaskSet
+from omnirl.tasks.taskset import TaskSet, generation_spec
 
+PROG = "python -m experiments.anymdp_showcase"
 PROPERTY_SIZES = {16: 32, 32: 24, 64: 16, 128: 8}  # S -> fresh tasks measured
+
+
+@dataclasses.dataclass(frozen=True)
+class ShowcaseOptions:
+    """The showcase's settings (checked before anything runs)."""
+
+    n: int = 128
+    """Tasks in the generated set."""
+    states: str | int = "16:64"
+    """S or MIN:MAX: an observation space of MAX ids, the active states of each task drawn in [MIN, MAX]."""
+    actions: int = 5
+    """Actions of every task."""
+    seed: int = 0
+    """Seed of the task set, the fresh tasks and the simulation."""
+    workers: int = 2
+    """Task-generation processes."""
+    sim_steps: int = 3000
+    """Simulated steps per task and policy."""
+    out: str = "runs/anymdp_showcase"
+    """Run directory (the task set, pictures and summary.json)."""
+
+    def __post_init__(self) -> None:
+        generation_spec(self.n, self.states, self.actions, self.seed, "anymdp", 1, {})  # the task set's settings
+        check_int("workers", self.workers, min_value=1)
+        check_int("sim_steps", self.sim_steps, min_value=1)
 
 
 def measure_sizes(seed: int, n_actions: int) -> list[dict]:
@@ -100,16 +130,8 @@ def simulate(tasks: TaskSet, steps: int, seed: int) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=128, help="tasks in the generated set")
-    p.add_argument("--states", default="16:64", help="S or MIN:MAX")
-    p.add_argument("--actions", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--sim-steps", type=int, default=3000, help="simulated steps per task and policy")
-    p.add_argument("--out", default="runs/anymdp_showcase")
-    a = p.parse_args(argv)
+def showcase(a: ShowcaseOptions) -> dict:
+    """Generate, measure, simulate and draw (the module docstring's steps); returns the summary."""
     run = Path(a.out)
 
     print(f"[1/4] generating {a.n} AnyMDP tasks (states {a.states}, {a.actions} actions) -> {run / 'tasks'}")
@@ -148,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
     sd = save_figure(fig, run / "stationary_distribution.png")
     print(f"      {kernel}\n      {sd}")
 
-    summary = {"args": vars(a), "task_set": {"n_tasks": len(tasks), "content_hash": tasks.content_hash(),
+    summary = {"args": config_to_dict(a), "task_set": {"n_tasks": len(tasks), "content_hash": tasks.content_hash(),
                                               "generate_s": gen_s, "properties": set_summary},
                "sizes": sizes, "simulation": sim,
                "pictures": {"kernel": str(kernel), "stationary_distribution": str(sd)}}
@@ -157,5 +179,13 @@ def main(argv: list[str] | None = None) -> dict:
     return summary
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The command line: ``--help`` lists every option, ``--config FILE`` reads them from YAML."""
+    def run(a: ShowcaseOptions) -> int:
+        showcase(a)
+        return 0
+    return run_command(PROG, __doc__, Command(ShowcaseOptions, run), argv)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

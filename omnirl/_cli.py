@@ -1,49 +1,22 @@
-"""The common body of the ``python -m omnirl.<package>`` command lines."""
+"""What every ``python -m omnirl.<package>`` command line shares: one ``error: ...`` line per expected
+failure (``fail``), and a plain argparse parser of one-line errors for what reads a few options
+before the typed command line does (``Parser``); the command lines themselves are
+``omnirl.config``'s (jsonargparse)."""
 
 from __future__ import annotations
 
 import argparse
 import signal
 import sys
-from pathlib import Path
 
 class Parser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose errors are one ``PROG: error: ...`` line (no usage block
-    before it), exit code 2; ``--help`` still shows the usage."""
+    before it), exit code 2; ``--help`` still shows the usage. It reads options ahead of the typed
+    command line (``parse_known_args``, which jsonargparse refuses): ``python -m omnirl.evaluate``'s
+    shorthands and an experiment's ``--preset``."""
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-OUTPUT_ARGS = ("out",)
-"""Parsed arguments naming an output directory: refused when they name an existing file."""
-
-
-def output_problem(args: argparse.Namespace) -> str | None:
-    """Why an output directory argument of ``args`` cannot be written (an existing file), or None."""
-    for name in OUTPUT_ARGS:
-        value = getattr(args, name, None)
-        if value is not None and Path(value).exists() and not Path(value).is_dir():
-            return f"--{name.replace('_', '-')} {str(value)!r} is an existing file, not a directory"
-    return None
-
-
-def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
-    """Parse ``argv`` with ``parser`` and run the chosen subcommand ``args.fn(args)``; its exit
-    code, or 2 after printing one ``error: ...`` line to stderr: for an output directory that is
-    an existing file (before anything runs), or when the subcommand raises ``ValueError`` (bad
-    input) or an ``OSError`` about a path (an existing file where a directory belongs, a
-    directory where a file belongs, no permission); 1 after one ``error: ...`` line for another
-    ``OSError`` (a full disk) or a missing optional package (an ``ImportError`` whose message names
-    the install command); 130 after ``error: interrupted`` on Ctrl-C (``fail``)."""
-    args = parser.parse_args(argv)
-    try:
-        problem = output_problem(args)
-        if problem is not None:
-            raise ValueError(problem)
-        return args.fn(args)
-    except (KeyboardInterrupt, ValueError, OSError, ImportError) as e:
-        return fail(e)
 
 
 def error_line(message: object) -> str:
@@ -53,7 +26,7 @@ def error_line(message: object) -> str:
 
 def fail(e: BaseException) -> int:
     """Print the one ``error: ...`` line of an expected failure ``e`` to stderr and return the exit
-    code of ``run``: 2 for a ValueError (bad input) or an OSError about a path (an existing file
+    code of the command: 2 for a ValueError (bad input) or an OSError about a path (an existing file
     where a directory belongs, a directory where a file belongs, no permission, no such
     directory), 1 for another OSError (a full disk) or a missing optional package (ImportError), 130
     for an interrupt (Ctrl-C). Anything else is re-raised: a bug keeps its traceback."""

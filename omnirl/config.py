@@ -16,6 +16,12 @@
   of one line naming the dotted key (``parse_config`` turns it into ``error: ...``, exit 2).
 * ``config_to_dict`` gives the resolved configuration as plain data (for logging and for writing
   it back; ``config_from_dict`` reads it again).
+* The other command lines (``python -m omnirl.data``, ``omnirl.tasks``, ``omnirl.sweep``) are flat
+  options, a dataclass per command or subcommand (``Command``, ``run_command``): argparse's option
+  names (``--task-seed``, flags, positional and repeated options), the same ``--config FILE``,
+  ``--print_config`` and ``--help``, and argument errors as one ``PROG: error: ...`` line.
+* Values and files are read as YAML without YAML 1.1's base-60 numbers (``YamlLoader``): ``16:32``
+  is a ``MIN:MAX`` range, not 992.
 """
 
 from __future__ import annotations
@@ -23,16 +29,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import inspect
 import re
 import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import jsonargparse
 import yaml
 
+from omnirl._cli import fail
 from omnirl.fileio import read_yaml_mapping
 from omnirl.rundir import plain
 
@@ -40,20 +48,58 @@ C = TypeVar("C")
 
 jsonargparse.set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
-_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+class YamlLoader(yaml.SafeLoader):
+    """YAML as PyYAML's safe loader reads it, but without YAML 1.1's base-60 numbers (``16:32`` is
+    the text ``"16:32"``, a ``MIN:MAX`` range, as in YAML 1.2, not the number 992) and timestamps,
+    and with ``1e-05`` a float (YAML 1.1 wants a dot; W&B's ``${args}`` writes it so): how
+    configuration files and command-line values are read."""
+
+
+def _without_base_60() -> None:
+    int_tag, float_tag = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+    YamlLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag not in (int_tag, float_tag, "tag:yaml.org,2002:timestamp")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    YamlLoader.add_implicit_resolver(int_tag, re.compile(
+        r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"), list("-+0123456789"))
+    YamlLoader.add_implicit_resolver(float_tag, re.compile(
+        r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+"
+        r"|[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+
+
+_without_base_60()
+
+
+def yaml_load(text: str) -> Any:
+    """``text`` read as YAML with ``YamlLoader``."""
+    return yaml.load(text, Loader=YamlLoader)
+
+
+def _jsonargparse_yaml_load(text: str) -> Any:
+    """How jsonargparse reads a value or a file: ``yaml_load``, where (as with jsonargparse's own
+    loader) text that reads as keys without values (``{unseen:/val}``, ``name:``) stays text."""
+    value = yaml_load(text)
+    if isinstance(value, dict) and value and all(v is None for v in value.values()):
+        if len(value) == 1 and text.strip() == f"{next(iter(value))}:":
+            return text
+        if set(text.strip(" {}").replace(" ", "").split(",")) == set(value):
+            return text
+    return value
+
+
+jsonargparse.set_loader("yaml", _jsonargparse_yaml_load, exceptions=(yaml.YAMLError,))
 
 
 def parse_value(text: str) -> Any:
-    """A command-line value as YAML reads it, plus what W&B's ``${args}`` writes with Python's
-    ``str()``: ``1e-05`` (YAML 1.1 wants a dot) is a float and ``None`` is null."""
+    """A command-line value as YAML reads it (``YamlLoader``), plus what W&B's ``${args}`` writes
+    with Python's ``str()``: ``None`` is null."""
     if text == "":
         return ""
     if text == "None":
         return None
-    if _FLOAT.match(text):
-        return float(text)
     try:
-        return yaml.safe_load(text)
+        return yaml_load(text)
     except yaml.YAMLError:
         return text
 
@@ -80,15 +126,64 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, jsonargparse.DefaultHelpFormatter):
+    """jsonargparse's help (every option's docstring, then its type and default) under a description
+    printed as written."""
+
+
 class _Parser(jsonargparse.ArgumentParser):
     """jsonargparse's parser with one-line errors: a ``ValueError`` in the library calls (built with
-    ``exit_on_error=False``), ``error: ...`` and exit 2 on the command line."""
+    ``exit_on_error=False``), ``error: ...`` and exit 2 on the command line; with ``named_errors``
+    (the command lines of ``command_parser``) ``PROG: error: ...``, argparse's form, where ``PROG``
+    names the subcommand and an option is named as it is typed (``argument --task-seed: ...``)."""
+
+    def __init__(self, *args: Any, named_errors: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.named_errors = named_errors
+        self.subcommand_parsers: dict[str, _Parser] = {}
+        """The parser of each subcommand (``command_parser``)."""
+        self.repeated: set[str] = set()
+        """Options given once per item (``add_options``): ``--param a --param b`` is jsonargparse's
+        ``--param+ a --param+ b``."""
+
+    def repeat(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` with every repeated option (of the subcommand named first) in jsonargparse's
+        appending form ``--param+``."""
+        argv = list(argv)
+        parser = self.subcommand_parsers.get(argv[0], self) if argv else self
+        out = []
+        for a in argv:
+            flag, eq, value = a.partition("=")
+            out.append(f"{flag}+{eq}{value}" if flag in parser.repeated else a)
+        return out
 
     def error(self, message: str, ex: Exception | None = None):
         line = " ".join(str(message).split())
         if not self.exit_on_error:
             raise ValueError(line) from None
-        self.exit(2, f"error: {line}\n")
+        if not self.named_errors:
+            self.exit(2, f"error: {line}\n")
+        parser = getattr(ex, "subcommand_parser", None) or self
+        required = "the following arguments are required: "
+        if line.startswith(required):  # checked last, by the top parser: keys like generate.out
+            keys = line[len(required):].split(", ")
+            heads = {k.split(".", 1)[0] for k in keys if "." in k}
+            if len(heads) == 1 and len(keys) == sum("." in k for k in keys) and heads <= set(self.subcommand_parsers):
+                parser = self.subcommand_parsers[heads.pop()]
+                keys = [k.split(".", 1)[1] for k in keys]
+            line = required + ", ".join(map(parser._option_name, keys))
+        line = re.sub(r'^Parser key "([^"]+)":', lambda m: f"argument {parser._option_name(m[1])}:", line)
+        self.exit(2, f"{parser.prog.replace(' [options]', '')}: error: {line}\n")
+
+    def _option_name(self, key: str) -> str:
+        """The option of ``key`` as it is typed (``--task-seed``, or ``path`` for a positional)."""
+        for a in self._actions:
+            if a.dest == key:
+                return max(a.option_strings, key=len) if a.option_strings else key
+        return key
+
+
+CONFIG_HELP = "YAML file of the settings that differ from the defaults (then the other options)"
 
 
 def config_parser(cls: type, prog: str | None = None, description: str | None = None,
@@ -98,11 +193,8 @@ def config_parser(cls: type, prog: str | None = None, description: str | None = 
     instance of ``cls``) replaces the dataclass defaults (an experiment's preset)."""
     if not dataclasses.is_dataclass(cls):
         raise ValueError(f"cls must be a dataclass, got {cls!r}")
-    p = _Parser(prog=prog, description=description, exit_on_error=exit_on_error,
-                formatter_class=argparse.RawDescriptionHelpFormatter if description else
-                jsonargparse.DefaultHelpFormatter)
-    p.add_argument("--config", action=jsonargparse.ActionConfigFile,
-                   help="YAML file of the settings that differ from the defaults (then the other options)")
+    p = _Parser(prog=prog, description=description, exit_on_error=exit_on_error, formatter_class=_HelpFormatter)
+    p.add_argument("--config", action=jsonargparse.ActionConfigFile, help=CONFIG_HELP)
     p.add_class_arguments(cls, nested_key=None, fail_untyped=True)
     if defaults is not None:
         p.set_defaults(_field_values(defaults))
@@ -154,7 +246,7 @@ def _check_config_files(argv: list[str]) -> list[str]:
 
 
 def _read_config_file(path: str | Path) -> dict:
-    return read_yaml_mapping(path, "config file") or {}
+    return read_yaml_mapping(path, "config file", loader=YamlLoader) or {}
 
 
 def _is_tuple(tp: Any) -> bool:
@@ -220,6 +312,119 @@ def parse_command_line(cls: type[C], argv: Sequence[str] | None = None, *, prog:
     except ValueError as e:
         p.error(str(e))
     return cfg, {k: v for k, v in ns.items() if k not in names and k not in ("config", "__path__")}
+
+
+# --------------------------------------------------------------------------- command lines of flat options
+POSITIONAL = {"positional": True}
+"""Metadata of a command's option given by position: ``path: str = dataclasses.field(metadata=POSITIONAL)``."""
+COMMAND_CONFIG_HELP = ("YAML file of options by name, underscores for hyphens (an option --a-b X is a_b: X); "
+                       "the options after it override it, --print_config prints them all")
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One command line (or subcommand) of flat options: ``python -m omnirl.data generate ...``."""
+
+    options: type
+    """The dataclass of its options, a docstring under every field (see ``add_options``); its own
+    docstring is the command's ``--help`` description, its first line the subcommand's summary."""
+    run: Callable[[Any], int]
+    """What runs the parsed options (an instance of ``options``); returns the exit code."""
+
+
+def add_options(parser: jsonargparse.ArgumentParser, cls: type) -> None:
+    """One option of ``parser`` per field of the flat dataclass ``cls``, named as argparse names
+    them (``task_seed`` is ``--task-seed``; the key in a ``--config`` file is the field name), with
+    the field's type (jsonargparse checks it), default (none: required) and docstring. A ``bool``
+    field defaulting to False is a flag (``--quiet``); a ``tuple[T, ...]`` field is an option given
+    once per item (``--param a=1 --param b=2``); a field with ``POSITIONAL`` metadata is positional;
+    ``metavar`` metadata names the value in the usage; ``names`` metadata (a collection) lists the
+    values the command knows in the help (checked where they are used, not while parsing)."""
+    import docstring_parser
+
+    if not dataclasses.is_dataclass(cls):
+        raise ValueError(f"cls must be a dataclass, got {cls!r}")
+    docs = {d.arg_name: " ".join((d.description or "").split()) for d in docstring_parser.parse_from_object(cls).params}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp, doc, meta = hints[f.name], docs.get(f.name) or None, dict(f.metadata)
+        if "names" in meta:
+            doc = f"{doc or ''} One of: {', '.join(sorted(meta['names']))}.".strip()
+        default = f.default if f.default is not dataclasses.MISSING else \
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING
+        kwargs: dict[str, Any] = {"help": doc, **({"metavar": meta["metavar"]} if "metavar" in meta else {})}
+        kwargs.update({"required": True} if default is dataclasses.MISSING else {"default": plain(default)})
+        if meta.get("positional"):
+            if default is not dataclasses.MISSING:
+                raise ValueError(f"{cls.__name__}.{f.name}: a positional option has no default")
+            parser.add_argument(f.name, type=tp, help=doc)
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if tp is bool and default is False:
+            parser.add_argument(flag, action="store_true", help=doc)
+        elif typing.get_origin(tp) is tuple and typing.get_args(tp)[1:] == (...,):
+            parser.add_argument(flag, type=list[typing.get_args(tp)[0]], **kwargs)  # --flag+ appends
+            if isinstance(parser, _Parser):
+                parser.repeated.add(flag)
+        else:
+            parser.add_argument(flag, type=tp, **kwargs)
+
+
+def command_parser(prog: str, description: str | None, command: Command | Mapping[str, Command]) -> _Parser:
+    """The parser of a command line of flat options (``add_options``) with ``--config FILE`` and
+    ``--print_config``, or of one subcommand per item of a mapping (``python -m omnirl.data generate
+    ...``), each with its options, ``--config`` and ``--print_config``. Argument errors are one
+    ``PROG: error: ...`` line, exit 2 (``PROG`` with the subcommand)."""
+    def options_parser(cmd: Command, **kwargs: Any) -> _Parser:
+        p = _Parser(named_errors=True, formatter_class=_HelpFormatter, **kwargs)
+        p.add_argument("--config", action=jsonargparse.ActionConfigFile, help=COMMAND_CONFIG_HELP)
+        add_options(p, cmd.options)
+        return p
+
+    if isinstance(command, Command):
+        return options_parser(command, prog=prog, description=description)
+    root = _Parser(prog=prog, description=description, named_errors=True, formatter_class=_HelpFormatter)
+    sub = root.add_subcommands(dest="command", required=True)
+    for name, cmd in command.items():
+        doc = inspect.cleandoc(cmd.options.__doc__ or "")
+        root.subcommand_parsers[name] = sub.add_subcommand(name, options_parser(cmd, description=doc or None),
+                                                           help=doc.split("\n")[0] or None)
+    return root
+
+
+def output_problem(options: Any) -> str | None:
+    """Why the output directory ``out`` of ``options`` cannot be written (it is an existing file), or None."""
+    value = getattr(options, "out", None)
+    if value is not None and Path(value).exists() and not Path(value).is_dir():
+        return f"--out {str(value)!r} is an existing file, not a directory"
+    return None
+
+
+def run_command(prog: str, description: str | None, command: Command | Mapping[str, Command],
+                argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (``sys.argv[1:]`` when None) with ``command_parser`` and run the command (or the
+    subcommand named first) on its options; its exit code. ``--help`` and ``--print_config`` print
+    and exit 0 (``SystemExit``), an argument error exits 2 after one ``PROG: error: ...`` line. Then,
+    before anything runs, an output directory ``--out`` that is an existing file is refused; from
+    there on a bad value is one ``error: ...`` line and exit code 2, and other expected failures
+    (an ``OSError``, a missing optional package, Ctrl-C) are ``omnirl._cli.fail``'s line and code."""
+    parser = command_parser(prog, description, command)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = _check_config_files(argv)
+    except ValueError as e:
+        parser.subcommand_parsers.get(argv[0] if argv else "", parser).error(str(e))
+    ns = parser.parse_args(parser.repeat(argv))
+    chosen, values = (command[ns.command], ns[ns.command]) if isinstance(command, Mapping) else (command, ns)
+    names = {f.name for f in dataclasses.fields(chosen.options)}
+    try:
+        options = build(chosen.options, {k: v for k, v in values.as_dict().items() if k in names})
+        problem = output_problem(options)
+        if problem is not None:
+            raise ValueError(problem)
+        return chosen.run(options)
+    except (KeyboardInterrupt, ValueError, OSError, ImportError) as e:
+        return fail(e)
 
 
 def config_from_dict(cls: type[C], data: Mapping[str, Any] | None = None,

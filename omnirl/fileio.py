@@ -68,17 +68,17 @@ def read_json(path: str | os.PathLike, missing: str) -> Any:
         raise ValueError(f"{path}: manifest is not valid JSON (truncated or edited): {e}") from None
 
 
-def read_yaml_mapping(path: str | os.PathLike, what: str) -> dict | None:
+def read_yaml_mapping(path: str | os.PathLike, what: str, loader: Any = None) -> dict | None:
     """The mapping at the top of the YAML file ``path`` (``None`` for an empty file), or a
     ``ValueError`` of one line naming ``what`` (e.g. ``config file``) and the path: missing, not
-    valid YAML, or not a mapping."""
+    valid YAML, or not a mapping. ``loader``: the PyYAML loader class (default ``yaml.SafeLoader``)."""
     import yaml
 
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"{what} {str(p)!r} does not exist")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.load(p.read_text(), Loader=loader or yaml.SafeLoader)
     except yaml.YAMLError as e:
         raise ValueError(f"{what} {p}: not valid YAML: {' '.join(str(e).split())}") from None
     if data is not None and not isinstance(data, dict):

@@ -2,6 +2,7 @@
 
     python -m omnirl.sweep sweeps/NAME.yaml --local [--seed S] [--max-runs N] [--out DIR] [--dry-run]
                                                     [--out-dir-arg=--logging.out_dir] [-- EXTRA ARGS]
+    python -m omnirl.sweep --config OPTIONS.yaml [--print_config]     # these options from YAML by name
 
 The same file runs on a cluster unchanged (``wandb sweep FILE``, then ``wandb agent
 ENTITY/PROJECT/ID`` on every machine). W&B's controller lives on its server, so ``--local``
@@ -33,7 +34,6 @@ replace the whole section.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import hashlib
@@ -59,8 +59,8 @@ import numpy as np
 from wandb.sdk.launch.sweeps.utils import (SWEEP_COMMAND_ENV_VAR_REGEX, create_sweep_command,
                                            create_sweep_command_args)
 
-from omnirl._cli import Parser, run
 from omnirl._validate import check_choice, check_int
+from omnirl.config import POSITIONAL, Command, run_command
 from omnirl.fileio import atomic_write_json, read_json, read_yaml_mapping
 from omnirl.rundir import HISTORY_FILE, SUMMARY_FILE
 
@@ -499,7 +499,30 @@ def run_local(path: str | os.PathLike, *, seed: int = 0, max_runs: int | None = 
 
 # --------------------------------------------------------------------------- command line
 
-def cmd_sweep(a: argparse.Namespace) -> int:
+PROG = "python -m omnirl.sweep"
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepOptions:
+    """Run a W&B sweep file here, offline, one configuration after another (``--local``)."""
+
+    sweep: str = dataclasses.field(metadata=POSITIONAL)
+    """A W&B sweep file (sweeps/NAME.yaml)."""
+    local: bool = False
+    """Run it here, W&B offline, one run after another."""
+    seed: int = 0
+    """Seed of the random and bayes proposals."""
+    max_runs: int | None = None
+    """Configurations to run (required for random and bayes unless run_cap is set)."""
+    out: str | None = None
+    """Output directory (default runs/sweeps/NAME)."""
+    dry_run: bool = False
+    """Print the command lines and the run count only."""
+    out_dir_arg: str | None = None
+    """Pass each run its directory as OUT_DIR_ARG=DIR too (e.g. --logging.out_dir)."""
+
+
+def cmd_sweep(a: SweepOptions, extra: Sequence[str] = ()) -> int:
     sweep = load_sweep(a.sweep)
     if not a.local:
         print(f"{a.sweep} is a W&B sweep: W&B's controller runs on its server, so on a machine with W&B "
@@ -510,7 +533,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
               f"    python -m omnirl.sweep {a.sweep} --local [--max-runs N] [--dry-run]", file=sys.stderr)
         return 2
     out = a.out or str(Path("runs") / "sweeps" / Path(a.sweep).stem)
-    m = run_local(a.sweep, seed=a.seed, max_runs=a.max_runs, out_dir=out, extra_args=a.extra, dry_run=a.dry_run,
+    m = run_local(a.sweep, seed=a.seed, max_runs=a.max_runs, out_dir=out, extra_args=extra, dry_run=a.dry_run,
                   out_dir_arg=a.out_dir_arg)
     if a.dry_run:
         for r in m["runs"]:
@@ -526,30 +549,13 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m omnirl.sweep", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("sweep", help="a W&B sweep file (sweeps/NAME.yaml)")
-    p.add_argument("--local", action="store_true", help="run it here, W&B offline, one run after another")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random and bayes proposals")
-    p.add_argument("--max-runs", type=int, default=None,
-                   help="configurations to run (required for random and bayes unless run_cap is set)")
-    p.add_argument("--out", default=None, help="output directory (default runs/sweeps/NAME)")
-    p.add_argument("--dry-run", action="store_true", help="print the command lines and the run count only")
-    p.add_argument("--out-dir-arg", default=None,
-                   help="pass each run its directory as OUT_DIR_ARG=DIR too (e.g. --logging.out_dir)")
-    p.set_defaults(fn=cmd_sweep, extra=[])
-    return p
-
-
 def main(argv: list[str] | None = None) -> int:
     """The command line; arguments after ``--`` are appended to every run's command line."""
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
     if "--" in argv:
         argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]
-    parser = build_parser()
-    parser.set_defaults(extra=extra)
-    return run(parser, argv)
+    return run_command(PROG, __doc__, Command(SweepOptions, lambda a: cmd_sweep(a, extra)), argv)
 
 
 if __name__ == "__main__":

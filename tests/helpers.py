@@ -62,3 +62,19 @@ def run_bench(script: str, args: list[str], tmp_path: Path, keys: tuple[str, ...
     for key in ("python", "numpy", "cpu_count"):
         assert report["machine"][key]
     return report
+
+
+def assert_help_lists_every_option(text: str, options: type) -> None:
+    """``--help`` output ``text`` of a command of flat options (``omnirl.config.Command``) shows every
+    field of the dataclass ``options`` as its option (``--task-seed``; a positional by name) with the
+    field's docstring (compared without whitespace: the help wraps it)."""
+    import dataclasses
+
+    import docstring_parser
+
+    docs = {d.arg_name: d.description for d in docstring_parser.parse_from_object(options).params}
+    flat = "".join(text.split())
+    for f in dataclasses.fields(options):
+        name = f.name if f.metadata.get("positional") else "--" + f.name.replace("_", "-")
+        assert f" {name}" in text, f"{name} is not in the help"
+        assert docs.get(f.name) and "".join(docs[f.name].split()) in flat, f"the docstring of {name} is not in the help"

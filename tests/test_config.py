@@ -90,3 +90,20 @@ def test_parse_overrides_reads_wandb_values():
     # W&B's ${args} writes Python str(): 1e-05 (not YAML 1.1 float syntax) and None
     assert parse_overrides(["--lr=1e-05", "--x=None", "--y=1E+3", "--z=[1, 2]", "--w=True"]) == {
         "lr": 1e-05, "x": None, "y": 1000.0, "z": [1, 2], "w": True}
+
+
+def test_a_range_is_text_not_a_base_60_number(tmp_path):
+    # YAML 1.1 reads 16:32 as 16 * 60 + 32 = 992; a MIN:MAX range must stay text (YAML 1.2's reading)
+    @dataclasses.dataclass(frozen=True)
+    class Sizes:
+        states: str | int = "16:64"
+        """S or MIN:MAX."""
+
+    assert parse_overrides(["--a=16:32", "--b=1:2:3", "--c=12:30:00.5", "--d=2024-01-01"]) == {
+        "a": "16:32", "b": "1:2:3", "c": "12:30:00.5", "d": "2024-01-01"}
+    assert load_config(Sizes, None, ["--states=16:32"]).states == "16:32"
+    f = tmp_path / "c.yaml"
+    f.write_text("states: 16:32\n")
+    assert load_config(Sizes, f).states == "16:32"
+    f.write_text("states: 32\n")
+    assert load_config(Sizes, f).states == 32

@@ -620,15 +620,23 @@ def test_sizes_beyond_memory_are_refused_before_allocating(tmp_path, module, arg
     assert not (tmp_path / "big").exists()
 
 
-@pytest.mark.parametrize("argv, prog", [
-    (["-m", "omnirl.data", "generate", "--tasks", "4"], "python -m omnirl.data generate"),
-    (["-m", "omnirl.tasks", "generate", "--n", "many"], "python -m omnirl.tasks generate"),
-    (["-m", "experiments.decoding", "--preset", "nope"], "python -m experiments.decoding"),
+@pytest.mark.parametrize("argv, prog, words", [
+    (["-m", "omnirl.data", "generate", "--tasks", "4"], "python -m omnirl.data generate", ()),
+    (["-m", "omnirl.tasks", "generate", "--n", "many"], "python -m omnirl.tasks generate", ()),
+    (["-m", "experiments.decoding", "--preset", "nope"], "python -m experiments.decoding", ()),
+    (["-m", "omnirl.data", "verify"], "python -m omnirl.data verify", ("required", "path")),
+    (["-m", "omnirl.tasks", "show", "ts", "--limit", "x"], "python -m omnirl.tasks show", ("--limit", "x")),
+    (["-m", "omnirl.tasks", "generate", "--n", "2", "--out", "ts", "--bogus"], "python -m omnirl.tasks generate",
+     ("--bogus",)),
+    (["-m", "omnirl.sweep", "s.yaml", "--max-runs", "many"], "python -m omnirl.sweep", ("--max-runs", "many")),
+    (["-m", "experiments.anymdp_showcase", "--sim-steps", "x"], "python -m experiments.anymdp_showcase",
+     ("--sim-steps", "x")),
 ])
-def test_argument_errors_are_one_line(tmp_path, argv, prog):
+def test_argument_errors_are_one_line(tmp_path, argv, prog, words):
     proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120, cwd=ROOT)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), proc.stderr
+    assert all(w in lines[0] for w in words), lines[0]
 
 
 def test_a_batch_too_large_for_memory_is_refused_before_anything_is_written(tmp_path):

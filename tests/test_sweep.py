@@ -17,6 +17,7 @@ import yaml
 
 from omnirl import sweep as sw
 from omnirl.train.config import TrainConfig
+from tests.helpers import assert_help_lists_every_option
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_FILES = sorted((REPO / "sweeps").glob("*.yaml"))
@@ -360,6 +361,35 @@ def test_cli(tmp_path, fake_run, capsys):
     assert capsys.readouterr().out.strip().endswith("2 runs")
     assert sw.main([str(path), "--local", "--out", str(tmp_path / "o")]) == 1  # run 1 fails
     assert "5 of 6 runs succeeded" in capsys.readouterr().out
+
+
+def test_cli_config_file_print_config_and_help(tmp_path, capsys):
+    """The options from ``--config FILE`` (overridden by the options after it), printed resolved
+    with ``--print_config`` (running nothing), an unknown key of the file refused with one error
+    line, every option with its docstring in ``--help``."""
+    rnd = write_sweep(tmp_path / "r.yaml", **RANDOM)
+    opts = tmp_path / "opts.yaml"
+    opts.write_text(f"sweep: {rnd}\nlocal: true\ndry_run: true\nmax_runs: 3\nout_dir_arg: --logging.out_dir\n")
+    with pytest.raises(SystemExit) as e:
+        sw.main(["--config", str(opts), "--seed", "4", "--print_config"])
+    assert e.value.code == 0
+    assert yaml.safe_load(capsys.readouterr().out) == {
+        "sweep": str(rnd), "local": True, "seed": 4, "max_runs": 3, "out": None, "dry_run": True,
+        "out_dir_arg": "--logging.out_dir"}
+    assert sw.main(["--config", str(opts), "--max-runs", "2", "--out", str(tmp_path / "o"), "--", "--z=1"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip().endswith("2 runs") and out.count("--z=1") == 2 and out.count("--logging.out_dir=") == 2
+    assert not (tmp_path / "o").exists()  # a dry run
+    (tmp_path / "bad.yaml").write_text(f"sweep: {rnd}\nmax_run: 3\n")
+    with pytest.raises(SystemExit) as e:
+        sw.main(["--config", str(tmp_path / "bad.yaml")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith("python -m omnirl.sweep: error: "), err
+    assert "'max_run'" in err[0]
+    with pytest.raises(SystemExit) as e:
+        sw.main(["--help"])
+    assert e.value.code == 0
+    assert_help_lists_every_option(capsys.readouterr().out, sw.SweepOptions)
 
 
 def test_engine_is_the_installed_package_from_the_repo_root(tmp_path):

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from omnirl.agents import PriorInfo
 from omnirl.agents.oracle import oracle_table
@@ -16,6 +17,7 @@ from omnirl.data.store import Dataset
 from omnirl.data.synthesis import synthesize
 from omnirl.tasks import sample_anymdp
 from omnirl.tasks.taskset import TaskSet
+from tests.helpers import assert_help_lists_every_option
 
 S, A, T = 16, 5, 600
 UNK = int(PriorInfo.UNKNOWN)
@@ -328,6 +330,44 @@ def test_cli(tmp_path, capsys):
     assert cli(["generate", "--tasks", "4", "--sequences", "5", "--length", "200", "--states", "16",
                 "--out", str(out), "--quiet"]) == 2
     assert "another task set" in capsys.readouterr().err
+
+
+def test_cli_config_file_print_config_and_help(tmp_path, capsys):
+    """Every subcommand reads its options from ``--config FILE`` (overridden by the options after
+    it), prints them resolved with ``--print_config`` (running nothing), refuses an unknown key of
+    the file with one error line, and lists every option with its docstring in ``--help``."""
+    from omnirl.data.__main__ import COMMANDS
+    cfg, out = tmp_path / "gen.yaml", tmp_path / "ds"
+    cfg.write_text("tasks: 3\nsequences: 4\nlength: 16\nstates: 8:16\nshard_size: 2\nquiet: true\n")
+    with pytest.raises(SystemExit) as e:
+        cli(["generate", "--config", str(cfg), "--out", str(out), "--task-seed", "5", "--print_config"])
+    assert e.value.code == 0 and not out.exists()
+    assert yaml.safe_load(capsys.readouterr().out) == {
+        "tasks": 3, "sequences": 4, "length": 16, "out": str(out), "pipeline": "omnirl", "states": "8:16",
+        "actions": 5, "seed": 0, "task_seed": 5, "shard_size": 2, "batch": 1024, "workers": 1, "backend": "local",
+        "ray_address": None, "quiet": True}
+    assert cli(["generate", "--config", str(cfg), "--out", str(out), "--length", "8"]) == 0
+    text = capsys.readouterr().out
+    assert "4 sequences x 8 steps" in text and "(2 shards)" in text
+    assert TaskSet.load(out / "tasks").info["n_states"] == 16 and len(TaskSet.load(out / "tasks")) == 3
+    (tmp_path / "val.yaml").write_text(f"path: {out}\nsequences: 2\nprobe: true\n")
+    with pytest.raises(SystemExit) as e:
+        cli(["validation", "--config", str(tmp_path / "val.yaml"), "--out", str(tmp_path / "val"), "--print_config"])
+    assert e.value.code == 0 and yaml.safe_load(capsys.readouterr().out)["probe"] is True
+    (tmp_path / "bad.yaml").write_text("tasks: 3\nsequenses: 4\n")
+    with pytest.raises(SystemExit) as e:
+        cli(["generate", "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "z")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith("python -m omnirl.data generate: error: ") and "'sequenses'" in err[0]
+    assert not (tmp_path / "z").exists()
+    for name, command in COMMANDS.items():
+        with pytest.raises(SystemExit) as e:
+            cli([name, "--help"])
+        assert e.value.code == 0
+        text = capsys.readouterr().out
+        assert "--config CONFIG" in text and "--print_config" in text
+        assert_help_lists_every_option(text, command.options)
 
 
 def test_all_pipelines_are_named():

@@ -5,10 +5,12 @@ import os
 
 import numpy as np
 import pytest
+import yaml
 
 from omnirl.tasks import sample_anymdp
 from omnirl.tasks.__main__ import main as cli
 from omnirl.tasks.taskset import TaskSet, generate_to_disk, generation_spec, iter_tasks, parse_states
+from tests.helpers import assert_help_lists_every_option
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +187,70 @@ def test_cli_generate_show(tmp_path, capsys):
     assert cli(["generate", "--n", "3", "--generator", "garnet", "--param", "branching=2",
                 "--states", "16", "--out", str(tmp_path / "g"), "--quiet"]) == 0
     assert TaskSet.load(tmp_path / "g")[0].generator == "garnet"
+
+
+def test_cli_config_file_print_config_and_help(tmp_path, capsys):
+    """Every subcommand reads its options from ``--config FILE`` (the options after it override or,
+    for the repeated ``--param``, add to it), prints them resolved with ``--print_config`` (running
+    nothing), refuses an unknown key of the file with one error line, and lists every option with
+    its docstring in ``--help``."""
+    from omnirl.tasks.__main__ import COMMANDS
+    cfg, out = tmp_path / "gen.yaml", tmp_path / "g"
+    cfg.write_text("n: 3\nstates: 8:16\ngenerator: garnet\nparam: [branching=2]\nquiet: true\n")
+    with pytest.raises(SystemExit) as e:
+        cli(["generate", "--config", str(cfg), "--out", str(out), "--param", "x=1", "--shard-size", "2",
+             "--print_config"])
+    assert e.value.code == 0 and not out.exists()
+    assert yaml.safe_load(capsys.readouterr().out) == {
+        "n": 3, "out": str(out), "states": "8:16", "actions": 5, "seed": 0, "generator": "garnet",
+        "param": ["branching=2", "x=1"], "workers": 1, "shard_size": 2, "quiet": True}
+    assert cli(["generate", "--config", str(cfg), "--out", str(out)]) == 0
+    assert "3 tasks in" in capsys.readouterr().out
+    ts = TaskSet.load(out)
+    assert len(ts) == 3 and ts.info["params"] == {"branching": 2} and ts.info["min_states"] == 8
+    (tmp_path / "plot.yaml").write_text("max_tasks: 2\npolicy: oracle\n")
+    with pytest.raises(SystemExit) as e:
+        cli(["plot", str(out), "--config", str(tmp_path / "plot.yaml"), "--print_config"])
+    assert e.value.code == 0
+    assert yaml.safe_load(capsys.readouterr().out) == {"path": str(out), "out": None, "index": 0, "policy": "oracle",
+                                                       "max_tasks": 2}
+    (tmp_path / "bad.yaml").write_text("n: 3\nshards: 2\n")
+    with pytest.raises(SystemExit) as e:
+        cli(["generate", "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "z")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith("python -m omnirl.tasks generate: error: ") and "'shards'" in err[0]
+    assert not (tmp_path / "z").exists()
+    for name, command in COMMANDS.items():
+        with pytest.raises(SystemExit) as e:
+            cli([name, "--help"])
+        assert e.value.code == 0
+        assert_help_lists_every_option(capsys.readouterr().out, command.options)
+
+
+def test_showcase_command_line(tmp_path, capsys):
+    """``python -m experiments.anymdp_showcase``: ``--config FILE`` and ``--print_config``, an
+    unknown key or a bad setting refused with one error line before anything runs, ``--help``."""
+    from experiments.anymdp_showcase import ShowcaseOptions, main
+
+    cfg = tmp_path / "showcase.yaml"
+    cfg.write_text("n: 4\nstates: 16:32\nsim_steps: 50\n")
+    with pytest.raises(SystemExit) as e:
+        main(["--config", str(cfg), "--workers", "1", "--print_config"])
+    assert e.value.code == 0
+    assert yaml.safe_load(capsys.readouterr().out) == {"n": 4, "states": "16:32", "actions": 5, "seed": 0,
+                                                       "workers": 1, "sim_steps": 50, "out": "runs/anymdp_showcase"}
+    (tmp_path / "bad.yaml").write_text("n: 4\nsim_step: 50\n")
+    with pytest.raises(SystemExit) as e:
+        main(["--config", str(tmp_path / "bad.yaml")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "'sim_step'" in err[0], err
+    assert err[0].startswith("python -m experiments.anymdp_showcase: error: ")
+    assert main(["--config", str(cfg), "--states", "abc", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: states") and "'abc'" in err[0], err
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    assert_help_lists_every_option(capsys.readouterr().out, ShowcaseOptions)

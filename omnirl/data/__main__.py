@@ -15,19 +15,94 @@ pool, or ``ray``: a local Ray instance, or a cluster with ``--ray-address``).
 fit the header's sizes and that ``DIR/tasks`` is the dataset's intact task set, and prints the
 report; it exits 0 if the dataset is intact, 1 if the manifest or any shard is damaged or
 missing, and 2 on bad arguments.
+
+Every subcommand's ``--help`` lists its options with their docstrings; ``--config FILE`` reads
+them from YAML by name (``shard_size: 64``), ``--print_config`` prints them resolved.
 """
 
-from __future__ import annotations
-
-import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Literal
 
-from omnirl._cli import Parser, run
+from omnirl.config import POSITIONAL, Command, run_command
+from omnirl.data.generate import BACKENDS, DEFAULT_BATCH, DEFAULT_SHARD_SIZE
+from omnirl.data.pipelines import PIPELINES
+
+PROG = "python -m omnirl.data"
 
 
-def cmd_verify(a: argparse.Namespace) -> int:
+@dataclasses.dataclass(frozen=True)
+class GenerateOptions:
+    """Synthesise a dataset of sequences (on a task set of N tasks, or a fresh task per sequence)."""
+
+    tasks: int | Literal["fresh"]
+    """Number of tasks N in the task set (sequence j plays task j mod N), or 'fresh': a new task per sequence."""
+    sequences: int
+    """Number of sequences M."""
+    length: int
+    """Steps per sequence T (episode-end markers included)."""
+    out: str
+    """Output directory of the dataset (its task set goes to OUT/tasks); rerunning the same command resumes."""
+    pipeline: str = dataclasses.field(default="omnirl", metadata={"names": PIPELINES})
+    """Data pipeline (bandit pipelines need bandit tasks: --states 1)."""
+    states: str | int = "16:64"
+    """S or MIN:MAX: an observation space of MAX ids, the active states of each task drawn in [MIN, MAX]."""
+    actions: int = 5
+    """Actions of every task."""
+    seed: int = 0
+    """Sequence seed: sequence j uses the streams of (seed, j)."""
+    task_seed: int = 0
+    """Seed of the task set."""
+    shard_size: int = DEFAULT_SHARD_SIZE
+    """Sequences per shard (the unit of writing and resuming; the content does not depend on it)."""
+    batch: int = DEFAULT_BATCH
+    """Sequences simulated together per worker, across shards (memory grows with it)."""
+    workers: int = 1
+    """Worker processes (the dataset is bit-identical whatever the workers, batch or backend)."""
+    backend: Literal[BACKENDS] = "local"
+    """Where the workers run: a local process pool, or Ray (a local Ray instance, or a cluster with --ray-address)."""
+    ray_address: str | None = None
+    """Ray cluster address (default: start a local Ray)."""
+    quiet: bool = False
+    """No progress bar."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationOptions:
+    """Seen-task and unseen-task validation sets for a dataset (VALDIR/seen and VALDIR/unseen)."""
+
+    path: str = dataclasses.field(metadata=POSITIONAL)
+    """The training dataset."""
+    sequences: int
+    """Sequences of each validation set."""
+    out: str
+    """Output directory VALDIR: one dataset per validation set in it."""
+    batch: int = DEFAULT_BATCH
+    """Sequences simulated together per worker (memory grows with it)."""
+    workers: int = 1
+    """Worker processes."""
+    backend: Literal[BACKENDS] = "local"
+    """Where the workers run: a local process pool, or a local Ray instance."""
+    probe: bool = False
+    """Also VALDIR/probe: the unseen tasks under one random policy per sequence (the in-context-RL probe)."""
+    probes: str = ""
+    """Comma-separated probe pipelines, each also written to VALDIR/NAME: random_probe, uniform_probe (uniform random
+    behaviour), myopic_probe (uniform random behaviour, labels of the gamma-0 oracle)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyOptions:
+    """Recompute every shard checksum of a dataset and print the report."""
+
+    path: str = dataclasses.field(metadata=POSITIONAL)
+    """Dataset directory (holding manifest.json)."""
+    json: bool = False
+    """Print the report as JSON."""
+
+
+def cmd_verify(a: VerifyOptions) -> int:
     from omnirl.data.store import verify
     path = Path(a.path)
     if not path.is_dir():
@@ -53,7 +128,7 @@ def cmd_verify(a: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
-def cmd_generate(a: argparse.Namespace) -> int:
+def cmd_generate(a: GenerateOptions) -> int:
     from omnirl._validate import check_disk, check_int
     from omnirl.data.generate import (DatasetSpec, check_backend, check_batch_memory, dataset_bytes,
                                       generate_dataset, load_task_set, task_set_bytes)
@@ -61,10 +136,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
     S, min_states = parse_states(a.states)
     task_dir = tasks = None
     if a.tasks != "fresh":
-        try:
-            n_tasks = int(a.tasks)
-        except ValueError:
-            raise ValueError(f"--tasks must be a number of tasks or 'fresh', got {a.tasks!r}") from None
+        n_tasks = a.tasks
         if n_tasks <= 0:
             raise ValueError(f"--tasks must be >= 1, got {n_tasks}")
     spec_args = dict(pipeline=a.pipeline, n_sequences=a.sequences, length=a.length, n_obs=S,
@@ -87,7 +159,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_validation(a: argparse.Namespace) -> int:
+def cmd_validation(a: ValidationOptions) -> int:
     from omnirl.data.generate import make_validation_sets
     probes = [p.strip() for p in a.probes.split(",") if p.strip()]
     res = make_validation_sets(a.path, a.out, a.sequences, a.workers, a.backend, a.batch, probe=a.probe,
@@ -97,65 +169,15 @@ def cmd_validation(a: argparse.Namespace) -> int:
     return 0
 
 
-def add_generate(sub: argparse._SubParsersAction) -> None:
-    from omnirl.data.generate import DEFAULT_BATCH, DEFAULT_SHARD_SIZE
-    from omnirl.data.pipelines import PIPELINES
-    g = sub.add_parser("generate", help="synthesise a dataset of sequences")
-    g.add_argument("--tasks", required=True, help="number of tasks N in the task set, or 'fresh'")
-    g.add_argument("--sequences", type=int, required=True, help="number of sequences M")
-    g.add_argument("--length", type=int, required=True, help="steps per sequence T")
-    g.add_argument("--pipeline", default="omnirl", help=f"one of {sorted(PIPELINES)}")
-    g.add_argument("--out", required=True)
-    g.add_argument("--states", default="16:64", help="S or MIN:MAX (observation space MAX)")
-    g.add_argument("--actions", type=int, default=5)
-    g.add_argument("--seed", type=int, default=0, help="sequence seed")
-    g.add_argument("--task-seed", type=int, default=0, help="seed of the task set")
-    g.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
-                   help=f"sequences per shard (default {DEFAULT_SHARD_SIZE})")
-    g.add_argument("--batch", type=int, default=DEFAULT_BATCH,
-                   help=f"sequences simulated together per worker, across shards (default {DEFAULT_BATCH}; "
-                        "memory grows with it)")
-    g.add_argument("--workers", type=int, default=1)
-    g.add_argument("--backend", default="local", choices=["local", "ray"])
-    g.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
-    g.set_defaults(fn=cmd_generate)
-    v = sub.add_parser("validation", help="seen-task and unseen-task validation sets for a dataset")
-    v.add_argument("path", help="the training dataset")
-    v.add_argument("--sequences", type=int, required=True)
-    v.add_argument("--out", required=True)
-    v.add_argument("--batch", type=int, default=DEFAULT_BATCH,
-                   help=f"sequences simulated together per worker (default {DEFAULT_BATCH})")
-    v.add_argument("--workers", type=int, default=1)
-    v.add_argument("--backend", default="local", choices=["local", "ray"])
-    v.add_argument("--probe", action="store_true",
-                   help="also VALDIR/probe: the unseen tasks under one random policy per sequence (the "
-                        "in-context-RL probe)")
-    v.add_argument("--probes", default="",
-                   help="comma-separated probe pipelines, each also written to VALDIR/NAME: random_probe, "
-                        "uniform_probe (uniform random behaviour), myopic_probe (uniform random behaviour, "
-                        "labels of the gamma-0 oracle)")
-    v.set_defaults(fn=cmd_validation)
-
-
-def add_verify(sub: argparse._SubParsersAction) -> None:
-    v = sub.add_parser("verify", help="recompute every shard checksum of a dataset")
-    v.add_argument("path", help="dataset directory (holding manifest.json)")
-    v.add_argument("--json", action="store_true", help="print the report as JSON")
-    v.set_defaults(fn=cmd_verify)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m omnirl.data", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    add_generate(sub)
-    add_verify(sub)
-    return p
+COMMANDS = {
+    "generate": Command(GenerateOptions, cmd_generate),
+    "validation": Command(ValidationOptions, cmd_validation),
+    "verify": Command(VerifyOptions, cmd_verify),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser(), argv)
+    return run_command(PROG, __doc__, COMMANDS, argv)
 
 
 if __name__ == "__main__":

@@ -7,20 +7,75 @@
 ``--states 16:128`` means an observation space of 128 ids with the number of active states drawn
 per task in [16, 128] (``--states 32``: exactly 32). ``generate`` streams shards to ``DIR`` with a
 progress bar, resumes an interrupted run, and prints the manifest's content hash.
+
+Every subcommand's ``--help`` lists its options with their docstrings; ``--config FILE`` reads
+them from YAML by name (``shard_size: 64``), ``--print_config`` prints them resolved.
 """
 
-from __future__ import annotations
-
-import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
-from omnirl._cli import Parser, run
+from omnirl.config import POSITIONAL, Command, run_command
 from omnirl.tasks.samplers import GENERATORS
 
+PROG = "python -m omnirl.tasks"
 
-def _params(pairs: list[str]) -> dict:
+
+@dataclasses.dataclass(frozen=True)
+class GenerateOptions:
+    """Sample a task set to a directory (sharded, resumable), then print its content hash."""
+
+    n: int
+    """Number of tasks."""
+    out: str
+    """Output directory of the task set; rerunning the same command resumes."""
+    states: str | int = "16:128"
+    """S or MIN:MAX: an observation space of MAX ids, the active states of each task drawn in [MIN, MAX]."""
+    actions: int = 5
+    """Actions of every task."""
+    seed: int = 0
+    """Seed of the task set: task i uses the stream (seed, i)."""
+    generator: str = dataclasses.field(default="anymdp", metadata={"names": GENERATORS})
+    """Task generator."""
+    param: tuple[str, ...] = dataclasses.field(default=(), metadata={"metavar": "KEY=VALUE"})
+    """Generator parameter, e.g. branching=2 for garnet (repeatable; the value read as JSON, else as text)."""
+    workers: int = 1
+    """Worker processes."""
+    shard_size: int = 64
+    """Tasks per shard (the unit of writing and resuming)."""
+    quiet: bool = False
+    """No progress bar."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ShowOptions:
+    """Verify a task set and print summary statistics of its tasks' properties."""
+
+    path: str = dataclasses.field(metadata=POSITIONAL)
+    """Task set directory (holding manifest.json)."""
+    limit: int = 200
+    """Measure at most this many tasks (0: all)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PlotOptions:
+    """Save the kernel and stationary-distribution pictures of a task set (PNG)."""
+
+    path: str = dataclasses.field(metadata=POSITIONAL)
+    """Task set directory."""
+    out: str | None = None
+    """Output directory (default PATH/plots)."""
+    index: int = 0
+    """Task whose transition kernel is drawn."""
+    policy: str = "random"
+    """Policy of the kernel picture: random (uniform) or oracle (greedy on the exact Q*)."""
+    max_tasks: int = 64
+    """Tasks (a sample of the set) in the stationary-distribution picture."""
+
+
+def _params(pairs: tuple[str, ...]) -> dict:
     out = {}
     for p in pairs:
         if "=" not in p:
@@ -33,7 +88,7 @@ def _params(pairs: list[str]) -> dict:
     return out
 
 
-def cmd_generate(a: argparse.Namespace) -> int:
+def cmd_generate(a: GenerateOptions) -> int:
     from omnirl.tasks.taskset import generate_to_disk, generation_spec, read_manifest
     spec = generation_spec(a.n, a.states, a.actions, a.seed, a.generator, a.shard_size, _params(a.param))
     out = generate_to_disk(spec, Path(a.out), workers=a.workers, progress=not a.quiet)
@@ -42,7 +97,7 @@ def cmd_generate(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_show(a: argparse.Namespace) -> int:
+def cmd_show(a: ShowOptions) -> int:
     from omnirl.tasks.stats import format_summary, summarize, task_properties
     from omnirl.tasks.taskset import TaskSet
     ts = TaskSet.load(a.path)  # verifies sizes, checksums and the content hash
@@ -54,10 +109,11 @@ def cmd_show(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_plot(a: argparse.Namespace) -> int:
-    from omnirl._validate import check_int
-    from omnirl.tasks.plots import plot_stationary_distributions, plot_transition_kernel, save_figure
+def cmd_plot(a: PlotOptions) -> int:
+    from omnirl._validate import check_choice, check_int
+    from omnirl.tasks.plots import POLICIES, plot_stationary_distributions, plot_transition_kernel, save_figure
     from omnirl.tasks.taskset import PLOTS, TaskSet
+    check_choice("--policy", a.policy, POLICIES)
     check_int("--max-tasks", a.max_tasks, min_value=1)
     ts = TaskSet.load(a.path)
     if not 0 <= a.index < len(ts):
@@ -71,39 +127,15 @@ def cmd_plot(a: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m omnirl.tasks", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    g = sub.add_parser("generate", help="sample a task set to a directory")
-    g.add_argument("--n", type=int, required=True, help="number of tasks")
-    g.add_argument("--states", default="16:128", help="S or MIN:MAX (observation space MAX)")
-    g.add_argument("--actions", type=int, default=5)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--generator", default="anymdp", help=f"one of {sorted(GENERATORS)}")
-    g.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="generator parameter, e.g. branching=2 for garnet (repeatable)")
-    g.add_argument("--out", required=True)
-    g.add_argument("--workers", type=int, default=1)
-    g.add_argument("--shard-size", type=int, default=64)
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
-    g.set_defaults(fn=cmd_generate)
-    s = sub.add_parser("show", help="verify a task set and print summary statistics")
-    s.add_argument("path")
-    s.add_argument("--limit", type=int, default=200, help="measure at most this many tasks (0: all)")
-    s.set_defaults(fn=cmd_show)
-    f = sub.add_parser("plot", help="save the kernel and stationary-distribution pictures (PNG)")
-    f.add_argument("path")
-    f.add_argument("--out", default=None, help="output directory (default PATH/plots)")
-    f.add_argument("--index", type=int, default=0, help="task whose kernel is drawn")
-    f.add_argument("--policy", default="random", choices=["random", "oracle"])
-    f.add_argument("--max-tasks", type=int, default=64)
-    f.set_defaults(fn=cmd_plot)
-    return p
+COMMANDS = {
+    "generate": Command(GenerateOptions, cmd_generate),
+    "show": Command(ShowOptions, cmd_show),
+    "plot": Command(PlotOptions, cmd_plot),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser(), argv)
+    return run_command(PROG, __doc__, COMMANDS, argv)
 
 
 if __name__ == "__main__":
