@@ -259,8 +259,10 @@ def train_many(jobs: Sequence[tuple[Path, Any]], *, parallel: int = 1, threads: 
 class DatasetSettings:
     """The training data of one model."""
 
-    states: int | str = 16
-    """State-space size ``S`` of the AnyMDP tasks, or ``MIN:MAX`` (the model reads ``MAX`` ids)."""
+    states: str | int = 16
+    """State-space size ``S`` of the AnyMDP tasks, or ``MIN:MAX`` (the model reads ``MAX`` ids).
+    (Text first: read as a number, ``16:32`` would be YAML 1.1's base-60 992; a plain number is
+    stored as one.)"""
     actions: int = 5
     """Actions of every task (and of the model)."""
     n_tasks: int | None = 1024
@@ -277,6 +279,8 @@ class DatasetSettings:
     def __post_init__(self) -> None:
         from omnirl.tasks.taskset import parse_states
 
+        if isinstance(self.states, str) and self.states.strip().isdigit():
+            object.__setattr__(self, "states", int(self.states))
         try:
             parse_states(self.states)
         except (ValueError, TypeError) as e:

@@ -107,3 +107,15 @@ def test_a_range_is_text_not_a_base_60_number(tmp_path):
     assert load_config(Sizes, f).states == "16:32"
     f.write_text("states: 32\n")
     assert load_config(Sizes, f).states == 32
+
+
+def test_an_experiments_state_range_stays_a_range(tmp_path):
+    from experiments import ss_ablation
+    from experiments._common import parse
+
+    def states(value):
+        argv = ["--preset", "smoke", "--out", str(tmp_path / "x"), f"--dataset.states={value}"]
+        return parse("ss_ablation", ss_ablation.PRESETS, argv).settings.dataset.states
+
+    assert states("16:32") == "16:32" and states("32") == 32  # a plain size is still a number
+    assert not (tmp_path / "x").exists()
