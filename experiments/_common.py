@@ -1,36 +1,29 @@
-"""What the experiments share: presets, the command line, the training settings and the run directory.
+"""What the experiments share: the command line, the summary and ``main``.
 
 Every experiment is a module ``experiments.NAME`` with a frozen dataclass of its settings (a
-docstring per field; the training settings are ``TrainConfig``'s own sections, ``model``, ``data``
-and ``train``) and ``PRESETS``, three partial configurations over it (``presets``): ``smoke``
-(about a minute, run by the tests), ``laptop`` (the default: at most about 20 minutes on a 2-core
-CPU) and ``paper`` (the paper's sizes, for GPU clusters). Its command line is
+docstring per field; the training settings are ``TrainConfig``'s own sections) and ``PRESETS``,
+partial configurations over it: ``smoke`` (the tests), ``laptop`` (the default, a 2-core CPU) and
+``paper`` (GPU clusters). Its command line is
 
     python -m experiments.NAME [--preset laptop] [--out runs/NAME-laptop] [--seed 0]
                                [--wandb-mode auto|online|offline|disabled] [--field=value ...]
 
-where ``--field=value`` overrides any field of the preset by its dotted name (``--train.max_steps=800``,
-the form W&B sweep agents pass with ``${args}``, so a sweep file can run an experiment unchanged);
-``--help`` lists every field with the preset's value and its docstring.
-
-Everything lands in one run directory (``--out``, default ``runs/NAME-PRESET``; under a sweep
-runner the run's own directory, see ``default_out``), written by the resumable steps of
-``omnirl.experiment``: the datasets (``data/``), training runs (``train/NAME/``), evaluations
-(``eval/NAME/``), figures, ``summary.json`` (``experiment``, ``preset``, ``seed``, ``settings``,
-``results``, ``table``, ``figures``, ``finding``: one paragraph saying plainly what the run shows,
-``seconds``) and the experiment's own W&B run. An interrupted experiment resumes where it stopped.
+where ``--field=value`` overrides any field by its dotted name (``--train.max_steps=800``, the form
+W&B sweep agents pass with ``${args}``); ``--help`` lists every field with the preset's value. The
+run directory (``--out``, else ``omnirl.experiment.default_out``) holds the resumable steps of
+``omnirl.experiment`` and ``summary.json`` (settings, results, table, figures and ``finding``, one
+paragraph saying plainly what the run shows).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from omnirl._cli import Parser
-from omnirl.experiment import write_summary
+from omnirl.experiment import default_out, write_summary
 from omnirl.fileio import held_content
 from omnirl.rundir import format_table
 
@@ -88,18 +81,6 @@ def parse(name: str, presets: Mapping[str, Any], argv: Sequence[str] | None, doc
     return Invocation(preset=preset, settings=settings, out=out, seed=extra["seed"], wandb_mode=extra["wandb_mode"])
 
 
-def default_out(name: str, preset: str) -> Path:
-    """The run directory when ``--out`` is not given: ``$OMNIRL_RUN_DIR`` under ``python -m
-    omnirl.sweep --local``; ``runs/NAME-PRESET/$WANDB_RUN_ID`` under a ``wandb agent`` (so the runs of
-    a sweep do not share a directory); else ``runs/NAME-PRESET``."""
-    if os.environ.get("OMNIRL_RUN_DIR"):
-        return Path(os.environ["OMNIRL_RUN_DIR"])
-    base = Path("runs") / f"{name}-{preset}"
-    if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):
-        return base / os.environ["WANDB_RUN_ID"]
-    return base
-
-
 # --------------------------------------------------------------------------- results
 def finish(inv: Invocation, name: str, *, results: Mapping[str, Any], table: Sequence[Mapping[str, Any]],
            figures: Sequence[Path], finding: str, seconds: float) -> dict[str, Any]:
@@ -122,4 +103,4 @@ def main_of(name: str, presets: Mapping[str, Any], run: Callable[[Invocation], d
     return main
 
 
-__all__ = ["PRESET_NAMES", "Invocation", "parse", "default_out", "finish", "main_of"]
+__all__ = ["PRESET_NAMES", "Invocation", "parse", "finish", "main_of"]

@@ -38,6 +38,19 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+# --------------------------------------------------------------------------- the run directory
+def default_out(name: str, preset: str) -> Path:
+    """The run directory when ``--out`` is not given: ``$OMNIRL_RUN_DIR`` under ``python -m
+    omnirl.sweep --local``; ``runs/NAME-PRESET/$WANDB_RUN_ID`` under a ``wandb agent`` (so the runs of
+    a sweep do not share a directory); else ``runs/NAME-PRESET``."""
+    if os.environ.get("OMNIRL_RUN_DIR"):
+        return Path(os.environ["OMNIRL_RUN_DIR"])
+    base = Path("runs") / f"{name}-{preset}"
+    if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):
+        return base / os.environ["WANDB_RUN_ID"]
+    return base
+
+
 # --------------------------------------------------------------------------- data
 SHARD_SIZE = 512
 """Sequences per dataset shard of the experiments' datasets (see ``dataset``)."""
