@@ -117,12 +117,11 @@ def train(out: Path, config: Any, wandb_mode: str = "auto") -> dict[str, Any]:
     config = dataclasses.replace(config, logging=logging, train=dataclasses.replace(config.train, resume=None))
     asked = {k: v for k, v in config_to_dict(config).items() if k != "logging"}
     done, started = out / "done.json", out / "started.json"
-    if done.exists() and json.loads(done.read_text()).get("config") == asked:
+    if done.exists() and recorded_settings(done) == asked:
         log(f"training {out}: already done")
         return read_training(out)
     if (out / LAST_CHECKPOINT).exists():
-        record = started if started.exists() else done
-        before = json.loads(record.read_text()).get("config") if record.exists() else None
+        before = recorded_settings(started if started.exists() else done)
         if before != asked:
             changed = [f"{k}={new!r} (the run's: {old!r})" for k, new, old in changed_settings(asked, before or {})]
             raise ValueError(f"{out} holds a training run of other settings (differing: {'; '.join(changed)}); "
@@ -136,6 +135,26 @@ def train(out: Path, config: Any, wandb_mode: str = "auto") -> dict[str, Any]:
     atomic_write_json(done, {"config": asked, "seconds": time.perf_counter() - t0})
     log(f"training {out}: {time.perf_counter() - t0:.0f} s")
     return read_training(out)
+
+
+def recorded_settings(record: Path) -> dict[str, Any] | None:
+    """The training settings (``TrainConfig`` but ``logging``, as plain data) a step recorded in
+    ``record``, read as today's code would run them: settings renamed since under their new names
+    (``omnirl.train.config.migrate``), settings added since at their defaults; ``None`` without a
+    record, the record as it is when today's code cannot read it."""
+    from omnirl.config import config_from_dict, config_to_dict
+    from omnirl.train.config import TrainConfig, migrate
+
+    if not record.exists():
+        return None
+    config = json.loads(record.read_text()).get("config")
+    if not isinstance(config, dict):
+        return None
+    try:
+        full = config_to_dict(config_from_dict(TrainConfig, migrate({**config, "logging": {}})))
+    except ValueError:
+        return config
+    return {k: v for k, v in full.items() if k != "logging"}
 
 
 def _train_job(out: Path, config: Any, wandb_mode: str, threads: int) -> dict[str, Any]:

@@ -119,6 +119,27 @@ def test_a_run_of_other_settings_is_refused_not_resumed(smoke):
     assert steps.train(run_dir, config, wandb_mode="disabled")["run"]  # the same settings: found done
 
 
+def test_a_run_recorded_under_older_names_is_found_done(smoke, monkeypatch):
+    out, _ = smoke
+    run_dir = out / "train" / "n4"
+    done = run_dir / "done.json"
+    record = json.loads(done.read_text())
+    from omnirl.config import config_from_dict
+    from omnirl.train.config import TrainConfig
+
+    config = config_from_dict(TrainConfig, record["config"])
+    old = json.loads(json.dumps(record))  # as an older version wrote it: a renamed and a missing setting
+    old["config"]["model"]["n_states"] = old["config"]["model"].pop("n_obs")
+    del old["config"]["train"]["init_from"]
+    monkeypatch.setattr("omnirl.train.fit", lambda *a: pytest.fail("retrained"))
+    try:
+        done.write_text(json.dumps(old))
+        assert steps.recorded_settings(done) == record["config"]
+        assert steps.train(run_dir, config, wandb_mode="disabled")["run"]  # found done, not refused or retrained
+    finally:
+        done.write_text(json.dumps(record))
+
+
 def test_quarter_means():
     assert ts.quarter_means([1.0, None, 3.0, 4.0, 5.0, 6.0, 7.0, float("nan")]) == (1.0, 7.0)
     assert all(math.isnan(x) for x in ts.quarter_means([None] * 4))

@@ -8,7 +8,7 @@ A training checkpoint is a Lightning checkpoint of ``omnirl.train.module.OmniRLM
 ``hyper_parameters["config"]`` holds the ``TrainConfig`` as plain data and its ``state_dict`` the
 module's weights, the model's under the prefix ``model.``. ``load_model`` rebuilds the model from
 the stored ``model`` section (``omnirl.train.config.ModelSection``; fields added since the
-checkpoint was written take their defaults, and settings renamed since, ``RENAMED``, are read under
+checkpoint was written take their defaults, and settings renamed since (``omnirl.train.config.RENAMED``) are read under
 their new names) and loads those weights strictly (every weight of the model present, none left
 over). The file is read with ``torch.load(weights_only=True)``: tensors and plain data only, no code
 runs. The optimiser and data-loader state are ignored. The model is returned in evaluation mode.
@@ -25,13 +25,10 @@ import torch
 from omnirl.config import config_from_dict
 from omnirl.rundir import LAST_CHECKPOINT
 from omnirl.model.omnirl import OmniRL
-from omnirl.train.config import ModelSection
+from omnirl.train.config import ModelSection, migrate
 
 PREFIX = "model."
 """Prefix of the model's weights in the module's ``state_dict``."""
-RENAMED = {"model": {"preset": "size", "n_states": "n_obs"}}
-"""Settings renamed since checkpoints were first written, by section: ``{old: new}``; a checkpoint
-is read with the new names."""
 LAST = Path(LAST_CHECKPOINT)
 """Where a run directory keeps its checkpoint (``omnirl.rundir``)."""
 
@@ -75,11 +72,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             or not isinstance(ckpt.get("state_dict"), dict):
         raise ValueError(f"checkpoint {str(p)!r} is not an OmniRL training checkpoint: it needs "
                          "hyper_parameters['config']['model'] and a state_dict")
-    for section, renames in RENAMED.items():  # a checkpoint written before a setting was renamed
-        fields = config.get(section)
-        for old, new in renames.items() if isinstance(fields, dict) else ():
-            if old in fields and new not in fields:
-                fields[new] = fields.pop(old)
+    migrate(config)  # a checkpoint written before a setting was renamed
     return ckpt
 
 

@@ -18,6 +18,22 @@ from omnirl.model.backbone import BACKBONES, SIZES, sized
 from omnirl.model.omnirl import OmniRLConfig
 
 
+RENAMED = {"model": {"preset": "size", "n_states": "n_obs"}}
+"""Settings renamed since runs were first recorded, by section: ``{old: new}``. A recorded
+configuration (a checkpoint's, an experiment step's) is read with the new names (``migrate``)."""
+
+
+def migrate(config: dict) -> dict:
+    """``config`` (a recorded ``TrainConfig`` as plain data) with ``RENAMED`` settings under their
+    new names, changed in place and returned."""
+    for section, renames in RENAMED.items():
+        fields = config.get(section) if isinstance(config, dict) else None
+        for old, new in renames.items() if isinstance(fields, dict) else ():
+            if old in fields and new not in fields:
+                fields[new] = fields.pop(old)
+    return config
+
+
 POLICY_TARGETS = ("oracle", "reference")
 """What the policy head can be trained against (``DataSection.policy_target``)."""
 
