@@ -3,8 +3,8 @@
 On CUDA (with ``fla-core`` installed: the ``cuda`` extra) fla's Triton kernels run (``fla_*``):
 chunk kernels for training and prefill, fused-recurrent kernels for one-step calls without
 gradients. Everywhere else our PyTorch ops run: the chunked forms, and for runs of at most
-``RECURRENT_STEPS`` steps without gradients (an agent's decoding steps) the per-step references,
-several times faster there than a chunk. Both
+``RECURRENT_STEPS`` steps without gradients (an agent's decoding steps) the per-step references of
+the delta rules and of GSA, faster there than a chunk (simple GLA's chunk is as fast or faster). Both
 take the same arguments in the same layout (inputs ``[B, T, H, D]``, fp32 key-first states), so
 a backbone never knows which one ran. The ``fla_*`` functions are also what the kernel tests run
 (on a GPU, or on the CPU through Triton's interpreter) against our ops.
@@ -21,7 +21,7 @@ from torch import Tensor
 from omnirl.model.ops.dplr import dplr_chunk, dplr_recurrent
 from omnirl.model.ops.gdn import gdn_chunk, gdn_recurrent
 from omnirl.model.ops.gsa import gsa_chunk, gsa_recurrent
-from omnirl.model.ops.simple_gla import simple_gla_chunk, simple_gla_recurrent
+from omnirl.model.ops.simple_gla import simple_gla_chunk
 
 CHUNK = 64
 GSA_CHUNK = 8  # GSA's exact pairwise intra-chunk decay grows as chunk^2 * slots
@@ -112,8 +112,6 @@ def simple_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float,
     """Gated linear attention with a scalar decay per head (Mamba2's SSD, see ``ops.simple_gla``)."""
     if _use_fla(q):
         return fla_simple_gla(q, k, v, g, scale, initial_state)
-    if _stepwise(q):
-        return simple_gla_recurrent(q, k, v, g, scale=scale, initial_state=initial_state, output_final_state=True)
     return simple_gla_chunk(q, k, v, g, scale=scale, initial_state=initial_state,
                             output_final_state=True, chunk_size=_chunk(q))
 
