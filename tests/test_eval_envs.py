@@ -83,11 +83,12 @@ def trajectory(batch, seed: int, steps: int, action_seed: int = 0) -> list[tuple
 
 # --------------------------------------------------------------------------- registry
 def test_registry_names_and_suites():
-    expected = {"anymdp16", "anymdp32", "anymdp64", "anymdp128", "bandit5", "lake4x4",
+    expected = {"anymdp8", "anymdp16", "anymdp32", "anymdp64", "anymdp128", "bandit5", "lake4x4",
                 "lake4x4_slippery", "cliff", "pendulum_g1", "pendulum_g5", "pendulum_g9.8",
                 "darkroom6", "darkroom8", "darkroom10", "switch2"}
     assert set(ENVIRONMENTS) == expected
-    assert set(SUITES) == {"anymdp", "gym", "darkroom"}
+    assert set(SUITES) == {"anymdp", "gym", "darkroom", "ladder"}
+    assert SUITES["ladder"] == ("anymdp8",) and "anymdp8" not in SUITES["anymdp"]  # not in the paper's suite
     names = [n for suite in SUITES.values() for n in suite]
     assert sorted(names) == sorted(expected)  # every name in exactly one suite
     assert SUITES["darkroom"] == ("darkroom6", "darkroom8", "darkroom10")

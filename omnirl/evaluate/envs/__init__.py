@@ -18,6 +18,7 @@ environment's model (``MDPTask``); AnyMDP and bandit references are exact per ta
 ==================  ======  =======  =======  ========================  ===============  ===============  =====
 name                states  actions  limit    shaping (agent sees)      random return    oracle return    exact
 ==================  ======  =======  =======  ========================  ===============  ===============  =====
+anymdp8             8       5        100-101  none                      per task         per task         yes
 anymdp16            16      5        100-128  none                      per task         per task         yes
 anymdp32            32      5        128-256  none                      per task         per task         yes
 anymdp64            64      5        256-500  none                      per task         per task         yes
@@ -90,8 +91,8 @@ class EnvFactory:
             raise ValueError(f"{self.name}: exactly one of adapter and tasks must be given")
 
 
-def _anymdp(S: int) -> EnvFactory:
-    return EnvFactory(f"anymdp{S}", "anymdp", "anymdp",
+def _anymdp(S: int, suite: str = "anymdp") -> EnvFactory:
+    return EnvFactory(f"anymdp{S}", "anymdp", suite,
                       tasks=lambda n, *, seed, task_dir=None: anymdp.anymdp_batch(S, n, seed=seed,
                                                                                   task_dir=task_dir))
 
@@ -103,6 +104,7 @@ def _gym(name: str, family: str, suite: str, adapter: Callable[[bool], DiscreteA
 
 _FACTORIES = (
     *(_anymdp(S) for S in anymdp.SIZES),
+    *(_anymdp(S, "ladder") for S in anymdp.LADDER_SIZES),
     EnvFactory(f"bandit{anymdp.N_ACTIONS}", "bandit", "anymdp",
                tasks=lambda n, *, seed, task_dir=None: anymdp.bandit_batch(n, seed=seed, task_dir=task_dir)),
     _gym("lake4x4", "lake", "gym", lambda shaping: lake.LakeAdapter(False, shaping=shaping)),
@@ -120,9 +122,9 @@ ENVIRONMENTS: dict[str, EnvFactory] = {f.name: f for f in _FACTORIES}
 """Every evaluation environment by name (see the module docstring's table)."""
 
 SUITES: dict[str, tuple[str, ...]] = {
-    suite: tuple(f.name for f in _FACTORIES if f.suite == suite) for suite in ("anymdp", "gym", "darkroom")}
+    suite: tuple(f.name for f in _FACTORIES if f.suite == suite) for suite in ("anymdp", "gym", "darkroom", "ladder")}
 """Names by suite: ``anymdp`` (unseen AnyMDP sizes and bandits), ``gym`` (Lake, Cliff, Pendulum,
-Switch2), ``darkroom``."""
+Switch2), ``darkroom``, ``ladder`` (smaller AnyMDP tasks for ``experiments.icrl_ladder``)."""
 
 
 def _factory(name: str) -> EnvFactory:

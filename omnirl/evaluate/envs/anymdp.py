@@ -1,5 +1,5 @@
-"""Unseen AnyMDP tasks (``anymdp16``, ``anymdp32``, ``anymdp64``, ``anymdp128``) and multi-armed
-bandits (``bandit5``) as ``MDPBatch``es.
+"""Unseen AnyMDP tasks (``anymdp16``, ``anymdp32``, ``anymdp64``, ``anymdp128``; ``anymdp8`` for the
+in-context RL ladder) and multi-armed bandits (``bandit5``) as ``MDPBatch``es.
 
 Tasks
 -----
@@ -50,6 +50,8 @@ N_ACTIONS = 5
 """Actions of every evaluation task (the model's action space)."""
 SIZES = (16, 32, 64, 128)
 """Observation-space sizes of the unseen AnyMDP suites."""
+LADDER_SIZES = (8,)
+"""Smaller sizes, for the rungs of ``experiments.icrl_ladder`` (the ``ladder`` suite)."""
 BANDIT_STATES = 1
 """A bandit has one state."""
 
@@ -143,6 +145,6 @@ def bandit_batch(n_envs: int, *, seed: int, n_actions: int = N_ACTIONS,
     return MDPBatch(tasks, names=[f"bandit{n_actions}"] * len(tasks), family="bandit")
 
 
-__all__ = ["BANDIT_STATES", "EVAL_ROOT", "N_ACTIONS", "SIZES", "anymdp_batch", "bandit_batch",
+__all__ = ["BANDIT_STATES", "EVAL_ROOT", "LADDER_SIZES", "N_ACTIONS", "SIZES", "anymdp_batch", "bandit_batch",
            "bandit_tasks", "eval_seed", "generate_eval_taskset", "is_eval_task",
            "load_tasks", "unseen_tasks"]
