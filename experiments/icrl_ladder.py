@@ -1,0 +1,350 @@
+"""The in-context RL ladder: from bandits to MDPs, where does learning from rewards appear?
+
+    python -m experiments.icrl_ladder                         # laptop preset
+    python -m experiments.icrl_ladder --preset smoke          # seconds (the tests)
+    python -m experiments.icrl_ladder --preset long           # longer training per rung
+    python -m experiments.icrl_ladder --rungs='[contextual8]' --curriculum=false   # any field of Settings
+
+Rungs (``RUNGS``; ``rungs`` picks them, in order), each measured on tasks never trained on:
+
+* ``bandit``: ``S = 1`` (``actions`` arms), uniform pulls labelled with the best arm (the bandit
+  rung of ``experiments.bandits``);
+* ``contextual8``: AnyMDP with 8 states played uniformly at random, labelled by the gamma = 0
+  oracle (the best immediate reward in each state): a bandit per state, the rewards of
+  ``S * A`` keys to tell apart;
+* ``mdp8`` / ``mdp16``: AnyMDP with 8 / 16 states played uniformly at random, labelled by the
+  reference oracle (gamma 0.994).
+
+Steps (one run directory, see ``experiments._common``):
+
+1. **Data.** Per rung, ``sequences`` sequences of ``length`` steps, a fresh task per sequence, and
+   ``val_sequences`` on unseen tasks (``unseen``: the rung's own pipeline, so its probe: uniform
+   play, where no action in the context shows the label).
+2. **Training.** Per rung one model (the same network on every rung: its observation ids are the
+   largest rung's ``S``) for ``rung_steps`` steps (``train.max_steps`` for each when empty); with
+   ``curriculum``, each rung starts from the previous rung's weights (``train.init_from``).
+   Validation measures the unseen set's loss against position beside the Bayes-optimal reference's
+   (``omnirl.agents.reference``) on the same windows.
+3. **Online.** The rung's model acts on ``eval_envs`` unseen tasks of the rung's environment
+   (``bandit5``, ``anymdp8``, ``anymdp16``) for ``eval_steps`` steps from an empty context
+   (temperature ``temperature`` -> ``t_final`` over ``t_steps`` steps, its own actions tagged
+   ``own_tag``), beside TQL-UCB on the same tasks: the normalised score (0 random, 1 oracle) of the
+   episodes ending in the first and the last quarter of the steps, and the curve against step.
+4. **Report.** Per rung: the probe's first- and last-quarter loss (model and reference), the gain
+   (the model's drop over the reference's) and the last-quarter share of the way from uniform to
+   the reference; the online scores; whether in-context RL from rewards appears there (``claims``);
+   and the highest rung where it does. ``icrl_ladder.png``: per rung, the probe curves and the
+   online curves.
+
+In-context RL from rewards appears on a rung (``claims``) when the probe's loss falls below uniform
+with context (``CONTEXT_DROP``), the gain and the last-quarter share reach ``MIN_GAIN``, and online
+the last-quarter score is above random by two standard errors and above the first quarter's.
+
+Presets (``PRESETS``): ``laptop`` (the default; about 25 minutes on one core), ``long`` (2.5 times
+the training of the MDP rungs),
+``smoke`` (seconds: checks the pipeline) and ``paper`` (GPU sizes; not run here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from experiments._common import Invocation, finish, main_of
+from experiments._scores import context_improves, differs, episode_scores, finite, pm, trend
+from experiments.task_scaling import limit_y
+from omnirl.experiment import (SHARD_SIZE, check_training, dataset, evaluate_once, log, presets, train_many,
+                               training_config, validation_sets)
+from omnirl.rundir import cpu_seconds
+from omnirl.train.config import DataSection, ModelSection, TrainSection
+
+NAME = "icrl_ladder"
+CONTEXT_DROP = 0.05
+"""Nats: the probe's loss falls below uniform with context if its last-quarter mean is this much
+below both its first-quarter mean and ``ln A``."""
+MIN_GAIN = 0.7
+"""Least share of the reference's drop (the gain) and of the way from uniform to the reference in
+the last quarter."""
+ONLINE_BINS = 8
+"""Bins of the online learning curves."""
+MODEL = "omnirl"
+BASELINE = "tql_ucb"
+
+
+@dataclasses.dataclass(frozen=True)
+class Rung:
+    """One rung of the ladder."""
+
+    states: int
+    """Observation ids ``S`` of its tasks (1: bandits)."""
+    pipeline: str
+    """Its data pipeline: uniform play, labelled by the rung's oracle."""
+    env: str
+    """Its online environment (``omnirl.evaluate.envs``)."""
+    what: str
+    """What it asks of the model, for the report."""
+
+
+RUNGS: dict[str, Rung] = {
+    "bandit": Rung(1, "uniform_probe", "bandit5", "a bandit: the best arm from the rewards"),
+    "contextual8": Rung(8, "myopic_probe", "anymdp8", "a bandit per state (8 states, gamma 0 labels)"),
+    "mdp8": Rung(8, "uniform_probe", "anymdp8", "an MDP with 8 states (gamma 0.994 labels)"),
+    "mdp16": Rung(16, "uniform_probe", "anymdp16", "an MDP with 16 states (gamma 0.994 labels)"),
+}
+"""The rungs, from the easiest."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The ladder's settings (the defaults are the laptop preset)."""
+
+    rungs: tuple[str, ...] = ("bandit", "contextual8", "mdp8")
+    """Rungs to climb, in order (names of ``RUNGS``)."""
+    curriculum: bool = True
+    """Each rung's model starts from the previous rung's weights (else from scratch)."""
+    rung_steps: tuple[int, ...] = (300, 600, 600)
+    """Training steps per rung (one per rung; empty: ``train.max_steps`` for every rung)."""
+    actions: int = 5
+    """Actions ``A`` of every task (and arms of the bandits)."""
+    sequences: int = 2048
+    """Training sequences per rung (a fresh task each)."""
+    length: int = 1025
+    """Steps per stored sequence (episode-end markers included); at least ``data.window + 1``."""
+    val_sequences: int = 64
+    """Sequences of each rung's unseen validation set."""
+    model: ModelSection = dataclasses.field(default_factory=ModelSection)
+    """The model (``omnirl.train.config.ModelSection``; its sizes are the ladder's)."""
+    data: DataSection = dataclasses.field(default_factory=DataSection)
+    """The training windows (``window``, ``batch_size``); the datasets are the ladder's."""
+    train: TrainSection = dataclasses.field(default_factory=TrainSection)
+    """The optimisation of every rung (``max_steps`` when ``rung_steps`` is empty; ``val_every``
+    divides each rung's steps)."""
+    threads: int = 1
+    """Torch threads of training and evaluation (0: the machine's cores)."""
+    workers: int = 1
+    """Data-generation processes."""
+    eval_envs: int = 64
+    """Unseen tasks of each rung's online evaluation."""
+    eval_steps: int = 500
+    """Acting steps per task online."""
+    temperature: float = 1.0
+    """Sampling temperature online at the first step (0: greedy)."""
+    t_final: float = 0.5
+    """Temperature from step ``t_steps`` on (linear in between)."""
+    t_steps: int = 250
+    """Steps over which the temperature anneals."""
+    own_tag: int = 6
+    """Tag the model's own actions enter its context with (6: random, the tag of the uniform play
+    it was trained on)."""
+
+    def __post_init__(self) -> None:
+        from omnirl._validate import check_choice, check_float, check_int
+
+        if not self.rungs:
+            raise ValueError("rungs must name at least one rung")
+        for r in self.rungs:
+            check_choice("rungs", r, RUNGS)
+        if self.rung_steps and len(self.rung_steps) != len(self.rungs):
+            raise ValueError(f"rung_steps must give one step count per rung ({len(self.rungs)}), got "
+                             f"{list(self.rung_steps)}")
+        for n in self.steps:
+            check_int("rung_steps", n, min_value=1)
+            if n % min(self.train.val_every, n):
+                raise ValueError(f"rung_steps: {n} must be a multiple of train.val_every={self.train.val_every}")
+        check_int("actions", self.actions, min_value=2)
+        for f in ("sequences", "val_sequences", "workers", "eval_envs", "eval_steps", "t_steps"):
+            check_int(f, getattr(self, f), min_value=1)
+        check_int("threads", self.threads, min_value=0)
+        check_int("own_tag", self.own_tag, min_value=0, max_value=7)
+        check_float("temperature", self.temperature, min_value=0.0)
+        check_float("t_final", self.t_final, min_value=0.0)
+        check_training(self)
+        if self.length < self.data.window + 1:
+            raise ValueError(f"length={self.length} must be >= data.window + 1 = {self.data.window + 1}")
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        """Training steps of each rung."""
+        return tuple(self.rung_steps) or (self.train.max_steps,) * len(self.rungs)
+
+    @property
+    def n_obs(self) -> int:
+        """The model's observation ids: the largest rung's ``S``."""
+        return max(RUNGS[r].states for r in self.rungs)
+
+
+PRESETS = presets(Settings, {
+    "smoke": {"rungs": ["bandit", "contextual8"], "rung_steps": [4, 4], "sequences": 16, "length": 129,
+              "val_sequences": 4, "eval_envs": 4, "eval_steps": 120,
+              "model": {"backbone": "rwkv7"}, "data": {"window": 128, "batch_size": 4},
+              "train": {"segment_len": 64, "lr": 3e-3, "warmup_steps": 1, "val_every": 2}},
+    "laptop": {"model": {"backbone": "rwkv7"},
+               "train": {"lr": 1e-3, "warmup_steps": 30, "val_every": 100}},
+    "long": {"model": {"backbone": "rwkv7"}, "rung_steps": [300, 1500, 1500],
+             "train": {"lr": 1e-3, "warmup_steps": 100, "val_every": 300}},
+    "paper": {"rungs": ["bandit", "contextual8", "mdp8", "mdp16"], "rung_steps": [2000, 20000, 20000, 20000],
+              "sequences": 65536, "length": 4001, "val_sequences": 256, "threads": 0, "workers": 32,
+              "eval_envs": 256, "eval_steps": 2000,
+              "model": {"backbone": "rwkv7", "size": "paper", "layout": "paper"},
+              "data": {"window": 4000, "batch_size": 16},
+              "train": {"segment_len": 2000, "lr": 2e-4, "warmup_steps": 2000, "val_every": 1000}},
+})
+"""The presets (see the module docstring)."""
+
+
+# --------------------------------------------------------------------------- numbers
+def probe_numbers(run: Mapping[str, Any], actions: int) -> dict[str, float]:
+    """The unseen probe's quarter losses, the reference's, the gain and the last-quarter share, from
+    the run's last validation."""
+    last = run["history"][-1] if run["history"] else {}
+    get = lambda k: last.get(f"val/unseen/{k}", math.nan)  # noqa: E731
+    q1, q4 = get("policy_loss_first_quarter"), get("policy_loss_last_quarter")
+    r1, r4 = get("reference_policy_loss_first_quarter"), get("reference_policy_loss_last_quarter")
+    uniform = math.log(actions)
+    share = (uniform - q4) / (uniform - r4) if finite(q4) and finite(r4) and uniform > r4 else math.nan
+    return {"model_q1": q1, "model_q4": q4, "reference_q1": r1, "reference_q4": r4, "gain": get("gain"),
+            "share_q4": share}
+
+
+def claims(probe: Mapping[str, float], online: Mapping[str, Any], actions: int) -> dict[str, bool]:
+    """What a rung's numbers show (see the module docstring)."""
+    model = online[MODEL]
+    late, early = trend(model)
+    c = {
+        "probe_below_uniform": context_improves(probe["model_q1"], probe["model_q4"], uniform=math.log(actions),
+                                                drop=CONTEXT_DROP),
+        "gain_reached": bool(finite(probe["gain"]) and probe["gain"] >= MIN_GAIN),
+        "share_reached": bool(finite(probe["share_q4"]) and probe["share_q4"] >= MIN_GAIN),
+        "online_above_random": bool(finite(model["performance"]) and finite(model["se"])
+                                    and model["performance"] > 2 * model["se"]),
+        "online_rises": differs(late, early) > 0,
+    }
+    c["icrl_appears"] = all(c.values())
+    return c
+
+
+def finding_text(s: Settings, per_rung: Sequence[Mapping[str, Any]]) -> str:
+    """The run's finding, from its numbers and ``claims``."""
+    parts = []
+    for r in per_rung:
+        p, m, b = r["probe"], r["online"][MODEL], r["online"][BASELINE]
+        parts.append(
+            f"{r['rung']} ({RUNGS[r['rung']].what}; {r['steps']} steps"
+            f"{', from the previous rung' if r['init_from'] else ''}): probe {p['model_q1']:.3f} -> "
+            f"{p['model_q4']:.3f} nats (reference {p['reference_q1']:.3f} -> {p['reference_q4']:.3f}, uniform "
+            f"{math.log(s.actions):.3f}; gain {p['gain']:.2f}, last-quarter share {p['share_q4']:.2f}); online "
+            f"score {pm(m['first_quarter'], m['first_quarter_se'])} -> {pm(m['performance'], m['se'])} "
+            f"(TQL-UCB {pm(b['first_quarter'], b['first_quarter_se'])} -> {pm(b['performance'], b['se'])}): "
+            + ("in-context RL from rewards appears." if r["claims"]["icrl_appears"] else
+               "in-context RL from rewards does not appear (" + ", ".join(
+                   k for k, v in r["claims"].items() if k != "icrl_appears" and not v) + " not met)."))
+    reached = [r["rung"] for r in per_rung if r["claims"]["icrl_appears"]]
+    parts.append(f"Highest rung where it appears: {reached[-1] if reached else 'none'}.")
+    return " ".join(parts)
+
+
+def plot(s: Settings, per_rung: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Per rung (a column): the probe loss against position, and the online score against step."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from omnirl.tasks.plots import save_figure
+
+    n = len(per_rung)
+    fig = Figure(figsize=(4.2 * n, 7))
+    ax = fig.subplots(2, n, squeeze=False)
+    arr = lambda x: np.array([np.nan if v is None else v for v in x], dtype=float)  # noqa: E731
+    for i, r in enumerate(per_rung):
+        c = r["curve"]
+        ax[0, i].plot(arr(c["position"]), arr(c["all"]), "-o", ms=3, label="model")
+        if "reference" in c:
+            ax[0, i].plot(arr(c["position"]), arr(c["reference"]), "-s", ms=3, color="black", label="reference")
+        ax[0, i].axhline(math.log(s.actions), color="grey", lw=0.8, ls=":", label="uniform")
+        limit_y(ax[0, i], 0.0, 2 * math.log(s.actions))
+        ax[0, i].set(title=f"{r['rung']}: probe", xlabel="position in context", ylabel="policy loss (nats)")
+        for method, style in ((MODEL, "-o"), (BASELINE, "--")):
+            o = r["online"][method]
+            ax[1, i].plot(o["curve_steps"], arr(o["curve"]), style, ms=3, label=method)
+        ax[1, i].axhline(0.0, color="grey", lw=0.8, ls=":")
+        ax[1, i].set(title=f"{r['rung']}: online on {RUNGS[r['rung']].env}", xlabel="step",
+                     ylabel="normalised score")
+        for a in ax[:, i]:
+            a.legend(fontsize=7)
+    fig.suptitle(f"In-context RL ladder: {s.model.backbone} ({s.model.size}, {s.model.layout})"
+                 + (", curriculum" if s.curriculum else ""))
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def table_rows(per_rung: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per rung."""
+    rows = []
+    for r in per_rung:
+        p, m, b = r["probe"], r["online"][MODEL], r["online"][BASELINE]
+        rows.append({"rung": r["rung"], "steps": r["steps"], "probe_q1": p["model_q1"], "probe_q4": p["model_q4"],
+                     "ref_q1": p["reference_q1"], "ref_q4": p["reference_q4"], "gain": p["gain"],
+                     "share_q4": p["share_q4"], "online_q1": m["first_quarter"], "online_q4": m["performance"],
+                     "online_se": m["se"], "tql_ucb_q4": b["performance"], "icrl": r["claims"]["icrl_appears"]})
+    return rows
+
+
+# --------------------------------------------------------------------------- the study
+def run(inv: Invocation) -> dict:
+    """The experiment (see the module docstring); returns its summary."""
+    s: Settings = inv.settings
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    cpu = {"data": 0.0, "train": 0.0, "eval": 0.0}
+    per_rung: list[dict[str, Any]] = []
+    previous: str | None = None
+    for name, steps in zip(s.rungs, s.steps):
+        rung = RUNGS[name]
+        c1 = cpu_seconds()
+        root = inv.out / "data" / name
+        train_dir = dataset(root / "train", n_tasks=None, sequences=s.sequences, length=s.length, states=rung.states,
+                            actions=s.actions, pipeline=rung.pipeline, seed=inv.seed, workers=s.workers,
+                            shard_size=SHARD_SIZE)
+        val = validation_sets(train_dir, root / "val", s.val_sequences)
+        c2 = cpu_seconds()
+        config = training_config(s, train_dir=train_dir, validation=val, seed=inv.seed, n_obs=s.n_obs,
+                                 n_actions=s.actions)
+        init_from = previous if s.curriculum else None
+        config = dataclasses.replace(config, train=dataclasses.replace(
+            config.train, max_steps=steps, val_every=min(s.train.val_every, steps), init_from=init_from))
+        log(f"rung {name}: training {steps} steps" + (" from the previous rung's weights" if init_from else ""))
+        (r,) = train_many([(inv.out / "train" / name, config)], threads=s.threads, wandb_mode=inv.wandb_mode)
+        previous = r["checkpoint"]
+        c3 = cpu_seconds()
+        out = inv.out / "eval" / name
+        evaluate_once(out, threads=s.threads or 1, checkpoint=r["checkpoint"], envs=[rung.env], protocol="online",
+                      n_envs=s.eval_envs, steps=s.eval_steps, seed=inv.seed, baselines=[BASELINE],
+                      wandb_mode=inv.wandb_mode, **{"protocol.t_initial": s.temperature, "protocol.t_final": s.t_final,
+                                                    "protocol.t_steps": s.t_steps, "protocol.own_tag": s.own_tag})
+        online = {m: episode_scores(out, rung.env, m, s.eval_envs, bins=ONLINE_BINS) for m in (MODEL, BASELINE)}
+        probe = probe_numbers(r, s.actions)
+        per_rung.append({"rung": name, "steps": steps, "init_from": init_from, "probe": probe, "online": online,
+                         "curve": r["curves"].get("unseen", {"position": [], "all": []}),
+                         "claims": claims(probe, online, s.actions), "history": r["history"]})
+        cpu["data"] += c2 - c1
+        cpu["train"] += c3 - c2
+        cpu["eval"] += cpu_seconds() - c3
+    finding = finding_text(s, per_rung)
+    figure = plot(s, per_rung, inv.out / "icrl_ladder.png")
+    cpu["total"] = cpu_seconds() - c0
+    reached = [r["rung"] for r in per_rung if r["claims"]["icrl_appears"]]
+    results = {"per_rung": {r["rung"]: r for r in per_rung}, "highest_rung": reached[-1] if reached else None,
+               "thresholds": {"context_drop": CONTEXT_DROP, "min_gain": MIN_GAIN}, "cpu_seconds": cpu,
+               "wall_seconds": time.perf_counter() - t0}
+    log(f"icrl_ladder: {results['wall_seconds']:.0f} s wall, {cpu['total']:.0f} CPU-s")
+    return finish(inv, NAME, results=results, table=table_rows(per_rung), figures=[figure], finding=finding,
+                  seconds=results["wall_seconds"])
+
+
+main = main_of(NAME, PRESETS, run, __doc__)
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+__all__ = ["PRESETS", "RUNGS", "Rung", "Settings", "claims", "main", "probe_numbers", "run", "table_rows"]

@@ -1,0 +1,77 @@
+"""experiments.icrl_ladder: the smoke preset end to end, the curriculum, the claims, the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from experiments import icrl_ladder as lx
+from omnirl.data.store import read_manifest
+from omnirl.rundir import read_training
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ladder") / "run"
+    assert lx.main(["--preset", "smoke", "--out", str(out), "--wandb-mode", "disabled"]) == 0
+    return out, json.loads((out / "summary.json").read_text())
+
+
+def test_every_rung_has_its_data_model_and_evaluation(smoke):
+    out, summary = smoke
+    settings = lx.PRESETS["smoke"]
+    assert [r["rung"] for r in summary["table"]] == list(settings.rungs) == ["bandit", "contextual8"]
+    for name in settings.rungs:
+        rung = lx.RUNGS[name]
+        _, header = read_manifest(out / "data" / name / "train")
+        assert header.config["spec"]["pipeline"] == rung.pipeline and header.n_obs == rung.states
+        run = read_training(out / "train" / name)
+        assert run["run"]["config"]["model"]["n_obs"] == settings.n_obs == 8  # one network on every rung
+        assert run["run"]["config"]["data"]["validation"] == {"unseen": str(out / "data" / name / "val" / "unseen")}
+        evaluation = json.loads((out / "eval" / name / "summary.json").read_text())
+        assert evaluation["config"]["run"]["envs"] == [rung.env]
+        assert {r["method"] for r in evaluation["rows"]} == {lx.MODEL, lx.BASELINE}
+    # the curriculum: the second rung starts from the first rung's weights
+    second = read_training(out / "train" / "contextual8")["run"]["config"]["train"]
+    assert second["init_from"] == str(out / "train" / "bandit" / "checkpoints" / "last.ckpt")
+    assert read_training(out / "train" / "bandit")["run"]["config"]["train"]["init_from"] is None
+    assert (out / "icrl_ladder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_claims_follow_the_numbers(smoke):
+    _, summary = smoke
+    for name, r in summary["results"]["per_rung"].items():
+        p, c, m = r["probe"], r["claims"], r["online"][lx.MODEL]
+        uniform = math.log(lx.PRESETS["smoke"].actions)
+        assert c["probe_below_uniform"] == (p["model_q1"] - p["model_q4"] > lx.CONTEXT_DROP
+                                            and uniform - p["model_q4"] > lx.CONTEXT_DROP)
+        assert p["gain"] == r["history"][-1]["val/unseen/gain"]
+        assert c["gain_reached"] == (p["gain"] >= lx.MIN_GAIN)
+        assert c["online_above_random"] == (m["performance"] > 2 * m["se"])
+        assert c["icrl_appears"] == all(v for k, v in c.items() if k != "icrl_appears")
+        row = next(t for t in summary["table"] if t["rung"] == name)
+        assert row["icrl"] == c["icrl_appears"] and row["online_q4"] == pytest.approx(m["performance"])
+    reached = [n for n, r in summary["results"]["per_rung"].items() if r["claims"]["icrl_appears"]]
+    assert summary["results"]["highest_rung"] == (reached[-1] if reached else None)
+    assert f"Highest rung where it appears: {reached[-1] if reached else 'none'}." in summary["finding"]
+
+
+def test_without_curriculum_every_rung_starts_afresh(tmp_path):
+    out = tmp_path / "run"
+    assert lx.main(["--preset", "smoke", "--out", str(out), "--wandb-mode", "disabled", "--curriculum=false",
+                    "--rungs=[contextual8]", "--rung_steps=[2]"]) == 0
+    assert read_training(out / "train" / "contextual8")["run"]["config"]["train"]["init_from"] is None
+    assert not (out / "train" / "bandit").exists()
+
+
+@pytest.mark.parametrize("arg, named", [("--rungs=[mdp99]", "rungs"), ("--rung_steps=[4]", "rung_steps"),
+                                        ("--rung_steps=[4, 3]", "rung_steps"), ("--data.window=2000", "length")])
+def test_bad_input_exits_2_before_writing(arg, named, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        lx.main(["--preset", "smoke", "--out", str(tmp_path / "x"), arg])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error:" in err[0] and named in err[0]
+    assert not (tmp_path / "x").exists()
