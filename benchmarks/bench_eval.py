@@ -16,7 +16,10 @@ stderr); ``--out FILE`` also writes it there atomically. Sections:
     256) for ``--steps`` steps, after an untimed warm-up run: environment steps per second of the
     whole loop (act + environment step + commit to context + record), and for comparison the
     environment alone (uniform random actions, step + record, the same batch and steps), so the
-    model's share of the time is visible (``model_share``).
+    model's share of the time is visible (``model_share``). Beside it, the same loop with the
+    previous decoding path of the CPU ops (every run of tokens padded to a 64-step chunk, no
+    per-step forms: ``padded_decoding``), measured in turn with the current one:
+    ``padded_env_steps_per_s`` and ``decode_speedup`` (current over padded).
 
 ``context``
     Per-step cost against context length, in ``--context-envs`` environments (default 8): for each
@@ -41,6 +44,7 @@ from __future__ import annotations
 from _common import emit, int_list, log, machine_info, positive_int
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -52,6 +56,7 @@ from omnirl.evaluate.protocols import (ORACLE_TAG, UNKNOWN_TAG, ProtocolConfig, 
                                        evaluate_model)
 from omnirl.evaluate.records import EpisodeRecorder  # noqa: E402
 from omnirl.model.backbone import BACKBONES, sized  # noqa: E402
+from omnirl.model.ops import dispatch  # noqa: E402
 from omnirl.model.omnirl import OmniRL, OmniRLConfig  # noqa: E402
 from omnirl.tasks import sample_anymdp  # noqa: E402
 
@@ -126,16 +131,34 @@ def env_only(batch: MDPBatch, steps: int, seed: int) -> float:
     return batch.n_envs * steps / (time.perf_counter() - t0)
 
 
+@contextlib.contextmanager
+def padded_decoding():
+    """The CPU ops' previous decoding path: a run of tokens shorter than a chunk padded to a full
+    chunk (one-token runs excepted), never the per-step forms."""
+    saved = dispatch._chunk, dispatch.RECURRENT_STEPS
+    dispatch._chunk = lambda x, size=dispatch.CHUNK: 1 if x.shape[1] == 1 else size
+    dispatch.RECURRENT_STEPS = 0
+    try:
+        yield
+    finally:
+        dispatch._chunk, dispatch.RECURRENT_STEPS = saved
+
+
 def bench_online(name: str, tasks, s: dict) -> dict:
     model = make_model(name, s["seed"])
     batch = make_batch(tasks)
     evaluate_model(model, batch, ProtocolConfig(steps=s["warmup_steps"]), s["seed"])  # warm-up
     r = evaluate_model(model, batch, ProtocolConfig(steps=s["steps"]), s["seed"])
     t = r.timing
+    with padded_decoding():
+        evaluate_model(model, batch, ProtocolConfig(steps=s["warmup_steps"]), s["seed"])
+        padded = evaluate_model(model, batch, ProtocolConfig(steps=s["steps"]), s["seed"]).timing
     env_rate = env_only(batch, s["steps"], s["seed"])
     return {"backbone": name, "envs": batch.n_envs, "steps": s["steps"],
             "parameters": sum(p.numel() for p in model.parameters()),
             "env_steps_per_s": t["env_steps_per_s"], "step_ms": 1e3 * t["acting_s"] / s["steps"],
+            "padded_env_steps_per_s": padded["env_steps_per_s"],
+            "decode_speedup": t["env_steps_per_s"] / padded["env_steps_per_s"],
             "env_only_steps_per_s": env_rate,
             "model_share": 1.0 - t["env_s"] / t["acting_s"], "episodes": len(r.episodes)}
 
@@ -226,7 +249,8 @@ def main(argv: list[str] | None = None) -> dict:
         row = bench_online(name, tasks[:s["envs"]], s)
         log(f"online {name:>6} B={row['envs']}: {row['env_steps_per_s']:8.0f} env steps/s with the model "
             f"({row['step_ms']:.1f} ms/step), env alone {row['env_only_steps_per_s']:8.0f}/s, "
-            f"model share {row['model_share']:.0%}")
+            f"model share {row['model_share']:.0%}; previous (padded) decoding {row['padded_env_steps_per_s']:.0f}/s, "
+            f"{row['decode_speedup']:.2f}x")
         online.append(row)
 
     context = []

@@ -13,6 +13,8 @@ def test_bench_eval_quick(tmp_path):
     assert online["backbone"] == "gdn" and online["envs"] == s["envs"] and online["parameters"] > 0
     assert online["env_steps_per_s"] > 0 and online["env_only_steps_per_s"] > online["env_steps_per_s"]
     assert 0 < online["model_share"] < 1 and online["step_ms"] > 0
+    assert online["padded_env_steps_per_s"] > 0  # the previous decoding path, measured beside it
+    assert online["decode_speedup"] == online["env_steps_per_s"] / online["padded_env_steps_per_s"]
 
     (context,) = report["context"]
     rows = context["contexts"]
