@@ -35,8 +35,8 @@ Steps (everything lands in one run directory, see ``experiments._common``):
    every round's so far, so the model also learns on the contexts its own play makes.
 3. **Online.** The model pulls the arms of ``eval_envs`` unseen ``bandit{actions}`` bandits for
    ``eval_steps`` pulls from an empty context (``python -m omnirl.evaluate``'s online protocol,
-   sampling at a temperature annealed linearly from ``temperature`` to ``t_final`` over ``t_steps``
-   pulls: sampling from the model's probability that each arm is the best is Thompson sampling when
+   with ``decoding``: a temperature annealed linearly from ``t_initial`` to ``t_final`` over
+   ``t_steps`` pulls: sampling from the model's probability that each arm is the best is Thompson sampling when
    that probability is the posterior's; annealing sharpens a model less sure than the posterior),
    its own pulls tagged ``own_tag`` (6, random, as the pulls of the ``uniform_probe`` data are);
    UCB1, Thompson sampling and uniform random pull the same bandits.
@@ -72,7 +72,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from experiments._common import Invocation, finish, main_of
-from omnirl.experiment import dataset, evaluate_once, log, presets, train_many, training_config
+from omnirl.experiment import Decoding, dataset, evaluate_once, log, presets, train_many, training_config
 from omnirl.rundir import cpu_seconds
 from experiments._scores import context_improves, finite
 from experiments.task_scaling import check_training_fields, limit_y
@@ -131,15 +131,10 @@ class Settings:
     """Unseen bandits of the online evaluation."""
     eval_steps: int = 500
     """Pulls per bandit online (the context grows to twice this many entries)."""
-    temperature: float = 1.0
-    """Sampling temperature of the model's policy online at the first pull (0: greedy)."""
-    t_final: float = 0.5
-    """Temperature from pull ``t_steps`` on; it moves linearly from ``temperature`` to it."""
-    t_steps: int = 250
-    """Pulls over which the temperature anneals."""
-    own_tag: int = 6
-    """Tag the model's own pulls enter its context with online: 6 (random), the tag of every pull of
-    the ``uniform_probe`` and ``random_probe`` data (7, unknown, marks episode ends there)."""
+    decoding: Decoding = dataclasses.field(default_factory=Decoding)
+    """How the model pulls online (``omnirl.experiment.Decoding``: temperature 1 -> 0.5 over 250
+    pulls, own pulls tagged 6, the tag of every pull of the ``uniform_probe`` and ``random_probe``
+    data)."""
     dagger_rounds: int = 0
     """Rounds of dataset aggregation after the first training (0: none; see the module docstring)."""
     dagger_sequences: int = 1024
@@ -158,10 +153,6 @@ class Settings:
             check_int("n_tasks", self.n_tasks, min_value=1)
         for f in ("eval_envs", "eval_steps"):
             check_int(f, getattr(self, f), min_value=1)
-        check_float("temperature", self.temperature, min_value=0.0)
-        check_float("t_final", self.t_final, min_value=0.0)
-        check_int("t_steps", self.t_steps, min_value=1)
-        check_int("own_tag", self.own_tag, min_value=0, max_value=7)
         check_int("dagger_rounds", self.dagger_rounds, min_value=0)
         check_int("dagger_sequences", self.dagger_sequences, min_value=1)
         check_int("dagger_steps", self.dagger_steps, min_value=1)
@@ -204,14 +195,6 @@ def make_data(s: Settings, out: Path, seed: int) -> tuple[Path, dict[str, str]]:
     return train_dir, {n: str(val / d) for n, d in names.items()}
 
 
-def protocol(s: Settings, steps: int) -> Any:
-    """The online decoding of the settings, for ``steps`` pulls."""
-    from omnirl.evaluate.protocols import ProtocolConfig
-
-    return ProtocolConfig(protocol="online", steps=steps, t_initial=s.temperature, t_final=s.t_final,
-                          t_steps=s.t_steps, own_tag=s.own_tag)
-
-
 def on_policy_data(s: Settings, out: Path, checkpoint: str, seed: int) -> Path:
     """``dagger_sequences`` fresh training bandits played by the model at ``checkpoint`` with the
     online decoding, best-arm labels (made if missing, resumed if interrupted)."""
@@ -226,7 +209,7 @@ def on_policy_data(s: Settings, out: Path, checkpoint: str, seed: int) -> Path:
                            n_actions=s.actions, seed=seed, shard_size=SHARD_SIZE)
         batch = min(s.dagger_sequences, SHARD_SIZE)
         with torch_threads(s.threads or 1):
-            generate_dataset(spec, out, batch=batch, actor=ModelActors(checkpoint, protocol(s, s.length), seed, batch))
+            generate_dataset(spec, out, batch=batch, actor=ModelActors(checkpoint, s.decoding.protocol(s.length), seed, batch))
         log(f"on-policy dataset {out}: {s.dagger_sequences} x {s.length} entries in {time.perf_counter() - t0:.0f} s")
     return out
 
@@ -301,8 +284,8 @@ def finding_text(s: Settings, probe: Mapping[str, float], online: Mapping[str, M
     m, th = online[MODEL], online["thompson"]
     at = [t for t in (100, 500) if t <= m["pulls"]]
     parts.append(
-        f"Online on {s.eval_envs} unseen bandit{s.actions} bandits for {s.eval_steps} pulls (temperature "
-        f"{s.temperature:g} -> {s.t_final:g} over {s.t_steps} pulls, own pulls tagged {s.own_tag}), "
+        f"Online on {s.eval_envs} unseen bandit{s.actions} bandits for {s.eval_steps} pulls "
+        f"({s.decoding.describe('pull')}), "
         "cumulative regret "
         + "; ".join(f"after {t} pulls: model {m[f'regret@{t}']:.2f}, Thompson {th[f'regret@{t}']:.2f}, UCB1 "
                     f"{online['ucb1'][f'regret@{t}']:.2f}, uniform {online['uniform'][f'regret@{t}']:.2f} "
@@ -384,8 +367,7 @@ def run(inv: Invocation) -> dict:
     env = f"bandit{s.actions}"
     evaluate_once(inv.out / "eval", threads=s.threads or 1, checkpoint=r["checkpoint"], envs=[env],
                   protocol="online", n_envs=s.eval_envs, steps=s.eval_steps, seed=inv.seed, baselines=list(BASELINES),
-                  wandb_mode=inv.wandb_mode, **{"protocol.t_initial": s.temperature, "protocol.t_final": s.t_final,
-                     "protocol.t_steps": s.t_steps, "protocol.own_tag": s.own_tag})
+                  wandb_mode=inv.wandb_mode, **s.decoding.overrides())
     online = online_regret(inv.out / "eval", env)
     wall["eval"], cpu["eval"] = time.perf_counter() - t1, cpu_seconds() - c1
 

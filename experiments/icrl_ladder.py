@@ -27,8 +27,7 @@ Steps (one run directory, see ``experiments._common``):
    (``omnirl.agents.reference``) on the same windows.
 3. **Online.** The rung's model acts on ``eval_envs`` unseen tasks of the rung's environment
    (``bandit5``, ``anymdp8``, ``anymdp16``) for ``eval_steps`` steps from an empty context
-   (temperature ``temperature`` -> ``t_final`` over ``t_steps`` steps, its own actions tagged
-   ``own_tag``), beside TQL-UCB on the same tasks: the normalised score (0 random, 1 oracle) of the
+   (``decoding``), beside TQL-UCB on the same tasks: the normalised score (0 random, 1 oracle) of the
    episodes ending in the first and the last quarter of the steps, and the curve against step.
 4. **Report.** Per rung: the probe's first- and last-quarter loss (model and reference), the gain
    (the model's drop over the reference's) and the last-quarter share of the way from uniform to
@@ -56,7 +55,7 @@ from typing import Any, Mapping, Sequence
 from experiments._common import Invocation, finish, main_of
 from experiments._scores import context_improves, differs, episode_scores, finite, pm, trend
 from experiments.task_scaling import limit_y
-from omnirl.experiment import (SHARD_SIZE, check_training, dataset, evaluate_once, log, presets, train_many,
+from omnirl.experiment import (SHARD_SIZE, Decoding, check_training, dataset, evaluate_once, log, presets, train_many,
                                training_config, validation_sets)
 from omnirl.rundir import cpu_seconds
 from omnirl.train.config import DataSection, ModelSection, TrainSection
@@ -130,18 +129,12 @@ class Settings:
     """Unseen tasks of each rung's online evaluation."""
     eval_steps: int = 500
     """Acting steps per task online."""
-    temperature: float = 1.0
-    """Sampling temperature online at the first step (0: greedy)."""
-    t_final: float = 0.5
-    """Temperature from step ``t_steps`` on (linear in between)."""
-    t_steps: int = 250
-    """Steps over which the temperature anneals."""
-    own_tag: int = 6
-    """Tag the model's own actions enter its context with (6: random, the tag of the uniform play
-    it was trained on)."""
+    decoding: Decoding = dataclasses.field(default_factory=Decoding)
+    """How the model acts online (``omnirl.experiment.Decoding``: temperature 1 -> 0.5 over 250
+    steps, own actions tagged 6, the tag of the uniform play it was trained on)."""
 
     def __post_init__(self) -> None:
-        from omnirl._validate import check_choice, check_float, check_int
+        from omnirl._validate import check_choice, check_int
 
         if not self.rungs:
             raise ValueError("rungs must name at least one rung")
@@ -155,12 +148,9 @@ class Settings:
             if n % min(self.train.val_every, n):
                 raise ValueError(f"rung_steps: {n} must be a multiple of train.val_every={self.train.val_every}")
         check_int("actions", self.actions, min_value=2)
-        for f in ("sequences", "val_sequences", "workers", "eval_envs", "eval_steps", "t_steps"):
+        for f in ("sequences", "val_sequences", "workers", "eval_envs", "eval_steps"):
             check_int(f, getattr(self, f), min_value=1)
         check_int("threads", self.threads, min_value=0)
-        check_int("own_tag", self.own_tag, min_value=0, max_value=7)
-        check_float("temperature", self.temperature, min_value=0.0)
-        check_float("t_final", self.t_final, min_value=0.0)
         check_training(self)
         if self.length < self.data.window + 1:
             raise ValueError(f"length={self.length} must be >= data.window + 1 = {self.data.window + 1}")
@@ -320,8 +310,7 @@ def run(inv: Invocation) -> dict:
         out = inv.out / "eval" / name
         evaluate_once(out, threads=s.threads or 1, checkpoint=r["checkpoint"], envs=[rung.env], protocol="online",
                       n_envs=s.eval_envs, steps=s.eval_steps, seed=inv.seed, baselines=[BASELINE],
-                      wandb_mode=inv.wandb_mode, **{"protocol.t_initial": s.temperature, "protocol.t_final": s.t_final,
-                                                    "protocol.t_steps": s.t_steps, "protocol.own_tag": s.own_tag})
+                      wandb_mode=inv.wandb_mode, **s.decoding.overrides())
         online = {m: episode_scores(out, rung.env, m, s.eval_envs, bins=ONLINE_BINS) for m in (MODEL, BASELINE)}
         probe = probe_numbers(r, s.actions)
         per_rung.append({"rung": name, "steps": steps, "init_from": init_from, "probe": probe, "online": online,

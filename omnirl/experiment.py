@@ -51,6 +51,43 @@ def default_out(name: str, preset: str) -> Path:
     return base
 
 
+# --------------------------------------------------------------------------- online decoding
+@dataclasses.dataclass(frozen=True)
+class Decoding:
+    """How a study's model acts online: the decoding fields of the online protocol
+    (``omnirl.evaluate.protocols.ProtocolConfig``, which checks them)."""
+
+    t_initial: float = 1.0
+    """Sampling temperature at the first acting step (0: greedy)."""
+    t_final: float = 0.5
+    """Temperature from step ``t_steps`` on; it moves linearly from ``t_initial`` to it."""
+    t_steps: int = 250
+    """Acting steps over which the temperature anneals."""
+    own_tag: int = 6
+    """Tag the model's own actions enter its context with: 6 (random), the tag of the uniform play
+    of the probe pipelines (7, unknown, marks episode ends there)."""
+
+    def __post_init__(self) -> None:
+        self.protocol(1)
+
+    def protocol(self, steps: int) -> Any:
+        """The online protocol of ``steps`` acting steps with this decoding."""
+        from omnirl.evaluate.protocols import ProtocolConfig
+
+        return ProtocolConfig(protocol="online", steps=steps, t_initial=self.t_initial, t_final=self.t_final,
+                              t_steps=self.t_steps, own_tag=self.own_tag)
+
+    def overrides(self) -> dict[str, Any]:
+        """This decoding as ``evaluate_once``'s dotted protocol settings."""
+        return {"protocol.t_initial": self.t_initial, "protocol.t_final": self.t_final,
+                "protocol.t_steps": self.t_steps, "protocol.own_tag": self.own_tag}
+
+    def describe(self, unit: str = "step") -> str:
+        """In words, for a finding."""
+        return (f"temperature {self.t_initial:g} -> {self.t_final:g} over {self.t_steps} {unit}s, own "
+                f"{unit}s tagged {self.own_tag}")
+
+
 # --------------------------------------------------------------------------- data
 SHARD_SIZE = 512
 """Sequences per dataset shard of the experiments' datasets (see ``dataset``)."""

@@ -88,7 +88,8 @@ def test_dataset_aggregation_rounds(tmp_path):
 def test_bad_input_exits_2_before_writing(tmp_path, capsys):
     for arg, name in (("--pipeline=omnirl", "pipeline"), ("--data.window=2000", "length"), ("--actions=1", "actions"),
                       ("--model.reward_transform=log", "reward_transform"),
-                      ("--data.policy_target=soft", "policy_target")):
+                      ("--data.policy_target=soft", "policy_target"), ("--decoding.own_tag=9", "own_tag"),
+                      ("--decoding.t_final=-1", "t_final")):
         with pytest.raises(SystemExit) as e:
             bx.main(["--preset", "smoke", "--out", str(tmp_path / "x"), arg])
         assert e.value.code == 2
