@@ -102,7 +102,7 @@ def test_policy_at_a_step_never_sees_its_reward_or_later_ones(layout, kind):
     torch.manual_seed(0)
     S, A, B, T = 8, 3, 2, 12
     m = OmniRL(OmniRLConfig(n_obs=S, n_actions=A, backbone=sized("tiny", "gdn"), layout=layout,
-                            reward_transform=kind)).eval()
+                            reward_transform=kind, world_model=layout != "paired")).eval()
     g = torch.Generator().manual_seed(2)
     obs, act = torch.randint(0, S, (B, T), generator=g), torch.randint(0, A, (B, T), generator=g)
     prompt, tag = torch.full((B, T), 3), torch.full((B, T), 6)
