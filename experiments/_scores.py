@@ -103,6 +103,21 @@ def episode_scores(eval_dir: Path, env: str, method: str, n_rows: int | None = N
     return out
 
 
+def probe_numbers(history: Sequence[Mapping[str, Any]], name: str, actions: int) -> dict[str, float]:
+    """Validation set ``name``'s numbers at the last validation of ``history`` (a training run's):
+    the model's and the Bayes-optimal reference's first- and last-quarter policy losses, the gain
+    (the model's drop over the reference's), ``share_q4`` (how far the model's last quarter is from
+    uniform, ``ln actions``, towards the reference's) and both whole-window losses; NaN where missing."""
+    last = history[-1] if history else {}
+    get = lambda k: last.get(f"val/{name}/{k}", math.nan)  # noqa: E731
+    q4, r4 = get("policy_loss_last_quarter"), get("reference_policy_loss_last_quarter")
+    uniform = math.log(actions)
+    return {"model_q1": get("policy_loss_first_quarter"), "model_q4": q4,
+            "reference_q1": get("reference_policy_loss_first_quarter"), "reference_q4": r4, "gain": get("gain"),
+            "share_q4": (uniform - q4) / (uniform - r4) if finite(q4) and finite(r4) and uniform > r4 else math.nan,
+            "model_loss": get("policy_loss"), "reference_loss": get("reference_policy_loss")}
+
+
 def context_improves(q1: Any, q4: Any, *, uniform: float, drop: float) -> bool:
     """A validation loss improves with context: its last-quarter mean ``q4`` is ``drop`` nats below
     both its first-quarter mean ``q1`` and the uniform guess ``uniform`` (``ln A``): a fall from
@@ -144,4 +159,4 @@ def pm(x: float | None, se: float | None) -> str:
     return f"{x:.2f}" if se is None or not math.isfinite(se) else f"{x:.2f}±{se:.2f}"
 
 
-__all__ = ["RESOLVE", "finite", "context_improves", "episode_scores", "paired_se", "differs", "trend", "pm"]
+__all__ = ["RESOLVE", "finite", "probe_numbers", "context_improves", "episode_scores", "paired_se", "differs", "trend", "pm"]

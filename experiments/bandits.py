@@ -74,7 +74,7 @@ from typing import Any, Mapping
 from experiments._common import Invocation, finish, main_of
 from omnirl.experiment import Decoding, dataset, evaluate_once, log, presets, train_many, training_config
 from omnirl.rundir import cpu_seconds
-from experiments._scores import context_improves, finite
+from experiments._scores import context_improves, finite, probe_numbers
 from experiments.task_scaling import check_training_fields, limit_y
 from omnirl.train.config import DataSection, ModelSection, TrainSection
 
@@ -372,16 +372,7 @@ def run(inv: Invocation) -> dict:
     wall["eval"], cpu["eval"] = time.perf_counter() - t1, cpu_seconds() - c1
 
     curve = r["curves"][PROBE]  # position, all, reference, ... (binned over the window)
-    last = r["history"][-1]
-    q1, q4 = last.get(f"val/{PROBE}/policy_loss_first_quarter"), last.get(f"val/{PROBE}/policy_loss_last_quarter")
-    r1 = last.get(f"val/{PROBE}/reference_policy_loss_first_quarter")
-    r4 = last.get(f"val/{PROBE}/reference_policy_loss_last_quarter")
-    uniform = math.log(s.actions)
-    probe = {"model_q1": q1, "model_q4": q4, "reference_q1": r1, "reference_q4": r4,
-             "gain": last.get(f"val/{PROBE}/gain", math.nan),
-             "share_q4": (uniform - q4) / (uniform - r4) if finite(q4) and finite(r4) and uniform > r4 else math.nan,
-             "model_loss": last.get(f"val/{PROBE}/policy_loss"),
-             "reference_loss": last.get(f"val/{PROBE}/reference_policy_loss")}
+    probe = probe_numbers(r["history"], PROBE, s.actions)
     c = claims(probe, online, s.actions)
     finding = finding_text(s, probe, online, c)
     figure = plot(s, curve, online, inv.out / "bandits.png")

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from experiments._common import Invocation, finish, main_of
-from experiments._scores import context_improves, differs, episode_scores, finite, pm, trend
+from experiments._scores import context_improves, differs, episode_scores, finite, pm, probe_numbers, trend
 from experiments.task_scaling import limit_y
 from omnirl.experiment import (SHARD_SIZE, Decoding, check_training, dataset, evaluate_once, log, presets, train_many,
                                training_config, validation_sets)
@@ -186,19 +186,6 @@ PRESETS = presets(Settings, {
 
 
 # --------------------------------------------------------------------------- numbers
-def probe_numbers(run: Mapping[str, Any], actions: int) -> dict[str, float]:
-    """The unseen probe's quarter losses, the reference's, the gain and the last-quarter share, from
-    the run's last validation."""
-    last = run["history"][-1] if run["history"] else {}
-    get = lambda k: last.get(f"val/unseen/{k}", math.nan)  # noqa: E731
-    q1, q4 = get("policy_loss_first_quarter"), get("policy_loss_last_quarter")
-    r1, r4 = get("reference_policy_loss_first_quarter"), get("reference_policy_loss_last_quarter")
-    uniform = math.log(actions)
-    share = (uniform - q4) / (uniform - r4) if finite(q4) and finite(r4) and uniform > r4 else math.nan
-    return {"model_q1": q1, "model_q4": q4, "reference_q1": r1, "reference_q4": r4, "gain": get("gain"),
-            "share_q4": share}
-
-
 def claims(probe: Mapping[str, float], online: Mapping[str, Any], actions: int) -> dict[str, bool]:
     """What a rung's numbers show (see the module docstring)."""
     model = online[MODEL]
@@ -312,7 +299,7 @@ def run(inv: Invocation) -> dict:
                       n_envs=s.eval_envs, steps=s.eval_steps, seed=inv.seed, baselines=[BASELINE],
                       wandb_mode=inv.wandb_mode, **s.decoding.overrides())
         online = {m: episode_scores(out, rung.env, m, s.eval_envs, bins=ONLINE_BINS) for m in (MODEL, BASELINE)}
-        probe = probe_numbers(r, s.actions)
+        probe = probe_numbers(r["history"], "unseen", s.actions)
         per_rung.append({"rung": name, "steps": steps, "init_from": init_from, "probe": probe, "online": online,
                          "curve": r["curves"].get("unseen", {"position": [], "all": []}),
                          "claims": claims(probe, online, s.actions), "history": r["history"]})
@@ -336,4 +323,4 @@ main = main_of(NAME, PRESETS, run, __doc__)
 if __name__ == "__main__":
     raise SystemExit(main())
 
-__all__ = ["PRESETS", "RUNGS", "Rung", "Settings", "claims", "main", "probe_numbers", "run", "table_rows"]
+__all__ = ["PRESETS", "RUNGS", "Rung", "Settings", "claims", "main", "run", "table_rows"]
