@@ -29,10 +29,11 @@ def flat(state):
     return torch.cat([t.flatten() for layer in state[0] for t in layer] + [state[1].flatten()])
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("transform", REWARD_TRANSFORMS)
-def test_acting_step_by_step_is_the_forward_pass(layout, transform):
-    m, d = model(layout, reward_transform=transform), traj()
+@pytest.mark.parametrize("layout, transform, backbone",
+                         [(layout, transform, "gdn") for layout in LAYOUTS for transform in REWARD_TRANSFORMS]
+                         + [(layout, "causal", "transformer") for layout in LAYOUTS])
+def test_acting_step_by_step_is_the_forward_pass(layout, transform, backbone):
+    m, d = model(layout, backbone, reward_transform=transform), traj()
     d["reward"] = d["reward"] * 5.0 + 2.0
     d["action"][1, 4] = A  # an episode-end marker: no reward, left out of the running statistics
     d["reward"][1, 4] = 0.0

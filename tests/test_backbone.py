@@ -4,13 +4,14 @@ is indexed and reset by row; paper sizes match Table 6."""
 import pytest
 import torch
 
-from omnirl.model.backbone import (BACKBONES, BackboneConfig, build_backbone, detach_state, sized,
+from omnirl.model.backbone import (ALL_BACKBONES, BACKBONES, BackboneConfig, build_backbone, detach_state, sized,
                                    reset_rows, select_rows)
+from omnirl.model.mixers import CausalSelfAttention
 
 TABLE_6 = {"gdn": 46.3e6, "gsa": 42.9e6, "mamba2": 31.6e6, "rwkv7": 42.9e6}
 
 
-@pytest.fixture(params=BACKBONES)
+@pytest.fixture(params=ALL_BACKBONES)
 def backbone(request):
     torch.manual_seed(0)
     return build_backbone(sized("tiny", request.param))
@@ -70,7 +71,8 @@ def test_paper_preset_matches_table_6(name):
 
 
 @pytest.mark.parametrize("kwargs, name", [
-    (dict(name="transformer"), "name"),
+    (dict(name="lstm"), "name"),
+    (dict(window=0), "window"),
     (dict(layers=0), "layers"),
     (dict(dim=64.0), "dim"),
     (dict(head_dim=0), "head_dim"),
@@ -97,3 +99,29 @@ def test_gradients_do_not_cross_a_detached_segment_boundary(backbone):
     torch.testing.assert_close(y_carry.detach(), y_cut.detach())
     (g_carry,) = torch.autograd.grad(y_carry.square().sum(), x1)
     assert g_carry.abs().max() > 1e-6
+
+
+def test_attention_window_holds_the_last_tokens_and_positions_are_relative():
+    torch.manual_seed(0)
+    attn = CausalSelfAttention(dim=16, heads=2, head_dim=8, window=5)
+    x = torch.randn(2, 14, 16)
+    with torch.no_grad():
+        state, steps = None, []
+        for t in range(14):
+            y, state = attn(x[:, t:t + 1], state)
+            steps.append(y)
+        # step t sees itself and the 5 tokens before it; rotary scores depend on distance only,
+        # so it equals the last output of a fresh pass over those 6 tokens
+        for t in (3, 9, 13):
+            fresh, _ = attn(x[:, max(0, t - 5):t + 1])
+            torch.testing.assert_close(steps[t][:, 0], fresh[:, -1], atol=1e-5, rtol=1e-4)
+        # a token further back changes nothing once out of the window; within it, it does
+        x2 = x.clone()
+        x2[:, 2] += 1.0
+        state2, out2 = None, []
+        for t in range(14):
+            y, state2 = attn(x2[:, t:t + 1], state2)
+            out2.append(y)
+    assert (out2[7] - steps[7]).abs().max() > 1e-4
+    torch.testing.assert_close(out2[8], steps[8])
+    assert state[3].tolist() == [14.0, 14.0] and state[2].shape == (2, 5)

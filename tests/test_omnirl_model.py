@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from omnirl.model.backbone import BACKBONES, sized
+from omnirl.model.backbone import ALL_BACKBONES, BACKBONES, sized
 from omnirl.model.omnirl import LAYOUTS, OmniRL, OmniRLConfig
 
 S, A, B, T = 16, 5, 2, 12
@@ -28,7 +28,7 @@ def run(model, d, state=None):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("backbone", ALL_BACKBONES)
 def test_policy_at_t_ignores_the_action_at_t_and_everything_after(backbone, layout):
     model = make(backbone, layout)
     d = batch()

@@ -10,8 +10,10 @@ A state is a tuple (one entry per block) of tuples of fp32 tensors with the batc
 memory inside modules: whoever carries the state owns it.
 
 Backbones (names as the paper's Table 6): ``rwkv7``, ``gdn`` (Gated DeltaNet), ``gsa`` (Gated
-Slot Attention), ``mamba2``. A block is ``x + mixer(norm(x))`` followed by ``x + ffn(norm(x))``
-(SwiGLU for GDN, RWKV-7's channel mix for RWKV-7, a GELU MLP for GSA, none for Mamba2).
+Slot Attention), ``mamba2``; and a control, ``transformer`` (softmax attention over a rolling
+key-value cache, ``mixers.CausalSelfAttention``), whose memory is exact within its window. A block
+is ``x + mixer(norm(x))`` followed by ``x + ffn(norm(x))`` (SwiGLU for GDN and the transformer,
+RWKV-7's channel mix for RWKV-7, a GELU MLP for GSA, none for Mamba2).
 """
 
 from __future__ import annotations
@@ -23,11 +25,18 @@ from torch import Tensor, nn
 
 from omnirl._validate import check_choice, check_float, check_int
 from omnirl.model.layers import GeluMLP, SwiGLU
-from omnirl.model.mixers import RWKV7, GatedDeltaNet, GatedSlotAttention, Mamba2, RWKV7FeedForward
+from omnirl.model.mixers import (RWKV7, CausalSelfAttention, GatedDeltaNet, GatedSlotAttention, Mamba2,
+                                 RWKV7FeedForward)
 
 BACKBONES = ("rwkv7", "gdn", "gsa", "mamba2")
-DEFAULT_HEAD_DIM = {"rwkv7": 64, "gdn": 48, "gsa": 64, "mamba2": 128}
-"""Head dimensions of the paper's Table 6."""
+"""The paper's backbones (its Table 6), compared by ``experiments.arch_comparison``."""
+CONTROLS = ("transformer",)
+"""Control backbones: not the paper's, there to tell a recurrent state's capacity from what the data
+and the optimisation teach."""
+ALL_BACKBONES = BACKBONES + CONTROLS
+"""Every backbone a model can be built on."""
+DEFAULT_HEAD_DIM = {"rwkv7": 64, "gdn": 48, "gsa": 64, "mamba2": 128, "transformer": 64}
+"""Head dimensions of the paper's Table 6 (and 64 for the transformer)."""
 
 State = tuple[tuple[Tensor, ...], ...]
 
@@ -37,15 +46,15 @@ class BackboneConfig:
     """Size and kind of a backbone."""
 
     name: str = "rwkv7"
-    """Mixer kind: ``rwkv7``, ``gdn``, ``gsa`` or ``mamba2``."""
+    """Mixer kind: ``rwkv7``, ``gdn``, ``gsa``, ``mamba2`` or the control ``transformer``."""
     dim: int = 512
     """Hidden width ``D``."""
     layers: int = 18
     """Number of blocks."""
     heads: int = 8
-    """Attention heads (RWKV-7, GDN, GSA); Mamba2's heads are ``expand * dim / head_dim``."""
+    """Attention heads (RWKV-7, GDN, GSA, transformer); Mamba2's heads are ``expand * dim / head_dim``."""
     head_dim: int | None = None
-    """Head dimension; ``None`` takes the paper's (RWKV-7 64, GDN 48, GSA 64, Mamba2 128)."""
+    """Head dimension; ``None`` takes the paper's (RWKV-7 64, GDN 48, GSA 64, Mamba2 128; transformer 64)."""
     ffn_hidden: int = 1024
     """Hidden width of the feed-forward (unused by Mamba2 blocks, which have none)."""
     num_slots: int = 64
@@ -54,14 +63,16 @@ class BackboneConfig:
     """Mamba2 SSM state size ``N``."""
     expand: float = 2.0
     """Mamba2 inner width ``expand * dim``."""
+    window: int = 4096
+    """Transformer: tokens before a segment that a token can attend to (its key-value cache)."""
     gdn_expand_v: float = 1.0
     """GDN value head dimension as a multiple of ``head_dim``."""
     norm_eps: float = 1e-5
     """Epsilon of the RMS norms."""
 
     def __post_init__(self) -> None:
-        check_choice("name", self.name, BACKBONES)
-        for f in ("dim", "layers", "heads", "ffn_hidden", "num_slots", "state_size"):
+        check_choice("name", self.name, ALL_BACKBONES)
+        for f in ("dim", "layers", "heads", "ffn_hidden", "num_slots", "state_size", "window"):
             check_int(f, getattr(self, f), min_value=1)
         if self.head_dim is not None:
             check_int("head_dim", self.head_dim, min_value=1)
@@ -103,6 +114,9 @@ class Block(nn.Module):
             self.ffn = RWKV7FeedForward(c.dim, c.ffn_hidden)
         elif c.name == "gdn":
             self.mixer = GatedDeltaNet(c.dim, c.heads, hd, c.gdn_expand_v, norm_eps=c.norm_eps)
+            self.ffn = SwiGLU(c.dim, c.ffn_hidden)
+        elif c.name == "transformer":
+            self.mixer = CausalSelfAttention(c.dim, c.heads, hd, c.window)
             self.ffn = SwiGLU(c.dim, c.ffn_hidden)
         elif c.name == "gsa":
             self.mixer = GatedSlotAttention(c.dim, c.heads, hd, c.num_slots, norm_eps=c.norm_eps)

@@ -296,3 +296,69 @@ class GatedSlotAttention(nn.Module):
         o, (hk, hv) = dispatch.gsa(q, k, v, s, f, 1.0, (hk, hv))  # (B, T, H, K)
         o = self.g_norm(F.silu(o)).reshape(B, T, H * K).to(x.dtype)
         return self.o_proj(o), (hk, hv)
+
+
+def rotary(x: Tensor, positions: Tensor, base: float) -> Tensor:
+    """Rotary position embedding: x ``(B, T, H, K)`` (``K`` even) rotated by ``positions (B, T)``;
+    channel pairs ``(i, i + K / 2)`` turn at frequencies ``base^(-2 i / K)``."""
+    half = x.shape[-1] // 2
+    freq = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)  # (K/2,)
+    angle = positions[..., None, None] * freq  # (B, T, 1, K/2)
+    cos, sin = angle.cos(), angle.sin()
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    """Softmax self-attention (``F.scaled_dot_product_attention``) with rotary positions over a
+    rolling key-value cache: a token attends to itself, the earlier tokens of its segment and the
+    last ``window`` tokens before it. The control backbone: its memory is exact up to the window,
+    so it separates what a recurrent state cannot hold from what the data and optimisation cannot
+    teach.
+
+    State: ``(keys (B, H, W, K), values (B, H, W, K), filled (B, W), position (B,))``: the rotated
+    keys and the values of the last ``W`` tokens (oldest first), 1 where a slot holds a token, and
+    the number of tokens seen. Zeros are an empty context.
+    """
+
+    def __init__(self, dim: int, heads: int, head_dim: int, window: int, rope_base: float = 10000.0) -> None:
+        super().__init__()
+        self.dim = check_int("dim", dim, min_value=1)
+        self.heads = check_int("heads", heads, min_value=1)
+        self.head_dim = check_int("head_dim", head_dim, min_value=2)
+        if head_dim % 2:
+            raise ValueError(f"head_dim={head_dim} must be even for rotary positions")
+        self.window = check_int("window", window, min_value=1)
+        self.rope_base = check_float("rope_base", rope_base, min_value=1.0, min_inclusive=False)
+        inner = heads * head_dim
+        self.q_proj = nn.Linear(dim, inner, bias=False)
+        self.k_proj = nn.Linear(dim, inner, bias=False)
+        self.v_proj = nn.Linear(dim, inner, bias=False)
+        self.o_proj = nn.Linear(inner, dim, bias=False)
+
+    def init_state(self, batch: int, device=None) -> State:
+        H, W, K = self.heads, self.window, self.head_dim
+        z = lambda *s: torch.zeros(batch, *s, device=device, dtype=torch.float32)  # noqa: E731
+        return (z(H, W, K), z(H, W, K), z(W), z())
+
+    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        B, T, _ = x.shape  # (B, T, D)
+        keys, values, filled, position = self.init_state(B, x.device) if state is None else state
+        H, K = self.heads, self.head_dim
+        positions = position[:, None] + torch.arange(T, device=x.device, dtype=torch.float32)  # (B, T)
+        q = rotary(self.q_proj(x).float().view(B, T, H, K), positions, self.rope_base).transpose(1, 2)  # (B, H, T, K)
+        k = rotary(self.k_proj(x).float().view(B, T, H, K), positions, self.rope_base).transpose(1, 2)
+        v = self.v_proj(x).float().view(B, T, H, K).transpose(1, 2)  # (B, H, T, K)
+        all_k = torch.cat([keys, k], dim=2)  # (B, H, W + T, K)
+        all_v = torch.cat([values, v], dim=2)
+        all_filled = torch.cat([filled, filled.new_ones(B, T)], dim=1)  # (B, W + T)
+        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()  # (T, T)
+        if bool(filled.any()):
+            past = (filled > 0)[:, None, None, :].expand(B, 1, T, self.window)  # (B, 1, T, W)
+            mask = torch.cat([past, causal.expand(B, 1, T, T)], dim=-1)  # (B, 1, T, W + T)
+            o = F.scaled_dot_product_attention(q, all_k, all_v, attn_mask=mask)  # (B, H, T, K)
+        else:  # an empty context: only the segment itself
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        o = o.transpose(1, 2).reshape(B, T, H * K).to(x.dtype)
+        W = self.window
+        return self.o_proj(o), (all_k[:, :, -W:], all_v[:, :, -W:], all_filled[:, -W:], position + T)

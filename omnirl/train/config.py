@@ -14,7 +14,7 @@ import dataclasses
 
 from omnirl._validate import check_choice, check_float, check_int
 from omnirl.agents.reference import ReferenceConfig
-from omnirl.model.backbone import BACKBONES, SIZES, sized
+from omnirl.model.backbone import ALL_BACKBONES, SIZES, sized
 from omnirl.model.omnirl import OmniRLConfig
 
 
@@ -47,7 +47,7 @@ class ModelSection:
     """The OmniRL model to train."""
 
     backbone: str = "gdn"
-    """Backbone kind: ``rwkv7``, ``gdn``, ``gsa`` or ``mamba2``."""
+    """Backbone kind: ``rwkv7``, ``gdn``, ``gsa``, ``mamba2`` or the control ``transformer``."""
     size: str = "tiny"
     """Backbone size: ``tiny`` or ``small`` (laptop CPU) or ``paper`` (Table 6); ``SIZES`` in ``omnirl.model.backbone``."""
     layout: str = "compact"
@@ -73,7 +73,7 @@ class ModelSection:
     """Loss of the reward head: ``mse`` or ``huber``."""
 
     def __post_init__(self) -> None:
-        check_choice("backbone", self.backbone, BACKBONES)
+        check_choice("backbone", self.backbone, ALL_BACKBONES)
         check_choice("size", self.size, SIZES)
         self.build()  # the model's own checks (layout, reward handling, weights, sizes), at parse time
 
