@@ -19,7 +19,7 @@ def test_defaults_and_sweep_style_overrides():
 
 
 @pytest.mark.parametrize("overrides, match", [
-    (["--model.backbone=transformer"], "model: backbone must be one of"),
+    (["--model.backbone=lstm"], "model: backbone must be one of"),
     (["--train.segment_len=0"], "train: segment_len must be >= 1"),
     (["--train.lr=fast"], '"train.lr": Expected a'),
     (["--train.segmentlen=5"], "'train' does not accept option 'segmentlen'"),
