@@ -16,6 +16,13 @@ import numpy as np
 
 RESOLVE = 2.0
 """Standard errors of a difference for it to count as resolved."""
+CONTEXT_DROP = 0.05
+"""Nats: a validation loss improves with context if its last-quarter mean is this much below both
+its first-quarter mean and the uniform guess ``ln A`` (``context_improves``)."""
+MIN_GAIN = 0.7
+"""Least share of the Bayes-optimal reference's drop on the probe (the gain), and of the way from
+uniform to the reference in the last quarter, for the model to learn from rewards like it
+(``probe_claims``)."""
 
 
 def finite(x: Any) -> bool:
@@ -116,6 +123,15 @@ def probe_numbers(history: Sequence[Mapping[str, Any]], name: str, actions: int)
             "reference_q1": get("reference_policy_loss_first_quarter"), "reference_q4": r4, "gain": get("gain"),
             "share_q4": (uniform - q4) / (uniform - r4) if finite(q4) and finite(r4) and uniform > r4 else math.nan,
             "model_loss": get("policy_loss"), "reference_loss": get("reference_policy_loss")}
+
+
+def probe_claims(probe: Mapping[str, float], actions: int) -> dict[str, bool]:
+    """What a probe's numbers (``probe_numbers``) show: its loss falls below uniform with context
+    (``CONTEXT_DROP``), and the gain and the last-quarter share reach ``MIN_GAIN``."""
+    return {"probe_below_uniform": context_improves(probe["model_q1"], probe["model_q4"], uniform=math.log(actions),
+                                                    drop=CONTEXT_DROP),
+            "gain_reached": bool(finite(probe["gain"]) and probe["gain"] >= MIN_GAIN),
+            "share_reached": bool(finite(probe["share_q4"]) and probe["share_q4"] >= MIN_GAIN)}
 
 
 def context_improves(q1: Any, q4: Any, *, uniform: float, drop: float) -> bool:

@@ -74,18 +74,13 @@ from typing import Any, Mapping
 from experiments._common import Invocation, finish, main_of
 from omnirl.experiment import Decoding, dataset, evaluate_once, log, presets, train_many, training_config
 from omnirl.rundir import cpu_seconds
-from experiments._scores import context_improves, finite, probe_numbers
+from experiments._scores import CONTEXT_DROP, MIN_GAIN, finite, probe_claims, probe_numbers
 from experiments.task_scaling import check_training_fields, limit_y
 from omnirl.train.config import DataSection, ModelSection, TrainSection
 
 NAME = "bandits"
 PROBE = "probe"
 """Name of the bandit probe among the validation sets."""
-CONTEXT_DROP = 0.05
-"""Nats: the probe's loss falls below uniform with context if its last-quarter mean is this much
-below both its first-quarter mean and ``ln A``."""
-MIN_GAIN = 0.7
-"""The model must achieve at least this share of the reference's drop on the probe."""
 CLOSE_RATIO = 1.5
 """The model's final cumulative regret is close to Thompson sampling's within this factor."""
 BASELINES = ("ucb1", "thompson", "uniform")
@@ -254,10 +249,7 @@ def claims(probe: Mapping[str, float], online: Mapping[str, Mapping[str, Any]], 
         model["regret"] + 2 * (model["regret_se"] or 0.0) < uniform["regret"]
     ratio = model["regret"] / thompson["regret"] if finite(thompson["regret"]) and thompson["regret"] > 0 else math.nan
     return {
-        "probe_below_uniform": context_improves(probe["model_q1"], probe["model_q4"], uniform=math.log(arms),
-                                                drop=CONTEXT_DROP),
-        "gain_reached": bool(finite(probe["gain"]) and probe["gain"] >= MIN_GAIN),
-        "share_reached": bool(finite(probe["share_q4"]) and probe["share_q4"] >= MIN_GAIN),
+        **probe_claims(probe, arms),
         "regret_below_uniform": bool(below),
         "regret_close_to_thompson": bool(finite(ratio) and ratio <= CLOSE_RATIO),
     }

@@ -53,47 +53,21 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from experiments._common import Invocation, finish, main_of
-from experiments._scores import context_improves, differs, episode_scores, finite, pm, probe_numbers, trend
+from experiments._scores import (CONTEXT_DROP, MIN_GAIN, differs, episode_scores, finite, pm, probe_claims,
+                                 probe_numbers, trend)
 from experiments.task_scaling import limit_y
-from omnirl.experiment import (SHARD_SIZE, Decoding, check_training, dataset, evaluate_once, log, presets, train_many,
-                               training_config, validation_sets)
+from omnirl.experiment import (RUNGS, SHARD_SIZE, Decoding, Rung, check_training, dataset, evaluate_once, log,
+                               presets, train_many, training_config, validation_sets)
 from omnirl.rundir import cpu_seconds
 from omnirl.train.config import DataSection, ModelSection, TrainSection
 
 NAME = "icrl_ladder"
-CONTEXT_DROP = 0.05
-"""Nats: the probe's loss falls below uniform with context if its last-quarter mean is this much
-below both its first-quarter mean and ``ln A``."""
-MIN_GAIN = 0.7
-"""Least share of the reference's drop (the gain) and of the way from uniform to the reference in
-the last quarter."""
 ONLINE_BINS = 8
 """Bins of the online learning curves."""
 MODEL = "omnirl"
 BASELINE = "tql_ucb"
 
 
-@dataclasses.dataclass(frozen=True)
-class Rung:
-    """One rung of the ladder."""
-
-    states: int
-    """Observation ids ``S`` of its tasks (1: bandits)."""
-    pipeline: str
-    """Its data pipeline: uniform play, labelled by the rung's oracle."""
-    env: str
-    """Its online environment (``omnirl.evaluate.envs``)."""
-    what: str
-    """What it asks of the model, for the report."""
-
-
-RUNGS: dict[str, Rung] = {
-    "bandit": Rung(1, "uniform_probe", "bandit5", "a bandit: the best arm from the rewards"),
-    "contextual8": Rung(8, "myopic_probe", "anymdp8", "a bandit per state (8 states, gamma 0 labels)"),
-    "mdp8": Rung(8, "uniform_probe", "anymdp8", "an MDP with 8 states (gamma 0.994 labels)"),
-    "mdp16": Rung(16, "uniform_probe", "anymdp16", "an MDP with 16 states (gamma 0.994 labels)"),
-}
-"""The rungs, from the easiest."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,10 +165,7 @@ def claims(probe: Mapping[str, float], online: Mapping[str, Any], actions: int) 
     model = online[MODEL]
     late, early = trend(model)
     c = {
-        "probe_below_uniform": context_improves(probe["model_q1"], probe["model_q4"], uniform=math.log(actions),
-                                                drop=CONTEXT_DROP),
-        "gain_reached": bool(finite(probe["gain"]) and probe["gain"] >= MIN_GAIN),
-        "share_reached": bool(finite(probe["share_q4"]) and probe["share_q4"] >= MIN_GAIN),
+        **probe_claims(probe, actions),
         "online_above_random": bool(finite(model["performance"]) and finite(model["se"])
                                     and model["performance"] > 2 * model["se"]),
         "online_rises": differs(late, early) > 0,

@@ -16,14 +16,17 @@ Steps (everything lands in one run directory, see ``experiments._common``):
    about one. Validation sets: ``val_sequences`` new sequences on the training tasks (``seen``),
    on new tasks (``unseen``, the same tasks for every N), and the probe (``probe``: the unseen
    tasks played by one random policy for the whole sequence, oracle-labelled: the
-   ``random_probe`` pipeline).
+   ``random_probe`` pipeline). With ``world`` a rung of the in-context RL ladder
+   (``omnirl.experiment.RUNGS``), the tasks are the rung's (bandits, or AnyMDP with 8 or 16
+   states), played uniformly at random and labelled by the rung's oracle; its ``unseen`` set is the
+   probe, and there is no separate one.
 2. **Training.** One model per N, all with the same backbone, size and budget (``train.max_steps``
    batches of ``data.batch_size`` windows of ``data.window`` steps), up to ``parallel`` at once. Every
    ``val_every`` steps the policy loss (cross-entropy against the oracle label) is measured on
    the validation sets, against position in the context and split by who acted.
 3. **Online RL.** Every model acts on ``eval_envs`` unseen ``anymdp{states}`` tasks for
    ``eval_steps`` steps with an empty context (``python -m omnirl.evaluate``'s online protocol,
-   its own actions fed back with the "unknown" tag, sampling at ``temperature``); TQL-UCB runs on
+   its own actions fed back with the tag and temperature of ``decoding``); TQL-UCB runs on
    the same tasks. Score: normalised return (random policy 0, oracle 1) of the episodes that
    ended in the last quarter, per task then averaged, with its standard error over tasks; also
    its median over tasks and the gap-weighted score (a few tasks whose random and oracle returns
@@ -79,24 +82,24 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from experiments._common import Invocation, finish, main_of
-from omnirl.experiment import (SHARD_SIZE, check_training, dataset, evaluate_once, log, presets, train_many,
+from experiments._scores import (CONTEXT_DROP, MIN_GAIN, context_improves, episode_scores, finite, paired_se,
+                                 probe_claims, probe_numbers)
+from omnirl.data.generate import PROBE
+from omnirl.experiment import (RUNGS, SHARD_SIZE, Decoding, check_training, dataset, evaluate_once, log, presets, train_many,
                                training_config, validation_sets)
 from omnirl.rundir import cpu_seconds
 from omnirl.train.config import DataSection, ModelSection, TrainSection
-from experiments._scores import context_improves, episode_scores, finite, paired_se
-from omnirl.data.generate import PROBE
 
 NAME = "task_scaling"
 MEMORISED_GAP = 0.1
 """Nats: a seen-unseen gap (unseen minus seen final validation loss) above this is memorisation."""
 CLOSED_GAP = 0.05
 """Nats: a gap below this is closed (unseen tasks no worse than seen ones beyond it)."""
-CONTEXT_DROP = 0.05
-"""Nats: a validation loss improves with context if its last-quarter mean is this much below both
-its first-quarter mean and the uniform guess ``ln A`` (a fall from above the uniform guess to it is
-a model learning to be unsure, not learning from the context)."""
 ONLINE_RISE = 0.05
 """Normalised score: an online curve rises if its last quarter beats its first by this much."""
+PAPER_CLAIM = ("The paper (its Figure 7): with few training tasks the model memorises them, with many "
+               "(tens of thousands of AnyMDP tasks) it generalises and learns from rewards in context on unseen tasks.")
+"""The claim the run is read beside."""
 ONLINE_BINS = 16
 """Bins of the online learning curves (``episode_scores``)."""
 
@@ -124,8 +127,15 @@ class Settings:
 
     n_tasks: tuple[int, ...] = (16, 256, 4096)
     """Training task counts N: one dataset and one model each (a sweep run may give one)."""
+    world: str = "anymdp"
+    """The tasks and their play: ``anymdp`` (AnyMDP tasks of ``states`` states, the full behaviour
+    mix, the paper's setting; its probe is ``random_probe``), or a rung of the in-context RL ladder
+    (``omnirl.experiment.RUNGS``: ``bandit``, ``contextual8``, ``mdp8``, ``mdp16``): the rung's tasks
+    played uniformly at random, labelled by its oracle, online on its environment; its unseen set is
+    its probe."""
     states: int = 16
-    """States S of every task (16, 32, 64 or 128: the online evaluation uses ``anymdp{S}``)."""
+    """States S of every task of the ``anymdp`` world (16, 32, 64 or 128: the online evaluation uses
+    ``anymdp{S}``); a rung has its own."""
     actions: int = 5
     """Actions A of every task."""
     sequences: int = 4096
@@ -155,11 +165,12 @@ class Settings:
     """Unseen tasks of the online evaluation."""
     eval_steps: int = 1024
     """Acting steps per task of the online evaluation (the context grows to this length)."""
-    temperature: float = 1.0
-    """Sampling temperature of the model's policy online (constant; 0: greedy)."""
+    decoding: Decoding = Decoding(t_initial=1.0, t_final=1.0, own_tag=7)
+    """How the models act online (``omnirl.experiment.Decoding``): by default at temperature 1
+    throughout, their own actions tagged 7 (unknown); a rung's preset takes the ladder's decoding."""
 
     def __post_init__(self) -> None:
-        from omnirl._validate import check_choice, check_float, check_int
+        from omnirl._validate import check_choice, check_int
         from omnirl.evaluate.envs.anymdp import SIZES
 
         if not self.n_tasks:
@@ -168,6 +179,7 @@ class Settings:
             check_int("n_tasks", n, min_value=1)
         if len(set(self.n_tasks)) != len(self.n_tasks):
             raise ValueError(f"n_tasks must not repeat a count, got {list(self.n_tasks)}")
+        check_choice("world", self.world, ("anymdp", *RUNGS))
         check_choice("states", self.states, SIZES)
         check_training_fields(self)
         for f in ("eval_envs", "eval_steps"):
@@ -175,7 +187,27 @@ class Settings:
         if self.sequences < max(self.n_tasks):
             raise ValueError(f"sequences={self.sequences} must be >= the largest of n_tasks ({max(self.n_tasks)}), "
                              "so that every task of every set is played")
-        check_float("temperature", self.temperature, min_value=0.0)
+
+    @property
+    def task_states(self) -> int:
+        """States ``S`` of the tasks (and the model's observation ids)."""
+        return self.states if self.world == "anymdp" else RUNGS[self.world].states
+
+    @property
+    def pipeline(self) -> str:
+        """The training data's pipeline."""
+        return "omnirl" if self.world == "anymdp" else RUNGS[self.world].pipeline
+
+    @property
+    def env(self) -> str:
+        """The online environment (unseen tasks of the world)."""
+        return f"anymdp{self.states}" if self.world == "anymdp" else RUNGS[self.world].env
+
+    @property
+    def probe(self) -> str:
+        """The validation set whose context shows no good action: ``probe`` (the ``anymdp`` world's
+        random-policy probe) or ``unseen`` (a rung's own uniform play)."""
+        return PROBE if self.world == "anymdp" else "unseen"
 
 
 PRESETS = presets(Settings, {
@@ -235,8 +267,8 @@ def model_numbers(run: Mapping[str, Any]) -> dict[str, Any]:
 
 def claims(per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any], actions: int) -> dict[str, Any]:
     """What the numbers show (``None``: not testable in this run), from the smallest and the
-    largest N's numbers (``per_n`` sorted by N), TQL-UCB's online numbers and the action count
-    (the uniform guess ``ln A``)."""
+    largest N's numbers (``per_n`` sorted by N; ``probe``: ``probe_numbers`` of the probe set),
+    TQL-UCB's online numbers and the action count (the uniform guess ``ln A``)."""
     small, large = per_n[0], per_n[-1]
     uniform = math.log(actions)
     online = large["online"]
@@ -252,7 +284,8 @@ def claims(per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any], actions: 
         "largest_gap_closed": bool(finite(large["gap"]) and large["gap"] < CLOSED_GAP),
         "random_steps_improve": improves(large["unseen_random_q1"], large["unseen_random_q4"]),
         "oracle_steps_improve": improves(large["unseen_oracle_q1"], large["unseen_oracle_q4"]),
-        "probe_improves": improves(large["probe_all_q1"], large["probe_all_q4"]),
+        "probe_improves": probe_claims(large["probe"], actions)["probe_below_uniform"],
+        "probe_gain_reached": probe_claims(large["probe"], actions)["gain_reached"],
         "online_above_random": above(online["performance"] - 2 * online["se"], 0.0),
         "online_rises": above(online["performance"] - online["first_quarter"], ONLINE_RISE),
         "online_matches_tql_ucb": bool(finite(online["gap_weighted"]) and finite(tql["gap_weighted"])
@@ -263,7 +296,8 @@ def claims(per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any], actions: 
         c["unseen_loss_falls_with_n"] = above(small["unseen_policy_loss"] - large["unseen_policy_loss"], 0.0)
     else:
         c["task_count_effect"] = c["unseen_loss_falls_with_n"] = None
-    c["icrl_from_rewards"] = c["probe_improves"] and c["online_above_random"] and c["online_rises"]
+    c["icrl_from_rewards"] = (c["probe_improves"] and c["probe_gain_reached"] and c["online_above_random"]
+                              and c["online_rises"])
     return c
 
 
@@ -271,7 +305,7 @@ def finding_text(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[s
                  c: Mapping[str, Any]) -> str:
     """The run's finding, from its numbers and ``claims``."""
     small, large = per_n[0], per_n[-1]
-    env = f"anymdp{s.states}"
+    env, probe = s.env, large["probe"]
     parts = []
     if len(per_n) > 1:
         parts.append(
@@ -289,25 +323,36 @@ def finding_text(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[s
         parts.append(f"With N={large['n_tasks']} ({large['sequences_per_task']:.1f} sequences per task) the final "
                      f"validation loss is {large['seen_policy_loss']:.3f} nats on seen tasks and "
                      f"{large['unseen_policy_loss']:.3f} on unseen ones (gap {large['gap']:+.3f}).")
-    parts.append(
-        f"In context (N={large['n_tasks']}, unseen tasks, first to last quarter of the {s.data.window}-step context): "
-        f"the loss on near-oracle steps goes {large['unseen_oracle_q1']:.3f} -> {large['unseen_oracle_q4']:.3f} "
-        f"nats, on random-behaviour steps {large['unseen_random_q1']:.3f} -> {large['unseen_random_q4']:.3f} "
-        f"(uniform guess: {math.log(s.actions):.3f}). "
-        + ("The random-behaviour steps improve too, to below the uniform guess (from the rewards, or from "
-           "near-oracle actions elsewhere in the same context: the probe tells)."
-           if c["random_steps_improve"] else
-           "Only the near-oracle steps improve: in-context imitation of the actions the context shows."
-           if c["oracle_steps_improve"] else
-           f"Neither ends {CONTEXT_DROP} nats below both its start and the uniform guess.")
-        + f" On the probe (the same unseen tasks played by one random policy for the whole sequence, so that no "
-        f"action in the context demonstrates good play) the loss goes {large['probe_all_q1']:.3f} -> "
-        f"{large['probe_all_q4']:.3f}: "
+    if s.world == "anymdp":
+        parts.append(
+            f"In context (N={large['n_tasks']}, unseen tasks, first to last quarter of the {s.data.window}-step "
+            f"context): the loss on near-oracle steps goes {large['unseen_oracle_q1']:.3f} -> "
+            f"{large['unseen_oracle_q4']:.3f} nats, on random-behaviour steps {large['unseen_random_q1']:.3f} -> "
+            f"{large['unseen_random_q4']:.3f} (uniform guess: {math.log(s.actions):.3f}). "
+            + ("The random-behaviour steps improve too, to below the uniform guess (from the rewards, or from "
+               "near-oracle actions elsewhere in the same context: the probe tells)."
+               if c["random_steps_improve"] else
+               "Only the near-oracle steps improve: in-context imitation of the actions the context shows."
+               if c["oracle_steps_improve"] else
+               f"Neither ends {CONTEXT_DROP} nats below both its start and the uniform guess.")
+            + " On the probe (the same unseen tasks played by one random policy for the whole sequence, so that "
+            "no action in the context demonstrates good play)")
+    else:
+        parts.append(f"In context (N={large['n_tasks']}; unseen tasks of the {s.world} rung, "
+                     f"{RUNGS[s.world].what}, played uniformly at random so that no action in the context "
+                     f"demonstrates good play; first to last quarter of the {s.data.window}-step context)")
+    parts[-1] += (
+        f" the loss goes {probe['model_q1']:.3f} -> {probe['model_q4']:.3f} nats against the Bayes-optimal "
+        f"reference's {probe['reference_q1']:.3f} -> {probe['reference_q4']:.3f} (gain {probe['gain']:.2f}, "
+        f"last-quarter share {probe['share_q4']:.2f}; {MIN_GAIN} asked): "
         + ("it improves to below the uniform guess, so the model infers better actions from the rewards in its "
-           "context (in-context RL, in the loss)." if c["probe_improves"] else
+           "context (in-context RL, in the loss)" if c["probe_improves"] else
            f"it does not end {CONTEXT_DROP} nats below both its start and the uniform guess, so the model does not "
-           "infer the good actions from the rewards alone" + (" (what it learns in context is imitation)."
-                                                                if c["oracle_steps_improve"] else ".")))
+           "infer the good actions from the rewards alone" + (" (what it learns in context is imitation)"
+                                                                if c["oracle_steps_improve"] else ""))
+        + (", with the gain asked." if c["probe_gain_reached"] else
+           (", but short of the gain asked." if c["probe_improves"] else ".")))
+
     def score(o: Mapping[str, Any]) -> str:
         return (f"{o['performance']:+.3f} +- {o['se']:.3f} / median {o['median']:+.3f} / gap-weighted "
                 f"{o['gap_weighted']:+.3f}")
@@ -315,8 +360,8 @@ def finding_text(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[s
     online = "; ".join(f"N={r['n_tasks']} {score(r['online'])} (first quarter {r['online']['first_quarter']:+.3f})"
                        for r in per_n)
     parts.append(
-        f"Online on {s.eval_envs} unseen {env} tasks ({s.eval_steps} steps from an empty context, temperature "
-        f"{s.temperature:g}), the last-quarter normalised score (random 0, oracle 1; task mean +- standard error "
+        f"Online on {s.eval_envs} unseen {env} tasks ({s.eval_steps} steps from an empty context, "
+        f"{s.decoding.describe()}), the last-quarter normalised score (random 0, oracle 1; task mean +- standard error "
         f"/ median / gap-weighted) is {online}; TQL-UCB on the same tasks: {score(tql)}. "
         f"The N={large['n_tasks']} model is "
         + ("above the random level" if c["online_above_random"] else "not above the random level")
@@ -342,6 +387,11 @@ def finding_text(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[s
         if c["oracle_steps_improve"]:
             icrl += " (what it shows there is in-context imitation)"
     parts.append(f"Bottom line: {effect}, {icrl}.")
+    yes = lambda v: "not measured" if v is None else "yes" if v else "no"  # noqa: E731
+    imitation = c["oracle_steps_improve"] if s.world == "anymdp" else None  # a rung's context shows no good play
+    parts.append(f"Shown by this run: memorisation (fewest tasks) {yes(c['smallest_memorised'])}; in-context "
+                 f"imitation {yes(imitation)}; in-context RL from rewards on unseen tasks "
+                 f"{yes(c['icrl_from_rewards'])}. {PAPER_CLAIM}")
     return " ".join(parts)
 
 
@@ -394,10 +444,10 @@ def plot(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any]
         cur = r["curves"]["unseen"]
         ax[1, 0].plot(arr(cur["position"]), arr(cur["oracle"]), "-", color=col, label=f"{label} near-oracle steps")
         ax[1, 0].plot(arr(cur["position"]), arr(cur["random"]), ":", color=col, label=f"{label} random steps")
-        probe = r["curves"].get(PROBE)
+        probe = r["curves"].get(s.probe)
         if probe:
             ax[1, 0].plot(arr(probe["position"]), arr(probe["all"]), "--", color=col,
-                          label=f"{label} probe (random policy throughout)")
+                          label=f"{label} probe ({'random' if s.world == 'anymdp' else 'uniform'} policy throughout)")
             if "reference" in probe and r is per_n[-1]:
                 ax[1, 0].plot(arr(probe["position"]), arr(probe["reference"]), "--", color="black", lw=1.0,
                               label="Bayes-optimal reference, probe")
@@ -413,7 +463,7 @@ def plot(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any]
     ax[1, 0].set(title="unseen tasks: loss by who acted, and the probe", xlabel="step in context")
     ax[1, 1].axhline(0.0, color="grey", lw=0.8, ls=":")
     ax[1, 1].axhline(1.0, color="grey", lw=0.8, ls="--")
-    ax[1, 1].set(title=f"online RL on {s.eval_envs} unseen anymdp{s.states} tasks", xlabel="step in context",
+    ax[1, 1].set(title=f"online RL on {s.eval_envs} unseen {s.env} tasks", xlabel="step in context",
                  ylabel="normalised score (random 0, oracle 1)")
     for a in (ax[0, 0], ax[0, 1], ax[1, 0]):
         limit_y(a, 0.0, 2 * uniform)
@@ -435,10 +485,10 @@ def table_rows(per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any]) -> li
              "unseen first32": r["unseen_first_steps"], "unseen lastQ": r["unseen_last_quarter"],
              "random Q1": r["unseen_random_q1"], "random Q4": r["unseen_random_q4"],
              "oracle Q1": r["unseen_oracle_q1"], "oracle Q4": r["unseen_oracle_q4"],
-             "probe Q1": r["probe_all_q1"], "probe Q4": r["probe_all_q4"],
+             "probe Q1": r["probe"]["model_q1"], "probe Q4": r["probe"]["model_q4"],
              "ref Q1": r["unseen_reference_q1"], "ref Q4": r["unseen_reference_q4"], "gain": r["unseen_gain"],
-             "probe ref Q1": r["probe_reference_q1"], "probe ref Q4": r["probe_reference_q4"],
-             "probe gain": r["probe_gain"], "online": r["online"]["performance"], "online se": r["online"]["se"],
+             "probe ref Q1": r["probe"]["reference_q1"], "probe ref Q4": r["probe"]["reference_q4"],
+             "probe gain": r["probe"]["gain"], "probe share": r["probe"]["share_q4"], "online": r["online"]["performance"], "online se": r["online"]["se"],
              "online gw": r["online"]["gap_weighted"], "TQL-UCB": tql["performance"],
              "TQL-UCB gw": tql["gap_weighted"]} for r in per_n]
 
@@ -448,18 +498,18 @@ def run(inv: Invocation) -> dict:
     s: Settings = inv.settings
     t0, c0 = time.perf_counter(), cpu_seconds()
     ns = sorted(s.n_tasks)
-    env = f"anymdp{s.states}"
+    env = s.env
     wall: dict[str, float] = {}
     cpu: dict[str, float] = {}
 
     jobs = []
     for n in ns:
         root = inv.out / "data" / f"n{n}"
-        train_dir = dataset(root / "train", n_tasks=n, sequences=s.sequences, length=s.length, states=s.states,
-                            actions=s.actions, seed=inv.seed, task_seed=inv.seed, workers=s.workers,
-                            shard_size=SHARD_SIZE)
-        val = validation_sets(train_dir, root / "val", s.val_sequences, probe=True)
-        config = training_config(s, train_dir=train_dir, validation=val, seed=inv.seed, n_obs=s.states,
+        train_dir = dataset(root / "train", n_tasks=n, sequences=s.sequences, length=s.length,
+                            states=s.task_states, actions=s.actions, pipeline=s.pipeline, seed=inv.seed,
+                            task_seed=inv.seed, workers=s.workers, shard_size=SHARD_SIZE)
+        val = validation_sets(train_dir, root / "val", s.val_sequences, probe=s.world == "anymdp")
+        config = training_config(s, train_dir=train_dir, validation=val, seed=inv.seed, n_obs=s.task_states,
                                  n_actions=s.actions)
         jobs.append((inv.out / "train" / f"n{n}", config))
     wall["data"], cpu["data"] = time.perf_counter() - t0, cpu_seconds() - c0
@@ -479,11 +529,12 @@ def run(inv: Invocation) -> dict:
     for n, r in zip(ns, runs):
         out = inv.out / "eval" / f"n{n}"
         evaluate_once(out, threads=threads, checkpoint=r["checkpoint"], baselines=[], **common,
-                      **{"protocol.t_initial": s.temperature, "protocol.t_final": s.temperature})
+                      **s.decoding.overrides())
         numbers = model_numbers(r)
         numbers.update(n_tasks=n, sequences_per_task=s.sequences / n,
                        gap=numbers["unseen_policy_loss"] - numbers["seen_policy_loss"],
-                       online=episode_scores(out, env, "omnirl", s.eval_envs, bins=ONLINE_BINS))
+                       online=episode_scores(out, env, "omnirl", s.eval_envs, bins=ONLINE_BINS),
+                       probe=probe_numbers(r["history"], s.probe, s.actions))
         numbers["online"]["minus_tql_ucb_se"] = paired_se(numbers["online"]["per_task"], tql["per_task"])
         per_n.append(numbers)
     wall["eval"], cpu["eval"] = time.perf_counter() - t2, cpu_seconds() - c2

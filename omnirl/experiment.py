@@ -89,6 +89,32 @@ class Decoding:
 
 
 # --------------------------------------------------------------------------- data
+@dataclasses.dataclass(frozen=True)
+class Rung:
+    """A rung of the in-context RL ladder: tasks on which learning from rewards is measured, played
+    uniformly at random (so no action in a context shows the label) and labelled by the rung's
+    oracle. ``experiments.icrl_ladder`` climbs them; ``experiments.task_scaling`` can run on one
+    (its ``world``)."""
+
+    states: int
+    """Observation ids ``S`` of its tasks (1: bandits)."""
+    pipeline: str
+    """Its data pipeline: uniform play, labelled by the rung's oracle."""
+    env: str
+    """Its online environment (``omnirl.evaluate.envs``)."""
+    what: str
+    """What it asks of the model, for the report."""
+
+
+RUNGS: dict[str, Rung] = {
+    "bandit": Rung(1, "uniform_probe", "bandit5", "a bandit: the best arm from the rewards"),
+    "contextual8": Rung(8, "myopic_probe", "anymdp8", "a bandit per state (8 states, gamma 0 labels)"),
+    "mdp8": Rung(8, "uniform_probe", "anymdp8", "an MDP with 8 states (gamma 0.994 labels)"),
+    "mdp16": Rung(16, "uniform_probe", "anymdp16", "an MDP with 16 states (gamma 0.994 labels)"),
+}
+"""The rungs, from the easiest."""
+
+
 SHARD_SIZE = 512
 """Sequences per dataset shard of the experiments' datasets (see ``dataset``)."""
 
