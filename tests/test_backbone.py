@@ -103,7 +103,7 @@ def test_gradients_do_not_cross_a_detached_segment_boundary(backbone):
 
 def test_attention_window_holds_the_last_tokens_and_positions_are_relative():
     torch.manual_seed(0)
-    attn = CausalSelfAttention(dim=16, heads=2, head_dim=8, window=5)
+    attn = CausalSelfAttention(dim=16, heads=2, head_dim=8, window=5, conv_kernel=0)  # attention alone
     x = torch.randn(2, 14, 16)
     with torch.no_grad():
         state, steps = None, []

@@ -312,16 +312,21 @@ def rotary(x: Tensor, positions: Tensor, base: float) -> Tensor:
 class CausalSelfAttention(nn.Module):
     """Softmax self-attention (``F.scaled_dot_product_attention``) with rotary positions over a
     rolling key-value cache: a token attends to itself, the earlier tokens of its segment and the
-    last ``window`` tokens before it. The control backbone: its memory is exact up to the window,
-    so it separates what a recurrent state cannot hold from what the data and optimisation cannot
-    teach.
+    last ``window`` tokens before it. Queries, keys and values first pass short causal convolutions
+    (``conv_kernel`` tokens, as Gated DeltaNet's; 0: none), so that, like every recurrent backbone
+    here (token shift, short convolutions), a token sees its neighbours without spending an
+    attention layer on it: a step's fields spread over adjacent tokens. The control backbone: its
+    memory is exact up to the window, so it separates what a recurrent state cannot hold from what
+    the data and optimisation cannot teach.
 
-    State: ``(keys (B, H, W, K), values (B, H, W, K), filled (B, W), position (B,))``: the rotated
-    keys and the values of the last ``W`` tokens (oldest first), 1 where a slot holds a token, and
-    the number of tokens seen. Zeros are an empty context.
+    State: ``(keys (B, H, W, K), values (B, H, W, K), filled (B, W), position (B,))``, then the
+    convolutions' caches ``(B, H K, conv_kernel)`` of queries, keys and values: the rotated keys and
+    the values of the last ``W`` tokens (oldest first), 1 where a slot holds a token, and the
+    number of tokens seen. Zeros are an empty context.
     """
 
-    def __init__(self, dim: int, heads: int, head_dim: int, window: int, rope_base: float = 10000.0) -> None:
+    def __init__(self, dim: int, heads: int, head_dim: int, window: int, rope_base: float = 10000.0,
+                 conv_kernel: int = 4) -> None:
         super().__init__()
         self.dim = check_int("dim", dim, min_value=1)
         self.heads = check_int("heads", heads, min_value=1)
@@ -335,20 +340,28 @@ class CausalSelfAttention(nn.Module):
         self.k_proj = nn.Linear(dim, inner, bias=False)
         self.v_proj = nn.Linear(dim, inner, bias=False)
         self.o_proj = nn.Linear(inner, dim, bias=False)
+        self.conv_kernel = check_int("conv_kernel", conv_kernel, min_value=0)
+        self.convs = nn.ModuleList(ShortConv(inner, conv_kernel, activation=False) for _ in range(3)) \
+            if conv_kernel else None
 
     def init_state(self, batch: int, device=None) -> State:
         H, W, K = self.heads, self.window, self.head_dim
         z = lambda *s: torch.zeros(batch, *s, device=device, dtype=torch.float32)  # noqa: E731
-        return (z(H, W, K), z(H, W, K), z(W), z())
+        convs = tuple(c.init_cache(batch, device) for c in self.convs) if self.convs is not None else ()
+        return (z(H, W, K), z(H, W, K), z(W), z(), *convs)
 
     def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         B, T, _ = x.shape  # (B, T, D)
-        keys, values, filled, position = self.init_state(B, x.device) if state is None else state
+        keys, values, filled, position, *caches = self.init_state(B, x.device) if state is None else state
         H, K = self.heads, self.head_dim
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # (B, T, H K)
+        if self.convs is not None:
+            (q, cq), (k, ck), (v, cv) = (conv(t, c) for conv, t, c in zip(self.convs, (q, k, v), caches))
+            caches = [cq, ck, cv]
         positions = position[:, None] + torch.arange(T, device=x.device, dtype=torch.float32)  # (B, T)
-        q = rotary(self.q_proj(x).float().view(B, T, H, K), positions, self.rope_base).transpose(1, 2)  # (B, H, T, K)
-        k = rotary(self.k_proj(x).float().view(B, T, H, K), positions, self.rope_base).transpose(1, 2)
-        v = self.v_proj(x).float().view(B, T, H, K).transpose(1, 2)  # (B, H, T, K)
+        q = rotary(q.float().view(B, T, H, K), positions, self.rope_base).transpose(1, 2)  # (B, H, T, K)
+        k = rotary(k.float().view(B, T, H, K), positions, self.rope_base).transpose(1, 2)
+        v = v.float().view(B, T, H, K).transpose(1, 2)  # (B, H, T, K)
         all_k = torch.cat([keys, k], dim=2)  # (B, H, W + T, K)
         all_v = torch.cat([values, v], dim=2)
         all_filled = torch.cat([filled, filled.new_ones(B, T)], dim=1)  # (B, W + T)
@@ -361,4 +374,4 @@ class CausalSelfAttention(nn.Module):
             o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         o = o.transpose(1, 2).reshape(B, T, H * K).to(x.dtype)
         W = self.window
-        return self.o_proj(o), (all_k[:, :, -W:], all_v[:, :, -W:], all_filled[:, -W:], position + T)
+        return self.o_proj(o), (all_k[:, :, -W:], all_v[:, :, -W:], all_filled[:, -W:], position + T, *caches)
