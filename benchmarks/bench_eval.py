@@ -34,9 +34,12 @@ to stderr); ``--out FILE`` also writes it there atomically. Sections:
     one step (the fixed cost: start-up, imports, the tasks and their reference returns, the files
     and the W&B run). Reported: the whole process's ``env_steps_per_s`` (``n_envs * steps`` over
     wall time), the one-step run's ``startup_s``, ``marginal_env_steps_per_s`` = ``n_envs *
-    (steps - 1) / (wall - startup_s)``, and the online section's rate over each (``ratio``,
+    (steps - 1) / (wall - startup_s)``, and the online rate over each (``ratio``,
     ``marginal_ratio``; ``cpu_ratio``: CPU time per environment step, the command line's over the
-    online section's timed call); the target is ``ratio`` <= 1.5 (``CLI_TARGET``).
+    online runs' timed calls); the target is ``ratio`` <= 1.5 (``CLI_TARGET``). The online rate
+    here is the online section's timed run and one more after the command line, pooled
+    (``online_env_steps_per_s``; the second alone: ``online_env_steps_per_s_after``), so a change
+    of load from other processes while the command line runs weighs on both sides.
 
 ``context``
     Per-step cost against context length, in ``--context-envs`` environments (default 8): for each
@@ -177,13 +180,18 @@ def padded_decoding():
         dispatch._chunk, dispatch.RECURRENT_STEPS = saved
 
 
-def bench_online(name: str, tasks, s: dict) -> dict:
-    model = make_model(name, s["seed"])
-    batch = make_batch(tasks)
+def timed_online(model: OmniRL, batch: MDPBatch, s: dict):
+    """One timed online run after an untimed warm-up: its result and the CPU seconds of the call."""
     evaluate_model(model, batch, ProtocolConfig(steps=s["warmup_steps"]), s["seed"])  # warm-up
     c0 = time.process_time()
     r = evaluate_model(model, batch, ProtocolConfig(steps=s["steps"]), s["seed"])
-    cpu = time.process_time() - c0
+    return r, time.process_time() - c0
+
+
+def bench_online(name: str, tasks, s: dict) -> dict:
+    model = make_model(name, s["seed"])
+    batch = make_batch(tasks)
+    r, cpu = timed_online(model, batch, s)
     t = r.timing
     with padded_decoding():
         evaluate_model(model, batch, ProtocolConfig(steps=s["warmup_steps"]), s["seed"])
@@ -192,7 +200,7 @@ def bench_online(name: str, tasks, s: dict) -> dict:
     return {"backbone": name, "envs": batch.n_envs, "steps": s["steps"],
             "parameters": sum(p.numel() for p in model.parameters()),
             "env_steps_per_s": t["env_steps_per_s"], "step_ms": 1e3 * t["acting_s"] / s["steps"],
-            "cpu_seconds": cpu,
+            "acting_s": t["acting_s"], "cpu_seconds": cpu,
             "padded_env_steps_per_s": padded["env_steps_per_s"],
             "decode_speedup": t["env_steps_per_s"] / padded["env_steps_per_s"],
             "env_only_steps_per_s": env_rate,
@@ -229,25 +237,31 @@ def run_cli(checkpoint: Path, s: dict, steps: int, work: Path, name: str) -> dic
     return rec
 
 
-def bench_cli(online: dict, s: dict) -> dict:
+def bench_cli(online: dict, tasks, s: dict) -> dict:
     """The command line for ``--cli-steps`` steps and for one, beside the online section's rate
-    (``online``: its row of the first backbone)."""
+    (``online``: its row of the first backbone, measured before the command line), measured once
+    more after it on the same ``tasks``: the rate the command line is compared with is the two
+    timed runs' (their environment steps over their acting time), so a change of the machine's load
+    while the command line runs weighs on both sides."""
     name = online["backbone"]
     with tempfile.TemporaryDirectory(prefix="bench_eval-") as tmp:
         work = Path(tmp)
         checkpoint = write_checkpoint(name, s["seed"], work / "model.ckpt")
         run = run_cli(checkpoint, s, s["cli_steps"], work, "cli")
         one = run_cli(checkpoint, s, 1, work, "cli_one_step")
-    inner = online["env_steps_per_s"]
+    after, after_cpu = timed_online(make_model(name, s["seed"]), make_batch(tasks), s)
+    inner_steps = 2 * online["envs"] * online["steps"]
+    inner = inner_steps / (online["acting_s"] + after.timing["acting_s"])
     marginal = (s["envs"] * (run["steps"] - 1) / (run["seconds"] - one["seconds"])
                 if run["seconds"] > one["seconds"] and run["steps"] > 1 else None)
     ratio = inner / run["env_steps_per_s"]
-    cpu_ratio = (run["cpu_seconds"] / run["env_steps"]) / (online["cpu_seconds"] / (online["envs"] * online["steps"]))
+    cpu_ratio = (run["cpu_seconds"] / run["env_steps"]) / ((online["cpu_seconds"] + after_cpu) / inner_steps)
     return {"backbone": name, "command": run["command"], "config": run["config"], "envs": s["envs"],
             "steps": run["steps"], "seconds": run["seconds"], "cpu_seconds": run["cpu_seconds"],
             "env_steps_per_s": run["env_steps_per_s"], "evaluation_s": run["evaluation_s"],
             "startup_s": one["seconds"], "startup_cpu_s": one["cpu_seconds"],
-            "marginal_env_steps_per_s": marginal, "online_env_steps_per_s": inner, "ratio": ratio,
+            "marginal_env_steps_per_s": marginal, "online_env_steps_per_s_after": after.timing["env_steps_per_s"],
+            "online_env_steps_per_s": inner, "ratio": ratio,
             "marginal_ratio": None if marginal is None else inner / marginal, "cpu_ratio": cpu_ratio,
             "target_ratio": CLI_TARGET, "meets_target": bool(ratio <= CLI_TARGET)}
 
@@ -342,7 +356,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{row['decode_speedup']:.2f}x")
         online.append(row)
 
-    cli = bench_cli(online[0], s)
+    cli = bench_cli(online[0], tasks[:s["envs"]], s)
     log(f"command line {cli['backbone']:>6} B={cli['envs']}, {cli['steps']} steps: {cli['env_steps_per_s']:8.0f} env "
         f"steps/s (whole process, {cli['seconds']:.1f} s; one step {cli['startup_s']:.1f} s), online/command line "
         f"{cli['ratio']:.2f} (target <= {CLI_TARGET:g}: {'met' if cli['meets_target'] else 'NOT met'}), beyond "
