@@ -74,16 +74,16 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from omnirl.config import config_to_dict  # noqa: E402
+from omnirl.evaluate.envs.anymdp import unseen_tasks  # noqa: E402
 from omnirl.evaluate.envs.base import MDPBatch, remap_actions  # noqa: E402
+from omnirl.evaluate.evaluation import RunSection  # noqa: E402
 from omnirl.evaluate.protocols import (ORACLE_TAG, UNKNOWN_TAG, ProtocolConfig, demonstrations,  # noqa: E402
                                        evaluate_model)
 from omnirl.evaluate.records import EpisodeRecorder  # noqa: E402
 from omnirl.model.backbone import BACKBONES, sized  # noqa: E402
-from omnirl.model.ops import dispatch  # noqa: E402
-from omnirl.config import config_to_dict  # noqa: E402
-from omnirl.evaluate.envs.anymdp import unseen_tasks  # noqa: E402
-from omnirl.evaluate.evaluation import RunSection  # noqa: E402
 from omnirl.model.omnirl import OmniRL, OmniRLConfig  # noqa: E402
+from omnirl.model.ops import dispatch  # noqa: E402
 from omnirl.train.config import ModelSection, TrainConfig  # noqa: E402
 
 S, A = 16, 5
@@ -145,7 +145,8 @@ def model_section(backbone: str) -> ModelSection:
 def make_model(backbone: str, seed: int) -> OmniRL:
     torch.manual_seed(seed)
     config = OmniRLConfig(n_obs=S, n_actions=A, backbone=sized("tiny", backbone))
-    assert config == model_section(backbone).build()  # the model a checkpoint of it describes
+    if config != model_section(backbone).build():  # the model a checkpoint of it describes
+        sys.exit(f"bench_eval: the training configuration's model section does not describe the {backbone} model")
     return OmniRL(config).eval()
 
 
