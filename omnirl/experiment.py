@@ -539,7 +539,7 @@ def write_summary(out: Path, experiment: str, *, preset: str, seed: int, setting
 
 
 def _log_wandb(out: Path, summary: dict, figures: Sequence[Path], requested: str) -> None:
-    from omnirl.train.tracking import git_provenance, wandb_mode
+    from omnirl.rundir import git_provenance, wandb_mode
 
     mode = wandb_mode(requested)
     if mode == "disabled":

@@ -16,8 +16,10 @@ An evaluation (``omnirl.evaluate.run``) writes ``summary.json`` (``SUMMARY_FILE`
 keeps its steps under ``data/``, ``train/NAME/`` and ``eval/NAME/``; a step it ran records its cost
 in ``cost.json`` (``COST_FILE``), and a resumable step the request it ran (``REQUEST_FILE``).
 
-Nothing here imports more than the standard library and numpy, so analysis code and the sweep
-runner read run directories without loading torch or Lightning.
+Every run also records where its code came from (``git_provenance``) and sends its record to W&B in
+the mode ``wandb_mode`` resolves. Nothing here imports more than the standard library and numpy, so
+analysis code, the sweep runner and an evaluation read and write run directories without loading
+Lightning (importing it costs seconds).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import subprocess
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -150,3 +154,30 @@ def record_cost(out: Path, cost: Mapping[str, float] | None) -> tuple[dict[str, 
     if f.is_file():
         return {k: float(v) for k, v in json.loads(f.read_text()).items()}, True
     return {"cpu_seconds": float("nan"), "wall_seconds": float("nan")}, True
+
+
+def wandb_mode(requested: str) -> str:
+    """``auto`` -> ``online`` with credentials, else ``offline``; ``WANDB_MODE`` wins when set."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if requested != "auto":
+        return requested
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or (Path.home() / ".netrc").is_file() and \
+        "api.wandb.ai" in (Path.home() / ".netrc").read_text(errors="ignore")
+    return "online" if has_key else "offline"
+
+
+def git_provenance(path: str | Path | None = None) -> dict[str, Any]:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the git checkout holding ``path``
+    (default: this package's source)."""
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
+                                text=True, timeout=10)
+        if commit.returncode != 0:
+            return {"commit": None, "dirty": None}
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                                capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}

@@ -60,6 +60,25 @@ def test_model_and_baselines_online(checkpoint, tmp_path, capsys):
     assert code == 0 and (out2 / "scores.csv").read_text() == first  # reproducible under the seed
 
 
+def test_the_command_line_does_not_import_lightning(checkpoint, tmp_path):
+    """An evaluation records its provenance and W&B mode without importing Lightning (seconds of
+    start-up it does not use)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "WANDB_MODE": "disabled"}
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "omnirl.evaluate", "--checkpoint", str(checkpoint),
+                           "--envs", "anymdp16", "--run.n_envs=2", "--run.steps=5", "--run.baselines=[]",
+                           f"--run.out_dir={tmp_path / 'out'}"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| anymdp16 | omnirl |" in done.stdout
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "torch" in imported and not {m for m in imported if m.split(".")[0] in ("lightning", "pytorch_lightning")}
+
+
 def test_offline_protocol_runs_cql_on_matching_data(checkpoint, tmp_path):
     code, out = run(tmp_path, "--checkpoint", str(checkpoint), "--envs", "lake4x4", "--protocol", "offline",
                     "--protocol.demo_steps=100", "--cql.epochs=2")

@@ -153,6 +153,20 @@ def test_dataset_is_identical_whatever_the_workers_and_batch(task_dir, tmp_path)
     assert m1["task_set_hash"] == TaskSet.load(task_dir).content_hash()
 
 
+def test_a_task_set_sampled_here_makes_the_data_of_the_stored_one(task_dir, tmp_path, monkeypatch):
+    """The command line's task set is used as sampled (never read back from its shards) and gives
+    the very dataset of the same task set loaded from disk."""
+    from omnirl.data.generate import load_task_set
+    from omnirl.tasks import taskset
+    monkeypatch.setattr(taskset, "load_shard", lambda *a: pytest.fail("a task set sampled here was read back"))
+    path, tasks = load_task_set(tmp_path / "out", 5, "8:16", A, task_seed=2)
+    monkeypatch.undo()
+    assert tasks == TaskSet.load(task_dir)
+    sampled = generate_dataset(spec(path), tmp_path / "out", batch=3, tasks=tasks)
+    stored = generate_dataset(spec(task_dir), tmp_path / "stored", batch=3)  # loads its task set
+    assert sampled["content_hash"] == stored["content_hash"]
+
+
 def interrupt_synthesis_at_call(monkeypatch, n: int):
     """Make the ``n``-th call of dataset generation's ``synthesize`` raise ``KeyboardInterrupt``;
     returns the real ``synthesize``."""

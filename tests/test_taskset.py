@@ -48,6 +48,24 @@ def test_parallel_generation_equals_serial(tmp_path):
     assert manifest["info"]["generator"] == "anymdp" and manifest["info"]["seed"] == 1
 
 
+def test_generate_returns_the_tasks_it_sampled_and_loads_only_the_others(tmp_path, monkeypatch):
+    """Generating to disk in this process keeps the sampled tasks (no read-back); shards sampled
+    earlier (a resumed run) are loaded and verified."""
+    from omnirl.tasks import taskset
+    loaded = []
+    real = taskset.load_shard
+    monkeypatch.setattr(taskset, "load_shard", lambda root, entry: loaded.append(entry["index"]) or real(root, entry))
+    fresh = TaskSet.generate(10, 16, 3, seed=4, out=tmp_path / "a", shard_size=4)
+    assert loaded == [] and fresh == TaskSet.generate(10, 16, 3, seed=4)
+    assert fresh.info == json.loads((tmp_path / "a" / "manifest.json").read_text())["info"]
+    (tmp_path / "b").mkdir()
+    for name in ("shard-00001.npz", "shard-00001.json"):  # shard 1 of an interrupted run
+        (tmp_path / "b" / name).write_bytes((tmp_path / "a" / name).read_bytes())
+    resumed = TaskSet.generate(10, 16, 3, seed=4, out=tmp_path / "b", shard_size=4)
+    assert loaded == [1] and resumed == fresh
+    assert [t.content_hash() for t in resumed] == [t.content_hash() for t in TaskSet.load(tmp_path / "b")]
+
+
 def test_tampered_shard_is_refused(small_set, tmp_path):
     d = small_set.save(tmp_path / "set", shard_size=5)
     shard = d / "shard-00001.npz"

@@ -344,7 +344,7 @@ def _run(cfg: EvaluateConfig, log) -> dict[str, Any]:
 
 
 def _log_wandb(cfg: EvaluateConfig, rows: list[dict], figures: dict[str, Path], summary: dict) -> None:
-    from omnirl.train.tracking import git_provenance, wandb_mode
+    from omnirl.rundir import git_provenance, wandb_mode
 
     mode = wandb_mode(cfg.run.wandb_mode)
     if mode == "disabled":

@@ -250,21 +250,25 @@ class TaskSet(Sequence[MDPTask]):
         path = Path(path)
         if not path.exists():
             raise ValueError(f"path {str(path)!r} does not exist")
-        if path.is_file():
-            arrays = _read_npz(path)
-            if "manifest" not in arrays:
-                raise ValueError(f"{path}: not an omnirl task set (no manifest)")
-            manifest = _check_manifest(json.loads(str(arrays.pop("manifest"))), path)
-            ts = cls(decode_tasks(arrays), manifest["info"])
-        else:
-            manifest = read_manifest(path)
-            tasks: list[MDPTask] = []
-            for entry in manifest["shards"]:
-                tasks.extend(load_shard(path, entry))
-            ts = cls(tasks, manifest["info"])
-        if len(ts) != manifest["n_tasks"] or ts.content_hash() != manifest["content_hash"]:
-            raise ValueError(f"{path}: content hash mismatch: the task data does not match its manifest")
-        return ts
+        if path.is_dir():
+            return cls._from_directory(path, {})
+        arrays = _read_npz(path)
+        if "manifest" not in arrays:
+            raise ValueError(f"{path}: not an omnirl task set (no manifest)")
+        manifest = _check_manifest(json.loads(str(arrays.pop("manifest"))), path)
+        return _matching(cls(decode_tasks(arrays), manifest["info"]), manifest, path)
+
+    @classmethod
+    def _from_directory(cls, path: Path, sampled: dict[int, list[MDPTask]]) -> "TaskSet":
+        """The task set in directory ``path``: the shards in ``sampled`` (shard index -> its tasks,
+        sampled by this process as it wrote them) taken as they are, every other shard loaded and
+        verified; the whole set checked against the manifest's content hash either way."""
+        manifest = read_manifest(path)
+        tasks: list[MDPTask] = []
+        for entry in manifest["shards"]:
+            mine = sampled.get(entry["index"])
+            tasks.extend(load_shard(path, entry) if mine is None else mine)
+        return _matching(cls(tasks, manifest["info"]), manifest, path)
 
     # ------------------------------------------------------------------ generation
     @classmethod
@@ -273,16 +277,26 @@ class TaskSet(Sequence[MDPTask]):
                  progress: bool = False, **params: Any) -> "TaskSet":
         """Sample ``n`` tasks; task ``i`` uses the stream ``(seed, i)``.
 
-        ``n_states`` is ``S`` or ``"MIN:MAX"`` (see ``parse_states``). With ``out`` the set streams
-        to disk shard by shard (bounded memory, resumable) over ``workers`` processes and is then
-        loaded back; without it, it is built in memory.
+        ``n_states`` is ``S`` or ``"MIN:MAX"`` (see ``parse_states``). With ``out`` the set is
+        written to disk shard by shard (resumable) over ``workers`` processes; the tasks this
+        process sampled are returned as they are, and the shards it did not sample (made by worker
+        processes, or by an earlier, interrupted run) are loaded back and verified. Without ``out``
+        it is built in memory.
         """
         spec = generation_spec(n, n_states, n_actions, seed, generator, shard_size, params)
         if out is None:
             tasks = [_sample(spec, i) for i in range(spec["n_tasks"])]
             return cls(tasks, spec)
-        generate_to_disk(spec, Path(out), workers=workers, progress=progress)
-        return cls.load(out)
+        sampled: dict[int, list[MDPTask]] = {}
+        generate_to_disk(spec, Path(out), workers=workers, progress=progress, sampled=sampled)
+        return cls._from_directory(Path(out), sampled)
+
+
+def _matching(ts: TaskSet, manifest: dict[str, Any], path: Path) -> TaskSet:
+    """``ts``, after checking that it is the task set ``manifest`` describes (its size and content hash)."""
+    if len(ts) != manifest["n_tasks"] or ts.content_hash() != manifest["content_hash"]:
+        raise ValueError(f"{path}: content hash mismatch: the task data does not match its manifest")
+    return ts
 
 
 def generation_spec(n: Any, n_states: Any, n_actions: Any, seed: Any, generator: str,
@@ -345,11 +359,17 @@ def pending_bytes(spec: dict[str, Any], out: str | os.PathLike) -> int:
     return total
 
 
-def _generate_shard(spec: dict[str, Any], root: str, s: int) -> dict[str, Any]:
+def _generate_shard(spec: dict[str, Any], root: str, s: int,
+                    sampled: dict[int, list[MDPTask]] | None = None) -> dict[str, Any]:
+    """Sample shard ``s`` of ``spec`` and write it to ``root``; its sidecar entry. ``sampled``
+    (in this process only): also keeps the shard's tasks there, under ``s``."""
     lo = s * spec["shard_size"]
     hi = min(lo + spec["shard_size"], spec["n_tasks"])
     tasks = [_sample(spec, i) for i in range(lo, hi)]
-    return _write_shard(Path(root), s, lo, tasks, [t.content_hash() for t in tasks], _spec_hash(spec))
+    entry = _write_shard(Path(root), s, lo, tasks, [t.content_hash() for t in tasks], _spec_hash(spec))
+    if sampled is not None:
+        sampled[s] = tasks
+    return entry
 
 
 def _spec_hash(spec: dict[str, Any]) -> str:
@@ -405,10 +425,13 @@ def _check_out_holds_only(out: Path, spec: dict[str, Any], spec_hash: str) -> No
                                  "choose an empty directory")
 
 
-def generate_to_disk(spec: dict[str, Any], out: Path, workers: int = 1, progress: bool = False) -> Path:
+def generate_to_disk(spec: dict[str, Any], out: Path, workers: int = 1, progress: bool = False,
+                     sampled: dict[int, list[MDPTask]] | None = None) -> Path:
     """Write the task set ``spec`` to ``out`` shard by shard; resumes an interrupted run. A
     directory holding anything else (another task set, a dataset, other files) is refused before
-    anything is written."""
+    anything is written. ``sampled``: filled with the tasks of every shard sampled in this
+    process (shard index -> its tasks), so a caller that wants the set need not read them back;
+    by default each shard's tasks are dropped once written (memory does not grow with the set)."""
     workers = check_int("workers", workers, min_value=1)
     spec_hash = _spec_hash(spec)
     _check_out_holds_only(out, spec, spec_hash)
@@ -417,7 +440,7 @@ def generate_to_disk(spec: dict[str, Any], out: Path, workers: int = 1, progress
                     lambda new, held: _spec_diff(new["info"], held.get("info") if isinstance(held, dict) else None))
     with exclusive(out, "task set"):  # a second run on it is refused; a killed run's temporary files go
         remove_temporaries(out, ("shard-", MANIFEST))
-        return _generate_claimed(spec, spec_hash, out, workers, progress)
+        return _generate_claimed(spec, spec_hash, out, workers, progress, sampled)
 
 
 def _spec_diff(new: dict[str, Any], held: Any) -> list[str]:
@@ -427,7 +450,8 @@ def _spec_diff(new: dict[str, Any], held: Any) -> list[str]:
     return [f"{k} {held.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(new) | set(held)) if new.get(k) != held.get(k)]
 
 
-def _generate_claimed(spec: dict[str, Any], spec_hash: str, out: Path, workers: int, progress: bool) -> Path:
+def _generate_claimed(spec: dict[str, Any], spec_hash: str, out: Path, workers: int, progress: bool,
+                      sampled: dict[int, list[MDPTask]] | None = None) -> Path:
     """``generate_to_disk``'s work, in the directory it has claimed."""
     n_shards = -(-spec["n_tasks"] // spec["shard_size"])
     entries: dict[int, dict] = {}
@@ -450,7 +474,7 @@ def _generate_claimed(spec: dict[str, Any], spec_hash: str, out: Path, workers: 
     try:
         if workers == 1 or len(todo) <= 1:
             for s in todo:
-                done(_generate_shard(spec, str(out), s))
+                done(_generate_shard(spec, str(out), s, sampled))
         else:
             with environment(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1"):  # the pool uses the cores
                 run_pool(_generate_shard, [(spec, str(out), s) for s in todo], workers, done)

@@ -29,7 +29,6 @@ import hashlib
 import json
 import math
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ import numpy as np
 
 from omnirl.data.store import MANIFEST, read_manifest
 from omnirl.fileio import atomic_write_bytes, atomic_write_json
-from omnirl.rundir import CURVES_FILE, HISTORY_FILE, PROGRESS_FILE, RUN_FILE, plain
+from omnirl.rundir import CURVES_FILE, HISTORY_FILE, PROGRESS_FILE, RUN_FILE, git_provenance, plain, wandb_mode
 
 STEP_AXIS = "trainer/global_step"
 TOKEN_AXIS = "tokens_seen"
@@ -91,33 +90,6 @@ def hold_run_dir(out: Path, held_run: Any = None) -> Any:
                              "--train.resume=last, or give another --logging.out_dir")
         stack.push(pending.pop_all())
     return stack
-
-
-def wandb_mode(requested: str) -> str:
-    """``auto`` -> ``online`` with credentials, else ``offline``; ``WANDB_MODE`` wins when set."""
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
-    if requested != "auto":
-        return requested
-    has_key = bool(os.environ.get("WANDB_API_KEY")) or (Path.home() / ".netrc").is_file() and \
-        "api.wandb.ai" in (Path.home() / ".netrc").read_text(errors="ignore")
-    return "online" if has_key else "offline"
-
-
-def git_provenance(path: str | Path | None = None) -> dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the git checkout holding ``path``
-    (default: this package's source)."""
-    where = Path(path) if path is not None else Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
-                                text=True, timeout=10)
-        if commit.returncode != 0:
-            return {"commit": None, "dirty": None}
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                                capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
 def dataset_provenance(path: str | Path) -> dict[str, Any]:
