@@ -199,12 +199,17 @@ def test_cli_rejects_bad_overrides(override, named, tmp_path, capsys):
 def test_presets(monkeypatch):
     for var in ("OMNIRL_RUN_DIR", "WANDB_SWEEP_ID", "WANDB_RUN_ID"):
         monkeypatch.delenv(var, raising=False)
-    assert set(ts.PRESETS) == set(_common.PRESET_NAMES)
-    laptop, paper = ts.PRESETS["laptop"], ts.PRESETS["paper"]
+    assert set(ts.PRESETS) == {*_common.PRESET_NAMES, "laptop_anymdp"}
+    laptop, paper, anymdp = ts.PRESETS["laptop"], ts.PRESETS["paper"], ts.PRESETS["laptop_anymdp"]
     # a preset changes only what it names: the training settings keep their one default
-    assert laptop.train == dataclasses.replace(ts.Settings().train, max_steps=400, warmup_steps=50, val_every=100)
-    assert laptop.data == ts.Settings().data and laptop.model.backbone == "rwkv7"
-    assert laptop.n_tasks == (16, 256, 4096) and laptop.sequences / min(laptop.n_tasks) >= 100
+    assert laptop.train == dataclasses.replace(ts.Settings().train, max_steps=300, lr=1e-3, warmup_steps=30,
+                                               val_every=100)
+    assert anymdp.train == dataclasses.replace(ts.Settings().train, max_steps=400, warmup_steps=50, val_every=100)
+    assert laptop.data == anymdp.data == ts.Settings().data and laptop.model.backbone == anymdp.model.backbone == "rwkv7"
+    assert laptop.n_tasks == anymdp.n_tasks == (16, 256, 4096) and laptop.sequences / min(laptop.n_tasks) >= 100
+    # the laptop preset runs on the highest rung of the ladder reached at laptop scale, the paper's on AnyMDP
+    assert (laptop.world, laptop.env, laptop.probe) == ("bandit", "bandit5", "unseen")
+    assert (anymdp.world, anymdp.env, anymdp.probe) == (paper.world, "anymdp16", "probe") == ("anymdp", "anymdp16", "probe")
     assert paper.n_tasks == (100, 1_000, 10_000, 128_000) and paper.model.size == "paper"
     assert paper.data.window > laptop.data.window
     inv = _common.parse("task_scaling", ts.PRESETS, ["--n_tasks=[1000]", "--preset=paper"])
