@@ -176,6 +176,22 @@ def test_reader_errors_name_the_path(run_dir, tmp_path):
 def test_relative_paths_resolve_from_the_repository(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     assert resolve_path("omnirl/analysis").is_dir()
+    # a run whose datasets were recorded relative to the repository (as `make run` writes them) still
+    # knows its task count when read from elsewhere (a notebook runs in notebooks/)
+    from omnirl.analysis import runs as runs_module
+
+    repo = tmp_path / "repo"
+    data = repo / "runs" / "x" / "data"
+    (data / "tasks").mkdir(parents=True)
+    (data / "tasks" / "manifest.json").write_text(json.dumps({"n_tasks": 16}))
+    (data / "manifest.json").write_text(json.dumps({"config": {"spec": {"task_set": "runs/x/data/tasks"}}}))
+    run = {"provenance": {"data": {"train": [{"path": "runs/x/data", "task_set_hash": "h"}]}}}
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    monkeypatch.setattr(runs_module, "REPO_ROOT", repo)
+    assert runs_module._task_count(run) == 16
+    monkeypatch.setattr(runs_module, "REPO_ROOT", tmp_path / "elsewhere")
+    assert runs_module._task_count(run) is None  # found nowhere: unknown
     assert format_table([{"a": 1.23456, "b": None}]) == "a      b\n-----  -\n1.235  -\n"
     assert format_table([]) == "(no rows)\n"
 

@@ -128,10 +128,10 @@ def _task_count(run: Mapping[str, Any]) -> int | float | None:
         if d.get("task_set_hash") is None:
             return math.inf
         try:
-            manifest = json.loads((Path(d["path"]) / "manifest.json").read_text())
-            task_dir = Path(manifest["config"]["spec"]["task_set"])
+            manifest = json.loads((resolve_path(d["path"], "dataset") / "manifest.json").read_text())
+            task_dir = resolve_path(manifest["config"]["spec"]["task_set"], "task_set")
             hashes[d["task_set_hash"]] = int(json.loads((task_dir / "manifest.json").read_text())["n_tasks"])
-        except (OSError, KeyError, TypeError, ValueError):
+        except (OSError, KeyError, TypeError, ValueError):  # FileNotFoundError is an OSError
             return None
     return sum(hashes.values())
 
