@@ -455,8 +455,10 @@ def plot(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any]
             ax[0, 1].plot(steps, arr([h.get(f"val/{name}/policy_loss") for h in r["history"]]), ls, marker="o",
                           ms=3, color=col, label=f"{label} {name}")
         cur = r["curves"]["unseen"]
-        ax[1, 0].plot(arr(cur["position"]), arr(cur["oracle"]), "-", color=col, label=f"{label} near-oracle steps")
-        ax[1, 0].plot(arr(cur["position"]), arr(cur["random"]), ":", color=col, label=f"{label} random steps")
+        if s.world == "anymdp":  # a rung's unseen set is its probe: uniform play throughout, no near-oracle step
+            ax[1, 0].plot(arr(cur["position"]), arr(cur["oracle"]), "-", color=col,
+                          label=f"{label} near-oracle steps")
+            ax[1, 0].plot(arr(cur["position"]), arr(cur["random"]), ":", color=col, label=f"{label} random steps")
         probe = r["curves"].get(s.probe)
         if probe:
             ax[1, 0].plot(arr(probe["position"]), arr(probe["all"]), "--", color=col,
@@ -473,7 +475,8 @@ def plot(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any]
         a.set_ylabel("policy loss (nats)")
     ax[0, 0].set(title="validation loss against position (seen --, unseen -)", xlabel="step in context")
     ax[0, 1].set(title="validation loss against training (seen --, unseen -)", xlabel="optimiser step")
-    ax[1, 0].set(title="unseen tasks: loss by who acted, and the probe", xlabel="step in context")
+    ax[1, 0].set(title="unseen tasks: loss by who acted, and the probe" if s.world == "anymdp" else
+                 "the probe: unseen tasks, uniform play", xlabel="step in context")
     ax[1, 1].axhline(0.0, color="grey", lw=0.8, ls=":")
     ax[1, 1].axhline(1.0, color="grey", lw=0.8, ls="--")
     ax[1, 1].set(title=f"online RL on {s.eval_envs} unseen {s.env} tasks", xlabel="step in context",
