@@ -81,7 +81,7 @@ def test_the_project_configs_load_from_data():
     assert (model.layout, model.backbone.name, model.backbone.dim, model.backbone.head_dim) == ("paper", "gdn", 32, 8)
     assert model.state_weight == 0.2
     with pytest.raises(ValueError, match="backbone: name must be one of"):
-        config_from_dict(OmniRLConfig, {}, ["--backbone.name=transformer"])
+        config_from_dict(OmniRLConfig, {}, ["--backbone.name=lstm"])
     mix = config_from_dict(BehaviourMixConfig, {"weights": {"random": 1.0}}, ["--mix_noise=[0.0, 0.5]"])
     assert dict(mix.weights) == {"random": 1.0} and mix.mix_noise == (0.0, 0.5)
 

@@ -449,7 +449,7 @@ def test_check_parameters():
     with pytest.raises(ValueError, match="train.lr.x"):
         sw.check_parameters({"parameters": {"train.lr.x": {"value": 1}}}, TrainConfig)
     # values as the run reads them: a bad choice, a wrong type, and W&B's str() of a small float
-    for params, match in [({"model.backbone": "transformer"}, "backbone must be one of"),
+    for params, match in [({"model.backbone": "lstm"}, "backbone must be one of"),
                           ({"train.max_steps": 1.5}, r"max_steps.*int.*1\.5")]:
         s2 = {"method": "grid", "parameters": {k: {"value": v} for k, v in params.items()}}
         with pytest.raises(ValueError, match=match):
