@@ -24,7 +24,8 @@ Steps (everything lands in one run directory, see ``experiments._common``):
    batches of ``data.batch_size`` windows of ``data.window`` steps), up to ``parallel`` at once. Every
    ``val_every`` steps the policy loss (cross-entropy against the oracle label) is measured on
    the validation sets, against position in the context and split by who acted.
-3. **Online RL.** Every model acts on ``eval_envs`` unseen ``anymdp{states}`` tasks for
+3. **Online RL.** Every model acts on ``eval_envs`` unseen tasks of its world (``anymdp{states}``,
+   or the rung's environment) for
    ``eval_steps`` steps with an empty context (``python -m omnirl.evaluate``'s online protocol,
    its own actions fed back with the tag and temperature of ``decoding``); TQL-UCB runs on
    the same tasks. Score: normalised return (random policy 0, oracle 1) of the episodes that
@@ -94,8 +95,8 @@ from experiments._common import Invocation, finish, main_of
 from experiments._scores import (CONTEXT_DROP, MIN_GAIN, context_improves, episode_scores, finite, paired_se,
                                  probe_claims, probe_numbers)
 from omnirl.data.generate import PROBE
-from omnirl.experiment import (RUNGS, SHARD_SIZE, Decoding, check_training, dataset, evaluate_once, log, presets, train_many,
-                               training_config, validation_sets)
+from omnirl.experiment import (RUNGS, SHARD_SIZE, Decoding, check_training, dataset, evaluate_once, log, presets,
+                               train_many, training_config, validation_sets)
 from omnirl.rundir import cpu_seconds
 from omnirl.train.config import DataSection, ModelSection, TrainSection
 
