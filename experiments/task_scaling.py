@@ -229,7 +229,8 @@ PRESETS = presets(Settings, {
                "model": {"backbone": "rwkv7", "layout": "paired", "world_model": False},
                "train": {"max_steps": 300, "lr": 1e-3, "warmup_steps": 30, "val_every": 100},
                "decoding": {"t_initial": 1.0, "t_final": 0.5, "t_steps": 128, "own_tag": 6}},
-    "laptop_anymdp": {"model": {"backbone": "rwkv7"}, "train": {"max_steps": 400, "warmup_steps": 50, "val_every": 100}},
+    "laptop_anymdp": {"model": {"backbone": "rwkv7"},
+                      "train": {"max_steps": 400, "warmup_steps": 50, "val_every": 100}},
     "paper": {"n_tasks": [100, 1_000, 10_000, 128_000], "sequences": 128_000, "length": 12_001,
               "val_sequences": 256, "parallel": 1, "workers": 32, "eval_envs": 64, "eval_steps": 12_000,
               "model": {"backbone": "rwkv7", "size": "paper", "layout": "paper"},
@@ -505,7 +506,8 @@ def table_rows(per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any]) -> li
              "probe Q1": r["probe"]["model_q1"], "probe Q4": r["probe"]["model_q4"],
              "ref Q1": r["unseen_reference_q1"], "ref Q4": r["unseen_reference_q4"], "gain": r["unseen_gain"],
              "probe ref Q1": r["probe"]["reference_q1"], "probe ref Q4": r["probe"]["reference_q4"],
-             "probe gain": r["probe"]["gain"], "probe share": r["probe"]["share_q4"], "online": r["online"]["performance"], "online se": r["online"]["se"],
+             "probe gain": r["probe"]["gain"], "probe share": r["probe"]["share_q4"],
+             "online": r["online"]["performance"], "online se": r["online"]["se"],
              "online gw": r["online"]["gap_weighted"], "TQL-UCB": tql["performance"],
              "TQL-UCB gw": tql["gap_weighted"]} for r in per_n]
 

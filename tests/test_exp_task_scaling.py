@@ -205,7 +205,8 @@ def test_presets(monkeypatch):
     assert laptop.train == dataclasses.replace(ts.Settings().train, max_steps=300, lr=1e-3, warmup_steps=30,
                                                val_every=100)
     assert anymdp.train == dataclasses.replace(ts.Settings().train, max_steps=400, warmup_steps=50, val_every=100)
-    assert laptop.data == anymdp.data == ts.Settings().data and laptop.model.backbone == anymdp.model.backbone == "rwkv7"
+    assert laptop.data == anymdp.data == ts.Settings().data
+    assert laptop.model.backbone == anymdp.model.backbone == "rwkv7"
     assert laptop.n_tasks == anymdp.n_tasks == (16, 256, 4096) and laptop.sequences / min(laptop.n_tasks) >= 100
     # the laptop preset runs on the highest rung of the ladder reached at laptop scale, the paper's on AnyMDP
     assert (laptop.world, laptop.env, laptop.probe) == ("bandit", "bandit5", "unseen")
