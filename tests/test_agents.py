@@ -378,3 +378,25 @@ def test_schedule_parameters_take_effect(tasks):
                                           mix_oracle_ceiling=(1.0, 1.0)), tasks, seeds, S, A)
     _, tags, _, _ = run(mix, tasks, seeds, 50)
     assert (tags == 1).all()
+
+
+def test_oracle_tables_survive_a_full_cache_of_dead_tasks(monkeypatch):
+    """Many batches of fresh tasks (a dataset of more fresh tasks than the cache holds): a new task that
+    takes a dead task's id must not sit at the dead entry's old place, where the size limit drops it
+    before it is read."""
+    import dataclasses
+
+    from omnirl.agents import oracle
+
+    oracle.clear_oracle_cache()
+    monkeypatch.setattr(oracle, "CACHE_SIZE", 6)
+    base = [sample_anymdp(8, 3, seed=s) for s in range(40)]
+    try:
+        for it in range(30):
+            # fresh copies each round: the previous round's die and their ids get reused
+            tasks = [dataclasses.replace(base[(it * 4 + k) % 40]) for k in range(4)]
+            got = oracle.oracle_tables(tasks, 0.0, 8, also=[0.9])
+            want = np.stack([oracle.oracle_table(t, 0.0) for t in tasks])
+            np.testing.assert_array_equal(got, want)
+    finally:
+        oracle.clear_oracle_cache()

@@ -61,6 +61,9 @@ def _solve_missing(tasks: list[MDPTask], gammas: list[float]) -> None:
                 if hit is None or hit[0]() is not t:
                     hit = _CACHE[id(t)] = (weakref.ref(t), {})
                 hit[1][gamma] = table
+                # newest last, also when a dead task's entry is reused (assigning to an existing key
+                # keeps its old place in the order, where the size limit below would drop it first)
+                _CACHE.move_to_end(id(t))
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
 
@@ -112,7 +115,7 @@ def oracle_tables(tasks: Sequence[MDPTask], gamma: float, n_obs: int,
         _solve_missing(missing, gammas)
     out = np.zeros((len(tasks), n_obs), dtype=np.int64)
     for i, t in enumerate(tasks):
-        out[i, :t.n_obs] = _cached(t, gamma)
+        out[i, :t.n_obs] = oracle_table(t, gamma)  # cached now, unless more tasks than CACHE_SIZE came at once
     return out
 
 
