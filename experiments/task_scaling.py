@@ -95,8 +95,8 @@ from experiments._common import Invocation, finish, main_of
 from experiments._scores import (CONTEXT_DROP, MIN_GAIN, context_improves, episode_scores, finite, paired_se,
                                  probe_claims, probe_numbers)
 from omnirl.data.generate import PROBE
-from omnirl.experiment import (RUNGS, SHARD_SIZE, Decoding, check_training, dataset, evaluate_once, log, presets,
-                               train_many, training_config, validation_sets)
+from omnirl.experiment import (RUNGS, SHARD_SIZE, Decoding, Rung, check_training, dataset, evaluate_once, log,
+                               presets, train_many, training_config, validation_sets)
 from omnirl.rundir import cpu_seconds
 from omnirl.train.config import DataSection, ModelSection, TrainSection
 
@@ -199,19 +199,27 @@ class Settings:
                              "so that every task of every set is played")
 
     @property
+    def rung(self) -> Rung:
+        """The world's tasks, data pipeline and online environment (``anymdp``: ``states`` states, the
+        full behaviour mix)."""
+        if self.world != "anymdp":
+            return RUNGS[self.world]
+        return Rung(self.states, "omnirl", f"anymdp{self.states}", f"AnyMDP with {self.states} states")
+
+    @property
     def task_states(self) -> int:
         """States ``S`` of the tasks (and the model's observation ids)."""
-        return self.states if self.world == "anymdp" else RUNGS[self.world].states
+        return self.rung.states
 
     @property
     def pipeline(self) -> str:
         """The training data's pipeline."""
-        return "omnirl" if self.world == "anymdp" else RUNGS[self.world].pipeline
+        return self.rung.pipeline
 
     @property
     def env(self) -> str:
         """The online environment (unseen tasks of the world)."""
-        return f"anymdp{self.states}" if self.world == "anymdp" else RUNGS[self.world].env
+        return self.rung.env
 
     @property
     def probe(self) -> str:
@@ -287,6 +295,7 @@ def claims(per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any], actions: 
     small, large = per_n[0], per_n[-1]
     uniform = math.log(actions)
     online = large["online"]
+    probe = probe_claims(large["probe"], actions)
 
     def above(x, threshold):
         return bool(finite(x) and x > threshold)
@@ -299,8 +308,8 @@ def claims(per_n: Sequence[Mapping[str, Any]], tql: Mapping[str, Any], actions: 
         "largest_gap_closed": bool(finite(large["gap"]) and large["gap"] < CLOSED_GAP),
         "random_steps_improve": improves(large["unseen_random_q1"], large["unseen_random_q4"]),
         "oracle_steps_improve": improves(large["unseen_oracle_q1"], large["unseen_oracle_q4"]),
-        "probe_improves": probe_claims(large["probe"], actions)["probe_below_uniform"],
-        "probe_gain_reached": probe_claims(large["probe"], actions)["gain_reached"],
+        "probe_improves": probe["probe_below_uniform"],
+        "probe_gain_reached": probe["gain_reached"],
         "online_above_random": above(online["performance"] - 2 * online["se"], 0.0),
         "online_rises": above(online["performance"] - online["first_quarter"], ONLINE_RISE),
         "online_matches_tql_ucb": bool(finite(online["gap_weighted"]) and finite(tql["gap_weighted"])
@@ -354,7 +363,7 @@ def finding_text(s: Settings, per_n: Sequence[Mapping[str, Any]], tql: Mapping[s
             "no action in the context demonstrates good play)")
     else:
         parts.append(f"In context (N={large['n_tasks']}; unseen tasks of the {s.world} rung, "
-                     f"{RUNGS[s.world].what}, played uniformly at random so that no action in the context "
+                     f"{s.rung.what}, played uniformly at random so that no action in the context "
                      f"demonstrates good play; first to last quarter of the {s.data.window}-step context)")
     parts[-1] += (
         f" the loss goes {probe['model_q1']:.3f} -> {probe['model_q4']:.3f} nats against the Bayes-optimal "
@@ -527,7 +536,7 @@ def run(inv: Invocation) -> dict:
         train_dir = dataset(root / "train", n_tasks=n, sequences=s.sequences, length=s.length,
                             states=s.task_states, actions=s.actions, pipeline=s.pipeline, seed=inv.seed,
                             task_seed=inv.seed, workers=s.workers, shard_size=SHARD_SIZE)
-        val = validation_sets(train_dir, root / "val", s.val_sequences, probe=s.world == "anymdp")
+        val = validation_sets(train_dir, root / "val", s.val_sequences, probe=s.probe == PROBE)
         config = training_config(s, train_dir=train_dir, validation=val, seed=inv.seed, n_obs=s.task_states,
                                  n_actions=s.actions)
         jobs.append((inv.out / "train" / f"n{n}", config))
