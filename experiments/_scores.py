@@ -1,7 +1,8 @@
 """What the experiments read from an evaluation's episodes, and how they compare two numbers.
 
 ``episode_scores`` turns one (environment, method) of an ``omnirl.evaluate`` run directory into the
-per-task numbers every experiment reports; ``differs`` and ``trend`` say whether a difference is
+per-task numbers every experiment reports (``immediate_scores`` the same numbers for an environment
+measured as a contextual bandit; ``online_scores`` picks one); ``differs`` and ``trend`` say whether a difference is
 resolved (``RESOLVE`` standard errors); ``pm`` prints a number with its standard error.
 """
 
@@ -110,6 +111,58 @@ def episode_scores(eval_dir: Path, env: str, method: str, n_rows: int | None = N
     return out
 
 
+def immediate_scores(eval_dir: Path, env: str, method: str, n_rows: int | None = None, *,
+                     bins: int = 8) -> dict[str, Any]:
+    """``episode_scores``' online numbers for an environment measured as a contextual bandit (an
+    evaluation with ``run.contextual_bandit``; its ``regret.npz``): each task's score over a span
+    of steps is ``1 - sum(regret) / sum(gap)`` there (0 uniform random, 1 the best immediate
+    action in every state; ``omnirl.evaluate.regret``). ``performance``, ``se``, ``median``,
+    ``per_task`` and ``tasks``: the last quarter of the steps; ``first_quarter`` and
+    ``first_quarter_se``: the first; ``curve``: each of ``bins`` equal bins (mean over tasks);
+    ``gap_weighted``: the last quarter's over all tasks together."""
+    eval_dir = Path(eval_dir)
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    with np.load(eval_dir / "regret.npz") as z:
+        if f"{env}/{method}" not in z.files:
+            raise ValueError(f"env/method: {env}/{method} is not in {eval_dir / 'regret.npz'}")
+        regret = z[f"{env}/{method}"].astype(np.float64)  # (B, T)
+        gap_key = f"{env}/{method}/gap"
+        gap = z[gap_key].astype(np.float64) if gap_key in z.files else \
+            np.repeat(z[f"{env}/gap"].astype(np.float64)[:, None], regret.shape[1], axis=1)  # (B, T)
+    if n_rows is not None:
+        regret, gap = regret[:n_rows], gap[:n_rows]
+    T = regret.shape[1]
+
+    def span(lo: int, hi: int) -> np.ndarray:  # (B,) each task's score over steps [lo, hi)
+        g = gap[:, lo:hi].sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(g > 0, 1.0 - regret[:, lo:hi].sum(axis=1) / g, np.nan)
+
+    q4 = int(np.ceil(0.75 * T))
+    late, early = span(q4, T), span(0, T // 4)
+    g4 = gap[:, q4:].sum()
+    gap_weighted = float(1.0 - regret[:, q4:].sum() / g4) if g4 > 0 else math.nan
+    perf, se = _mean_se(late)
+    first, first_se = _mean_se(early)
+    edges = np.linspace(0, T, bins + 1).round().astype(int)
+    curve = [float(np.nanmean(c)) if np.isfinite(c).any() else math.nan
+             for c in (span(a, b) for a, b in zip(edges[:-1], edges[1:]))]
+    return {"performance": perf, "se": se, "median": float(np.nanmedian(late)) if np.isfinite(late).any() else math.nan,
+            "first_quarter": first, "first_quarter_se": first_se, "per_task": late.tolist(),
+            "tasks": int(np.isfinite(late).sum()), "curve_steps": ((edges[:-1] + edges[1:]) / 2).tolist(),
+            "curve": curve, "gap_weighted": gap_weighted}
+
+
+def online_scores(eval_dir: Path, env: str, method: str, n_rows: int | None = None, *, contextual: bool = False,
+                  bins: int = 8) -> dict[str, Any]:
+    """A method's online numbers: ``immediate_scores`` when the environment is measured as a
+    contextual bandit (``contextual``, a ``Rung``'s), else ``episode_scores``."""
+    if contextual:
+        return immediate_scores(eval_dir, env, method, n_rows, bins=bins)
+    return episode_scores(eval_dir, env, method, n_rows, bins=bins)
+
+
 def probe_numbers(history: Sequence[Mapping[str, Any]], name: str, actions: int) -> dict[str, float]:
     """Validation set ``name``'s numbers at the last validation of ``history`` (a training run's):
     the model's and the Bayes-optimal reference's first- and last-quarter policy losses, the gain
@@ -175,4 +228,5 @@ def pm(x: float | None, se: float | None) -> str:
     return f"{x:.2f}" if se is None or not math.isfinite(se) else f"{x:.2f}±{se:.2f}"
 
 
-__all__ = ["RESOLVE", "finite", "probe_numbers", "context_improves", "episode_scores", "paired_se", "differs", "trend", "pm"]
+__all__ = ["RESOLVE", "finite", "probe_numbers", "context_improves", "episode_scores", "immediate_scores", "online_scores",
+           "paired_se", "differs", "trend", "pm"]

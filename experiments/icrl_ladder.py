@@ -27,8 +27,13 @@ Steps (one run directory, see ``experiments._common``):
    (``omnirl.agents.reference``) on the same windows.
 3. **Online.** The rung's model acts on ``eval_envs`` unseen tasks of the rung's environment
    (``bandit5``, ``anymdp8``, ``anymdp16``) for ``eval_steps`` steps from an empty context
-   (``decoding``), beside TQL-UCB on the same tasks: the normalised score (0 random, 1 oracle) of the
-   episodes ending in the first and the last quarter of the steps, and the curve against step.
+   (``decoding``), beside the rung's baselines on the same tasks (TQL-UCB; also UCB1 on the
+   bandit, and UCB1 per state on the contextual bandit): the score in the first and the last
+   quarter of the steps, and the curve against step. The score is the rung's (``Rung.contextual``):
+   the normalised episode return (0 random, 1 the reference oracle), or on the contextual bandit
+   the immediate-regret score (0 random, 1 the best immediate action in every state), the
+   objective its gamma-0 labels teach; a policy greedy for the immediate reward scores below random
+   on the episode return of a quarter of these tasks.
 4. **Report.** Per rung: the probe's first- and last-quarter loss (model and reference), the gain
    (the model's drop over the reference's) and the last-quarter share of the way from uniform to
    the reference; the online scores; whether in-context RL from rewards appears there (``claims``);
@@ -53,7 +58,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from experiments._common import Invocation, finish, main_of
-from experiments._scores import (CONTEXT_DROP, MIN_GAIN, differs, episode_scores, finite, pm, probe_claims,
+from experiments._scores import (CONTEXT_DROP, MIN_GAIN, differs, finite, online_scores, pm, probe_claims,
                                  probe_numbers, trend)
 from experiments.task_scaling import limit_y
 from omnirl.experiment import (RUNGS, SHARD_SIZE, Decoding, Rung, check_training, dataset, evaluate_once, log,
@@ -66,6 +71,7 @@ ONLINE_BINS = 8
 """Bins of the online learning curves."""
 MODEL = "omnirl"
 BASELINE = "tql_ucb"
+"""The baseline every rung reports (``Rung.baselines`` adds UCB1 where it applies)."""
 
 
 
@@ -184,8 +190,11 @@ def finding_text(s: Settings, per_rung: Sequence[Mapping[str, Any]]) -> str:
             f"{', from the previous rung' if r['init_from'] else ''}): probe {p['model_q1']:.3f} -> "
             f"{p['model_q4']:.3f} nats (reference {p['reference_q1']:.3f} -> {p['reference_q4']:.3f}, uniform "
             f"{math.log(s.actions):.3f}; gain {p['gain']:.2f}, last-quarter share {p['share_q4']:.2f}); online "
+            f"{'immediate-regret ' if RUNGS[r['rung']].contextual else ''}"
             f"score {pm(m['first_quarter'], m['first_quarter_se'])} -> {pm(m['performance'], m['se'])} "
-            f"(TQL-UCB {pm(b['first_quarter'], b['first_quarter_se'])} -> {pm(b['performance'], b['se'])}): "
+            f"(TQL-UCB {pm(b['first_quarter'], b['first_quarter_se'])} -> {pm(b['performance'], b['se'])}"
+            + (f", UCB1 {pm(u['first_quarter'], u['first_quarter_se'])} -> {pm(u['performance'], u['se'])}"
+               if (u := r["online"].get("ucb1")) else "") + "): "
             + ("in-context RL from rewards appears." if r["claims"]["icrl_appears"] else
                "in-context RL from rewards does not appear (" + ", ".join(
                    k for k, v in r["claims"].items() if k != "icrl_appears" and not v) + " not met)."))
@@ -213,12 +222,14 @@ def plot(s: Settings, per_rung: Sequence[Mapping[str, Any]], path: Path) -> Path
         ax[0, i].axhline(math.log(s.actions), color="grey", lw=0.8, ls=":", label="uniform")
         limit_y(ax[0, i], 0.0, 2 * math.log(s.actions))
         ax[0, i].set(title=f"{r['rung']}: probe", xlabel="position in context", ylabel="policy loss (nats)")
-        for method, style in ((MODEL, "-o"), (BASELINE, "--")):
-            o = r["online"][method]
-            ax[1, i].plot(o["curve_steps"], arr(o["curve"]), style, ms=3, label=method)
+        for method, style in ((MODEL, "-o"), (BASELINE, "--"), ("ucb1", ":")):
+            if method in r["online"]:
+                o = r["online"][method]
+                ax[1, i].plot(o["curve_steps"], arr(o["curve"]), style, ms=3, label=method)
         ax[1, i].axhline(0.0, color="grey", lw=0.8, ls=":")
+        contextual = RUNGS[r["rung"]].contextual
         ax[1, i].set(title=f"{r['rung']}: online on {RUNGS[r['rung']].env}", xlabel="step",
-                     ylabel="normalised score")
+                     ylabel="immediate-regret score" if contextual else "normalised score")
         for a in ax[:, i]:
             a.legend(fontsize=7)
     fig.suptitle(f"In-context RL ladder: {s.model.backbone} ({s.model.size}, {s.model.layout})"
@@ -235,7 +246,10 @@ def table_rows(per_rung: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         rows.append({"rung": r["rung"], "steps": r["steps"], "probe_q1": p["model_q1"], "probe_q4": p["model_q4"],
                      "ref_q1": p["reference_q1"], "ref_q4": p["reference_q4"], "gain": p["gain"],
                      "share_q4": p["share_q4"], "online_q1": m["first_quarter"], "online_q4": m["performance"],
-                     "online_se": m["se"], "tql_ucb_q4": b["performance"], "icrl": r["claims"]["icrl_appears"]})
+                     "online_se": m["se"], "tql_ucb_q4": b["performance"],
+                     "ucb1_q4": r["online"].get("ucb1", {}).get("performance", math.nan),
+                     "score": "immediate" if RUNGS[r["rung"]].contextual else "episode",
+                     "icrl": r["claims"]["icrl_appears"]})
     return rows
 
 
@@ -267,9 +281,10 @@ def run(inv: Invocation) -> dict:
         c3 = cpu_seconds()
         out = inv.out / "eval" / name
         evaluate_once(out, threads=s.threads or 1, checkpoint=r["checkpoint"], envs=[rung.env], protocol="online",
-                      n_envs=s.eval_envs, steps=s.eval_steps, seed=inv.seed, baselines=[BASELINE],
-                      wandb_mode=inv.wandb_mode, **s.decoding.overrides())
-        online = {m: episode_scores(out, rung.env, m, s.eval_envs, bins=ONLINE_BINS) for m in (MODEL, BASELINE)}
+                      n_envs=s.eval_envs, steps=s.eval_steps, seed=inv.seed, baselines=list(rung.baselines),
+                      contextual_bandit=rung.contextual, wandb_mode=inv.wandb_mode, **s.decoding.overrides())
+        online = {m: online_scores(out, rung.env, m, s.eval_envs, contextual=rung.contextual, bins=ONLINE_BINS)
+                  for m in (MODEL, *rung.baselines)}
         probe = probe_numbers(r["history"], "unseen", s.actions)
         per_rung.append({"rung": name, "steps": steps, "init_from": init_from, "probe": probe, "online": online,
                          "curve": r["curves"].get("unseen", {"position": [], "all": []}),

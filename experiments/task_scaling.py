@@ -92,7 +92,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from experiments._common import Invocation, finish, main_of
-from experiments._scores import (CONTEXT_DROP, MIN_GAIN, context_improves, episode_scores, finite, paired_se,
+from experiments._scores import (CONTEXT_DROP, MIN_GAIN, context_improves, finite, online_scores, paired_se,
                                  probe_claims, probe_numbers)
 from omnirl.data.generate import PROBE
 from omnirl.experiment import (RUNGS, SHARD_SIZE, Decoding, Rung, check_training, dataset, evaluate_once, log,
@@ -111,7 +111,7 @@ PAPER_CLAIM = ("The paper (its Figure 7): with few training tasks the model memo
                "(tens of thousands of AnyMDP tasks) it generalises and learns from rewards in context on unseen tasks.")
 """The claim the run is read beside."""
 ONLINE_BINS = 16
-"""Bins of the online learning curves (``episode_scores``)."""
+"""Bins of the online learning curves (``online_scores``)."""
 
 
 def check_training_fields(s: Any) -> None:
@@ -548,11 +548,13 @@ def run(inv: Invocation) -> dict:
     wall["train"], cpu["train"] = time.perf_counter() - t1, cpu_seconds() - c1
 
     t2, c2 = time.perf_counter(), cpu_seconds()
+    contextual = s.rung.contextual  # scored as a contextual bandit (the immediate-regret score)
     common = {"envs": [env], "protocol": "online", "n_envs": s.eval_envs, "steps": s.eval_steps, "seed": inv.seed,
-              "wandb_mode": inv.wandb_mode}
+              "wandb_mode": inv.wandb_mode, **({"contextual_bandit": True} if contextual else {})}
     threads = s.threads or 1
     evaluate_once(inv.out / "eval" / "tql_ucb", threads=threads, checkpoint=None, baselines=["tql_ucb"], **common)
-    tql = episode_scores(inv.out / "eval" / "tql_ucb", env, "tql_ucb", s.eval_envs, bins=ONLINE_BINS)
+    tql = online_scores(inv.out / "eval" / "tql_ucb", env, "tql_ucb", s.eval_envs, contextual=contextual,
+                        bins=ONLINE_BINS)
     per_n = []
     for n, r in zip(ns, runs):
         out = inv.out / "eval" / f"n{n}"
@@ -561,7 +563,8 @@ def run(inv: Invocation) -> dict:
         numbers = model_numbers(r)
         numbers.update(n_tasks=n, sequences_per_task=s.sequences / n,
                        gap=numbers["unseen_policy_loss"] - numbers["seen_policy_loss"],
-                       online=episode_scores(out, env, "omnirl", s.eval_envs, bins=ONLINE_BINS),
+                       online=online_scores(out, env, "omnirl", s.eval_envs, contextual=contextual,
+                                            bins=ONLINE_BINS),
                        probe=probe_numbers(r["history"], s.probe, s.actions))
         numbers["online"]["minus_tql_ucb_se"] = paired_se(numbers["online"]["per_task"], tql["per_task"])
         per_n.append(numbers)

@@ -104,11 +104,23 @@ class Rung:
     """Its online environment (``omnirl.evaluate.envs``)."""
     what: str
     """What it asks of the model, for the report."""
+    contextual: bool = False
+    """How online play is scored: ``False`` by the normalised episode return (0 uniform random, 1
+    the reference oracle at gamma 0.994); ``True`` as a contextual bandit, by the expected immediate
+    regret of every step (``omnirl.evaluate.regret``: 0 uniform random, 1 the best immediate action
+    in every state), the objective that gamma-0 labels teach (a policy that is greedy for the
+    immediate reward can score below random on the episode return)."""
+
+    @property
+    def baselines(self) -> tuple[str, ...]:
+        """The baselines of its online play: TQL-UCB, and UCB1 (per state when ``contextual``)."""
+        return ("tql_ucb", "ucb1") if self.contextual or self.states == 1 else ("tql_ucb",)
 
 
 RUNGS: dict[str, Rung] = {
     "bandit": Rung(1, "uniform_probe", "bandit5", "a bandit: the best arm from the rewards"),
-    "contextual8": Rung(8, "myopic_probe", "anymdp8", "a bandit per state (8 states, gamma 0 labels)"),
+    "contextual8": Rung(8, "myopic_probe", "anymdp8", "a bandit per state (8 states, gamma 0 labels)",
+                        contextual=True),
     "mdp8": Rung(8, "uniform_probe", "anymdp8", "an MDP with 8 states (gamma 0.994 labels)"),
     "mdp16": Rung(16, "uniform_probe", "anymdp16", "an MDP with 16 states (gamma 0.994 labels)"),
 }
@@ -481,8 +493,8 @@ def train_models(out: Path, data: DatasetSettings, training: TrainingSettings, p
 
 # --------------------------------------------------------------------------- evaluation
 def evaluate(out: Path, *, checkpoint: str | None, envs: Sequence[str], protocol: str = "online", n_envs: int,
-             steps: int, seed: int, baselines: Sequence[str] | None = None, wandb_mode: str = "disabled",
-             **fields: Any) -> dict[str, Any]:
+             steps: int, seed: int, baselines: Sequence[str] | None = None, contextual_bandit: bool = False,
+             wandb_mode: str = "disabled", **fields: Any) -> dict[str, Any]:
     """``omnirl.evaluate.run`` into ``out``; ``fields`` are further settings by dotted name (e.g.
     ``{"protocol.demo_steps": 1000}``). Returns its summary."""
     from omnirl.config import config_from_dict
@@ -490,7 +502,7 @@ def evaluate(out: Path, *, checkpoint: str | None, envs: Sequence[str], protocol
     from omnirl.evaluate import run as run_evaluation
 
     data = {"run": {"checkpoint": checkpoint, "envs": list(envs), "n_envs": n_envs, "steps": steps, "seed": seed,
-                    "out_dir": str(out), "wandb_mode": wandb_mode,
+                    "out_dir": str(out), "wandb_mode": wandb_mode, "contextual_bandit": contextual_bandit,
                     "baselines": None if baselines is None else list(baselines)},
             "protocol": {"protocol": protocol}}
     cfg = config_from_dict(EvaluateConfig, data, fields)

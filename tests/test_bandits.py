@@ -17,6 +17,7 @@ from omnirl.evaluate.envs import make_batch
 from omnirl.evaluate.envs.anymdp import bandit_batch
 from omnirl.evaluate.regret import RegretBatch, arm_means, regret_numbers
 from omnirl.tasks import sample_anymdp, sample_bandit
+from omnirl.tasks.solver import expected_reward
 
 A = 5
 
@@ -212,7 +213,7 @@ def test_posterior_and_switch_pipeline_data(tmp_path, pipeline, tags):
     assert np.mean(late) > 0.6
 
 
-def test_bandit_baselines_learn_and_refuse_mdps():
+def test_bandit_baselines_learn_on_bandits_and_per_state_on_mdps():
     assert {"ucb1", "thompson", "uniform"} <= set(BASELINES)
     regret = {}
     for name in ("ucb1", "thompson", "uniform"):
@@ -226,8 +227,16 @@ def test_bandit_baselines_learn_and_refuse_mdps():
     a = run_baseline("thompson", bandit_batch(6, seed=5), 50, seed=1)
     b = run_baseline("thompson", bandit_batch(6, seed=5), 50, seed=1)
     assert (a.raw_return == b.raw_return).all()
-    with pytest.raises(ValueError, match="n_obs"):
-        run_baseline("ucb1", make_batch("anymdp16", 2, seed=0), 10, seed=0)
+    # on an MDP each state is its own bandit: UCB1 learns the best immediate action of every state
+    scores = {}
+    for name in ("ucb1", "uniform"):
+        batch = RegretBatch(make_batch("anymdp8", 8, seed=2))
+        run_baseline(name, batch, 400, seed=1)
+        scores[name] = regret_numbers(batch.regret(), batch.gaps())["regret_score"]
+        late = regret_numbers(batch.regret()[:, 300:], batch.gaps()[:, 300:])["regret_score"]
+        if name == "ucb1":
+            assert late > 0.7 and late > scores[name]  # it learns within the run
+    assert scores["ucb1"] > 0.5 and abs(scores["uniform"]) < 0.15
 
 
 @pytest.mark.parametrize("name", ["ucb1", "thompson", "uniform"])
@@ -244,7 +253,7 @@ def test_bandit_baseline_configs(name):
 
 def test_regret_by_hand():
     batch = RegretBatch(bandit_batch(3, seed=0))
-    mu = batch.means
+    mu = batch.means[:, 0]  # (B, A): a bandit's one state
     batch.reset(0)
     best = mu.argmax(1)
     worst = mu.argmin(1)
@@ -257,8 +266,41 @@ def test_regret_by_hand():
     assert n["regret@1"] == pytest.approx(0.0) and "regret@5" not in n
     assert n["regret"] == pytest.approx((mu.max(1) - mu.min(1)).mean())
     assert n["regret_score"] == pytest.approx(np.mean(1 - (mu.max(1) - mu.min(1)) / (2 * batch.gap)))
-    with pytest.raises(ValueError, match="bandits"):
-        RegretBatch(make_batch("anymdp16", 2, seed=0))
+    with pytest.raises(ValueError, match="bandits or AnyMDP"):
+        RegretBatch(make_batch("lake4x4", 2, seed=0))
+
+
+def test_regret_on_anymdp_is_the_contextual_bandits():
+    """On an MDP each step is scored against the best immediate mean reward of the state it was
+    taken in: the myopic oracle has no regret, uniform play scores about 0."""
+    batch = RegretBatch(make_batch("anymdp8", 4, seed=0))
+    t = batch.batch.tasks[0]
+    r = expected_reward(t.transition.astype(np.float64), t.reward.astype(np.float64))  # (n, A) by rank
+    assert batch.means[0, t.state_ids] == pytest.approx(r)
+    batch.reset(0)
+    rows = np.arange(4)
+    seen, worst = [], []
+    for _ in range(30):
+        obs = batch.obs.copy()
+        seen.append(obs)
+        batch.step(batch.means[rows, obs].argmax(-1))  # greedy for the immediate reward
+    for _ in range(30):
+        obs = batch.obs.copy()
+        worst.append(batch.means[rows, obs].max(-1) - batch.means[rows, obs].min(-1))
+        batch.step(batch.means[rows, obs].argmin(-1))
+    reg, gaps = batch.regret(), batch.gaps()
+    assert reg.shape == gaps.shape == (4, 60)
+    assert reg[:, :30] == pytest.approx(0.0) and reg[:, 30:] == pytest.approx(np.stack(worst, axis=1))
+    m = batch.means[rows[:, None], np.stack(seen, axis=1)]  # (B, 30, A)
+    assert gaps[:, :30] == pytest.approx(m.max(-1) - m.mean(-1))
+    n = regret_numbers(reg, gaps)
+    assert n["regret_score"] == pytest.approx(np.mean(1 - reg.sum(1) / gaps.sum(1)))
+    # the uniform random policy's score is 0 in expectation, whatever the states it visits
+    batch.reset(1)
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        batch.step(rng.integers(0, 5, 4))
+    assert abs(regret_numbers(batch.regret(), batch.gaps())["regret_score"]) < 0.1
 
 
 def test_evaluate_reports_regret_on_bandits(tmp_path, capsys):
@@ -280,3 +322,13 @@ def test_evaluate_reports_regret_on_bandits(tmp_path, capsys):
     assert code == 0
     summary = json.loads((tmp_path / "m" / "summary.json").read_text())
     assert [r["method"] for r in summary["rows"]] == ["tql_ucb"] and summary["regret"] == []
+    # ... unless AnyMDP is measured as a contextual bandit: then they run there, a bandit per state
+    code = eval_main(["--envs", "anymdp8", "--run.n_envs=4", "--run.steps=300", f"--run.out_dir={tmp_path / 'c'}",
+                      "--run.wandb_mode=disabled", "--run.baselines=[ucb1,uniform]", "--run.contextual_bandit=true"])
+    assert code == 0
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    by = {r["method"]: r for r in summary["regret"]}
+    assert [r["method"] for r in summary["rows"]] == ["ucb1", "uniform"] and set(by) == {"ucb1", "uniform"}
+    assert by["ucb1"]["regret_score"] > by["uniform"]["regret_score"] + 0.3
+    arrays = np.load(tmp_path / "c" / "regret.npz")
+    assert arrays["anymdp8/ucb1"].shape == arrays["anymdp8/ucb1/gap"].shape == (4, 300)

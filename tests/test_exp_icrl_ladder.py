@@ -32,7 +32,11 @@ def test_every_rung_has_its_data_model_and_evaluation(smoke):
         assert run["run"]["config"]["data"]["validation"] == {"unseen": str(out / "data" / name / "val" / "unseen")}
         evaluation = json.loads((out / "eval" / name / "summary.json").read_text())
         assert evaluation["config"]["run"]["envs"] == [rung.env]
-        assert {r["method"] for r in evaluation["rows"]} == {lx.MODEL, lx.BASELINE}
+        assert {r["method"] for r in evaluation["rows"]} == {lx.MODEL, *rung.baselines}
+        assert evaluation["config"]["run"]["contextual_bandit"] == rung.contextual
+        # the contextual bandit's online play is scored by its immediate regret, UCB1 learning per state
+        assert {r["method"] for r in evaluation["regret"]} == ({lx.MODEL, *rung.baselines} if rung.states == 1
+                                                               or rung.contextual else set())
     # the curriculum: the second rung starts from the first rung's weights
     second = read_training(out / "train" / "contextual8")["run"]["config"]["train"]
     assert second["init_from"] == str(out / "train" / "bandit" / "checkpoints" / "last.ckpt")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from omnirl.rundir import record_cost
-from experiments._scores import context_improves, differs, episode_scores, paired_se, pm, trend
+from experiments._scores import (context_improves, differs, episode_scores, immediate_scores, online_scores,
+                                 paired_se, pm, trend)
 
 
 @pytest.fixture
@@ -48,6 +49,26 @@ def test_episode_scores_reads_steps_and_gap_weighted_from_the_summary(episodes):
     assert s["first_quarter"] == 0.0  # the episode ending at step 10
     assert len(s["per_task"]) == 2  # rows up to the last that finished an episode
     assert s["curve_steps"][-1] == pytest.approx(200 - 200 / 16)  # 8 bins of 200 steps
+
+
+def test_immediate_scores(tmp_path):
+    """Two tasks, 8 steps: task 0 pays no regret in the last quarter (score 1), task 1 the uniform
+    policy's (score 0); the first quarter is the other way round for task 0."""
+    regret = np.array([[1.0, 1.0, 0, 0, 0, 0, 0, 0], [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]])
+    gap = np.array([[1.0] * 8, [0.5] * 8])
+    np.savez(tmp_path / "regret.npz", **{"anymdp8/m": regret, "anymdp8/m/gap": gap})
+    s = immediate_scores(tmp_path, "anymdp8", "m", bins=4)
+    assert s["per_task"] == [1.0, 0.0] and s["performance"] == pytest.approx(0.5) and s["tasks"] == 2
+    assert s["se"] == pytest.approx(np.std([1.0, 0.0], ddof=1) / np.sqrt(2))
+    assert s["first_quarter"] == pytest.approx(0.0)  # both tasks at the uniform policy's regret
+    assert s["curve_steps"] == [1.0, 3.0, 5.0, 7.0] and s["curve"] == pytest.approx([0.0, 0.5, 0.5, 0.5])
+    assert s["gap_weighted"] == pytest.approx(1 - 1.0 / 3.0)  # regret 0 + 1 over gaps 2 + 1
+    assert online_scores(tmp_path, "anymdp8", "m", contextual=True, bins=4) == s
+    # a bandit's gap is stored once per task
+    np.savez(tmp_path / "regret.npz", **{"bandit5/m": regret, "bandit5/gap": np.array([1.0, 0.5])})
+    assert immediate_scores(tmp_path, "bandit5", "m", bins=4)["per_task"] == [1.0, 0.0]
+    with pytest.raises(ValueError, match="lake4x4/m"):
+        immediate_scores(tmp_path, "lake4x4", "m")
 
 
 def test_episode_scores_errors_name_the_problem(episodes):

@@ -134,10 +134,18 @@ class ArmStats:
         self.R = np.zeros((B, A))  # (B, A) sum of the rewards of each arm
         self._rows = np.arange(B)
 
-    def update(self, actions: np.ndarray, rewards: np.ndarray) -> None:
-        """Count one pull per row: ``actions (B,)`` paid ``rewards (B,)``."""
-        self.N[self._rows, actions] += 1.0
-        self.R[self._rows, actions] += rewards
+    def update(self, actions: np.ndarray, rewards: np.ndarray, rows: np.ndarray | None = None) -> None:
+        """Count one pull per row: ``actions (B,)`` paid ``rewards (B,)`` (``rows``: of these rows
+        instead, distinct, one per action)."""
+        rows = self._rows if rows is None else rows
+        self.N[rows, actions] += 1.0
+        self.R[rows, actions] += rewards
+
+    def select(self, rows: np.ndarray) -> "ArmStats":
+        """A copy holding only ``rows`` (in that order)."""
+        out = ArmStats(len(rows), self.N.shape[1])
+        out.N, out.R = self.N[rows], self.R[rows]
+        return out
 
     def reset(self, rows: np.ndarray) -> None:
         """Forget ``rows``' pulls (new sequences)."""

@@ -29,15 +29,17 @@ from omnirl.evaluate.baselines.bandits import ThompsonConfig, UCB1Config, Unifor
 from omnirl.evaluate.envs import ENVIRONMENTS, SUITES, make_batch
 from omnirl.evaluate.protocols import ProtocolConfig
 from omnirl.evaluate.records import Episodes
-from omnirl.evaluate.regret import RegretBatch, is_bandit_batch, regret_numbers
+from omnirl.evaluate.regret import RegretBatch, is_bandit_batch, is_tabular_batch, regret_numbers
 
 MODEL = "omnirl"
 """Method name of the model in the tables."""
 DEFAULT_BASELINES = {"online": ("tql_ucb", "ppo", *BANDIT_BASELINES), "offline": ("cql",), "imitation": ()}
-"""Baselines of each protocol when ``run.baselines`` is not set (the bandit ones run on bandits only)."""
+"""Baselines of each protocol when ``run.baselines`` is not set (the bandit ones run on bandits only,
+and on AnyMDP with ``run.contextual_bandit``)."""
 REGRET_COLUMNS = ("environment", "method", "pulls", "regret@100", "regret@100_se", "regret@500", "regret@500_se",
                   "regret", "regret_se", "regret_score")
-"""Columns of the regret table (bandit environments; a checkpoint beyond the run is empty)."""
+"""Columns of the regret table (bandit environments, and AnyMDP with ``run.contextual_bandit``; a
+checkpoint beyond the run is empty)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +61,11 @@ class RunSection:
     baselines: tuple[str, ...] | None = None
     """Baselines to run (``tql_ucb``, ``ppo``, ``cql``, and on bandits ``ucb1``, ``thompson``,
     ``uniform``); ``None``: the protocol's defaults."""
+    contextual_bandit: bool = False
+    """Also measure AnyMDP environments as contextual bandits (a bandit per state): every method's
+    expected immediate regret per step is recorded (``omnirl.evaluate.regret``: the regret table
+    and ``regret.npz``, 0 for uniform random and 1 for the best immediate action in every state),
+    and the bandit baselines run there too, one bandit per observation (``omnirl.evaluate.baselines.bandits``)."""
     curve_bins: int = 16
     """Bins of the learning curves over the acting steps."""
     out_dir: str = "runs/eval"
@@ -273,7 +280,8 @@ def _run(cfg: EvaluateConfig, log) -> dict[str, Any]:
 
     def new_batch(name: str, method: str):
         batch = make_batch(name, cfg.run.n_envs, seed=cfg.run.seed)
-        if is_bandit_batch(batch):  # every pull's expected regret is recorded
+        if is_bandit_batch(batch) or (cfg.run.contextual_bandit and is_tabular_batch(batch)):
+            # every step's expected immediate regret is recorded
             batch = regret[(name, method)] = RegretBatch(batch)
         return batch
 
@@ -298,7 +306,8 @@ def _run(cfg: EvaluateConfig, log) -> dict[str, Any]:
                     memory[f"{name}/{step}"] = m
                 log(f"{name}: {MODEL} {r.episodes.final():.3f} ({r.timing['env_steps_per_s']:.0f} env steps/s)")
         for b in cfg.baselines():
-            if b in BANDIT_BASELINES and ENVIRONMENTS[name].family != "bandit":
+            if b in BANDIT_BASELINES and not (ENVIRONMENTS[name].family == "bandit" or (
+                    cfg.run.contextual_bandit and ENVIRONMENTS[name].family == "anymdp")):
                 continue
             batch = new_batch(name, b)
             t0 = time.perf_counter()
@@ -308,7 +317,7 @@ def _run(cfg: EvaluateConfig, log) -> dict[str, Any]:
 
     rows = table_rows(results)
     csv_path, md_path = write_table(rows, out)
-    regret_rows = [{"environment": env, "method": method, **regret_numbers(b.regret(), b.gap)}
+    regret_rows = [{"environment": env, "method": method, **regret_numbers(b.regret(), b.gaps())}
                    for (env, method), b in regret.items() if (env, method) in results]
     regret_files = {}
     if regret_rows:
@@ -317,7 +326,10 @@ def _run(cfg: EvaluateConfig, log) -> dict[str, Any]:
                                 (p.name for p in write_table(regret_rows, out, "regret", REGRET_COLUMNS))))
         done = {k: b for k, b in regret.items() if k in results}
         arrays = {f"{env}/{method}": b.regret().astype(np.float32) for (env, method), b in done.items()}
-        arrays.update({f"{env}/gap": b.gap for (env, _), b in done.items()})
+        arrays.update({f"{env}/gap": b.gap for (env, _), b in done.items() if is_bandit_batch(b.batch)})
+        # per step on MDPs: the uniform policy's regret depends on the states each method visits
+        arrays.update({f"{env}/{method}/gap": b.gaps().astype(np.float32) for (env, method), b in done.items()
+                       if not is_bandit_batch(b.batch)})
         _save_npz(out / "regret.npz", arrays)
         regret_files["regret_arrays"] = "regret.npz"
     figures = {}

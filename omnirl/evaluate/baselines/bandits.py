@@ -1,8 +1,8 @@
 """Bandit baselines: UCB1, Gaussian Thompson sampling and the uniform random policy.
 
-Each row of the batch is an independent learner on its own bandit (rows must have one state,
-``n_obs = 1``, and all the same number of arms), using the learners of ``omnirl.agents.bandit``
-(the same code the bandit pipeline's behaviours run): per-row pulls and reward sums, and
+Each row of the batch is an independent learner on its own bandit (rows must all have the same
+number of arms), using the learners of ``omnirl.agents.bandit`` (the same code the bandit
+pipeline's behaviours run): per-row pulls and reward sums, and
 
 * ``ucb1``: an untried arm first, then ``argmax_a mean_a + c * sqrt(2 ln t / N_a)``
   (``UCB1Config``; default ``c = omnirl.agents.bandit.UCB_C``, measured best on generator bandits);
@@ -11,10 +11,13 @@ Each row of the batch is an independent learner on its own bandit (rows must hav
   ``omnirl.agents.bandit.THOMPSON_PRIOR``);
 * ``uniform``: a uniformly random arm at every pull (the reference of the regret score).
 
-They learn from the shaped reward (the raw one on the bandit environments). Ties and draws come
-from per-row counter streams keyed ``(seed, tag, row)``, so a row's run is the same in any batch.
+On a task with several states (``n_obs > 1``: AnyMDP measured as a contextual bandit, see
+``omnirl.evaluate.regret``) each observation of a row is its own bandit, with its own pulls and
+reward sums: the learners are contextual bandits, blind to where an action leads. They learn from
+the shaped reward (the raw one on the bandit and AnyMDP environments). Ties and draws come from
+per-row counter streams keyed ``(seed, tag, row)``, so a row's run is the same in any batch.
 ``log`` (optional list) receives ``{"step", "tried"}`` every ``log_every`` steps: the fraction of
-arms pulled at least once, mean over rows.
+(observation, arm) pairs pulled at least once, mean over rows.
 """
 
 from __future__ import annotations
@@ -83,28 +86,28 @@ Chooser = Callable[[ArmStats, RowStreams, int], np.ndarray]
 
 
 def _run(batch, steps: int, seed: int, choose: Chooser, log_every: int, log: list | None) -> Episodes:
-    """``B`` learners pulling ``choose(stats, streams, A) -> arms (B,)`` for ``steps`` pulls each."""
+    """``B`` learners pulling ``choose(stats, streams, A) -> arms (B,)`` for ``steps`` pulls each
+    (``stats`` those of each row's current observation)."""
     steps, seed = check_run(batch, steps, seed)
     n_obs, n_actions = row_sizes(batch.infos)
-    if (n_obs != 1).any():
-        i = int(np.flatnonzero(n_obs != 1)[0])
-        raise ValueError(f"the bandit baselines need bandits (n_obs = 1): row {i} "
-                         f"({batch.infos[i].name}) has n_obs={int(n_obs[i])}")
     if (n_actions != n_actions[0]).any():
         raise ValueError(f"the bandit baselines need one number of arms in every row, got {sorted(set(n_actions))}")
-    A = int(n_actions[0])
-    stats = ArmStats(len(n_actions), A)
-    rng = streams(seed, TAG_BANDIT, len(n_actions))
+    A, B, S = int(n_actions[0]), len(n_actions), int(n_obs.max())
+    table = ArmStats(B * S, A)  # (B * S, A): a bandit per (row, observation)
+    rng = streams(seed, TAG_BANDIT, B)
     recorder = EpisodeRecorder(batch.infos)
-    batch.reset(seed)
+    obs = batch.reset(seed)
     for t in range(1, steps + 1):
-        arms = choose(stats, rng, A)  # (B,)
+        keys = np.arange(B) * S + np.asarray(obs, dtype=np.int64)  # (B,) each row's current bandit
+        arms = choose(table.select(keys), rng, A)  # (B,)
         res = batch.step(arms)
+        obs = batch.obs
         recorder.record(res)
-        stats.update(arms, np.asarray(res.reward, dtype=np.float64))
+        table.update(arms, np.asarray(res.reward, dtype=np.float64), keys)
         rng.advance()
         if log is not None and (t % log_every == 0 or t == steps):
-            log.append({"step": t, "tried": float((stats.N > 0).mean())})
+            tried = (table.N > 0).reshape(B, S, A).sum(axis=(1, 2)) / (n_obs * A)  # (B,)
+            log.append({"step": t, "tried": float(tried.mean())})
     return recorder.episodes()
 
 
