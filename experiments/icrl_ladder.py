@@ -32,8 +32,8 @@ Steps (one run directory, see ``experiments._common``):
    quarter of the steps, and the curve against step. The score is the rung's (``Rung.contextual``):
    the normalised episode return (0 random, 1 the reference oracle), or on the contextual bandit
    the immediate-regret score (0 random, 1 the best immediate action in every state), the
-   objective its gamma-0 labels teach; a policy greedy for the immediate reward scores below random
-   on the episode return of a quarter of these tasks.
+   objective its gamma-0 labels teach (a policy greedy for the immediate reward can score below
+   random on the episode return; the README gives how often).
 4. **Report.** Per rung: the probe's first- and last-quarter loss (model and reference), the gain
    (the model's drop over the reference's) and the last-quarter share of the way from uniform to
    the reference; the online scores; whether in-context RL from rewards appears there (``claims``);
