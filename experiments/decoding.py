@@ -17,7 +17,8 @@ is run with ``omnirl.evaluate`` (online protocol, the same environments and seed
 differences are paired). Reported per environment and variant: the normalised score of the last
 quarter of the run and of the first quarter (per task, mean and standard error over tasks), and on
 bandits the cumulative expected regret after 100 and 500 pulls and the regret score (1 - regret
-over uniform random's). ``best`` names the variant with the highest last-quarter score per
+over uniform random's; on AnyMDP too with ``contextual_bandit``, whose score is then the
+immediate-regret score). ``best`` names the variant with the highest last-quarter score per
 environment (on bandits: the lowest regret at the end of the run), and whether it is resolved
 (``RESOLVE`` standard errors) against the reference's decoding (``BASE_SCHEDULE``, ``BASE_TAG``).
 """
@@ -32,7 +33,8 @@ from typing import Any
 from experiments._common import Invocation, finish, parse
 from omnirl.experiment import evaluate_once, log
 from omnirl.rundir import cpu_seconds
-from experiments._scores import differs, episode_scores
+from experiments._scores import differs, online_scores
+from omnirl.evaluate.envs import ENVIRONMENTS
 from omnirl._validate import check_choice, check_int
 from omnirl.agents.prior import N_PRIOR, PriorInfo
 
@@ -67,6 +69,11 @@ class DecodingSettings:
     """Tags of the agent's own actions to compare (prior ids)."""
     torch_threads: int = 1
     """Torch threads of the evaluations."""
+    contextual_bandit: bool = False
+    """Score AnyMDP environments as contextual bandits (``omnirl.evaluate.regret``: the immediate
+    regret of every step, 0 uniform random, 1 the best immediate action in every state), as the
+    contextual-bandit rung of ``experiments.icrl_ladder`` does: for a model trained on gamma-0
+    labels. Its regret then ranks the variants, as on bandits."""
 
     def __post_init__(self) -> None:
         from omnirl.evaluate.envs import ENVIRONMENTS
@@ -112,12 +119,13 @@ def run(inv: Invocation) -> dict:
             fields = {**SCHEDULES[schedule], "protocol.t_steps": s.steps, "protocol.own_tag": tag}
             summ = evaluate_once(out, threads=s.torch_threads, checkpoint=s.checkpoint, envs=list(s.envs),
                                  protocol="online", n_envs=s.n_envs, steps=s.steps, seed=inv.seed, baselines=[],
-                                 **fields)
+                                 **({"contextual_bandit": True} if s.contextual_bandit else {}), **fields)
             regret = {r["environment"]: r for r in summ.get("regret", []) if r["method"] == MODEL}
             for env in s.envs:
                 if env in summ["skipped"]:
                     continue
-                sc = episode_scores(out, env, MODEL, s.n_envs)
+                contextual = s.contextual_bandit and ENVIRONMENTS[env].family == "anymdp"
+                sc = online_scores(out, env, MODEL, s.n_envs, contextual=contextual)
                 row = {"performance": sc["performance"], "se": sc["se"], "first_quarter": sc["first_quarter"],
                        "first_quarter_se": sc["first_quarter_se"], "per_task": sc["per_task"]}
                 if env in regret:

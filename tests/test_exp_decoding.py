@@ -35,6 +35,21 @@ def test_every_variant_on_every_environment(summary):
     assert max(mdp, key=lambda r: r["performance"])["best"] == "yes"
 
 
+def test_anymdp_scored_as_a_contextual_bandit(tmp_path):
+    out = tmp_path / "run"
+    assert decoding.main(["--preset", "smoke", f"--checkpoint={ASSET}", "--out", str(out), "--wandb-mode", "disabled",
+                          "--envs=[anymdp16]", "--schedules=[greedy]", "--own_tags=[7, 4]",
+                          "--contextual_bandit=true"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    rows = {r["variant"]: r for r in s["table"]}
+    for v, r in rows.items():  # the immediate regret is measured, and the score is made of it
+        assert r["regret"] is not None and r["regret"] > 0
+        evaluation = out / "eval" / v.replace("/tag", "-tag")
+        assert r["performance"] == pytest.approx(
+            decoding.online_scores(evaluation, "anymdp16", "omnirl", 4, contextual=True)["performance"], nan_ok=True)
+    assert min(rows.values(), key=lambda r: r["regret"])["best"] == "yes"
+
+
 def test_each_variant_ran_with_its_temperature_and_tag(summary):
     s, out = summary
     for sch in ("constant", "greedy"):
