@@ -40,14 +40,15 @@ per task (``seed``), so a task is bit-identical on any machine.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
 
 from omnirl._validate import check_float, check_int
 from omnirl.tasks.rng import make_rng
-from omnirl.tasks.solver import (bellman_q, expected_reward, one_hot_policy, policy_evaluation,
-                                 policy_iteration, policy_transition, stationary_distribution,
+from omnirl.tasks.solver import (_eye, _policy_iteration, _policy_iteration_flat, _solve, bellman_q,
+                                 expected_reward, policy_transition, stationary_distribution,
                                  uniform_policy)
 from omnirl.tasks.task import MDPTask
 
@@ -149,15 +150,16 @@ def _sample_starts(rng, n: int, cfg: AnyMDPConfig) -> tuple[np.ndarray, np.ndarr
         w = np.maximum(rng.standard_normal(k), 0.0)
         if w.sum() > 1e-10:
             break
-    starts = np.flatnonzero(w > 1e-10)
-    return starts, w[starts] / w[starts].sum()
+    starts = (w > 1e-10).nonzero()[0]
+    w = w[starts]
+    return starts, w / w.sum()
 
 
 def _sample_terminals(rng, n: int, starts: np.ndarray, cfg: AnyMDPConfig) -> tuple[np.ndarray, int | None]:
     rate = max(rng.uniform(cfg.pitfall_rate_low, cfg.pitfall_rate_high), 0.0)
     while True:
         terminal = rng.random(n) < rate
-        if terminal.sum() < n * rate + 1:
+        if np.count_nonzero(terminal) < n * rate + 1:
             break
     terminal[starts] = False
     goal = n - 1 if rng.random() < cfg.goal_prob else None
@@ -173,38 +175,65 @@ def _sample_band(rng, n: int, terminal: np.ndarray, cfg: AnyMDPConfig) -> tuple[
     holds two non-terminal ranks above ``i``, or to the top rank when fewer exist."""
     b_plus = max(2, cfg.band_plus if cfg.band_plus is not None else n // 4 + 1)
     b_minus = max(2, cfg.band_minus if cfg.band_minus is not None else n // 2 + 1)
-    ranks = np.arange(n)
-    from_min = np.maximum(ranks - b_minus, 0)
-    from_max = np.maximum(ranks - 1, from_min + 1)  # exclusive
+    from_min, from_max, to_min, to_max = _band_limits(n, b_plus, b_minus)
     lo = rng.integers(from_min, from_max)
-    to_max = np.minimum(n, ranks + b_plus)
-    to_min = np.minimum(ranks + 1, to_max - 1)
-    end = rng.integers(to_min, to_max)  # exclusive end of the band
+    end = rng.integers(to_min, to_max)  # exclusive end of the band, at most n - 1
     count = np.cumsum(~terminal)  # non-terminal ranks <= j
     second = np.searchsorted(count, count + 2, side="left")  # rank of the 2nd one above i (n: none)
-    end = np.where(end < n, np.maximum(end, np.minimum(second + 1, n)), end)
+    end = np.maximum(end, np.minimum(second + 1, n))
     return lo, end - 1
+
+
+_BAND_LIMITS: dict[tuple[int, int, int], tuple[np.ndarray, ...]] = {}
+
+
+def _band_limits(n: int, b_plus: int, b_minus: int) -> tuple[np.ndarray, ...]:
+    """Read-only ``(from_min, from_max, to_min, to_max)`` of the band draws (cached per size):
+    ``lo`` is drawn in ``[from_min, from_max)``, the band's exclusive end in ``[to_min, to_max)``."""
+    key = (n, b_plus, b_minus)
+    limits = _BAND_LIMITS.get(key)
+    if limits is None:
+        ranks = np.arange(n)
+        from_min = np.maximum(ranks - b_minus, 0)
+        from_max = np.maximum(ranks - 1, from_min + 1)  # exclusive
+        to_max = np.minimum(n, ranks + b_plus)
+        to_min = np.minimum(ranks + 1, to_max - 1)
+        limits = (from_min, from_max, to_min, to_max)
+        for a in limits:
+            a.flags.writeable = False
+        _BAND_LIMITS[key] = limits
+    return limits
 
 
 def _sample_transition(rng, n: int, A: int, terminal: np.ndarray, cfg: AnyMDPConfig) -> np.ndarray:
     lo, hi = _sample_band(rng, n, terminal, cfg)
-    ranks = np.arange(n)
-    band = (ranks[None, :] >= lo[:, None]) & (ranks[None, :] <= hi[:, None]) & ~terminal[:, None]
-    w = np.clip(rng.standard_normal((n, n)), 0.1, 1.0)
-    w[ranks, ranks] *= 0.5
+    ranks = _ranks(n)
+    # (terminal rows need no mask: they are emptied below)
+    band = (ranks >= lo[:, None]) & (ranks <= hi[:, None])
+    w = rng.standard_normal((n, n))
+    np.minimum(np.maximum(w, 0.1, out=w), 1.0, out=w)  # clip to [0.1, 1]
+    w.reshape(-1)[::n + 1] *= 0.5  # the diagonal: self-loops halved
     w[n - 1, n - 1] = 0.0
     w = np.where(band, w, 0.0)
     # action centres and widths: each action's mass concentrates around its own centre
-    centre = rng.uniform(lo[:, None] - 1.0, hi[:, None] + 1.0, size=(n, A))  # (n, A)
-    sigma = np.clip(rng.exponential(1.0, n), cfg.action_width_min, cfg.action_width_max)
-    logit = -((centre[:, :, None] - ranks[None, None, :]) / sigma[:, None, None]) ** 2  # (n, A, n)
+    centre = _uniform(rng, lo[:, None] - 1.0, hi[:, None] + 1.0, (n, A))  # (n, A)
+    sigma = rng.exponential(1.0, n)
+    np.minimum(np.maximum(sigma, cfg.action_width_min, out=sigma), cfg.action_width_max, out=sigma)
+    logit = centre[:, :, None] - ranks  # (n, A, n): -((centre - rank) / sigma) ** 2
+    logit /= sigma[:, None, None]
+    np.square(logit, out=logit)
+    np.negative(logit, out=logit)
     weight = np.exp(logit)  # (n, A, n)
     # where every action is far from a rank (total weight < 1e-10), the nearest one takes it
-    far = weight.sum(1, keepdims=True) < 1e-10  # (n, 1, n)
-    nearest = np.arange(A)[None, :, None] == logit.argmax(1)[:, None, :]
-    weight = np.where(far & nearest, 1.0, weight)
-    share = weight / weight.sum(1, keepdims=True)  # each rank's band mass shared among actions
-    P = share * w[:, None, :]  # (n, A, n)
+    total = weight.sum(1, keepdims=True)  # (n, 1, n)
+    far = total < 1e-10
+    if far.any():
+        nearest = _ranks(A)[:, None] == logit.argmax(1)[:, None, :]
+        weight = np.where(far & nearest, 1.0, weight)
+        total = weight.sum(1, keepdims=True)
+    P = weight  # each rank's band mass shared among actions: (n, A, n)
+    P /= total
+    P *= w[:, None, :]
     P[terminal] = 0.0
     # an action whose weight underflows everywhere keeps an empty row: the row-sum check rejects it
     total = P.sum(-1, keepdims=True)
@@ -212,19 +241,70 @@ def _sample_transition(rng, n: int, A: int, terminal: np.ndarray, cfg: AnyMDPCon
     return P
 
 
+_RANKS: dict[int, np.ndarray] = {}
+
+
+def _ranks(n: int) -> np.ndarray:
+    """A cached, read-only ``np.arange(n)``."""
+    ranks = _RANKS.get(n)
+    if ranks is None:
+        ranks = _RANKS[n] = np.arange(n)
+        ranks.flags.writeable = False
+    return ranks
+
+
+def _uniform(rng, low: np.ndarray, high: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    """``rng.uniform(low, high, size)`` for float64 arrays ``low``, ``high`` of shape ``size``:
+    the same draws (one ``next_double`` per element, in C order) and the same arithmetic
+    ``low + (high - low) * u``, without the per-call argument broadcasting of ``Generator``."""
+    u = rng.random(size)
+    u *= high - low
+    u += low
+    return u
+
+
 def _smooth_potential(rng, n: int) -> np.ndarray:
     """A random low-order Fourier potential over ranks; zero in about three tasks of four."""
-    base = 0.0 if rng.random() < 0.5 else float(np.clip(rng.exponential(1.0), 0.2, 5.0))
+    base = 0.0 if rng.random() < 0.5 else min(max(rng.exponential(1.0), 0.2), 5.0)
     box = max(rng.uniform(-base, base), 0.0)
     k = int(rng.integers(1, 4))
     order = rng.integers(1, 6, k) + rng.standard_normal(k)  # (k,) non-integer frequencies
-    coef = rng.standard_normal((k, 2)) * rng.exponential(1.0, (k, 2)) * (box / np.sqrt(k))  # (k, 2)
-    x = np.arange(n)[:, None] / (2.0 * n)  # (n, 1)
-    return (coef[:, 0] * np.sin(order * x) + coef[:, 1] * np.cos(order * x)).sum(-1)
+    coef = rng.standard_normal((k, 2)) * rng.exponential(1.0, (k, 2)) * (box / math.sqrt(k))  # (k, 2)
+    ox = order * _potential_grid(n)  # (n, k)
+    return (coef[:, 0] * np.sin(ox) + coef[:, 1] * np.cos(ox)).sum(-1)
+
+
+_GRID: dict[int, np.ndarray] = {}
+
+
+def _potential_grid(n: int) -> np.ndarray:
+    """Read-only ``arange(n)[:, None] / (2 n)`` (cached per size)."""
+    x = _GRID.get(n)
+    if x is None:
+        x = np.arange(n)[:, None] / (2.0 * n)
+        x.flags.writeable = False
+        _GRID[n] = x
+    return x
 
 
 def _sample_reward_parts(rng, n: int, A: int, terminal: np.ndarray, goal: int | None):
     """The non-terminal part of the reward ``(n, A, n)`` and its noise std."""
+    raw, noise_draws = _reward_parts(rng, n, A, terminal, goal)
+    return raw, _reward_noise(*noise_draws)
+
+
+def _reward_noise(rs_u: np.ndarray, base_s: float, terminal: np.ndarray, c_z: np.ndarray,
+                  base_sa: float, sparse: np.ndarray) -> np.ndarray:
+    """The reward noise std ``(n, A, n)`` from the draws ``_reward_parts`` made for it."""
+    rs_noise = np.maximum(rs_u, 0.0) * base_s
+    rs_noise[terminal] = 0.0
+    c_noise = 0.3 * base_sa * np.maximum(c_z, 0.0) * sparse
+    return rs_noise[None, None, :] + c_noise[:, :, None]
+
+
+def _reward_parts(rng, n: int, A: int, terminal: np.ndarray, goal: int | None):
+    """``_sample_reward_parts`` with the noise std left as the draws it is computed from (see
+    ``_reward_noise``): the sampler builds it only for the accepted draw."""
     phi = _smooth_potential(rng, n)
     # non-decreasing state-wise reward, zero on terminal states
     base_s = rng.exponential(0.2)
@@ -232,23 +312,22 @@ def _sample_reward_parts(rng, n: int, A: int, terminal: np.ndarray, goal: int | 
     inc[-1] += 0.2
     rs = np.cumsum(inc * base_s)
     rs = rs - rng.uniform(0.1, 0.9) * rs[-1]
-    rs_noise = np.maximum(rng.uniform(-0.3, 0.3, n), 0.0) * base_s
+    rs_u = rng.uniform(-0.3, 0.3, n)  # rs_noise = max(rs_u, 0) * base_s, zero on terminal states
     rs[terminal] = 0.0
-    rs_noise[terminal] = 0.0
     # sparse random state-action cost
-    base_sa = np.clip(rng.exponential(0.05), 0.0, 0.1)
+    base_sa = min(max(rng.exponential(0.05), 0.0), 0.1)
     sparse = rng.uniform(-0.7, 0.3, (n, A)) > 0.0
     c = base_sa * rng.standard_normal((n, A)) * sparse
-    c_noise = 0.3 * base_sa * np.maximum(rng.standard_normal((n, A)), 0.0) * sparse
+    c_z = rng.standard_normal((n, A))  # c_noise = 0.3 * base_sa * max(c_z, 0) * sparse
     if goal is not None:
         r_step = min(rng.standard_normal(), 0.0) * 0.01
     elif terminal.any():
         r_step = max(rng.standard_normal(), 0.0) * 0.01
     else:
         r_step = 0.0
-    raw = (phi[:, None, None] - phi[None, None, :]) + rs[None, None, :] + c[:, :, None] + r_step
-    noise = rs_noise[None, None, :] + c_noise[:, :, None]
-    return raw, noise
+    raw = (phi[:, None, None] - phi[None, None, :]) + rs[None, None, :] + c[:, :, None]
+    raw += r_step
+    return raw, (rs_u, base_s, terminal, c_z, base_sa, sparse)
 
 
 def _repair_terminal_rewards(rng, P: np.ndarray, raw: np.ndarray, terminal: np.ndarray,
@@ -261,22 +340,37 @@ def _repair_terminal_rewards(rng, P: np.ndarray, raw: np.ndarray, terminal: np.n
     raises the top rank's reward. The pitfall condition compares the lowest terminal reward of all
     ranks (0 while no pitfall has been lowered) with the lowest non-terminal value, so a task
     without pitfalls is kept only when every non-terminal value reaches ``pit_margin``."""
-    n = P.shape[0]
+    n, A = P.shape[0], P.shape[1]
     pits = terminal.copy()
     if goal is not None:
         pits[goal] = False
-    nonterm = np.flatnonzero(~terminal)
+    pits = pits.nonzero()[0]
+    nonterm = (~terminal).nonzero()[0].tolist()
+    starts = np.asarray(starts).tolist()
     top = n - 2 if goal is not None else n - 1
     r_term = np.zeros(n)
     r_term[n - 1] = 1.0
-    g = cfg.repair_gamma
+    g = float(cfg.repair_gamma)
+    margin = float(cfg.pit_margin)
+    # each round is policy_iteration(P, raw + r_term, g, act), its expected reward computed in a
+    # buffer; min / max of the values are exact, so they are taken over Python floats
+    P = np.asarray(P, dtype=np.float64)
+    P2 = P.reshape(n * A, n)
+    neg_gP2 = P2 * -g
+    R = np.empty(P.shape)  # raw + r_term, then P * (raw + r_term)
     act = None
     for _ in range(cfg.max_repairs + 1):
-        Q, act = policy_iteration(P, raw + r_term[None, None, :], g, act)
-        V = Q.max(-1)
+        np.add(raw, r_term, out=R)
+        r = np.add.reduce(np.multiply(P, R, out=R), axis=-1)  # expected_reward
+        if g == 0.0:
+            _, act, V = _policy_iteration(P, r, g, act, 10_000, True)  # V = Q.max(-1)
+        else:
+            act = r.argmax(-1) if act is None else act  # greedy_actions
+            _, act, V = _policy_iteration_flat(P2, r, g, act, 10_000, neg_gP2)
+        V = V.tolist()
         # rounding keeps the repaired rewards bit-identical across BLAS implementations
-        pit_gain = round(float(r_term.min() - V[nonterm].min() + cfg.pit_margin), 6)
-        goal_fall = round(float(V[starts].max() - V[top] + rng.uniform(2.0, 5.0)), 6)
+        pit_gain = round(float(np.minimum.reduce(r_term)) - min([V[i] for i in nonterm]) + margin, 6)
+        goal_fall = round(max([V[i] for i in starts]) - V[top] + rng.uniform(2.0, 5.0), 6)
         if pit_gain <= 0.0 and goal_fall <= 0.0:
             return r_term
         if pit_gain > 0.0:
@@ -293,8 +387,15 @@ def _repair_terminal_rewards(rng, P: np.ndarray, raw: np.ndarray, terminal: np.n
 def _closure(M: np.ndarray) -> np.ndarray:
     """Boolean reachability (in any number of steps, including 0) of the graph ``M > 0``."""
     R = ((M > 0) | np.eye(M.shape[0], dtype=bool)).astype(np.float64)
+    count = np.count_nonzero(R)
     for _ in range(int(np.ceil(np.log2(max(M.shape[0], 2)))) + 1):
-        R = ((R @ R) > 0).astype(np.float64)
+        R_next = ((R @ R) > 0).astype(np.float64)
+        # R has a unit diagonal, so R_next >= R: the same count means R is closed and further
+        # squarings leave it as it is
+        count_next = np.count_nonzero(R_next)
+        if count_next == count:
+            break
+        R, count = R_next, count_next
     return R > 0
 
 
@@ -305,18 +406,28 @@ def validity_report(P: np.ndarray, R: np.ndarray, terminal: np.ndarray, starts: 
     sums = P.sum(-1)[~terminal]
     init = np.zeros(n)
     init[starts] = start_probs
-    M_rnd = policy_transition(P, uniform_policy(n, A))
+    uniform = uniform_policy(n, A)
+    P_rnd = policy_transition(P, uniform)
+    M_rnd = P_rnd.copy()
     M_rnd[terminal] = init
     reach = _closure(M_rnd)
     ergodic = bool(reach[starts].any(0).all() and reach[:, starts].any(1).all())
     gamma = 2.0 ** (-1.0 / n)  # half-life of n steps
     r = expected_reward(P, R)
-    Q_opt, act = policy_iteration(P, R, gamma)
-    V_rnd = policy_evaluation(P, R, uniform_policy(n, A), gamma)
+    # the solver works in float64: the arrays above are reused when they already are
+    P64, R64 = np.asarray(P, dtype=np.float64), np.asarray(R, dtype=np.float64)
+    r64 = r if P64 is P and R64 is R else expected_reward(P64, R64)
+    _, act, V_opt = _policy_iteration(P64, r64, gamma, None, 10_000)  # policy_iteration(P, R, gamma)
+    # policy_evaluation(P, R, uniform, gamma)
+    P_rnd64 = P_rnd if P64 is P else policy_transition(P64, uniform)
+    r_rnd = (uniform * r64).sum(-1)
+    V_rnd = _solve(_eye(n) - gamma * P_rnd64, r_rnd[:, None])[:, 0]
     Q_rnd = bellman_q(P, r, V_rnd, gamma)
     scale = (1.0 - gamma) * max_steps  # value -> average reward over an episode
-    gap = float((Q_opt.max(-1)[starts] - Q_rnd.max(-1)[starts]).min() * scale)
-    M_opt = policy_transition(P, one_hot_policy(act, A))
+    gap = float((V_opt[starts] - Q_rnd.max(-1)[starts]).min() * scale)
+    oracle = np.zeros((n, A))  # one_hot_policy(act, A)
+    oracle[_ranks(n), act] = 1.0
+    M_opt = policy_transition(P, oracle)
     M_opt[terminal] = init
     d = stationary_distribution(M_opt, np.eye(n)[starts])  # (k, n): one law per start state
     d_safe = d + 1e-12
@@ -380,7 +491,7 @@ def sample_anymdp(n_states: int, n_actions: int, seed=0, min_states: int | None 
         starts, start_probs = _sample_starts(rng, n, cfg)
         terminal, goal = _sample_terminals(rng, n, starts, cfg)
         P = _sample_transition(rng, n, A, terminal, cfg)
-        raw, noise = _sample_reward_parts(rng, n, A, terminal, goal)
+        raw, noise_draws = _reward_parts(rng, n, A, terminal, goal)
         r_term = _repair_terminal_rewards(rng, P, raw, terminal, goal, starts, cfg)
         if r_term is None:
             rejected["repair"] = rejected.get("repair", 0) + 1
@@ -398,6 +509,7 @@ def sample_anymdp(n_states: int, n_actions: int, seed=0, min_states: int | None 
             stats.update(attempts=attempt, rejected=rejected, **rep)
         params = dataclasses.asdict(cfg)
         params.update(n_states=S, n_actions=A, min_states=min_states, version=GENERATOR_VERSION)
+        noise = _reward_noise(*noise_draws)
         return MDPTask(n_obs=S, transition=P32, reward=R32, reward_noise=noise.astype(np.float32),
                        start_states=starts, start_probs=start_probs, terminal=terminal, goal=goal,
                        max_steps=max_steps, state_ids=state_ids, generator="anymdp", params=params,

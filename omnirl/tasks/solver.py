@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from numpy.linalg import _umath_linalg
 
 from omnirl._validate import check_float, check_int
 from omnirl.tasks.task import MDPTask
@@ -121,27 +122,129 @@ def policy_iteration_r(P: np.ndarray, r: np.ndarray, gamma: float, actions: np.n
     for callers that solve one MDP at several discounts."""
     gamma = _check_gamma(gamma)
     P = np.asarray(P, dtype=np.float64)
+    Q, actions, _ = _policy_iteration(P, r, gamma, actions, max_iter)
+    return Q, actions
+
+
+def _raise_singular(err, flag):
+    raise np.linalg.LinAlgError("Singular matrix")
+
+
+_SOLVE_ERRSTATE = dict(call=_raise_singular, invalid="call", over="ignore",
+                       divide="ignore", under="ignore")
+
+
+def _solve(M: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.linalg.solve(M, b)`` for float64 stacks ``M[..., n, n]``, ``b[..., n, k]``: the same
+    LAPACK call and error handling, without the wrapper's per-call argument inspection."""
+    with np.errstate(**_SOLVE_ERRSTATE):
+        return _umath_linalg.solve(M, b, signature="dd->d")
+
+
+_EYE: dict[int, np.ndarray] = {}
+
+
+def _eye(n: int) -> np.ndarray:
+    """A cached, read-only ``np.eye(n)``."""
+    eye = _EYE.get(n)
+    if eye is None:
+        eye = np.eye(n)
+        eye.flags.writeable = False
+        _EYE[n] = eye
+    return eye
+
+
+def _policy_iteration(P: np.ndarray, r: np.ndarray, gamma: float, actions: np.ndarray | None,
+                      max_iter: int, valid_actions: bool = False
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``policy_iteration_r`` after validation (``P`` float64, ``0 <= gamma < 1``); also returns
+    ``V = Q.max(-1)``. ``valid_actions`` promises that ``actions`` (if given) are integer action
+    ids in ``[0, A)``, e.g. the result of an earlier call."""
     if gamma == 0.0:  # Q* is the immediate reward
-        return r.copy(), greedy_actions(r)
-    actions = greedy_actions(r) if actions is None else np.asarray(actions)
+        return r.copy(), greedy_actions(r), np.max(r, axis=-1)
+    if actions is None:
+        actions, valid_actions = greedy_actions(r), True
+    else:
+        actions = np.asarray(actions)
+    if P.ndim == 3 and r.ndim == 2 and r.shape == P.shape[:2] and actions.shape == P.shape[:1]:
+        n, A = r.shape
+        kind, size = actions.dtype.kind, actions.dtype.itemsize
+        if valid_actions or ((kind == "i" or (kind == "u" and size < 8)) and n
+                             and 0 <= actions.min() and actions.max() < A):
+            return _policy_iteration_flat(P.reshape(n * A, n), r, gamma, actions, max_iter)
     batch, n, A = P.shape[:-3], P.shape[-3], P.shape[-2]
     Pf = P.reshape(-1, n, A, n)  # (K, n, A, n): batch dims flattened for the gathers below
     rf = r.reshape(-1, n, A)
     k_idx, s_idx = np.arange(Pf.shape[0])[:, None], np.arange(n)[None, :]
-    eye = np.eye(n)
+    eye = _eye(n)
     for _ in range(max_iter):
         # evaluate the deterministic policy: (I - gamma P_pi) V = r_pi
         act = actions.reshape(-1, n)
         P_pi = Pf[k_idx, s_idx, act]  # (K, n, n)
         r_pi = rf[k_idx, s_idx, act]  # (K, n)
-        V = np.linalg.solve(eye - gamma * P_pi, r_pi[..., None])[..., 0].reshape(*batch, n)
+        V = _solve(eye - gamma * P_pi, r_pi[..., None])[..., 0].reshape(*batch, n)
         Q = bellman_q(P, r, V, gamma)
-        best = Q.max(-1)
-        current = np.take_along_axis(Q, actions[..., None], -1)[..., 0]
+        best = np.maximum.reduce(Q, axis=-1)
+        if actions.shape == Q.shape[:-1]:  # the gather of take_along_axis, by plain indexing
+            Qf = Q.reshape(-1, n, A)
+            current = Qf[np.arange(Qf.shape[0])[:, None], s_idx, act].reshape(actions.shape)
+        else:
+            current = np.take_along_axis(Q, actions[..., None], -1)[..., 0]
         improve = current < best - 1e-12 * np.maximum(1.0, np.abs(best))
         if not improve.any():
-            return Q, actions
+            return Q, actions, best
         actions = np.where(improve, greedy_actions(Q), actions)
+    raise RuntimeError(f"policy_iteration did not converge in max_iter={max_iter} iterations")
+
+
+_ROW_START: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _row_start(n: int, A: int) -> np.ndarray:
+    """A cached, read-only ``arange(n) * A``: the flat id of ``(s, 0)`` in an ``(n, A)`` array."""
+    row = _ROW_START.get((n, A))
+    if row is None:
+        row = _ROW_START[(n, A)] = np.arange(0, n * A, A)
+        row.flags.writeable = False
+    return row
+
+
+def _policy_iteration_flat(P2: np.ndarray, r: np.ndarray, gamma: float, actions: np.ndarray,
+                           max_iter: int, neg_gP2: np.ndarray | None = None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_policy_iteration`` of one MDP given as ``P2 = P.reshape(n * A, n)`` (float64), ``r[n, A]``
+    and integer ``actions[n]`` in ``[0, A)``, with ``0 < gamma < 1``; ``neg_gP2``, if given, is
+    ``P2 * -gamma`` (for callers that solve the same ``P2`` and ``gamma`` repeatedly).
+
+    The values of the batched loop, computed with flat gathers and in-place updates: ``eye - gamma
+    P_pi`` as ``(-gamma P2)[pi] + eye`` and ``r + gamma PV`` as ``gamma PV + r`` round the same."""
+    n, A = r.shape
+    r1 = r.reshape(n * A, 1)
+    row = _row_start(n, A)
+    eye = _eye(n)
+    for _ in range(max_iter):
+        # evaluate the deterministic policy: (I - gamma P_pi) V = r_pi
+        idx = row + actions  # (n,) flat (s, a) ids
+        if neg_gP2 is None:
+            M = P2.take(idx, axis=0)  # P_pi
+            M *= -gamma
+        else:
+            M = neg_gP2.take(idx, axis=0)  # -gamma P_pi
+        M += eye
+        V = _solve(M, r1.take(idx, axis=0))  # (n, 1)
+        Q = P2 @ V  # (n * A, 1): bellman_q
+        Q *= gamma
+        Q = Q.reshape(n, A)
+        Q += r
+        greedy = Q.argmax(-1)
+        best = np.maximum.reduce(Q, axis=-1)
+        if not np.count_nonzero(greedy != actions):  # every current action attains the max
+            return Q, actions, best
+        current = Q.reshape(n * A).take(idx)
+        improve = current < best - 1e-12 * np.maximum(1.0, np.abs(best))
+        if not np.count_nonzero(improve):
+            return Q, actions, best
+        actions = np.where(improve, greedy, actions)
     raise RuntimeError(f"policy_iteration did not converge in max_iter={max_iter} iterations")
 
 
@@ -155,13 +258,13 @@ def stationary_distribution(M: np.ndarray, init: np.ndarray, tol: float = 1e-13,
     Computed by repeated squaring (``2^k`` steps after ``k`` squarings) until it stops changing.
     """
     M = np.asarray(M, dtype=np.float64)
-    L = 0.5 * (np.eye(M.shape[-1]) + M / M.sum(-1, keepdims=True))
+    L = 0.5 * (_eye(M.shape[-1]) + M / M.sum(-1, keepdims=True))
     d = np.asarray(init, dtype=np.float64)
     for _ in range(max_squarings):
         L = L @ L
-        L /= L.sum(-1, keepdims=True)  # rounding would otherwise compound over 2^k steps
+        L /= np.add.reduce(L, axis=-1, keepdims=True)  # rounding would otherwise compound over 2^k steps
         d_new = (d[..., None, :] @ L)[..., 0, :]
-        done = np.abs(d_new - d).max() <= tol
+        done = np.maximum.reduce(np.abs(d_new - d), axis=None) <= tol
         d = d_new
         if done:
             break
