@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from numpy.linalg import _umath_linalg
 
 from omnirl._validate import check_float, check_int
 from omnirl.tasks.task import MDPTask
@@ -134,9 +133,17 @@ _SOLVE_ERRSTATE = dict(call=_raise_singular, invalid="call", over="ignore",
                        divide="ignore", under="ignore")
 
 
+try:  # the gufunc behind np.linalg.solve (numpy's own; the public wrapper where it is missing)
+    from numpy.linalg import _umath_linalg
+except ImportError:  # pragma: no cover
+    _umath_linalg = None
+
+
 def _solve(M: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``np.linalg.solve(M, b)`` for float64 stacks ``M[..., n, n]``, ``b[..., n, k]``: the same
     LAPACK call and error handling, without the wrapper's per-call argument inspection."""
+    if _umath_linalg is None:  # pragma: no cover
+        return np.linalg.solve(M, b)
     with np.errstate(**_SOLVE_ERRSTATE):
         return _umath_linalg.solve(M, b, signature="dd->d")
 
