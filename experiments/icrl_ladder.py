@@ -90,6 +90,10 @@ class Settings:
     """Actions ``A`` of every task (and arms of the bandits)."""
     sequences: int = 2048
     """Training sequences per rung (a fresh task each)."""
+    pipeline: str = ""
+    """Training pipeline of every rung instead of its own uniform-play one (``""``), e.g.
+    ``myopic_mix`` on the contextual bandit (``omnirl.data.pipelines``); the probe stays the rung's
+    own pipeline on unseen tasks (validation set ``probe_set``)."""
     length: int = 1025
     """Steps per stored sequence (episode-end markers included); at least ``data.window + 1``."""
     val_sequences: int = 64
@@ -115,6 +119,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         from omnirl._validate import check_choice, check_int
+        from omnirl.data.pipelines import PIPELINES
 
         if not self.rungs:
             raise ValueError("rungs must name at least one rung")
@@ -128,6 +133,8 @@ class Settings:
             if n % min(self.train.val_every, n):
                 raise ValueError(f"rung_steps: {n} must be a multiple of train.val_every={self.train.val_every}")
         check_int("actions", self.actions, min_value=2)
+        if self.pipeline:
+            check_choice("pipeline", self.pipeline, PIPELINES)
         for f in ("sequences", "val_sequences", "workers", "eval_envs", "eval_steps"):
             check_int(f, getattr(self, f), min_value=1)
         check_int("threads", self.threads, min_value=0)
@@ -139,6 +146,15 @@ class Settings:
     def steps(self) -> tuple[int, ...]:
         """Training steps of each rung."""
         return tuple(self.rung_steps) or (self.train.max_steps,) * len(self.rungs)
+
+    def train_pipeline(self, rung: str) -> str:
+        """The training pipeline of ``rung``."""
+        return self.pipeline or RUNGS[rung].pipeline
+
+    def probe_set(self, rung: str) -> str:
+        """The validation set holding ``rung``'s probe: ``unseen`` (the training pipeline on unseen
+        tasks) when it trains on its own pipeline, else the probe set named after that pipeline."""
+        return "unseen" if self.train_pipeline(rung) == RUNGS[rung].pipeline else RUNGS[rung].pipeline
 
     @property
     def n_obs(self) -> int:
@@ -266,9 +282,11 @@ def run(inv: Invocation) -> dict:
         c1 = cpu_seconds()
         root = inv.out / "data" / name
         train_dir = dataset(root / "train", n_tasks=None, sequences=s.sequences, length=s.length, states=rung.states,
-                            actions=s.actions, pipeline=rung.pipeline, seed=inv.seed, workers=s.workers,
+                            actions=s.actions, pipeline=s.train_pipeline(name), seed=inv.seed, workers=s.workers,
                             shard_size=SHARD_SIZE)
-        val = validation_sets(train_dir, root / "val", s.val_sequences)
+        probe_set = s.probe_set(name)
+        val = validation_sets(train_dir, root / "val", s.val_sequences,
+                              probes=() if probe_set == "unseen" else (probe_set,))
         c2 = cpu_seconds()
         config = training_config(s, train_dir=train_dir, validation=val, seed=inv.seed, n_obs=s.n_obs,
                                  n_actions=s.actions)
@@ -285,9 +303,9 @@ def run(inv: Invocation) -> dict:
                       contextual_bandit=rung.contextual, wandb_mode=inv.wandb_mode, **s.decoding.overrides())
         online = {m: online_scores(out, rung.env, m, s.eval_envs, contextual=rung.contextual, bins=ONLINE_BINS)
                   for m in (MODEL, *rung.baselines)}
-        probe = probe_numbers(r["history"], "unseen", s.actions)
+        probe = probe_numbers(r["history"], probe_set, s.actions)
         per_rung.append({"rung": name, "steps": steps, "init_from": init_from, "probe": probe, "online": online,
-                         "curve": r["curves"].get("unseen", {"position": [], "all": []}),
+                         "curve": r["curves"].get(probe_set, {"position": [], "all": []}),
                          "claims": claims(probe, online, s.actions), "history": r["history"]})
         cpu["data"] += c2 - c1
         cpu["train"] += c3 - c2

@@ -157,18 +157,20 @@ def dataset(out: Path, *, n_tasks: int | None, sequences: int, length: int, stat
     return out
 
 
-def validation_sets(train_dir: Path, out: Path, sequences: int, probe: bool = False) -> dict[str, str]:
+def validation_sets(train_dir: Path, out: Path, sequences: int, probe: bool = False,
+                    probes: Sequence[str] = ()) -> dict[str, str]:
     """``{"seen": DIR, "unseen": DIR}`` (``seen`` only when the training set has a task set):
     new sequences on the training tasks and on new tasks, made if missing; with ``probe``, also
-    ``probe`` (the in-context-RL probe of ``omnirl.data.generate.make_validation_sets``)."""
+    ``probe`` (the in-context-RL probe of ``omnirl.data.generate.make_validation_sets``), and one
+    set per name of ``probes`` (the unseen tasks under that probe pipeline)."""
     from omnirl.data.generate import PROBE, make_validation_sets
     from omnirl.data.store import read_manifest
 
     _, head = read_manifest(train_dir)
     names = ("seen", "unseen") if head.config["spec"].get("task_set") else ("unseen",)
-    names += (PROBE,) if probe else ()
+    names += ((PROBE,) if probe else ()) + tuple(probes)
     if not all((out / n / "manifest.json").exists() for n in names):
-        make_validation_sets(train_dir, out, sequences, probe=probe)
+        make_validation_sets(train_dir, out, sequences, probe=probe, probes=probes)
     return {n: str(out / n) for n in names}
 
 

@@ -70,7 +70,21 @@ def test_without_curriculum_every_rung_starts_afresh(tmp_path):
     assert not (out / "train" / "bandit").exists()
 
 
-@pytest.mark.parametrize("arg, named", [("--rungs=[mdp99]", "rungs"), ("--rung_steps=[4]", "rung_steps"),
+def test_another_training_pipeline_keeps_the_rungs_probe(tmp_path):
+    out = tmp_path / "run"
+    assert lx.main(["--preset", "smoke", "--out", str(out), "--wandb-mode", "disabled", "--curriculum=false",
+                    "--rungs=[contextual8]", "--rung_steps=[2]", "--pipeline=myopic_mix"]) == 0
+    _, header = read_manifest(out / "data" / "contextual8" / "train")
+    assert header.config["spec"]["pipeline"] == "myopic_mix"
+    val = read_training(out / "train" / "contextual8")["run"]["config"]["data"]["validation"]
+    assert set(val) == {"unseen", "myopic_probe"}
+    _, probe_header = read_manifest(val["myopic_probe"])
+    assert probe_header.config["spec"]["pipeline"] == lx.RUNGS["contextual8"].pipeline == "myopic_probe"
+    r = json.loads((out / "summary.json").read_text())["results"]["per_rung"]["contextual8"]
+    assert r["probe"]["gain"] == r["history"][-1]["val/myopic_probe/gain"]  # the probe is the rung's own
+
+
+@pytest.mark.parametrize("arg, named", [("--pipeline=nope", "pipeline"), ("--rungs=[mdp99]", "rungs"), ("--rung_steps=[4]", "rung_steps"),
                                         ("--rung_steps=[4, 3]", "rung_steps"), ("--data.window=2000", "length")])
 def test_bad_input_exits_2_before_writing(arg, named, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:

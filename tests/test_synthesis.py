@@ -386,7 +386,7 @@ def test_cli_config_file_print_config_and_help(tmp_path, capsys):
 
 def test_all_pipelines_are_named():
     assert set(PIPELINES) == {"omnirl", "omnirl_noprior", "ad", "ad_epsilon", "dpt", "random_probe",
-                              "uniform_probe", "myopic_probe", "bandit", "bandit_thompson", "bandit_posterior",
+                              "uniform_probe", "myopic_probe", "myopic_mix", "bandit", "bandit_thompson", "bandit_posterior",
                               "bandit_switch"}
     assert json.dumps(pipeline("omnirl").to_dict())
     assert json.dumps(pipeline("bandit").to_dict()) and pipeline("bandit").bandit and not pipeline("omnirl").bandit
