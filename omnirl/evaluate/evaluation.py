@@ -317,19 +317,21 @@ def _run(cfg: EvaluateConfig, log) -> dict[str, Any]:
 
     rows = table_rows(results)
     csv_path, md_path = write_table(rows, out)
-    regret_rows = [{"environment": env, "method": method, **regret_numbers(b.regret(), b.gaps())}
-                   for (env, method), b in regret.items() if (env, method) in results]
+    # (regret, gaps) (B, steps) of every finished (environment, method), stacked once
+    recorded = {k: (b.regret(), b.gaps()) for k, b in regret.items() if k in results}
+    regret_rows = [{"environment": env, "method": method, **regret_numbers(r, g)}
+                   for (env, method), (r, g) in recorded.items()]
     regret_files = {}
     if regret_rows:
         regret_rows = [{c: r.get(c, float("nan")) for c in REGRET_COLUMNS} for r in regret_rows]
         regret_files = dict(zip(("regret_csv", "regret_markdown"),
                                 (p.name for p in write_table(regret_rows, out, "regret", REGRET_COLUMNS))))
-        done = {k: b for k, b in regret.items() if k in results}
-        arrays = {f"{env}/{method}": b.regret().astype(np.float32) for (env, method), b in done.items()}
-        arrays.update({f"{env}/gap": b.gap for (env, _), b in done.items() if is_bandit_batch(b.batch)})
-        # per step on MDPs: the uniform policy's regret depends on the states each method visits
-        arrays.update({f"{env}/{method}/gap": b.gaps().astype(np.float32) for (env, method), b in done.items()
-                       if not is_bandit_batch(b.batch)})
+        arrays = {f"{env}/{method}": r.astype(np.float32) for (env, method), (r, _) in recorded.items()}
+        for (env, method), (_, g) in recorded.items():
+            if is_bandit_batch(regret[(env, method)].batch):  # a bandit's gap is the same at every pull
+                arrays[f"{env}/gap"] = g.mean(axis=1)
+            else:  # per step on MDPs: the uniform policy's regret depends on the states each method visits
+                arrays[f"{env}/{method}/gap"] = g.astype(np.float32)
         _save_npz(out / "regret.npz", arrays)
         regret_files["regret_arrays"] = "regret.npz"
     figures = {}

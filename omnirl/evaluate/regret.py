@@ -42,11 +42,6 @@ def is_tabular_batch(batch: Any) -> bool:
     return hasattr(batch, "tasks") and all(i.family in ("bandit", "anymdp") for i in batch.infos)
 
 
-def arm_means(tasks: Sequence) -> np.ndarray:
-    """``(B, A)`` the mean reward of every arm of every bandit."""
-    return np.stack([expected_reward(t.transition, t.reward)[0] for t in tasks]).astype(np.float64)
-
-
 def state_means(tasks: Sequence) -> np.ndarray:
     """``(B, S, A)`` the mean immediate reward of every action in every observed state id of every
     task (``S`` the largest ``n_obs``; 0 for ids no state uses)."""
@@ -55,6 +50,11 @@ def state_means(tasks: Sequence) -> np.ndarray:
     for i, t in enumerate(tasks):
         out[i, t.state_ids] = expected_reward(t.transition.astype(np.float64), t.reward.astype(np.float64))
     return out
+
+
+def arm_means(tasks: Sequence) -> np.ndarray:
+    """``(B, A)`` the mean reward of every arm of every bandit (``state_means`` of its one state)."""
+    return state_means(tasks)[:, 0]
 
 
 class RegretBatch:
