@@ -11,6 +11,10 @@
 * a worker dies with its parent: on Linux the kernel sends it SIGTERM when the parent dies
   (``PR_SET_PDEATHSIG``), and a worker whose parent is gone already when it starts exits at once,
   so a killed run leaves no worker writing behind it.
+
+``write_behind(on_result)`` is the one-process counterpart for writing: compressing, hashing and
+writing a finished piece of work on a background thread while the caller computes the next one
+(zlib, hashlib and file writes release the GIL), with at most ``depth`` pieces waiting.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import ctypes
 import os
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from multiprocessing import get_context
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 PR_SET_PDEATHSIG = 1
 """``prctl`` option: the signal the calling process gets when its parent dies (Linux)."""
@@ -93,4 +99,28 @@ def run_pool(fn: Callable[..., Any], calls: Iterable[Sequence[Any]], workers: in
     pool.shutdown(wait=True)
 
 
-__all__ = ["run_pool"]
+@contextmanager
+def write_behind(on_result: Callable[[Any], None], depth: int = 1) -> Iterator[Callable[..., None]]:
+    """A ``submit(fn, *args)`` that runs ``fn(*args)`` on one background thread, in submission order,
+    handing each result to ``on_result`` (on the calling thread, in that order). ``submit`` blocks
+    while more than ``depth`` calls are unfinished, so at most ``depth + 1`` pieces of work are held
+    at once. Leaving the block waits for every call; an error in a call is re-raised by the next
+    ``submit`` or on leaving; on an error in the block the calls not started are dropped and the
+    running one is waited for (its own writes are atomic)."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="write-behind")
+    pending: deque[Future] = deque()
+
+    def submit(fn: Callable[..., Any], *args: Any) -> None:
+        pending.append(pool.submit(fn, *args))
+        while len(pending) > depth:
+            on_result(pending.popleft().result())
+
+    try:
+        yield submit
+        while pending:
+            on_result(pending.popleft().result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+__all__ = ["run_pool", "write_behind"]

@@ -48,6 +48,65 @@ def test_parallel_generation_equals_serial(tmp_path):
     assert manifest["info"]["generator"] == "anymdp" and manifest["info"]["seed"] == 1
 
 
+def test_write_behind_keeps_order_bounds_the_backlog_and_reraises():
+    """Results come back in submission order on the caller's thread; at most ``depth`` calls wait
+    unfinished; an error in a call is raised in the caller and the calls behind it never run."""
+    import threading
+    import time
+
+    from omnirl._pool import write_behind
+    got, ran, caller = [], [], threading.get_ident()
+
+    def slow(i):
+        time.sleep(0.02 * (3 - i % 3))
+        ran.append(i)
+        return i, threading.get_ident()
+
+    def on_result(r):
+        assert threading.get_ident() == caller
+        got.append(r)
+
+    with write_behind(on_result, depth=1) as submit:
+        for i in range(6):
+            submit(slow, i)
+            assert len(ran) >= i - 1  # submit returned with at most one call behind
+    assert [i for i, _ in got] == list(range(6)) and all(t != caller for _, t in got)
+
+    def boom(i):
+        if i == 1:
+            raise OSError("disk full")
+        ran.append(("after", i))
+    ran.clear()
+    with pytest.raises(OSError, match="disk full"):
+        with write_behind(lambda r: None, depth=1) as submit:
+            for i in range(5):
+                submit(boom, i)
+    assert ("after", 4) not in ran
+
+
+def test_one_process_generation_writes_a_shard_while_sampling_the_next(tmp_path, monkeypatch):
+    """The single-worker path hands each shard to the background writer and samples on; the files
+    equal those of writing in line (same bytes, same sidecars)."""
+    import threading
+
+    from omnirl.tasks import taskset
+    writers = set()
+    real = taskset._write_shard
+    monkeypatch.setattr(taskset, "_write_shard", lambda *a, **k: writers.add(threading.get_ident()) or real(*a, **k))
+    spec = generation_spec(9, 16, 3, 2, "anymdp", shard_size=4, params={})
+    generate_to_disk(spec, tmp_path / "a", workers=1)
+    assert writers and threading.get_ident() not in writers
+    monkeypatch.setattr(taskset, "_write_shard", real)
+    inline = tmp_path / "b"
+    inline.mkdir()
+    for s in range(3):
+        taskset._generate_shard(spec, str(inline), s)
+    for s in range(3):
+        for suffix in (".npz", ".json"):
+            name = f"shard-{s:05d}{suffix}"
+            assert (tmp_path / "a" / name).read_bytes() == (inline / name).read_bytes()
+
+
 def test_generate_returns_the_tasks_it_sampled_and_loads_only_the_others(tmp_path, monkeypatch):
     """Generating to disk in this process keeps the sampled tasks (no read-back); shards sampled
     earlier (a resumed run) are loaded and verified."""

@@ -27,7 +27,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from omnirl._pool import run_pool
+from omnirl._pool import run_pool, write_behind
 from omnirl._validate import check_disk, check_float, check_int, check_seed
 from omnirl._threads import environment
 from omnirl.fileio import (CLAIM, atomic_write_bytes, atomic_write_json, claim_directory, exclusive, read_json,
@@ -69,7 +69,8 @@ def encode_tasks(tasks: Sequence[MDPTask]) -> dict[str, np.ndarray]:
     """Flat, pickle-free arrays holding ``tasks`` (inverse: ``decode_tasks``)."""
     meta = [json.dumps({"generator": t.generator, "params": dict(t.params), "seed": list(t.seed)},
                        sort_keys=True) for t in tasks]
-    cat = lambda xs, dt: np.concatenate([np.ravel(x) for x in xs]).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
+    cat = lambda xs, dt: (np.concatenate([np.ravel(x) for x in xs], dtype=dt, casting="unsafe")  # noqa: E731
+                          if xs else np.zeros(0, dt))
     return {
         "n_states": np.array([t.n_states for t in tasks], np.int64),
         "n_actions": np.array([t.n_actions for t in tasks], np.int64),
@@ -323,8 +324,11 @@ def _shard_name(s: int) -> str:
     return f"shard-{s:05d}"
 
 
-def _write_shard(root: Path, s: int, lo: int, tasks: Sequence[MDPTask], hashes: list[str],
+def _write_shard(root: Path, s: int, lo: int, tasks: Sequence[MDPTask], hashes: list[str] | None = None,
                  spec_hash: str | None = None) -> dict[str, Any]:
+    """Write shard ``s`` (its ``.npz``, then its sidecar) holding ``tasks``, the set's tasks from
+    ``lo`` on (``hashes``: their content hashes, computed if ``None``); its manifest entry."""
+    hashes = [t.content_hash() for t in tasks] if hashes is None else hashes
     npz = root / f"{_shard_name(s)}.npz"
     data = _npz_bytes(encode_tasks(tasks))
     atomic_write_bytes(npz, data)
@@ -363,13 +367,17 @@ def _generate_shard(spec: dict[str, Any], root: str, s: int,
                     sampled: dict[int, list[MDPTask]] | None = None) -> dict[str, Any]:
     """Sample shard ``s`` of ``spec`` and write it to ``root``; its sidecar entry. ``sampled``
     (in this process only): also keeps the shard's tasks there, under ``s``."""
-    lo = s * spec["shard_size"]
-    hi = min(lo + spec["shard_size"], spec["n_tasks"])
-    tasks = [_sample(spec, i) for i in range(lo, hi)]
-    entry = _write_shard(Path(root), s, lo, tasks, [t.content_hash() for t in tasks], _spec_hash(spec))
+    lo, tasks = _sample_shard(spec, s)
+    entry = _write_shard(Path(root), s, lo, tasks, spec_hash=_spec_hash(spec))
     if sampled is not None:
         sampled[s] = tasks
     return entry
+
+
+def _sample_shard(spec: dict[str, Any], s: int) -> tuple[int, list[MDPTask]]:
+    """The index of shard ``s``'s first task and its tasks."""
+    lo = s * spec["shard_size"]
+    return lo, [_sample(spec, i) for i in range(lo, min(lo + spec["shard_size"], spec["n_tasks"]))]
 
 
 def _spec_hash(spec: dict[str, Any]) -> str:
@@ -472,9 +480,13 @@ def _generate_claimed(spec: dict[str, Any], spec_hash: str, out: Path, workers: 
             bar.update(e["n_tasks"])
 
     try:
-        if workers == 1 or len(todo) <= 1:
-            for s in todo:
-                done(_generate_shard(spec, str(out), s, sampled))
+        if workers == 1 or len(todo) <= 1:  # one process: a shard is written while the next is sampled
+            with write_behind(done) as write:
+                for s in todo:
+                    lo, tasks = _sample_shard(spec, s)
+                    if sampled is not None:
+                        sampled[s] = tasks
+                    write(_write_shard, out, s, lo, tasks, None, spec_hash)
         else:
             with environment(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1"):  # the pool uses the cores
                 run_pool(_generate_shard, [(spec, str(out), s) for s in todo], workers, done)
