@@ -40,8 +40,9 @@ other option at its default (pipeline ``omnirl``, batch, shard size, one worker,
 a whole process into a temporary directory, timed from start to exit: interpreter start-up,
 imports, sampling and writing the task set of ``D`` tasks, synthesis and writing the shards. It
 makes the very sequences of ours' calls (checked column by column). ``cli_ratio`` = ours' labelled
-steps/s over the command line's; the target is <= 1.5 (``CLI_TARGET``). Since ours is given its
-tasks ready-made, ``cli_ratio_with_task_sampling`` also counts ours' sampling of the ``D`` tasks.
+steps/s over the command line's. Ours is given its tasks ready-made while the command line samples
+them, so the target, <= 1.5 (``CLI_TARGET``, ``cli_meets_target``), is checked on the same work:
+``cli_ratio_with_task_sampling`` counts ours' sampling of the ``D`` tasks too.
 ``cli_cpu_ratio`` compares CPU time instead (the command line's process over one call of ours),
 which load from other processes changes less.
 
@@ -500,9 +501,10 @@ def main(argv: list[str] | None = None) -> dict:
     cli_ratio = ours["labelled_steps_per_s"] / cli["labelled_steps_per_s"]
     cli_cpu_ratio = cli["cpu_seconds"] / (ours["cpu_seconds"] / len(ours_runs))
     with_sampling = B * T / (seconds / len(ours_runs) + tasks_s)
-    log(f"ours/command line: {cli_ratio:.2f}, CPU time {cli_cpu_ratio:.2f} (target <= {CLI_TARGET:g}: "
-        f"{'met' if cli_ratio <= CLI_TARGET else 'NOT met'}); counting ours' task sampling "
-        f"({tasks_s:.2f}s): {with_sampling / cli['labelled_steps_per_s']:.2f}")
+    same_work = with_sampling / cli["labelled_steps_per_s"]
+    log(f"ours/command line: {cli_ratio:.2f}, CPU time {cli_cpu_ratio:.2f}; counting ours' task sampling "
+        f"({tasks_s:.2f}s), the same work: {same_work:.2f} (target <= {CLI_TARGET:g}: "
+        f"{'met' if same_work <= CLI_TARGET else 'NOT met'})")
     log(f"ours/reference: {ratio:.1f}x; ours {ours['labelled_steps_per_s']:.0f} labelled steps/s "
         f"(target >= {TARGET_STEPS_PER_S:.0f}: "
         f"{'met' if ours['labelled_steps_per_s'] >= TARGET_STEPS_PER_S else 'NOT met'})")
@@ -543,9 +545,9 @@ def main(argv: list[str] | None = None) -> dict:
         "cli_ratio": cli_ratio,
         "cli_cpu_ratio": cli_cpu_ratio,
         "omnirl_steps_per_s_with_task_sampling": with_sampling,
-        "cli_ratio_with_task_sampling": with_sampling / cli["labelled_steps_per_s"],
+        "cli_ratio_with_task_sampling": same_work,
         "cli_target_ratio": CLI_TARGET,
-        "cli_meets_target": bool(cli_ratio <= CLI_TARGET),
+        "cli_meets_target": bool(same_work <= CLI_TARGET),
         "memory": {"omnirl_before": mem_before, "omnirl_after": mem_after,
                    "omnirl_peak_growth_mib": round(mem_after["peak_rss_mib"] - mem_before["peak_rss_mib"], 2),
                    "output_columns_mib": round(sum(a.nbytes for a in out.values()) / 2**20, 3),
