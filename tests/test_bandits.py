@@ -15,7 +15,7 @@ from omnirl.evaluate.__main__ import main as eval_main
 from omnirl.evaluate.baselines import BASELINES, run_baseline
 from omnirl.evaluate.envs import make_batch
 from omnirl.evaluate.envs.anymdp import bandit_batch
-from omnirl.evaluate.regret import RegretBatch, arm_means, regret_numbers
+from omnirl.evaluate.regret import RegretBatch, arm_means, regret_numbers, state_blind_scores
 from omnirl.tasks import sample_anymdp, sample_bandit
 from omnirl.tasks.solver import expected_reward
 
@@ -301,6 +301,21 @@ def test_regret_on_anymdp_is_the_contextual_bandits():
     for _ in range(400):
         batch.step(rng.integers(0, 5, 4))
     assert abs(regret_numbers(batch.regret(), batch.gaps())["regret_score"]) < 0.1
+
+
+def test_state_blind_score_is_the_best_single_action_played_everywhere():
+    """The state-blind yardstick, by hand on three AnyMDP-8 tasks: the best of the single actions'
+    scores (whose mean is uniform play's 0); 1 on a bandit."""
+    from omnirl.tasks.solver import random_stationary_distribution
+    tasks = list(make_batch("anymdp8", 3, seed=2).tasks)
+    scores = state_blind_scores(tasks + [sample_bandit(5, seed=1)])
+    assert scores[3] == pytest.approx(1.0)  # on a bandit the best arm is the best action everywhere
+    for t, sc in zip(tasks, scores[:3]):
+        m = expected_reward(t.transition.astype(np.float64), t.reward.astype(np.float64))
+        w = random_stationary_distribution(t)
+        by_action = [1 - w @ (m.max(1) - m[:, a]) / (w @ (m.max(1) - m.mean(1))) for a in range(t.n_actions)]
+        assert sc == pytest.approx(max(by_action)) and -np.inf < sc < 1.0
+        assert np.mean(by_action) == pytest.approx(0.0, abs=1e-9)  # every action once: uniform play
 
 
 def test_evaluate_reports_regret_on_bandits(tmp_path, capsys):

@@ -17,6 +17,12 @@ rows, and its standard error) at ``REGRET_AT`` and at the end, and the normalise
 ``1 - sum_t regret_t / sum_t gap_t`` per row, averaged over rows (score 0: uniform random, 1: the
 best immediate action from the first step). It is the expected normalised score of the actions,
 without the reward noise.
+
+``state_blind_scores(tasks)`` is the yardstick of what a learner blind to the state can reach on
+that score: per task, the score of the best single action played in every state, the states
+weighted as uniform random play visits them (its stationary distribution, terminals resetting to
+the start law). A model whose contextual-bandit score stays below it may have learned one bandit
+over all states rather than a bandit per state.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from omnirl.evaluate.envs.base import EnvInfo, StepResult
-from omnirl.tasks.solver import expected_reward
+from omnirl.tasks.solver import expected_reward, random_stationary_distribution
 
 REGRET_AT = (100, 500)
 """Pulls after which the cumulative regret is reported (those within the run)."""
@@ -55,6 +61,21 @@ def state_means(tasks: Sequence) -> np.ndarray:
 def arm_means(tasks: Sequence) -> np.ndarray:
     """``(B, A)`` the mean reward of every arm of every bandit (``state_means`` of its one state)."""
     return state_means(tasks)[:, 0]
+
+
+def state_blind_scores(tasks: Sequence) -> np.ndarray:
+    """``(B,)`` per task: the regret score (``regret_numbers``) of the best single action played in
+    every state, the states weighted by uniform random play's stationary distribution (NaN for a
+    task where uniform play has no regret)."""
+    out = np.full(len(tasks), np.nan)
+    for i, t in enumerate(tasks):
+        m = expected_reward(t.transition.astype(np.float64), t.reward.astype(np.float64))  # (n, A)
+        w = random_stationary_distribution(t)  # (n,)
+        best = m.max(1)
+        gap = w @ (best - m.mean(1))
+        if gap > 0:
+            out[i] = 1.0 - w @ (best - m[:, np.argmax(w @ m)]) / gap
+    return out
 
 
 class RegretBatch:
@@ -145,4 +166,4 @@ def regret_numbers(regret: np.ndarray, gap: np.ndarray, at: Sequence[int] = REGR
 
 
 __all__ = ["REGRET_AT", "RegretBatch", "arm_means", "is_bandit_batch", "is_tabular_batch", "regret_numbers",
-           "state_means"]
+           "state_blind_scores", "state_means"]
