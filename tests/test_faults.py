@@ -325,6 +325,27 @@ def test_rerun_removes_a_killed_runs_temporary_shards(tmp_path):
     assert verify(d)["ok"]
 
 
+def test_a_failed_run_removes_what_its_stopped_writers_left(tmp_path, monkeypatch):
+    """A writer stopped mid-write may leave its temporary shard (a worker killed before it could
+    unwind): the failing run itself removes it, dataset and task set alike, and the error is the
+    writer's."""
+    from omnirl.data import generate
+    from omnirl.tasks import taskset
+
+    def dies_mid_write(out, suffix):
+        (Path(out) / f".shard-00000.{suffix}.k1ll3d.tmp").write_bytes(b"\0")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(generate, "generate_shards", lambda spec, config, out, *a, **k: dies_mid_write(out, "bin"))
+    with pytest.raises(OSError, match="No space"):
+        generate_dataset(small_spec(), tmp_path / "ds")
+    assert not list((tmp_path / "ds").glob(".*.tmp"))
+    monkeypatch.setattr(taskset, "_write_shard", lambda root, *a, **k: dies_mid_write(root, "npz"))
+    with pytest.raises(OSError, match="No space"):
+        taskset.TaskSet.generate(4, 16, 3, seed=0, out=tmp_path / "ts", shard_size=2)
+    assert not list((tmp_path / "ts").glob(".*.tmp"))
+
+
 def test_task_set_rerun_removes_temporaries(tmp_path):
     from omnirl.tasks.taskset import TaskSet
     out = tmp_path / "ts"

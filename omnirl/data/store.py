@@ -283,10 +283,15 @@ class DatasetWriter:
     def exclusive(self):
         """The directory for this process alone during the block (``omnirl.fileio.exclusive``: a
         second run on it is refused, worker processes of this one are not affected), cleared of
-        the temporary shard files a killed run left."""
+        the temporary shard files a killed run left, and again when the block fails (what its
+        stopped workers left: a worker terminated mid-write may not unwind in time)."""
         with exclusive(self.path, "dataset"):
             remove_temporaries(self.path, ("shard-",))
-            yield self
+            try:
+                yield self
+            except BaseException:
+                remove_temporaries(self.path, ("shard-",))
+                raise
 
     def _refuse(self, what: str) -> None:
         raise ValueError(f"{self.path}: already holds {what}; refusing to write into it "

@@ -448,7 +448,11 @@ def generate_to_disk(spec: dict[str, Any], out: Path, workers: int = 1, progress
                     lambda new, held: _spec_diff(new["info"], held.get("info") if isinstance(held, dict) else None))
     with exclusive(out, "task set"):  # a second run on it is refused; a killed run's temporary files go
         remove_temporaries(out, ("shard-", MANIFEST))
-        return _generate_claimed(spec, spec_hash, out, workers, progress, sampled)
+        try:
+            return _generate_claimed(spec, spec_hash, out, workers, progress, sampled)
+        except BaseException:  # and what this run's stopped workers left
+            remove_temporaries(out, ("shard-", MANIFEST))
+            raise
 
 
 def _spec_diff(new: dict[str, Any], held: Any) -> list[str]:
