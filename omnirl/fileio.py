@@ -145,11 +145,15 @@ def claim_directory(directory: str | os.PathLike, identity: dict[str, Any], what
 
 @contextlib.contextmanager
 def exclusive(directory: str | os.PathLike, what: str, lock_file: str = CLAIM,
-              then: str = "rerunning the same command afterwards resumes or confirms it") -> Iterator[None]:
+              then: str = "rerunning the same command afterwards resumes or confirms it",
+              temporaries: tuple[str, ...] = ()) -> Iterator[None]:
     """Hold an exclusive lock on ``directory``'s claim file (or ``lock_file``, created if missing)
     for the block: a second process asking for it meanwhile gets a ValueError naming the directory
     (and what to do ``then``) instead of writing beside the first. The lock dies with its process
-    (``flock``), so a killed run never leaves it held."""
+    (``flock``), so a killed run never leaves it held. ``temporaries``: target-name prefixes whose
+    temporary files (``remove_temporaries``) are removed once the lock is held (what a killed run
+    left) and again when the block fails (what this run's stopped writers left: a worker
+    terminated mid-write may not unwind in time)."""
     import fcntl
 
     directory = Path(directory)
@@ -160,7 +164,12 @@ def exclusive(directory: str | os.PathLike, what: str, lock_file: str = CLAIM,
         except BlockingIOError:
             raise ValueError(f"{directory}: another process is writing this {what} right now; wait for it "
                              f"to finish ({then})") from None
-        yield
+        remove_temporaries(directory, temporaries)
+        try:
+            yield
+        except BaseException:
+            remove_temporaries(directory, temporaries)
+            raise
     finally:
         os.close(fd)
 
@@ -170,6 +179,8 @@ def remove_temporaries(directory: str | os.PathLike, prefixes: tuple[str, ...]) 
     target name starts with one of ``prefixes``: what a killed writer left. Only for a writer that
     holds the directory (``exclusive``). Returns the names removed."""
     removed = []
+    if not prefixes:
+        return removed
     for p in Path(directory).glob(".*.tmp"):
         if p.name[1:].startswith(prefixes) and p.is_file():
             with contextlib.suppress(FileNotFoundError):

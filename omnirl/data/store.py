@@ -45,8 +45,7 @@ from omnirl._validate import check_int
 from omnirl.data.schema import (FIELD_NAMES, MAX_ACTIONS, MAX_OBS, SCHEMA_NAME, SCHEMA_VERSION,
                                 SEQUENCE_FIELDS, STEP_FIELDS, SUPPORTED_VERSIONS, column_specs,
                                 field_table, value_bounds)
-from omnirl.fileio import (atomic_write_bytes, atomic_write_json, claim_directory, exclusive, read_json,
-                           remove_temporaries)
+from omnirl.fileio import atomic_write_bytes, atomic_write_json, claim_directory, exclusive, read_json
 from omnirl.tasks.taskset import _hash_of_hashes, _sha256
 
 MANIFEST = "manifest.json"
@@ -285,13 +284,8 @@ class DatasetWriter:
         second run on it is refused, worker processes of this one are not affected), cleared of
         the temporary shard files a killed run left, and again when the block fails (what its
         stopped workers left: a worker terminated mid-write may not unwind in time)."""
-        with exclusive(self.path, "dataset"):
-            remove_temporaries(self.path, ("shard-",))
-            try:
-                yield self
-            except BaseException:
-                remove_temporaries(self.path, ("shard-",))
-                raise
+        with exclusive(self.path, "dataset", temporaries=("shard-",)):
+            yield self
 
     def _refuse(self, what: str) -> None:
         raise ValueError(f"{self.path}: already holds {what}; refusing to write into it "

@@ -30,8 +30,7 @@ import numpy as np
 from omnirl._pool import run_pool, write_behind
 from omnirl._validate import check_disk, check_float, check_int, check_seed
 from omnirl._threads import environment
-from omnirl.fileio import (CLAIM, atomic_write_bytes, atomic_write_json, claim_directory, exclusive, read_json,
-                           remove_temporaries)
+from omnirl.fileio import CLAIM, atomic_write_bytes, atomic_write_json, claim_directory, exclusive, read_json
 from omnirl.tasks.rng import make_rng
 from omnirl.tasks.samplers import sample_task
 from omnirl.tasks.task import MAX_ACTIONS, MDPTask
@@ -446,13 +445,9 @@ def generate_to_disk(spec: dict[str, Any], out: Path, workers: int = 1, progress
     check_disk("out", out, pending_bytes(spec, out))
     claim_directory(out, {"format": FORMAT, "spec_hash": spec_hash, "info": spec}, "task set",
                     lambda new, held: _spec_diff(new["info"], held.get("info") if isinstance(held, dict) else None))
-    with exclusive(out, "task set"):  # a second run on it is refused; a killed run's temporary files go
-        remove_temporaries(out, ("shard-", MANIFEST))
-        try:
-            return _generate_claimed(spec, spec_hash, out, workers, progress, sampled)
-        except BaseException:  # and what this run's stopped workers left
-            remove_temporaries(out, ("shard-", MANIFEST))
-            raise
+    # a second run on it is refused; a killed run's temporary files go, and those of this run's stopped workers
+    with exclusive(out, "task set", temporaries=("shard-", MANIFEST)):
+        return _generate_claimed(spec, spec_hash, out, workers, progress, sampled)
 
 
 def _spec_diff(new: dict[str, Any], held: Any) -> list[str]:
