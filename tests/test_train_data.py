@@ -204,14 +204,34 @@ def test_soft_targets_are_the_reference_posterior_of_the_window(bandit_dir):
         torch.testing.assert_close({k: v for k, v in x.items() if k != "policy_target"}, y)
 
 
-def test_soft_targets_are_refused_on_mdps_and_bad_settings(dirs, bandit_dir):
-    with pytest.raises(ValueError, match=r"policy_target='reference' needs bandit data.*n_obs=16"):
-        OmniRLDataModule(section(dirs, policy_target="reference"))
+def test_soft_targets_on_mdps_are_the_posterior_sampling_reference_of_the_window(dirs):
+    from omnirl.agents.reference import ReferenceConfig, mdp_policy
+    from omnirl.train.config import ReferenceSection
+
+    learner = ReferenceConfig(samples=8, refresh=4)
+    dm = OmniRLDataModule(section(dirs, policy_target="reference"), reference=ReferenceSection(learner=learner))
+    got = batches(dm.train_dataloader(), 0)
+    assert any((b["start"] > 0).any() for b in got)
+    for b in got:
+        B = b["obs"].shape[0]
+        assert b["policy_target"].shape == (B, T, A)
+        f = {k: b[k][:, :T].numpy() for k in ("obs", "action", "reward", "prompt")}
+        expect = mdp_policy(f["obs"], f["action"], f["reward"], f["prompt"], S, A, learner)
+        np.testing.assert_allclose(b["policy_target"].numpy(), expect, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(b["policy_target"].sum(-1).numpy(), 1.0, atol=1e-5)
+        # uniform at end markers, where there is no decision
+        ends = b["action"][:, :T] == A
+        np.testing.assert_allclose(b["policy_target"][ends].numpy(), 1.0 / A, atol=1e-7)
+
+
+def test_soft_targets_refuse_bad_settings(dirs, bandit_dir):
     with pytest.raises(ValueError, match="policy_target"):
         section(dirs, policy_target="soft")
     from omnirl.train.data import SoftTargets
-    with pytest.raises(ValueError, match="n_obs=16"):
-        SoftTargets(16, A)
+    with pytest.raises(ValueError, match="n_obs"):
+        SoftTargets(0, A)
+    with pytest.raises(ValueError, match="ReferenceConfig"):
+        SoftTargets(S, A, config={"samples": 8})
     # the validation loaders score the labels: no soft targets there
     dm = OmniRLDataModule(DataSection(train=(str(bandit_dir),), validation={"v": str(bandit_dir)}, window=T,
                                       batch_size=4, policy_target="reference"))

@@ -529,18 +529,25 @@ def mdp_policy(obs: np.ndarray, action: np.ndarray, reward: np.ndarray, prompt: 
     return out
 
 
+def policy_probs(obs: np.ndarray, action: np.ndarray, reward: np.ndarray, prompt: np.ndarray, n_obs: int,
+                 n_actions: int, config: ReferenceConfig = ReferenceConfig()) -> np.ndarray:
+    """``(B, T, A)`` the reference's probability that each action is the label: ``bandit_policy``
+    when ``n_obs`` is 1, else ``mdp_policy`` (all inputs ``(B, T)``)."""
+    if not isinstance(config, ReferenceConfig):
+        raise ValueError(f"config must be a ReferenceConfig, got {type(config).__name__}")
+    if check_int("n_obs", n_obs, min_value=1) == 1:
+        _check_steps(n_actions, obs=obs, action=action, reward=reward, prompt=prompt)
+        return bandit_policy(action, reward, n_actions, config)
+    return mdp_policy(obs, action, reward, prompt, n_obs, n_actions, config)
+
+
 def reference_policy(obs: np.ndarray, action: np.ndarray, reward: np.ndarray, prompt: np.ndarray,
                      label: np.ndarray, n_obs: int, n_actions: int,
                      config: ReferenceConfig = ReferenceConfig()) -> PolicyReference:
-    """The policy reference of ``B`` sequences (all ``(B, T)``): ``bandit_policy`` when ``n_obs``
-    is 1, else ``mdp_policy``; its probabilities and cross-entropy against ``label``."""
-    if not isinstance(config, ReferenceConfig):
-        raise ValueError(f"config must be a ReferenceConfig, got {type(config).__name__}")
+    """The policy reference of ``B`` sequences (all ``(B, T)``): ``policy_probs`` and their
+    cross-entropy against ``label``."""
     _check_steps(n_actions, obs=obs, action=action, reward=reward, prompt=prompt, label=label)
-    if check_int("n_obs", n_obs, min_value=1) == 1:
-        probs = bandit_policy(action, reward, n_actions, config)
-    else:
-        probs = mdp_policy(obs, action, reward, prompt, n_obs, n_actions, config)
+    probs = policy_probs(obs, action, reward, prompt, n_obs, n_actions, config)
     return PolicyReference(probs=probs, loss=policy_cross_entropy(probs, label))
 
 
@@ -616,5 +623,6 @@ def learning_gain(model_first: float, model_last: float, reference_first: float,
 
 
 __all__ = ["BanditPosterior", "MIN_GAIN_DROP", "PolicyReference", "ReferenceConfig", "WorldModelReference",
-           "bandit_policy", "label_gammas", "learning_gain", "mdp_policy", "policy_cross_entropy", "reference_policy",
+           "bandit_policy", "label_gammas", "learning_gain", "mdp_policy", "policy_cross_entropy", "policy_probs",
+           "reference_policy",
            "refresh_mask", "world_model_reference"]

@@ -105,10 +105,10 @@ class DataSection:
     policy_target: str = "oracle"
     """What the policy head is trained against: ``oracle``, the stored label (the label oracle's
     action, a hard target); or ``reference``, the Bayes-optimal reference's probability that each
-    action is the label given the window's context (``omnirl.agents.reference.bandit_policy`` with
-    ``reference.learner``, computed per training batch: ``omnirl.train.data.SoftTargets``), a soft
-    target whose cross-entropy is minimised by the posterior itself. ``reference`` needs bandit data
-    (``S = 1``). Validation always scores the stored labels."""
+    action is the label given the window's context (``omnirl.agents.reference.policy_probs`` with
+    ``reference.learner``: the exact posterior on bandits, posterior sampling on MDPs; computed per
+    training batch: ``omnirl.train.data.SoftTargets``), a soft target whose cross-entropy is
+    minimised by the posterior itself. Validation always scores the stored labels."""
     verify_checksums: bool = True
     """Recompute every shard's checksum before the first step (shard sizes are checked whatever
     this says); turn off for datasets too large to hash at every start, after ``python -m

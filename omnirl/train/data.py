@@ -20,18 +20,17 @@ uninterrupted run would have.
 
 Soft policy targets (``DataSection.policy_target = "reference"``): the training loader's collate
 function (``SoftTargets``) adds ``policy_target``, ``(B, T, A)`` float32, to every batch: the
-Bayes-optimal reference's probability that each arm is the best (``bandit_policy`` with the
-``ReferenceSection``'s learner settings) at each of the window's first ``T`` steps, given the
+Bayes-optimal reference's probability that each action is the label (``policy_probs`` with the
+``ReferenceSection``'s learner settings: the exact bandit posterior on bandit data, posterior
+sampling with ``samples`` models on MDP data) at each of the window's first ``T`` steps, given the
 steps of the window before it, i.e. exactly the context the model sees (its memory starts empty
 at the window's first step, wherever the window starts in its stored sequence). They are computed
 per batch rather than stored with the data: a target depends on where the window starts, so a
 precomputed one (given the stored sequence from its step 0) would be right only for windows from
-step 0; computing them per batch needs no new shard field, works on every existing bandit dataset,
-and vectorises over the batch (a batch costs much less than its windows one by one; the cost is
+step 0; computing them per batch needs no new shard field, works on every existing dataset, and
+vectorises over the batch (a batch costs much less than its windows one by one; the cost is
 measured in the README, "Soft policy targets"). With ``data.num_workers > 0`` they are computed in
-the loader's workers, beside training. Bandit data only (``S = 1``): the MDP reference
-(``mdp_policy``) solves ``samples`` sampled models per refresh, a noisy Monte Carlo estimate and
-far too slow per batch; ``OmniRLDataModule`` refuses it.
+the loader's workers, beside training.
 
 Reference: with a ``ReferenceSection`` (enabled), each validation set computes the Bayes-optimal
 reference (``omnirl.agents.reference``) once, on its windows (from step 0), before its loader is
@@ -52,7 +51,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, default_collate
 
 from omnirl._validate import check_choice, check_int
-from omnirl.agents.reference import ReferenceConfig, bandit_policy, reference_policy, world_model_reference
+from omnirl.agents.reference import ReferenceConfig, policy_probs, reference_policy, world_model_reference
 from omnirl.data.store import Dataset
 from omnirl.model.omnirl import REWARD_LOSSES
 from omnirl.model.rewards import REWARD_TRANSFORMS, init_memory, transform_rewards
@@ -198,25 +197,26 @@ class WindowDataset(torch.utils.data.Dataset):
 
 class SoftTargets:
     """A collate function: the default collation of ``WindowDataset`` items, plus ``policy_target``
-    ``(B, T, A)`` float32, the reference's probabilities that each arm is the best at the window's
-    first ``T`` steps (see the module docstring). Bandit windows only (``n_obs = 1``)."""
+    ``(B, T, A)`` float32, the reference's probabilities that each action is the label at the
+    window's first ``T`` steps (see the module docstring)."""
 
     def __init__(self, n_obs: int, n_actions: int, config: ReferenceConfig = ReferenceConfig()) -> None:
-        if check_int("n_obs", n_obs, min_value=1) != 1:
-            raise ValueError(f"soft policy targets need bandit data (n_obs = 1), got n_obs={n_obs}")
         if not isinstance(config, ReferenceConfig):
             raise ValueError(f"config must be a ReferenceConfig, got {type(config).__name__}")
+        self.n_obs = check_int("n_obs", n_obs, min_value=1)
         self.n_actions = check_int("n_actions", n_actions, min_value=2)
         self.config = config
 
-    def targets(self, action: np.ndarray, reward: np.ndarray) -> np.ndarray:
-        """``(B, T, A)`` float32 targets of windows whose steps are ``action``, ``reward`` ``(B, T + 1)``."""
-        action, reward = np.asarray(action)[:, :-1], np.asarray(reward)[:, :-1]
-        return bandit_policy(action, reward, self.n_actions, self.config).astype(np.float32)
+    def targets(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, prompt: np.ndarray) -> np.ndarray:
+        """``(B, T, A)`` float32 targets of windows whose steps are ``obs``, ``action``, ``reward``,
+        ``prompt`` ``(B, T + 1)``."""
+        obs, action, reward, prompt = (np.asarray(x)[:, :-1] for x in (obs, action, reward, prompt))
+        return policy_probs(obs, action, reward, prompt, self.n_obs, self.n_actions, self.config).astype(np.float32)
 
     def __call__(self, items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         batch = default_collate(list(items))
-        batch["policy_target"] = torch.from_numpy(self.targets(batch["action"].numpy(), batch["reward"].numpy()))
+        batch["policy_target"] = torch.from_numpy(self.targets(*(batch[k].numpy() for k in
+                                                                  ("obs", "action", "reward", "prompt"))))
         return batch
 
 
@@ -325,10 +325,6 @@ class OmniRLDataModule(lightning.LightningDataModule):
         self.soft_targets: SoftTargets | None = None
         """The training loader's collate function when ``data.policy_target`` is ``reference``."""
         if data.policy_target == "reference":
-            if self.n_obs != 1:
-                raise ValueError(f"data.policy_target='reference' needs bandit data (n_obs = 1): the MDP reference "
-                                 f"samples and solves models per refresh, too noisy and slow to compute per batch; "
-                                 f"data.train[0]={str(data.train[0])!r} has n_obs={self.n_obs}")
             learner = reference.learner if reference is not None else ReferenceConfig()
             self.soft_targets = SoftTargets(self.n_obs, self.n_actions, learner)
 
