@@ -18,6 +18,24 @@ def test_defaults_and_sweep_style_overrides():
     assert config_to_dict(cfg)["train"]["segment_len"] == 128
 
 
+def test_heads_override_the_size_and_reach_the_model():
+    import torch
+
+    from omnirl.model.omnirl import OmniRL
+
+    cfg = load_config(TrainConfig, None, ["--model.backbone=gdn", "--model.heads=8", "--model.head_dim=16"])
+    backbone = cfg.model.build().backbone
+    assert (backbone.heads, backbone.head_dim, backbone.dim) == (8, 16, 64)  # the width stays the size's
+    default = load_config(TrainConfig, None, ["--model.backbone=gdn"]).model.build().backbone
+    assert (default.heads, default.head_dim) == (2, 32)
+    model = OmniRL(cfg.model.build())
+    assert (model.backbone.blocks[0].mixer.heads, model.backbone.blocks[0].mixer.head_k) == (8, 16)
+    B, T = 2, 6
+    z = torch.zeros(B, T, dtype=torch.long)
+    out, _ = model(z, z, z, z, torch.zeros(B, T))
+    assert out["policy"].shape == (B, T, cfg.model.n_actions + 1)
+
+
 @pytest.mark.parametrize("overrides, match", [
     (["--model.backbone=lstm"], "model: backbone must be one of"),
     (["--train.segment_len=0"], "train: segment_len must be >= 1"),
@@ -25,6 +43,7 @@ def test_defaults_and_sweep_style_overrides():
     (["--train.segmentlen=5"], "'train' does not accept option 'segmentlen'"),
     (["--data.window=64", "--train.segment_len=128"], "data.window=64 must be >= train.segment_len=128"),
     (["--logging.wandb_mode=cloud"], "wandb_mode"),
+    (["--model.heads=0"], "heads must be >= 1"),
 ])
 def test_bad_config_names_the_key(overrides, match):
     with pytest.raises(ValueError, match=match.replace(".", r"\.").replace("'", "'")):

@@ -50,6 +50,11 @@ class ModelSection:
     """Backbone kind: ``rwkv7``, ``gdn``, ``gsa``, ``mamba2`` or the control ``transformer``."""
     size: str = "tiny"
     """Backbone size: ``tiny`` or ``small`` (laptop CPU) or ``paper`` (Table 6); ``SIZES`` in ``omnirl.model.backbone``."""
+    heads: int | None = None
+    """Heads of every mixer (``None``: the size's); with ``head_dim``, changes how many separate
+    memories a layer keeps, not the model's width."""
+    head_dim: int | None = None
+    """Dimension of every head (``None``: the size's)."""
     layout: str = "compact"
     """Tokens per step: ``compact`` (2), ``paired`` (2, the reward in its action's token; needs
     ``world_model: false``) or ``paper`` (5)."""
@@ -77,10 +82,15 @@ class ModelSection:
         check_choice("size", self.size, SIZES)
         self.build()  # the model's own checks (layout, reward handling, weights, sizes), at parse time
 
+    @property
+    def backbone_overrides(self) -> dict[str, int]:
+        """The fields that override the size's backbone settings."""
+        return {k: v for k, v in (("heads", self.heads), ("head_dim", self.head_dim)) if v is not None}
+
     def build(self) -> OmniRLConfig:
         """The model configuration this section describes."""
         return OmniRLConfig(n_obs=self.n_obs, n_actions=self.n_actions,
-                            backbone=sized(self.size, self.backbone), layout=self.layout,
+                            backbone=sized(self.size, self.backbone, **self.backbone_overrides), layout=self.layout,
                             world_model=self.world_model, policy_weight=self.policy_weight,
                             state_weight=self.state_weight, reward_weight=self.reward_weight,
                             reward_transform=self.reward_transform, reward_loss=self.reward_loss)
