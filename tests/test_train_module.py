@@ -2,6 +2,7 @@
 learning-rate schedule, and the per-position validation curves."""
 
 import copy
+import dataclasses
 import math
 
 import lightning
@@ -357,3 +358,58 @@ def test_soft_policy_targets_of_the_wrong_shape_are_refused():
         out, _ = model(**inputs)
     with pytest.raises(ValueError, match="policy_target must have shape"):
         model.losses(out, **targets, policy_target=torch.full((B, T, A + 1), 1.0 / (A + 1)))
+
+
+def test_pair_reward_means_are_the_earlier_mean_reward_of_each_action_in_the_state():
+    from omnirl.train.module import pair_reward_means
+
+    b = make_batch(3, batch=3, window=40)
+    obs, action, reward = b["obs"][:, :-1], b["action"][:, :-1], b["reward"][:, :-1]
+    got = pair_reward_means(obs, action, reward, S, A)  # (B, T, A)
+    assert got.shape == (3, 40, A)
+    for i in range(3):
+        for t in range(40):
+            for a in range(A):
+                past = [float(reward[i, u]) for u in range(t) if obs[i, u] == obs[i, t] and action[i, u] == a]
+                if past:
+                    assert got[i, t, a].item() == pytest.approx(np.mean(past), rel=1e-5, abs=1e-6)
+                else:
+                    assert torch.isnan(got[i, t, a])
+    # causal: step t's own action and reward (and any later step's) do not enter its targets
+    changed = reward.clone()
+    changed[:, 20:] += 100.0
+    np.testing.assert_array_equal(pair_reward_means(obs, action, changed, S, A)[:, :21].numpy(), got[:, :21].numpy())
+
+
+def test_the_action_value_head_trains_on_whole_window_targets():
+    from omnirl.train.module import tbptt_backward, value_targets
+
+    cfg = make_config()
+    plain = OmniRL(cfg.model.build())
+    assert plain.value_head is None and plain.config.value_weight == 0.0
+    torch.manual_seed(0)
+    model = OmniRL(dataclasses.replace(cfg.model, value_weight=0.5).build())
+    assert model.value_head is not None
+    batch = make_batch(5)
+    inputs, _ = split_window(batch)
+    target = value_targets(model, inputs)
+    assert target.shape == (B, T, A) and torch.isfinite(target[:, -1]).any()
+    # the loss is the same whether the window is cut into segments or not: the targets are the
+    # whole window's (per-segment targets would forget the earlier segments' rewards)
+    losses = []
+    for seg in (L, T):
+        model.zero_grad()
+        loss, _ = tbptt_backward(model, batch, seg)
+        losses.append(loss.item())
+        assert model.value_head.out.weight.grad is not None and model.value_head.out.weight.grad.abs().sum() > 0
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    # and it includes the value term: without the head's loss the same weights give a smaller loss
+    out, _ = model(**inputs)
+    with_values = model.losses(out, label=batch["label"][:, :-1], next_obs=batch["obs"][:, 1:],
+                               reward=batch["reward"][:, :-1], value_target=target)
+    without = model.losses(out, label=batch["label"][:, :-1], next_obs=batch["obs"][:, 1:],
+                           reward=batch["reward"][:, :-1])
+    assert "values" in with_values and "values" not in without
+    assert with_values["total"].item() > without["total"].item()
+    with pytest.raises(ValueError, match="value_target must have shape"):
+        model.losses(out, label=batch["label"][:, :-1], value_target=target[..., :-1])

@@ -78,9 +78,15 @@ class OmniRLConfig:
     reward_loss: str = "mse"
     """Loss of the reward head against the transformed reward: ``mse`` (squared error) or ``huber``
     (squared within 1 of the target, linear beyond: heavy-tailed raw rewards dominate it less)."""
+    value_weight: float = 0.0
+    """Weight of the action-value loss (0: no action-value head). The head reads the policy's
+    token and predicts, for every action, the mean transformed reward the action has had in the
+    current state earlier in the context (``omnirl.train.module.pair_reward_means``): a per-action
+    summary of the context the policy can read from, trained on the actions the context has tried
+    in that state (squared error, averaged over them)."""
 
     def __post_init__(self) -> None:
-        for name in ("policy_weight", "state_weight", "reward_weight"):
+        for name in ("policy_weight", "state_weight", "reward_weight", "value_weight"):
             check_float(name, getattr(self, name), min_value=0.0)
         check_int("n_obs", self.n_obs, min_value=1)
         check_int("n_actions", self.n_actions, min_value=2)
@@ -131,6 +137,7 @@ class OmniRL(nn.Module):
         self.policy_head = ResidualHead(D, c.n_actions + 1)
         self.state_head = ResidualHead(D, c.n_obs) if c.world_model else None
         self.reward_head = ResidualHead(D, 1) if c.world_model else None
+        self.value_head = ResidualHead(D, c.n_actions) if c.value_weight > 0 else None
 
     @property
     def missing_obs(self) -> int:
@@ -196,6 +203,8 @@ class OmniRL(nn.Module):
         y = y.view(B, T, k, -1)  # (B, T, k, D)
         policy_at, world_at = self.read_points
         out = {"policy": self.policy_head(y[:, :, policy_at])}  # (B, T, A + 1) logits
+        if self.value_head is not None:
+            out["values"] = self.value_head(y[:, :, policy_at])  # (B, T, A) per-action reward means
         if self.state_head is not None:
             out["next_state"] = self.state_head(y[:, :, world_at])  # (B, T, S) logits
             out["reward"] = self.reward_head(y[:, :, world_at])[..., 0]  # (B, T)
@@ -203,7 +212,8 @@ class OmniRL(nn.Module):
         return out, (bstate, new_memory)
 
     def losses(self, out: dict[str, Tensor], label: Tensor, next_obs: Tensor | None = None,
-               reward: Tensor | None = None, policy_target: Tensor | None = None) -> dict[str, Tensor]:
+               reward: Tensor | None = None, policy_target: Tensor | None = None,
+               value_target: Tensor | None = None) -> dict[str, Tensor]:
         """Per-position losses ``(B, T)`` and their weighted mean ``total``.
 
         label: ``(B, T)`` label actions (``A`` at end markers, which carry no policy loss);
@@ -213,8 +223,10 @@ class OmniRL(nn.Module):
         marks the end markers;
         next_obs ``(B, T)`` and reward ``(B, T)``: world-model targets (next observed state and the
         raw reward of the step, which the reward head predicts transformed: ``out["reward_target"]``
-        when ``forward`` made ``out``; ignored without the world model). Masked positions are 0 in
-        the per-position losses and excluded from the means.
+        when ``forward`` made ``out``; ignored without the world model);
+        value_target: ``(B, T, A)`` the action-value head's targets, NaN for the actions it is not
+        scored on (ignored without the head). Masked positions are 0 in the per-position losses and
+        excluded from the means.
         """
         c = self.config
         B, T = label.shape
@@ -241,5 +253,14 @@ class OmniRL(nn.Module):
                 rew = (out["reward"] - target).square() * step
             result.update(next_state=state, reward=rew)
             total = total + (c.state_weight * state.sum() + c.reward_weight * rew.sum()) / n
+        if self.value_head is not None and value_target is not None:
+            if value_target.shape != (B, T, c.n_actions):
+                raise ValueError(f"value_target must have shape {(B, T, c.n_actions)} (B, T, A), got "
+                                 f"{tuple(value_target.shape)}")
+            known = torch.isfinite(value_target) & step[..., None]  # (B, T, A)
+            err = torch.where(known, out["values"].float() - value_target.nan_to_num(), 0.0).square()
+            values = err.sum(-1) / known.sum(-1).clamp(min=1)  # (B, T) mean over the scored actions
+            result["values"] = values
+            total = total + c.value_weight * values.sum() / n
         result["total"] = total
         return result

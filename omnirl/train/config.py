@@ -76,6 +76,8 @@ class ModelSection:
     the default was chosen by measurement: README, "Reward handling")."""
     reward_loss: str = "mse"
     """Loss of the reward head: ``mse`` or ``huber``."""
+    value_weight: float = 0.0
+    """Weight of the action-value loss (0: no action-value head; ``OmniRLConfig.value_weight``)."""
 
     def __post_init__(self) -> None:
         check_choice("backbone", self.backbone, ALL_BACKBONES)
@@ -93,7 +95,8 @@ class ModelSection:
                             backbone=sized(self.size, self.backbone, **self.backbone_overrides), layout=self.layout,
                             world_model=self.world_model, policy_weight=self.policy_weight,
                             state_weight=self.state_weight, reward_weight=self.reward_weight,
-                            reward_transform=self.reward_transform, reward_loss=self.reward_loss)
+                            reward_transform=self.reward_transform, reward_loss=self.reward_loss,
+                            value_weight=self.value_weight)
 
 
 @dataclasses.dataclass(frozen=True)

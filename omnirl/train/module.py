@@ -19,6 +19,11 @@ Policy target (``data.policy_target``): the stored label, or, when the training 
 (``OmniRL.losses``); ``train/policy_loss`` is then that soft cross-entropy (it includes the
 target's entropy, so it is not comparable to a hard-label loss). Validation scores the labels.
 
+Action values (``model.value_weight`` > 0): the training step adds the action-value head's targets,
+``value_targets`` over the whole window before it is cut into segments (``pair_reward_means`` of
+the transformed rewards: for every action, its mean reward in the step's state earlier in the
+window), and the head's loss to each segment's.
+
 Loss weights (``train.context_warmup`` = W > 0): the weight of absolute position ``p`` in the
 sequence rises linearly from 1e-3 at ``p = 0`` to 1 at ``p = W`` and stays 1 after, so the early,
 context-free steps barely count. End markers carry no weight.
@@ -62,6 +67,7 @@ from typing import Any, Callable, Mapping
 import lightning
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from omnirl.agents.prior import PriorInfo
@@ -69,6 +75,7 @@ from omnirl.agents.reference import learning_gain
 from omnirl.config import config_from_dict, config_to_dict
 from omnirl.model.backbone import State, detach_state
 from omnirl.model.omnirl import OmniRL
+from omnirl.model.rewards import init_memory, transform_rewards
 from omnirl.train.config import TrainConfig
 
 MIN_WEIGHT = 1e-3
@@ -134,6 +141,34 @@ def split_window(batch: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], dict[s
     return inputs, targets
 
 
+def pair_reward_means(obs: Tensor, action: Tensor, reward: Tensor, n_obs: int, n_actions: int) -> Tensor:
+    """``(B, T, A)``: at each step, the mean of ``reward`` over the earlier steps of the window that
+    took each action in the step's state (NaN for an action not yet taken there); the action-value
+    head's targets. obs, action, reward ``(B, T)`` (``action >= n_actions``: an end marker, not
+    counted). Step ``t``'s means use only the steps before it."""
+    B, T = obs.shape
+    A = n_actions
+    live = action < A  # (B, T)
+    pair = (obs.clamp(max=n_obs - 1) * A + action.clamp(max=A - 1)).long()  # (B, T)
+    hot = F.one_hot(pair, n_obs * A).to(torch.float64) * live[..., None]  # (B, T, S A)
+    count = hot.cumsum(1) - hot  # (B, T, S A) steps before t
+    total = (hot * reward.to(torch.float64)[..., None]).cumsum(1) - hot * reward.to(torch.float64)[..., None]
+    at = (obs.clamp(max=n_obs - 1) * A)[..., None] + torch.arange(A, device=obs.device)  # (B, T, A)
+    n, s = count.gather(2, at), total.gather(2, at)  # (B, T, A)
+    return torch.where(n > 0, s / n.clamp(min=1.0), torch.nan).to(torch.float32)
+
+
+def value_targets(model: OmniRL, inputs: Mapping[str, Tensor]) -> Tensor:
+    """``(B, T, A)`` the action-value head's targets for a window's model inputs (``(B, T)`` from
+    its first step): ``pair_reward_means`` of the rewards as the model sees them (its reward
+    transform, from an empty context)."""
+    c = model.config
+    action = inputs["action"]
+    r, _ = transform_rewards(c.reward_transform, inputs["reward"], action < c.n_actions,
+                             init_memory(action.shape[0], action.device))
+    return pair_reward_means(inputs["obs"], action, r, c.n_obs, c.n_actions)
+
+
 def per_position_loss(model: OmniRL, parts: Mapping[str, Tensor]) -> Tensor:
     """The per-position ``(B, T)`` combination of the losses ``OmniRL.losses`` returns, with the
     model's loss weights (its ``total`` is this averaged uniformly over the steps)."""
@@ -141,6 +176,8 @@ def per_position_loss(model: OmniRL, parts: Mapping[str, Tensor]) -> Tensor:
     loss = c.policy_weight * parts["policy"]
     if "next_state" in parts:
         loss = loss + c.state_weight * parts["next_state"] + c.reward_weight * parts["reward"]
+    if "values" in parts:
+        loss = loss + c.value_weight * parts["values"]
     return loss
 
 
@@ -157,6 +194,8 @@ def tbptt_backward(model: OmniRL, batch: Mapping[str, Tensor], segment_len: int,
     ``batch``: ``(B, T + 1)`` tensors of a window. Returns the batch's loss and policy loss
     (detached scalars)."""
     inputs, targets = split_window(batch)
+    if model.value_head is not None:
+        targets["value_target"] = value_targets(model, inputs)  # (B, T, A) over the whole window
     B, T = targets["label"].shape
     positions = batch["start"][:, None] + torch.arange(T, device=targets["label"].device)  # (B, T)
     steps = targets["label"] < model.config.n_actions  # (B, T) not an end marker
@@ -421,4 +460,4 @@ class OmniRLModule(lightning.LightningModule):
 
 
 __all__ = ["DivergedError", "REFERENCE_CURVES", "REFERENCE_METRICS", "WORLD_MODEL_CURVES", "OmniRLModule", "position_weights", "lr_factor", "segment_slices", "split_window", "tbptt_backward",
-           "detach_model_state", "rng_states", "set_rng_states", "BEHAVIOURS", "FIRST_STEPS", "MIN_WEIGHT"]
+           "detach_model_state", "pair_reward_means", "value_targets", "rng_states", "set_rng_states", "BEHAVIOURS", "FIRST_STEPS", "MIN_WEIGHT"]
