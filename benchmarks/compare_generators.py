@@ -27,7 +27,10 @@ whether the medians agree:
 * ``random_score`` is 0 at random play by construction, so a ratio means nothing there: it agrees
   when the medians differ by at most 0.05.
 
-Two more columns say how far a median can be trusted. ``ks``: the two-sample Kolmogorov-Smirnov
+Three more columns say how far a verdict can be trusted. ``power``: how often a generator
+distributed exactly like omnirl's would agree with the reference at these sample sizes (two samples
+of omnirl's tasks, of the reference's and of omnirl's sizes, resampled ``POWER_DRAWS`` times, judged
+by the same rule); where it is far below 1, a "no" does not show that the distributions differ. ``ks``: the two-sample Kolmogorov-Smirnov
 distance between the two samples and its asymptotic p-value (small p: the distributions differ).
 ``reference_halves``: the same agreement rule applied between the reference's even- and odd-seeded
 tasks; where the reference disagrees with itself, the median of that statistic is not resolved at
@@ -83,6 +86,8 @@ ABSOLUTE_BOUND = {"random_score": 0.05}
 """Statistics centred on 0 by construction, compared by the absolute difference of medians."""
 BOOTSTRAP = 1000
 """Bootstrap resamples of the ratio of medians."""
+POWER_DRAWS = 400
+"""Resamples of omnirl's tasks behind ``power``."""
 MISSING_REFERENCE = ("compare_generators: the reference generator xenoverse is not importable ({err}).\n"
                      "Install the `bench` extra (pip install -e '.[bench]'), or run `make bench`.")
 
@@ -260,7 +265,18 @@ def compare(name: str, ref: np.ndarray, ours: np.ndarray, rng: np.random.Generat
     ci = np.quantile(np.array(boot), [0.025, 0.975], method="inverted_cdf")
     halves = agreement(name, ref[0::2], ref[1::2])
     return {**agreement(name, ref, ours), "ratio_ci95": [float(ci[0]), float(ci[1])], "ks": ks_test(ref, ours),
-            "reference_halves": {"ratio": halves["ratio"], "agrees": halves["agrees"]}}
+            "reference_halves": {"ratio": halves["ratio"], "agrees": halves["agrees"]},
+            "power": power(name, ref_ok.size, ours_ok, rng)}
+
+
+def power(name: str, n_ref: int, ours: np.ndarray, rng: np.random.Generator, draws: int = POWER_DRAWS) -> float:
+    """The share of ``draws`` resamples in which two samples of omnirl's tasks, of ``n_ref`` and of
+    ``ours.size`` tasks, agree by ``agreement``'s rule: how often a generator distributed exactly
+    like omnirl's would pass against this many reference tasks. Near 1, a "no" says the
+    distributions differ; well below 1 (a median between two modes), the verdict is not decided
+    at these sample sizes."""
+    return float(np.mean([agreement(name, rng.choice(ours, n_ref), rng.choice(ours, ours.size))["agrees"]
+                          for _ in range(draws)]))
 
 
 def plain(x):
@@ -290,8 +306,8 @@ def fmt(x: float) -> str:
 def markdown(results: list[dict]) -> str:
     """One row per statistic and size: reference and omnirl median [10%, 90%], ratio, verdict."""
     lines = ["| statistic | S | reference median [10%, 90%] | omnirl median [10%, 90%] | ratio (95% CI) "
-             "| agrees | KS D (p) | reference halves: ratio, agree |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| agrees | identical generators agree | KS D (p) | reference halves: ratio, agree |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name in STATISTICS:
         for res in results:
             c = res["statistics"][name]
@@ -301,6 +317,7 @@ def markdown(results: list[dict]) -> str:
                          f"{fmt(o['median'])} [{fmt(o['q10'])}, {fmt(o['q90'])}] | "
                          f"{fmt(c['ratio'])} ({fmt(ci[0])}–{fmt(ci[1])}) | "
                          f"{'yes' if c['agrees'] else '**no**'} ({c['rule']}) | "
+                         f"{c['power']:.0%} | "
                          f"{c['ks']['D']:.2f} ({c['ks']['p']:.2g}) | "
                          f"{fmt(c['reference_halves']['ratio'])}, {'yes' if c['reference_halves']['agrees'] else 'no'} |")
     return "\n".join(lines) + "\n"

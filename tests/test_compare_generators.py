@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.helpers import BENCHMARKS, run_bench
@@ -31,11 +32,23 @@ def test_compare_generators_quick(tmp_path):
             q = c[side]
             vals = [float(q[k]) for k in ("q10", "median", "q90")]  # "inf" parses as a float
             assert vals == sorted(vals)
-        assert isinstance(c["agrees"], bool) and c["rule"]
+        assert isinstance(c["agrees"], bool) and c["rule"] and 0.0 <= c["power"] <= 1.0
     assert row["statistics"]["draws"]["reference"]["median"] >= 1
     assert row["statistics"]["terminal_share"]["wide"] is True  # tasks without pitfalls: a 10% quantile of 0
     assert report["markdown"] == md.read_text()
     assert md.read_text().count("\n") == 2 + len(STATISTICS)
+
+
+def test_power_tells_a_decided_verdict_from_a_median_between_two_modes():
+    sys.path.insert(0, str(BENCHMARKS))
+    from compare_generators import power
+
+    rng = np.random.default_rng(0)
+    narrow = rng.normal(10.0, 1.0, 1024)  # one mode: 256 reference tasks pin its median
+    assert power("value_gap", 256, narrow, rng, draws=200) > 0.95
+    # half the tasks near 5, half near 500: the median jumps between the modes from sample to sample
+    two_modes = np.where(rng.random(1024) < 0.5, rng.normal(5.0, 0.5, 1024), rng.normal(500.0, 50.0, 1024))
+    assert power("steps_between_resets", 256, two_modes, rng, draws=200) < 0.8
 
 
 def test_compare_generators_refuses_bad_input(tmp_path):
