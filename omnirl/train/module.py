@@ -149,11 +149,11 @@ def pair_reward_means(obs: Tensor, action: Tensor, reward: Tensor, n_obs: int, n
     B, T = obs.shape
     A = n_actions
     live = action < A  # (B, T)
-    pair = (obs.clamp(max=n_obs - 1) * A + action.clamp(max=A - 1)).long()  # (B, T)
-    hot = F.one_hot(pair, n_obs * A).to(torch.float64) * live[..., None]  # (B, T, S A)
-    count = hot.cumsum(1) - hot  # (B, T, S A) steps before t
-    total = (hot * reward.to(torch.float64)[..., None]).cumsum(1) - hot * reward.to(torch.float64)[..., None]
-    at = (obs.clamp(max=n_obs - 1) * A)[..., None] + torch.arange(A, device=obs.device)  # (B, T, A)
+    row = obs.clamp(max=n_obs - 1).long() * A  # (B, T) the state's first pair
+    hot = F.one_hot(row + action.clamp(max=A - 1), n_obs * A).to(torch.float64) * live[..., None]  # (B, T, S A)
+    paid = hot * reward.to(torch.float64)[..., None]  # (B, T, S A)
+    count, total = hot.cumsum(1) - hot, paid.cumsum(1) - paid  # (B, T, S A) over the steps before t
+    at = row[..., None] + torch.arange(A, device=obs.device)  # (B, T, A)
     n, s = count.gather(2, at), total.gather(2, at)  # (B, T, A)
     return torch.where(n > 0, s / n.clamp(min=1.0), torch.nan).to(torch.float32)
 
