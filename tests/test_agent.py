@@ -12,10 +12,11 @@ from omnirl.model.rewards import REWARD_TRANSFORMS
 S, A, B, T = 16, 5, 3, 10
 
 
-def model(layout="paper", backbone="gdn", reward_transform="none"):
+def model(layout="paper", backbone="gdn", reward_transform="none", action_rewards=False):
     torch.manual_seed(0)
     return OmniRL(OmniRLConfig(n_obs=S, n_actions=A, backbone=sized("tiny", backbone), layout=layout,
-                               reward_transform=reward_transform, world_model=layout != "paired"))
+                               reward_transform=reward_transform, world_model=layout != "paired",
+                               action_rewards=action_rewards))
 
 
 def traj(seed=1):
@@ -29,11 +30,12 @@ def flat(state):
     return torch.cat([t.flatten() for layer in state[0] for t in layer] + [state[1].flatten()])
 
 
-@pytest.mark.parametrize("layout, transform, backbone",
-                         [(layout, transform, "gdn") for layout in LAYOUTS for transform in REWARD_TRANSFORMS]
-                         + [(layout, "causal", "transformer") for layout in LAYOUTS])
-def test_acting_step_by_step_is_the_forward_pass(layout, transform, backbone):
-    m, d = model(layout, backbone, reward_transform=transform), traj()
+@pytest.mark.parametrize("layout, transform, backbone, action_rewards",
+                         [(layout, transform, "gdn", False) for layout in LAYOUTS for transform in REWARD_TRANSFORMS]
+                         + [(layout, "causal", "transformer", False) for layout in LAYOUTS]
+                         + [(layout, "causal", "gdn", True) for layout in LAYOUTS])
+def test_acting_step_by_step_is_the_forward_pass(layout, transform, backbone, action_rewards):
+    m, d = model(layout, backbone, reward_transform=transform, action_rewards=action_rewards), traj()
     d["reward"] = d["reward"] * 5.0 + 2.0
     d["action"][1, 4] = A  # an episode-end marker: no reward, left out of the running statistics
     d["reward"][1, 4] = 0.0

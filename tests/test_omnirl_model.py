@@ -10,10 +10,10 @@ S, A, B, T = 16, 5, 2, 12
 TABLE_6 = {"gdn": 46.3e6, "gsa": 42.9e6, "mamba2": 31.6e6, "rwkv7": 42.9e6}
 
 
-def make(backbone="gdn", layout="paper"):
+def make(backbone="gdn", layout="paper", action_rewards=False):
     torch.manual_seed(0)
     return OmniRL(OmniRLConfig(n_obs=S, n_actions=A, backbone=sized("tiny", backbone), layout=layout,
-                               world_model=layout != "paired"))
+                               world_model=layout != "paired", action_rewards=action_rewards))
 
 
 def batch(seed=0):
@@ -27,10 +27,11 @@ def run(model, d, state=None):
     return model(d["obs"], d["prompt"], d["tag"], d["action"], d["reward"], state)
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("backbone", ALL_BACKBONES)
-def test_policy_at_t_ignores_the_action_at_t_and_everything_after(backbone, layout):
-    model = make(backbone, layout)
+@pytest.mark.parametrize("layout, backbone, action_rewards",
+                         [(layout, backbone, False) for layout in LAYOUTS for backbone in ALL_BACKBONES]
+                         + [(layout, "gdn", True) for layout in LAYOUTS])
+def test_policy_at_t_ignores_the_action_at_t_and_everything_after(backbone, layout, action_rewards):
+    model = make(backbone, layout, action_rewards)
     d = batch()
     ref, _ = run(model, d)
     t = 5
@@ -67,9 +68,9 @@ def test_policy_at_t_ignores_the_action_at_t_and_everything_after(backbone, layo
     assert (out["policy"][:, t] - ref["policy"][:, t]).abs().max() > 1e-6
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_segments_carry_the_state(layout):
-    model = make("rwkv7", layout)
+@pytest.mark.parametrize("layout, action_rewards", [(layout, False) for layout in LAYOUTS] + [("compact", True)])
+def test_segments_carry_the_state(layout, action_rewards):
+    model = make("rwkv7", layout, action_rewards)
     d = batch(1)
     ref, _ = run(model, d)
     state, parts = None, []
@@ -77,6 +78,27 @@ def test_segments_carry_the_state(layout):
         out, state = run(model, {k: v[:, lo:hi] for k, v in d.items()}, state)
         parts.append(out["policy"])
     torch.testing.assert_close(torch.cat(parts, 1), ref["policy"], atol=3e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_action_rewards_put_each_reward_along_the_action_it_followed(layout):
+    model, d = make("gdn", layout, action_rewards=True), batch(2)
+    memory = model.init_state(B)[1]
+    with_term, r, _ = model.slots(d["obs"], d["prompt"], d["tag"], d["action"], d["reward"], memory)
+    E = model.action_reward_embed.weight.detach().clone()
+    with torch.no_grad():
+        model.action_reward_embed.weight.zero_()
+    without, _, _ = model.slots(d["obs"], d["prompt"], d["tag"], d["action"], d["reward"], memory)
+    term = (with_term - without).detach()  # (B, T, k, D)
+    if layout == "compact":  # step t's first token: r_{t-1} along a_{t-1} (nothing before the first step)
+        expected = torch.zeros_like(term[:, :, 0])
+        expected[:, 1:] = r[:, :-1, None] * E[d["action"][:, :-1]]
+        torch.testing.assert_close(term[:, :, 0], expected)
+        assert term[:, :, 1].abs().max() == 0
+    else:  # the reward's own token (paper: the fifth; paired: the action's): r_t along a_t
+        at = 4 if layout == "paper" else 1
+        torch.testing.assert_close(term[:, :, at], r[..., None] * E[d["action"]])
+        assert term[:, :, [i for i in range(term.shape[2]) if i != at]].abs().max() == 0
 
 
 @pytest.mark.parametrize("name", BACKBONES)

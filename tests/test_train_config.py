@@ -18,6 +18,14 @@ def test_defaults_and_sweep_style_overrides():
     assert config_to_dict(cfg)["train"]["segment_len"] == 128
 
 
+def test_action_rewards_reach_the_model():
+    from omnirl.model.omnirl import OmniRL
+
+    on = load_config(TrainConfig, None, ["--model.action_rewards=true"]).model.build()
+    assert on.action_rewards and OmniRL(on).action_reward_embed.num_embeddings == on.n_actions + 2
+    assert OmniRL(load_config(TrainConfig, None, []).model.build()).action_reward_embed is None
+
+
 def test_heads_override_the_size_and_reach_the_model():
     import torch
 

@@ -15,6 +15,11 @@ the label policy), the tag ``g_t`` (prior id of who acted), the action ``a_t`` a
   read at the first token. There is no world model (``world_model`` must be false): its read point,
   the second token, already holds the reward it would predict.
 
+With ``action_rewards``, a reward's embedding also has a term along its own action's direction,
+``r * E[a]`` (a learned vector ``E[a]`` per action id, for the action ``a`` the reward followed): a
+memory keyed on the state can then keep each action's rewards apart without first having to learn
+the product of the action and the reward.
+
 Each token is the sum of its embeddings and a learned slot-type embedding. Heads return logits
 (never probabilities): the policy over ``A + 1`` actions (the end marker included), the next
 state over ``S`` ids and the reward as a scalar. Everything after the read point of step ``t``
@@ -24,8 +29,9 @@ are causal and the read points come first.
 Rewards enter through the config's reward transform (``omnirl.model.rewards``: ``none``,
 ``symlog``, ``causal`` or ``range``), and the reward head predicts the transformed reward.
 
-State: ``(backbone state, reward memory (B, MEMORY))`` (the last transformed reward and the running
-reward statistics of ``omnirl.model.rewards``). Shapes: ``B`` batch, ``T`` steps, ``D`` width,
+State: ``(backbone state, step memory (B, MEMORY + 1))``: the reward memory of
+``omnirl.model.rewards`` (the last transformed reward and the running reward statistics) and the
+last action id (what the next step's first token pairs the last reward with in ``compact``). Shapes: ``B`` batch, ``T`` steps, ``D`` width,
 ``S`` observation ids (``n_obs``), ``A`` actions.
 """
 
@@ -40,7 +46,7 @@ from torch import Tensor, nn
 from omnirl._validate import check_choice, check_float, check_int
 from omnirl.agents.prior import N_PRIOR, PriorInfo
 from omnirl.model.backbone import Backbone, BackboneConfig, State, sized
-from omnirl.model.rewards import REWARD_TRANSFORMS, init_memory, transform_rewards
+from omnirl.model.rewards import MEMORY, REWARD_TRANSFORMS, init_memory, transform_rewards
 
 UNKNOWN_PRIOR = int(PriorInfo.UNKNOWN)
 """The prior id of an unknown actor (``omnirl.agents.prior``, the ids' one home)."""
@@ -78,6 +84,10 @@ class OmniRLConfig:
     reward_loss: str = "mse"
     """Loss of the reward head against the transformed reward: ``mse`` (squared error) or ``huber``
     (squared within 1 of the target, linear beyond: heavy-tailed raw rewards dominate it less)."""
+    action_rewards: bool = False
+    """Whether each reward also enters along its action's direction, ``r * E[a]`` (a learned vector
+    per action id; see the module docstring), so that the rewards of the actions taken in a state
+    can be told apart by a memory keyed on the state."""
     value_weight: float = 0.0
     """Weight of the action-value loss (0: no action-value head). The head reads the policy's
     token and predicts, for every action, the mean transformed reward the action has had in the
@@ -132,6 +142,7 @@ class OmniRL(nn.Module):
         self.prompt_embed = nn.Embedding(N_PRIOR, D)
         self.tag_embed = nn.Embedding(N_PRIOR, D)
         self.reward_embed = nn.Linear(1, D)
+        self.action_reward_embed = nn.Embedding(c.n_actions + 2, D) if c.action_rewards else None
         self.slot_embed = nn.Parameter(torch.randn(c.tokens_per_step, D) * 0.02)
         self.backbone = Backbone(c.backbone)
         self.policy_head = ResidualHead(D, c.n_actions + 1)
@@ -148,8 +159,10 @@ class OmniRL(nn.Module):
         return self.config.n_actions + 1
 
     def init_state(self, batch: int, device=None) -> tuple[State, Tensor]:
-        """The state of an empty context: ``(backbone state, reward memory (B, MEMORY))``."""
-        return self.backbone.init_state(batch, device), init_memory(batch, device)
+        """The state of an empty context: ``(backbone state, step memory (B, MEMORY + 1))`` (see the
+        module docstring)."""
+        memory = init_memory(batch, device)
+        return self.backbone.init_state(batch, device), torch.cat([memory, memory[:, :1]], dim=1)
 
     def _check(self, name: str, x: Tensor, B: int, T: int, high: int | None) -> Tensor:
         if x.shape != (B, T):
@@ -168,9 +181,9 @@ class OmniRL(nn.Module):
 
     def slots(self, obs: Tensor, prompt: Tensor, tag: Tensor, action: Tensor, reward: Tensor,
               memory: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Step fields ``(B, T)`` and the reward memory ``(B, MEMORY)`` before them -> token slots
+        """Step fields ``(B, T)`` and the step memory ``(B, MEMORY + 1)`` before them -> token slots
         ``(B, T, k, D)`` (embeddings plus slot types), the transformed rewards ``(B, T)`` and the
-        reward memory after the steps."""
+        step memory after the steps."""
         B, T = obs.shape
         c = self.config
         for name, x, high in (("obs", obs, c.n_obs + 1), ("prompt", prompt, N_PRIOR),
@@ -179,16 +192,22 @@ class OmniRL(nn.Module):
             self._check(name, x, B, T, high)
         eo, ep, eg = self.obs_embed(obs), self.prompt_embed(prompt), self.tag_embed(tag)  # (B, T, D)
         ea = self.action_embed(action)
-        r, after = transform_rewards(c.reward_transform, reward, action < c.n_actions, memory)  # (B, T)
+        r_out, after = transform_rewards(c.reward_transform, reward, action < c.n_actions, memory[:, :MEMORY])
+        after = torch.cat([after, action[:, -1:].to(after.dtype)], dim=1) if T else memory  # (B, MEMORY + 1)
+        r = r_out  # (B, T) transformed rewards
+        if c.layout == "compact":  # the previous step's reward and action ride on step t's first token
+            r = torch.cat([memory[:, :1].to(r.dtype), r[:, :-1]], dim=1)  # (B, T): r_{t-1} at step t
+            action = torch.cat([memory[:, MEMORY:].long(), action[:, :-1]], dim=1)  # (B, T): a_{t-1}
+        er = self.reward_embed(r[..., None])  # (B, T, D)
+        if self.action_reward_embed is not None:
+            er = er + r[..., None] * self.action_reward_embed(action)  # (B, T, D): r along its action's direction
         if c.layout == "paper":
-            er = self.reward_embed(r[..., None])  # (B, T, D)
             slots = torch.stack([eo, ep, eg, ea, er], dim=2)  # (B, T, 5, D)
         elif c.layout == "paired":
-            slots = torch.stack([eo + ep, eg + ea + self.reward_embed(r[..., None])], dim=2)  # (B, T, 2, D)
+            slots = torch.stack([eo + ep, eg + ea + er], dim=2)  # (B, T, 2, D)
         else:
-            prev = torch.cat([memory[:, :1].to(r.dtype), r[:, :-1]], dim=1)  # (B, T): r_{t-1} at step t
-            slots = torch.stack([eo + ep + self.reward_embed(prev[..., None]), eg + ea], dim=2)
-        return slots + self.slot_embed, r, after  # (B, T, k, D)
+            slots = torch.stack([eo + ep + er, eg + ea], dim=2)
+        return slots + self.slot_embed, r_out, after  # (B, T, k, D)
 
     def forward(self, obs: Tensor, prompt: Tensor, tag: Tensor, action: Tensor, reward: Tensor,
                 state: tuple[State, Tensor] | None = None) -> tuple[dict[str, Tensor], tuple[State, Tensor]]:

@@ -78,6 +78,8 @@ class ModelSection:
     """Loss of the reward head: ``mse`` or ``huber``."""
     value_weight: float = 0.0
     """Weight of the action-value loss (0: no action-value head; ``OmniRLConfig.value_weight``)."""
+    action_rewards: bool = False
+    """Each reward also enters along its action's direction (``OmniRLConfig.action_rewards``)."""
 
     def __post_init__(self) -> None:
         check_choice("backbone", self.backbone, ALL_BACKBONES)
@@ -96,7 +98,7 @@ class ModelSection:
                             world_model=self.world_model, policy_weight=self.policy_weight,
                             state_weight=self.state_weight, reward_weight=self.reward_weight,
                             reward_transform=self.reward_transform, reward_loss=self.reward_loss,
-                            value_weight=self.value_weight)
+                            value_weight=self.value_weight, action_rewards=self.action_rewards)
 
 
 @dataclasses.dataclass(frozen=True)
