@@ -22,7 +22,8 @@ Steps (one run directory, see ``experiments._common``):
    play, where no action in the context shows the label).
 2. **Training.** Per rung one model (the same network on every rung: its observation ids are the
    largest rung's ``S``) for ``rung_steps`` steps (``train.max_steps`` for each when empty); with
-   ``curriculum``, each rung starts from the previous rung's weights (``train.init_from``).
+   ``curriculum``, each rung starts from the previous rung's weights (``train.init_from``; the
+   first rung from the given ``train.init_from``, e.g. a checkpoint of an earlier ladder's rung).
    Validation measures the unseen set's loss against position beside the Bayes-optimal reference's
    (``omnirl.agents.reference``) on the same windows.
 3. **Online.** The rung's model acts on ``eval_envs`` unseen tasks of the rung's environment
@@ -83,7 +84,8 @@ class Settings:
     rungs: tuple[str, ...] = ("bandit", "contextual8", "mdp8")
     """Rungs to climb, in order (names of ``RUNGS``)."""
     curriculum: bool = True
-    """Each rung's model starts from the previous rung's weights (else from scratch)."""
+    """Each rung's model starts from the previous rung's weights (else from ``train.init_from``:
+    by default from scratch). The first rung starts from ``train.init_from`` either way."""
     rung_steps: tuple[int, ...] = (300, 600, 600)
     """Training steps per rung (one per rung; empty: ``train.max_steps`` for every rung)."""
     actions: int = 5
@@ -196,6 +198,14 @@ def claims(probe: Mapping[str, float], online: Mapping[str, Any], actions: int) 
     return c
 
 
+def warm_start(checkpoint: str) -> str:
+    """Where a rung's starting weights come from, in words: the rung whose training directory holds
+    ``checkpoint`` (``.../train/<rung>/checkpoints/last.ckpt``), or the path itself."""
+    path = Path(checkpoint)
+    rung = path.parent.parent.name if path.parent.name == "checkpoints" else ""
+    return f"the {rung} rung's weights" if rung in RUNGS else str(path)
+
+
 def finding_text(s: Settings, per_rung: Sequence[Mapping[str, Any]]) -> str:
     """The run's finding, from its numbers and ``claims``."""
     parts = []
@@ -203,7 +213,7 @@ def finding_text(s: Settings, per_rung: Sequence[Mapping[str, Any]]) -> str:
         p, m, b = r["probe"], r["online"][MODEL], r["online"][BASELINE]
         parts.append(
             f"{r['rung']} ({RUNGS[r['rung']].what}; {r['steps']} steps"
-            f"{', from the previous rung' if r['init_from'] else ''}): probe {p['model_q1']:.3f} -> "
+            f"{', from ' + warm_start(r['init_from']) if r['init_from'] else ''}): probe {p['model_q1']:.3f} -> "
             f"{p['model_q4']:.3f} nats (reference {p['reference_q1']:.3f} -> {p['reference_q4']:.3f}, uniform "
             f"{math.log(s.actions):.3f}; gain {p['gain']:.2f}, last-quarter share {p['share_q4']:.2f}); online "
             f"{'immediate-regret ' if RUNGS[r['rung']].contextual else ''}"
@@ -276,7 +286,7 @@ def run(inv: Invocation) -> dict:
     t0, c0 = time.perf_counter(), cpu_seconds()
     cpu = {"data": 0.0, "train": 0.0, "eval": 0.0}
     per_rung: list[dict[str, Any]] = []
-    previous: str | None = None
+    previous = s.train.init_from  # the first rung's starting weights (None: from scratch)
     for name, steps in zip(s.rungs, s.steps):
         rung = RUNGS[name]
         c1 = cpu_seconds()
@@ -290,10 +300,10 @@ def run(inv: Invocation) -> dict:
         c2 = cpu_seconds()
         config = training_config(s, train_dir=train_dir, validation=val, seed=inv.seed, n_obs=s.n_obs,
                                  n_actions=s.actions)
-        init_from = previous if s.curriculum else None
+        init_from = previous if s.curriculum else s.train.init_from
         config = dataclasses.replace(config, train=dataclasses.replace(
             config.train, max_steps=steps, val_every=min(s.train.val_every, steps), init_from=init_from))
-        log(f"rung {name}: training {steps} steps" + (" from the previous rung's weights" if init_from else ""))
+        log(f"rung {name}: training {steps} steps" + (f" from {warm_start(init_from)}" if init_from else ""))
         (r,) = train_many([(inv.out / "train" / name, config)], threads=s.threads, wandb_mode=inv.wandb_mode)
         previous = r["checkpoint"]
         c3 = cpu_seconds()

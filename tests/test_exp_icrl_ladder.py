@@ -70,6 +70,16 @@ def test_without_curriculum_every_rung_starts_afresh(tmp_path):
     assert not (out / "train" / "bandit").exists()
 
 
+def test_the_first_rung_can_start_from_a_given_checkpoint(smoke, tmp_path):
+    bandit = str(smoke[0] / "train" / "bandit" / "checkpoints" / "last.ckpt")
+    out = tmp_path / "run"
+    assert lx.main(["--preset", "smoke", "--out", str(out), "--wandb-mode", "disabled", "--curriculum=false",
+                    "--rungs=[contextual8]", "--rung_steps=[2]", f"--train.init_from={bandit}"]) == 0
+    assert read_training(out / "train" / "contextual8")["run"]["config"]["train"]["init_from"] == bandit
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["results"]["per_rung"]["contextual8"]["init_from"] == bandit
+
+
 def test_another_training_pipeline_keeps_the_rungs_probe(tmp_path):
     out = tmp_path / "run"
     assert lx.main(["--preset", "smoke", "--out", str(out), "--wandb-mode", "disabled", "--curriculum=false",
