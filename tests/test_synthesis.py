@@ -386,7 +386,7 @@ def test_cli_config_file_print_config_and_help(tmp_path, capsys):
 
 def test_all_pipelines_are_named():
     assert set(PIPELINES) == {"omnirl", "omnirl_noprior", "ad", "ad_epsilon", "dpt", "random_probe",
-                              "uniform_probe", "myopic_probe", "myopic_mix", "bandit", "bandit_thompson", "bandit_posterior",
+                              "uniform_probe", "myopic_probe", "myopic_mix", "myopic_uneven", "bandit", "bandit_thompson", "bandit_posterior",
                               "bandit_switch"}
     assert json.dumps(pipeline("omnirl").to_dict())
     assert json.dumps(pipeline("bandit").to_dict()) and pipeline("bandit").bandit and not pipeline("omnirl").bandit
@@ -464,3 +464,33 @@ def test_synthesis_into_row_blocks_equals_one_block(batch):
     short = [{f: np.zeros((24, T - 1), dtype=d[f].dtype) for f in STEP_FIELDS}]
     with pytest.raises(ValueError, match=r"out\[0\]\['obs'\] must have shape"):
         synthesize(tasks, seeds, pipeline("omnirl"), T, short)
+
+
+def test_myopic_uneven_tries_actions_unevenly_without_favouring_the_label(batch):
+    tasks, seeds, _ = batch
+    uneven, uniform = run(tasks, seeds, "myopic_uneven"), run(tasks, seeds, "myopic_probe")
+    for d in (uneven, uniform):
+        steps = d["label"] < A
+        assert (d["tag"][steps] == int(PriorInfo.RANDOM)).all()
+        assert (d["prompt"][steps] == int(PriorInfo.ORACLE_G0)).all()
+    for j in range(len(tasks)):  # both labelled with the best immediate action of the state
+        table = {}
+        for d in (uneven, uniform):
+            steps = d["label"][j] < A
+            for o, a in zip(d["obs"][j][steps].tolist(), d["label"][j][steps].tolist()):
+                assert table.setdefault(o, a) == a
+
+    def top_share(d):  # per sequence and state, the share of the state's most tried action
+        out = []
+        for j in range(len(tasks)):
+            steps = d["label"][j] < A
+            for o in np.unique(d["obs"][j][steps]):
+                acts = d["action"][j][steps & (d["obs"][j] == o)]
+                if len(acts) >= 20:
+                    out.append(np.bincount(acts, minlength=A).max() / len(acts))
+        return np.array(out)
+
+    assert top_share(uniform).mean() + 0.1 < top_share(uneven).mean()
+    steps = uneven["label"] < A
+    hit = (uneven["action"][steps] == uneven["label"][steps]).mean()
+    assert abs(hit - 1 / A) < 0.06, hit  # how often an action is tried says nothing of the label

@@ -19,12 +19,13 @@ The probes are validation sets, not training pipelines of Table 4 (``PROBES``):
 | ``uniform_probe`` | the uniform random policy (every action tried in every state) | the reference oracle | who acted |
 | ``myopic_probe`` | the uniform random policy | the gamma-0 oracle (0): the best immediate reward in each state, a contextual bandit | who acted |
 
-A training pipeline for the contextual bandit (the ladder's ``contextual8`` rung with its ``pipeline``
+Training pipelines for the contextual bandit (the ladder's ``contextual8`` rung with its ``pipeline``
 setting):
 
 | pipeline | behaviour | label (prompt) | tags |
 |---|---|---|---|
 | ``myopic_mix`` | uniform random (6) or a model-based learner at gamma 0 (a contextual bandit learner: the sample mean reward of each state's actions, a small bonus, decaying epsilon noise; 4 when it acts, 6 for its noise), redrawn at episode ends as in ``omnirl``: uniform contexts beside the uneven ones of a learner that concentrates on what it found good, as the model's own online contexts do | the gamma-0 oracle (0) | who acted, masked to ``unk`` for 15% of sequences and 15% of episodes |
+| ``myopic_uneven`` | one random policy per sequence (logits ``N(0, scale)`` per state, ``scale ~ Exp(1)``, no drift): from near uniform to near deterministic, so each state's actions are tried unevenly, as in the model's own online contexts, but how often an action is tried says nothing of its reward | the gamma-0 oracle (0) | who acted (6, as uniform play's) |
 
 The bandit pipeline (``S = 1`` task sets only):
 
@@ -144,6 +145,12 @@ def _myopic_mix() -> PipelineConfig:
     return PipelineConfig("myopic_mix", behaviour=mix)
 
 
+def _myopic_uneven() -> PipelineConfig:
+    mix = BehaviourMixConfig(weights={"random": 1.0}, resample_sequence_prob=0.0, random_scale_mean=1.0,
+                             random_drift_mean=0.0, label_oracle=int(PriorInfo.ORACLE_G0))
+    return PipelineConfig("myopic_uneven", behaviour=mix, mask_sequence_prob=0.0, mask_episode_prob=0.0)
+
+
 def _bandit() -> PipelineConfig:
     return PipelineConfig("bandit", behaviour=BanditMixConfig())
 
@@ -166,7 +173,7 @@ def _bandit_switch() -> PipelineConfig:
 PIPELINES: dict[str, Callable[[], PipelineConfig]] = {
     "omnirl": _omnirl, "omnirl_noprior": _omnirl_noprior, "ad": _ad, "ad_epsilon": _ad_epsilon,
     "dpt": _dpt, "random_probe": _random_probe, "uniform_probe": _uniform_probe, "myopic_probe": _myopic_probe,
-    "myopic_mix": _myopic_mix, "bandit": _bandit, "bandit_thompson": _bandit_thompson, "bandit_posterior": _bandit_posterior,
+    "myopic_mix": _myopic_mix, "myopic_uneven": _myopic_uneven, "bandit": _bandit, "bandit_thompson": _bandit_thompson, "bandit_posterior": _bandit_posterior,
     "bandit_switch": _bandit_switch,
 }
 """Named pipelines: the paper's Table 4, the validation probes and the bandit pipeline."""
