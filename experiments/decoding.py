@@ -67,6 +67,10 @@ class DecodingSettings:
     """Temperature schedules to compare (names of ``SCHEDULES``)."""
     own_tags: tuple[int, ...] = (int(PriorInfo.UNKNOWN), int(PriorInfo.RANDOM), int(PriorInfo.MODEL_BASED))
     """Tags of the agent's own actions to compare (prior ids)."""
+    prompt: int = int(PriorInfo.ORACLE_G0994)
+    """Prompt of every step (``omnirl.evaluate.protocols.ProtocolConfig.prompt``): the oracle whose
+    action the model is asked for, 3 (the reference policy) or, for a model trained on gamma-0
+    labels (the ladder's contextual bandit), 0."""
     torch_threads: int = 1
     """Torch threads of the evaluations."""
     contextual_bandit: bool = False
@@ -93,6 +97,7 @@ class DecodingSettings:
         check_int("n_envs", self.n_envs, min_value=2)
         check_int("steps", self.steps, min_value=4)
         check_int("torch_threads", self.torch_threads, min_value=0)
+        check_int("prompt", self.prompt, min_value=0, max_value=int(PriorInfo.ORACLE_G0994))
 
 
 PRESETS = {
@@ -116,7 +121,8 @@ def run(inv: Invocation) -> dict:
             v = variant_name(schedule, tag)
             log(f"decoding: {v}")
             out = inv.out / "eval" / f"{schedule}-tag{tag}"
-            fields = {**SCHEDULES[schedule], "protocol.t_steps": s.steps, "protocol.own_tag": tag}
+            fields = {**SCHEDULES[schedule], "protocol.t_steps": s.steps, "protocol.own_tag": tag,
+                      "protocol.prompt": s.prompt}
             summ = evaluate_once(out, threads=s.torch_threads, checkpoint=s.checkpoint, envs=list(s.envs),
                                  protocol="online", n_envs=s.n_envs, steps=s.steps, seed=inv.seed, baselines=[],
                                  **({"contextual_bandit": True} if s.contextual_bandit else {}), **fields)

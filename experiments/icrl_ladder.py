@@ -62,8 +62,8 @@ from experiments._common import Invocation, finish, main_of
 from experiments._scores import (CONTEXT_DROP, MIN_GAIN, differs, finite, online_scores, pm, probe_claims,
                                  probe_numbers, trend)
 from experiments.task_scaling import limit_y
-from omnirl.experiment import (RUNGS, SHARD_SIZE, Decoding, Rung, check_training, dataset, evaluate_once, log,
-                               presets, train_many, training_config, validation_sets)
+from omnirl.experiment import (RUNGS, SHARD_SIZE, Decoding, Rung, check_training, dataset, evaluate_once, label_prompt,
+                               log, presets, train_many, training_config, validation_sets)
 from omnirl.rundir import cpu_seconds
 from omnirl.train.config import DataSection, ModelSection, TrainSection
 
@@ -310,7 +310,8 @@ def run(inv: Invocation) -> dict:
         out = inv.out / "eval" / name
         evaluate_once(out, threads=s.threads or 1, checkpoint=r["checkpoint"], envs=[rung.env], protocol="online",
                       n_envs=s.eval_envs, steps=s.eval_steps, seed=inv.seed, baselines=list(rung.baselines),
-                      contextual_bandit=rung.contextual, wandb_mode=inv.wandb_mode, **s.decoding.overrides())
+                      contextual_bandit=rung.contextual, wandb_mode=inv.wandb_mode, **s.decoding.overrides(),
+                      **{"protocol.prompt": label_prompt(s.train_pipeline(name))})
         online = {m: online_scores(out, rung.env, m, s.eval_envs, contextual=rung.contextual, bins=ONLINE_BINS)
                   for m in (MODEL, *rung.baselines)}
         probe = probe_numbers(r["history"], probe_set, s.actions)

@@ -551,6 +551,7 @@ def run(inv: Invocation) -> dict:
     contextual = s.rung.contextual  # scored as a contextual bandit (the immediate-regret score)
     common = {"envs": [env], "protocol": "online", "n_envs": s.eval_envs, "steps": s.eval_steps, "seed": inv.seed,
               "wandb_mode": inv.wandb_mode, **({"contextual_bandit": True} if contextual else {})}
+    prompt = {"protocol.prompt": s.rung.prompt}  # the model is asked for what its labels taught
     threads = s.threads or 1
     evaluate_once(inv.out / "eval" / "tql_ucb", threads=threads, checkpoint=None, baselines=["tql_ucb"], **common)
     tql = online_scores(inv.out / "eval" / "tql_ucb", env, "tql_ucb", s.eval_envs, contextual=contextual,
@@ -559,7 +560,7 @@ def run(inv: Invocation) -> dict:
     for n, r in zip(ns, runs):
         out = inv.out / "eval" / f"n{n}"
         evaluate_once(out, threads=threads, checkpoint=r["checkpoint"], baselines=[], **common,
-                      **s.decoding.overrides())
+                      **s.decoding.overrides(), **prompt)
         numbers = model_numbers(r)
         numbers.update(n_tasks=n, sequences_per_task=s.sequences / n,
                        gap=numbers["unseen_policy_loss"] - numbers["seen_policy_loss"],

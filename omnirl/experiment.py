@@ -89,6 +89,15 @@ class Decoding:
 
 
 # --------------------------------------------------------------------------- data
+def label_prompt(pipeline: str) -> int:
+    """The prompt a model trained on ``pipeline``'s data is asked online: the id of the pipeline's
+    label oracle (3, the reference policy; 0 for gamma-0 labels), so that online it is asked for
+    the actions its labels taught (``omnirl.evaluate.protocols.ProtocolConfig.prompt``)."""
+    from omnirl.data.pipelines import pipeline as named
+
+    return int(named(pipeline).behaviour.label_oracle)
+
+
 @dataclasses.dataclass(frozen=True)
 class Rung:
     """A rung of the in-context RL ladder: tasks on which learning from rewards is measured, played
@@ -110,6 +119,11 @@ class Rung:
     regret of every step (``omnirl.evaluate.regret``: 0 uniform random, 1 the best immediate action
     in every state), the objective that gamma-0 labels teach (a policy that is greedy for the
     immediate reward can score below random on the episode return)."""
+
+    @property
+    def prompt(self) -> int:
+        """The prompt its model acts with online (``label_prompt`` of its pipeline)."""
+        return label_prompt(self.pipeline)
 
     @property
     def baselines(self) -> tuple[str, ...]:

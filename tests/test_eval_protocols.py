@@ -225,6 +225,21 @@ def test_own_tag_is_the_tag_of_the_agents_own_steps(monkeypatch):
     assert not np.allclose(tagged.step_entropy, unknown.step_entropy)  # the tag reaches the model
 
 
+def test_prompt_is_the_prompt_of_every_step_and_of_the_demonstrations(monkeypatch):
+    calls = spy_agent(monkeypatch)
+    model = make_model()
+    myopic = evaluate_model(model, anymdp_batch(), ProtocolConfig(steps=30, prompt=0), seed=0)
+    assert calls["act"] and all(c["prompt"] == 0 for c in calls["observe"] + calls["act"])
+    reference = evaluate_model(model, anymdp_batch(), ProtocolConfig(steps=30), seed=0)
+    assert not np.allclose(myopic.step_entropy, reference.step_entropy)  # the prompt reaches the model
+    t = demonstrations(anymdp_batch(), 100, seed=3, end_action=A, prompt=0).trajectory
+    assert np.all(t["prompt"][t["action"] < A] == 0) and np.all(t["prompt"][t["action"] == A] == 7)
+    loaded = []
+    monkeypatch.setattr(OmniRLAgent, "load_context", lambda self, traj: loaded.append(traj["prompt"].copy()))
+    evaluate_model(model, anymdp_batch(), ProtocolConfig("imitation", steps=2, demo_steps=50, prompt=1), seed=0)
+    assert set(np.unique(loaded[0])) <= {1, 7} and (loaded[0] == 1).any()
+
+
 def test_end_markers_are_committed_with_the_terminal_observation(monkeypatch):
     calls = spy_agent(monkeypatch)
     spy = SpyBatch(MDPBatch([four_action_task()] * 6, names=["chain"] * 6))
@@ -333,6 +348,8 @@ def test_environments_larger_than_the_model_are_refused():
     ({"entropy_bins": 0}, "entropy_bins"),
     ({"own_tag": 8}, "own_tag must be <= 7"),
     ({"own_tag": -1}, "own_tag must be >= 0"),
+    ({"prompt": 4}, "prompt must be <= 3"),
+    ({"prompt": -1}, "prompt must be >= 0"),
 ])
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):

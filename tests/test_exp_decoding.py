@@ -39,12 +39,13 @@ def test_anymdp_scored_as_a_contextual_bandit(tmp_path):
     out = tmp_path / "run"
     assert decoding.main(["--preset", "smoke", f"--checkpoint={ASSET}", "--out", str(out), "--wandb-mode", "disabled",
                           "--envs=[anymdp16]", "--schedules=[greedy]", "--own_tags=[7, 4]",
-                          "--contextual_bandit=true"]) == 0
+                          "--contextual_bandit=true", "--prompt=0"]) == 0
     s = json.loads((out / "summary.json").read_text())
     rows = {r["variant"]: r for r in s["table"]}
     for v, r in rows.items():  # the immediate regret is measured, and the score is made of it
         assert r["regret"] is not None and r["regret"] > 0
         evaluation = out / "eval" / v.replace("/tag", "-tag")
+        assert json.loads((evaluation / "summary.json").read_text())["config"]["protocol"]["prompt"] == 0
         assert r["performance"] == pytest.approx(
             decoding.online_scores(evaluation, "anymdp16", "omnirl", 4, contextual=True)["performance"], nan_ok=True)
     assert min(rows.values(), key=lambda r: r["regret"])["best"] == "yes"
@@ -55,7 +56,7 @@ def test_each_variant_ran_with_its_temperature_and_tag(summary):
     for sch in ("constant", "greedy"):
         for tag in (7, 4):
             cfg = json.loads((out / "eval" / f"{sch}-tag{tag}" / "summary.json").read_text())["config"]["protocol"]
-            assert cfg["own_tag"] == tag
+            assert cfg["own_tag"] == tag and cfg["prompt"] == 3  # the reference policy unless set
             expected = {"constant": (1.0, 1.0), "greedy": (0.0, 0.0)}[sch]
             assert (cfg["t_initial"], cfg["t_final"]) == expected
     greedy = [r for r in s["table"] if r["variant"].startswith("greedy") and r["environment"] == "bandit5"]
@@ -73,7 +74,7 @@ def test_a_checkpoint_is_required_and_nothing_is_written_without_one(tmp_path, c
 
 @pytest.mark.parametrize("arg, match", [("--checkpoint=/nonexistent.ckpt", "checkpoint"),
                                         ("--schedules=[\"cosine\"]", "schedules"),
-                                        ("--own_tags=[9]", "own_tags")])
+                                        ("--own_tags=[9]", "own_tags"), ("--prompt=4", "prompt")])
 def test_bad_settings_exit_2(tmp_path, capsys, arg, match):
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as e:

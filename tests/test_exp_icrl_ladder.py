@@ -34,6 +34,8 @@ def test_every_rung_has_its_data_model_and_evaluation(smoke):
         assert evaluation["config"]["run"]["envs"] == [rung.env]
         assert {r["method"] for r in evaluation["rows"]} == {lx.MODEL, *rung.baselines}
         assert evaluation["config"]["run"]["contextual_bandit"] == rung.contextual
+        # asked online for the oracle its labels came from: the best immediate action on the contextual bandit
+        assert evaluation["config"]["protocol"]["prompt"] == rung.prompt == (0 if rung.contextual else 3)
         # the contextual bandit's online play is scored by its immediate regret, UCB1 learning per state
         assert {r["method"] for r in evaluation["regret"]} == ({lx.MODEL, *rung.baselines} if rung.states == 1
                                                                or rung.contextual else set())

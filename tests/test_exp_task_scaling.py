@@ -134,6 +134,16 @@ def test_smoke_on_a_ladder_rung(tmp_path):
         dataclasses.replace(ts.PRESETS["smoke"], world="mdp99")
 
 
+def test_on_the_contextual_bandit_the_model_is_asked_for_the_best_immediate_action(tmp_path):
+    out = tmp_path / "run"
+    assert ts.main(["--preset", "smoke", "--world", "contextual8", "--n_tasks=[4]", "--train.max_steps=2",
+                    "--train.val_every=2", "--out", str(out), "--wandb-mode", "disabled"]) == 0
+    manifest = json.loads((out / "data" / "n4" / "train" / "manifest.json").read_text())
+    assert manifest["config"]["spec"]["pipeline"] == "myopic_probe"
+    evaluation = json.loads((out / "eval" / "n4" / "summary.json").read_text())
+    assert evaluation["config"]["protocol"]["prompt"] == 0  # its labels are the gamma-0 oracle's
+
+
 def test_a_run_of_other_settings_is_refused_not_resumed(smoke):
     import dataclasses
 

@@ -14,7 +14,8 @@ context length. A run has up to two phases:
 1. **Demonstrations** (``offline`` and ``imitation``; the reference's ``learn_from_data``): the
    batch is reset with a seed derived from ``seed`` and a demonstrator acts in it until every row
    has ``demo_steps`` context entries (environment steps and episode-end markers). Each step enters
-   the context as in the training data: prompt 3 (the reference policy), the tag of whoever chose the
+   the context as in the training data: the run's ``prompt`` (3, the reference policy, unless
+   set), the tag of whoever chose the
    action (3 = the oracle, 6 = a random action), the native action and the shaped reward; an ended
    episode adds its end marker (terminal observation, action ``A``, reward 0, prompt and tag 7).
    The demonstrator is the oracle (``imitation``), or for ``offline`` an oracle whose every action
@@ -26,7 +27,7 @@ context length. A run has up to two phases:
    (``EvalResult.demo_episodes``).
 2. **Acting** (every protocol; ``online`` has only this phase): the batch is reset with ``seed``
    itself, so the acting phases of different protocols with one seed start from the same states.
-   For ``steps`` steps: the agent acts with prompt 3 and tag ``own_tag`` (default 6) at the scheduled
+   For ``steps`` steps: the agent acts with ``prompt`` and tag ``own_tag`` (default 6) at the scheduled
    temperature; its action ``a`` in ``[0, A)`` goes to the environment as ``a % n_actions``
    (``remap_actions``) while the unmapped ``a`` enters the context with the shaped reward; where
    an episode ended, its end marker follows with the terminal observation
@@ -69,7 +70,7 @@ import numpy as np
 import torch
 
 from omnirl._validate import check_choice, check_float, check_int
-from omnirl.agents.prior import N_PRIOR, REFERENCE, PriorInfo
+from omnirl.agents.prior import N_PRIOR, ORACLE_GAMMAS, REFERENCE, PriorInfo
 from omnirl.evaluate.envs.base import EnvBatch, EnvInfo, remap_actions
 from omnirl.evaluate.records import EpisodeRecorder, Episodes
 from omnirl.model.agent import OmniRLAgent
@@ -81,7 +82,7 @@ DEMO_POLICIES = {"imitation": ("oracle",), "offline": ("noisy_oracle", "random")
 """Demonstrators each protocol allows (the first is its default)."""
 SCHEDULES = ("linear", "exponential")
 ORACLE_TAG = int(REFERENCE)
-"""Tag of steps the oracle chose (3), and the prompt of every step (the reference policy)."""
+"""Tag of steps the oracle chose (3), and the default prompt of every step (the reference policy)."""
 RANDOM_TAG = int(PriorInfo.RANDOM)
 """Tag of steps a random action was taken, and the default tag of the agent's own steps (6)."""
 UNKNOWN_TAG = int(PriorInfo.UNKNOWN)
@@ -122,6 +123,12 @@ class ProtocolConfig:
     """Tag (prior id, ``omnirl.agents.prior``) the agent's own actions enter its context with: 6
     (random, the tag of the training data's exploratory actions; measured best, README "Online
     decoding"), 7 (unknown, the reference's choice) or another behaviour's id, e.g. 4 (a learner)."""
+    prompt: int = ORACLE_TAG
+    """Prompt of every step (acting and demonstrations): the id of the oracle whose action the model
+    is asked for (``omnirl.agents.prior``): 3, the reference policy (gamma 0.994), as in the paper;
+    0, the best immediate action, for a model trained on gamma-0 labels (the contextual bandit's
+    ``myopic_probe``). A model asked for an oracle its training data never labelled answers for
+    whatever that prompt meant in training."""
     memory_steps: tuple[int, ...] = ()
     """Acting steps (in ``[0, steps]``) after which every row's recurrent memory is stored."""
     entropy_bins: int = 20
@@ -146,6 +153,7 @@ class ProtocolConfig:
         check_int("t_steps", self.t_steps, min_value=1)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_int("own_tag", self.own_tag, min_value=0, max_value=N_PRIOR - 1)
+        check_int("prompt", self.prompt, min_value=0, max_value=len(ORACLE_GAMMAS) - 1)
         if self.schedule == "exponential":
             for name in ("t_initial", "t_final"):
                 check_float(name, getattr(self, name), min_value=0.0, min_inclusive=False)
@@ -258,11 +266,11 @@ def _bin_means(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
 
 # --------------------------------------------------------------------------- demonstrations
 def demonstrations(batch: EnvBatch, length: int, seed: int, *, end_action: int, policy: str = "oracle",
-                   epsilon: float = 0.0) -> Demonstrations:
+                   epsilon: float = 0.0, prompt: int = ORACLE_TAG) -> Demonstrations:
     """Run a demonstrator in ``batch`` (reset with ``demo_seed(seed)``) until every row has
     ``length`` context entries; see the module docstring. ``end_action``: the model's end-marker
     action id (its ``n_actions``); ``policy``: ``oracle``, ``noisy_oracle`` (random action with
-    probability ``epsilon``) or ``random``."""
+    probability ``epsilon``) or ``random``; ``prompt``: the prompt of every entry but end markers."""
     L = check_int("length", length, min_value=1)
     check_choice("policy", policy, ("oracle", "noisy_oracle", "random"))
     epsilon = check_float("epsilon", epsilon, min_value=0.0, max_value=1.0)
@@ -270,7 +278,7 @@ def demonstrations(batch: EnvBatch, length: int, seed: int, *, end_action: int, 
     B = batch.n_envs
     n_actions = np.array([i.n_actions for i in batch.infos], dtype=np.int64)
     rng = make_rng((check_int("seed", seed, min_value=0), _DEMO_STREAM))
-    traj = {"obs": np.zeros((B, L), np.int64), "prompt": np.full((B, L), ORACLE_TAG, np.int64),
+    traj = {"obs": np.zeros((B, L), np.int64), "prompt": np.full((B, L), prompt, np.int64),
             "tag": np.zeros((B, L), np.int64), "action": np.zeros((B, L), np.int64),
             "reward": np.zeros((B, L), np.float32)}
     pos = np.zeros(B, np.int64)  # (B,) entries written
@@ -340,7 +348,7 @@ def evaluate_model(model: OmniRL, batch: EnvBatch, config: ProtocolConfig, seed:
     if config.demonstrator is not None:
         t0 = time.perf_counter()
         demo = demonstrations(batch, config.demo_steps, seed, end_action=A, policy=config.demonstrator,
-                              epsilon=config.demo_epsilon)
+                              epsilon=config.demo_epsilon, prompt=config.prompt)
         t1 = time.perf_counter()
         agent.load_context(demo.trajectory)
         if not demo.ends_with_marker.all():  # cut episodes end here
@@ -359,7 +367,7 @@ def evaluate_model(model: OmniRL, batch: EnvBatch, config: ProtocolConfig, seed:
         if t in config.memory_steps:
             memory[t] = agent.memory().cpu().numpy().astype(np.float32)
         temperature = config.temperature(t)
-        action = agent.act(obs, prompt=ORACLE_TAG, tag=config.own_tag, temperature=temperature)  # (B,) in [0, A)
+        action = agent.act(obs, prompt=config.prompt, tag=config.own_tag, temperature=temperature)  # (B,) in [0, A)
         logits = agent.last_logits  # (B, A)
         ent[t] = float(_entropy(logits).mean())
         sampled_ent[t] = float(_entropy(logits / temperature).mean()) if temperature > 0 else 0.0
@@ -370,7 +378,7 @@ def evaluate_model(model: OmniRL, batch: EnvBatch, config: ProtocolConfig, seed:
         done = result.terminated | result.truncated
         env_s += time.perf_counter() - e0
         agent.observe(obs, action, result.reward, done=done, terminal_obs=result.next_obs,
-                      prompt=ORACLE_TAG, tag=config.own_tag)
+                      prompt=config.prompt, tag=config.own_tag)
         obs = np.asarray(batch.obs).copy()
     if config.steps in config.memory_steps:
         memory[config.steps] = agent.memory().cpu().numpy().astype(np.float32)

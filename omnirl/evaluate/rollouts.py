@@ -8,7 +8,7 @@ training tasks exactly as it does online, and the pipeline's label oracle labels
 ``ModelActors(checkpoint, protocol, seed)`` is the actor factory that
 ``omnirl.data.generate.generate_dataset(..., actor=...)`` plays a dataset with: in each batch of
 sequences an ``OmniRLAgent`` acts with ``protocol``'s temperature schedule (over the acting steps
-of the sequence) and own tag, prompts with the reference oracle's id as online, and its steps are
+of the sequence), own tag and prompt, as online, and its steps are
 stored with that tag. The manifest records the checkpoint (path and SHA-256), the decoding and the
 seed; a batch's samples depend on the batch (``generate_dataset``'s ``batch`` is recorded too).
 """
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from omnirl._validate import check_int
-from omnirl.evaluate.protocols import ORACLE_TAG, ProtocolConfig
+from omnirl.evaluate.protocols import ProtocolConfig
 from omnirl.model.agent import OmniRLAgent
 from omnirl.model.omnirl import OmniRL
 
@@ -39,12 +39,12 @@ class ModelActor:
     def act(self, obs: np.ndarray) -> np.ndarray:
         t = self.protocol.temperature(self.steps)
         self.steps += 1
-        return self.agent.act(obs, prompt=ORACLE_TAG, tag=self.tag, temperature=t).cpu().numpy()  # (B,)
+        return self.agent.act(obs, prompt=self.protocol.prompt, tag=self.tag, temperature=t).cpu().numpy()  # (B,)
 
     def observe(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray, next_obs: np.ndarray,
                 done: np.ndarray) -> None:
         self.agent.observe(obs, action, np.asarray(reward, dtype=np.float32), done=done, terminal_obs=next_obs,
-                           prompt=ORACLE_TAG, tag=self.tag)
+                           prompt=self.protocol.prompt, tag=self.tag)
 
 
 class ModelActors:
