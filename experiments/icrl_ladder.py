@@ -34,11 +34,17 @@ Steps (one run directory, see ``experiments._common``):
    the normalised episode return (0 random, 1 the reference oracle), or on the contextual bandit
    the immediate-regret score (0 random, 1 the best immediate action in every state), the
    objective its gamma-0 labels teach (a policy greedy for the immediate reward can score below
-   random on the episode return; the README gives how often).
-4. **Report.** Per rung: the probe's first- and last-quarter loss (model and reference), the gain
+   random on the episode return; the README gives how often). The model is asked for its
+   labels' oracle (``omnirl.experiment.label_prompt``: prompt 0 on the contextual bandit).
+4. **The probe on own play** (``omnirl.evaluate.rollouts``): the model plays the sequences of the
+   probe set (the same unseen tasks and seeds) with the online decoding, and its policy loss on
+   those contexts is scored against the reference's on the same contexts, by quarter, as the probe
+   is. Where it falls short of the probe's, the model reads the contexts its own play makes worse
+   than the uniform play it was trained on.
+5. **Report.** Per rung: the probe's first- and last-quarter loss (model and reference), the gain
    (the model's drop over the reference's) and the last-quarter share of the way from uniform to
-   the reference; the online scores; whether in-context RL from rewards appears there (``claims``);
-   and the highest rung where it does. ``icrl_ladder.png``: per rung, the probe curves and the
+   the reference, and the same on own play; the online scores; whether in-context RL from rewards
+   appears there (``claims``); and the highest rung where it does. ``icrl_ladder.png``: per rung, the probe curves and the
    online curves.
 
 In-context RL from rewards appears on a rung (``claims``) when the probe's loss falls below uniform
@@ -206,16 +212,32 @@ def warm_start(checkpoint: str) -> str:
     return f"the {rung} rung's weights" if rung in RUNGS else str(path)
 
 
+def own_play_probe(s: Settings, checkpoint: str, probe_dir: str, out: Path, prompt: int, seed: int) -> dict[str, float]:
+    """The probe on own play (see the module docstring): the sequences of ``probe_dir`` played by
+    the model at ``checkpoint`` with the online decoding and ``prompt`` into ``out``, scored by
+    ``omnirl.evaluate.rollouts.context_probe``."""
+    from omnirl._threads import torch_threads
+    from omnirl.evaluate.rollouts import ModelActors, context_probe, play_like
+    from omnirl.train.checkpoint import load_model
+
+    protocol = dataclasses.replace(s.decoding.protocol(s.length), prompt=prompt)
+    with torch_threads(s.threads or 1):
+        played = play_like(probe_dir, out, ModelActors(checkpoint, protocol, seed, batch=s.val_sequences))
+        return context_probe(load_model(checkpoint), played)
+
+
 def finding_text(s: Settings, per_rung: Sequence[Mapping[str, Any]]) -> str:
     """The run's finding, from its numbers and ``claims``."""
     parts = []
     for r in per_rung:
-        p, m, b = r["probe"], r["online"][MODEL], r["online"][BASELINE]
+        p, o, m, b = r["probe"], r["own_probe"], r["online"][MODEL], r["online"][BASELINE]
         parts.append(
             f"{r['rung']} ({RUNGS[r['rung']].what}; {r['steps']} steps"
             f"{', from ' + warm_start(r['init_from']) if r['init_from'] else ''}): probe {p['model_q1']:.3f} -> "
             f"{p['model_q4']:.3f} nats (reference {p['reference_q1']:.3f} -> {p['reference_q4']:.3f}, uniform "
-            f"{math.log(s.actions):.3f}; gain {p['gain']:.2f}, last-quarter share {p['share_q4']:.2f}); online "
+            f"{math.log(s.actions):.3f}; gain {p['gain']:.2f}, last-quarter share {p['share_q4']:.2f}; on its own "
+            f"play {o['model_q1']:.3f} -> {o['model_q4']:.3f}, reference {o['reference_q1']:.3f} -> "
+            f"{o['reference_q4']:.3f}, share {o['share_q4']:.2f}); online "
             f"{'immediate-regret ' if RUNGS[r['rung']].contextual else ''}"
             f"score {pm(m['first_quarter'], m['first_quarter_se'])} -> {pm(m['performance'], m['se'])} "
             f"(TQL-UCB {pm(b['first_quarter'], b['first_quarter_se'])} -> {pm(b['performance'], b['se'])}"
@@ -271,7 +293,9 @@ def table_rows(per_rung: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         p, m, b = r["probe"], r["online"][MODEL], r["online"][BASELINE]
         rows.append({"rung": r["rung"], "steps": r["steps"], "probe_q1": p["model_q1"], "probe_q4": p["model_q4"],
                      "ref_q1": p["reference_q1"], "ref_q4": p["reference_q4"], "gain": p["gain"],
-                     "share_q4": p["share_q4"], "online_q1": m["first_quarter"], "online_q4": m["performance"],
+                     "share_q4": p["share_q4"], "own_q4": r["own_probe"]["model_q4"],
+                     "own_ref_q4": r["own_probe"]["reference_q4"], "own_share_q4": r["own_probe"]["share_q4"],
+                     "online_q1": m["first_quarter"], "online_q4": m["performance"],
                      "online_se": m["se"], "tql_ucb_q4": b["performance"],
                      "ucb1_q4": r["online"].get("ucb1", {}).get("performance", math.nan),
                      "score": "immediate" if RUNGS[r["rung"]].contextual else "episode",
@@ -308,14 +332,19 @@ def run(inv: Invocation) -> dict:
         previous = r["checkpoint"]
         c3 = cpu_seconds()
         out = inv.out / "eval" / name
+        prompt = label_prompt(s.train_pipeline(name))
         evaluate_once(out, threads=s.threads or 1, checkpoint=r["checkpoint"], envs=[rung.env], protocol="online",
                       n_envs=s.eval_envs, steps=s.eval_steps, seed=inv.seed, baselines=list(rung.baselines),
                       contextual_bandit=rung.contextual, wandb_mode=inv.wandb_mode, **s.decoding.overrides(),
-                      **{"protocol.prompt": label_prompt(s.train_pipeline(name))})
+                      **{"protocol.prompt": prompt})
         online = {m: online_scores(out, rung.env, m, s.eval_envs, contextual=rung.contextual, bins=ONLINE_BINS)
                   for m in (MODEL, *rung.baselines)}
         probe = probe_numbers(r["history"], probe_set, s.actions)
-        per_rung.append({"rung": name, "steps": steps, "init_from": init_from, "probe": probe, "online": online,
+        own = own_play_probe(s, r["checkpoint"], val[probe_set], out / "own_play", prompt, inv.seed)
+        log(f"rung {name}: probe on own play {own['model_q1']:.3f} -> {own['model_q4']:.3f} nats (reference "
+            f"{own['reference_q1']:.3f} -> {own['reference_q4']:.3f}), share {own['share_q4']:.2f}")
+        per_rung.append({"rung": name, "steps": steps, "init_from": init_from, "probe": probe, "own_probe": own,
+                         "online": online,
                          "curve": r["curves"].get(probe_set, {"position": [], "all": []}),
                          "claims": claims(probe, online, s.actions), "history": r["history"]})
         cpu["data"] += c2 - c1

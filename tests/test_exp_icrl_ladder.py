@@ -46,6 +46,30 @@ def test_every_rung_has_its_data_model_and_evaluation(smoke):
     assert (out / "icrl_ladder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_probe_on_own_play(smoke):
+    from omnirl.evaluate.rollouts import context_probe
+    from omnirl.train.checkpoint import load_model
+
+    out, summary = smoke
+    for name, r in summary["results"]["per_rung"].items():
+        checkpoint = out / "train" / name / "checkpoints" / "last.ckpt"
+        played = out / "eval" / name / "own_play"
+        _, head = read_manifest(played)
+        _, probe_head = read_manifest(out / "data" / name / "val" / "unseen")
+        assert head.config["spec"] == probe_head.config["spec"]  # the probe's tasks and seeds...
+        assert head.config["actor"]["prompt"] == lx.RUNGS[name].prompt  # ...played by the model as online
+        assert head.config["actor"]["own_tag"] == lx.PRESETS["smoke"].decoding.own_tag
+        own = r["own_probe"]
+        assert own == pytest.approx(context_probe(load_model(checkpoint), played), nan_ok=True)
+        row = next(t for t in summary["table"] if t["rung"] == name)
+        assert (row["own_q4"], row["own_share_q4"]) == (own["model_q4"], own["share_q4"])
+        # scored as validation scores the probe: on the probe set itself, the same numbers as training's
+        probe = context_probe(load_model(checkpoint), out / "data" / name / "val" / "unseen")
+        for k in ("model_q1", "model_q4", "reference_q1", "reference_q4"):
+            assert probe[k] == pytest.approx(r["probe"][k], rel=2e-3), (name, k)
+        assert f"on its own play {own['model_q1']:.3f} -> {own['model_q4']:.3f}" in summary["finding"]
+
+
 def test_claims_follow_the_numbers(smoke):
     _, summary = smoke
     for name, r in summary["results"]["per_rung"].items():

@@ -12,7 +12,7 @@ from omnirl.config import config_to_dict
 from omnirl.data.generate import DatasetSpec, generate_dataset
 from omnirl.data.store import Dataset, read_manifest
 from omnirl.evaluate.protocols import ProtocolConfig
-from omnirl.evaluate.rollouts import ModelActors
+from omnirl.evaluate.rollouts import ModelActors, context_probe, play_like
 from omnirl.model.omnirl import OmniRL
 from omnirl.tasks.taskset import TaskSet  # noqa: F401  (the dataset's tasks are fresh bandits)
 from omnirl.train.config import ModelSection, TrainConfig
@@ -80,3 +80,41 @@ def test_an_actor_plays_here_only(checkpoint, tmp_path):
     assert not (tmp_path / "d").exists()
     with pytest.raises(ValueError, match="online"):
         ModelActors(path, ProtocolConfig(protocol="imitation", steps=1, demo_steps=4), seed=0, batch=4)
+
+
+def test_play_like_plays_the_datasets_sequences_and_refuses_another_play(checkpoint, tmp_path):
+    path, _ = checkpoint
+    spec = DatasetSpec(pipeline="uniform_probe", n_sequences=4, length=41, n_obs=1, n_actions=A, seed=1)
+    generate_dataset(spec, tmp_path / "uniform")
+    protocol = ProtocolConfig(protocol="online", steps=1, own_tag=4, prompt=3)
+    out = play_like(tmp_path / "uniform", tmp_path / "own", ModelActors(path, protocol, seed=0, batch=4))
+    uniform, own = Dataset.open(tmp_path / "uniform"), Dataset.open(out)
+    assert read_manifest(out)[1].config["spec"] == read_manifest(tmp_path / "uniform")[1].config["spec"]
+    assert read_manifest(out)[1].config["actor"]["prompt"] == 3
+    for j in range(4):
+        u, o = uniform.sequence(j), own.sequence(j)
+        assert u["task_hash"].tobytes() == o["task_hash"].tobytes()  # the same bandit...
+        step = o["action"] < A
+        assert (o["tag"][step] == 4).all() and len(set(o["label"][step].tolist())) == 1  # ...its best arm the label
+        assert set(o["label"][step].tolist()) == set(u["label"][u["action"] < A].tolist())
+    stamp = (out / "manifest.json").stat().st_mtime_ns
+    assert play_like(tmp_path / "uniform", out, ModelActors(path, protocol, seed=0, batch=4)) == out
+    assert (out / "manifest.json").stat().st_mtime_ns == stamp  # made once
+    other = ProtocolConfig(protocol="online", steps=1, own_tag=6)
+    with pytest.raises(ValueError, match="out: .* holds another play"):
+        play_like(tmp_path / "uniform", out, ModelActors(path, other, seed=0, batch=4))
+
+
+def test_context_probe_scores_the_whole_sequences_whatever_the_segment(checkpoint, tmp_path):
+    _, model = checkpoint
+    spec = DatasetSpec(pipeline="uniform_probe", n_sequences=6, length=81, n_obs=1, n_actions=A, seed=2)
+    generate_dataset(spec, tmp_path / "d")
+    whole, pieces = context_probe(model, tmp_path / "d"), context_probe(model, tmp_path / "d", segment=7)
+    assert whole.keys() == pieces.keys() >= {"model_q1", "model_q4", "reference_q1", "reference_q4", "gain",
+                                             "share_q4", "label_prob_q4"}
+    for k in whole:
+        assert whole[k] == pytest.approx(pieces[k], rel=1e-4, abs=1e-5), k  # the memory is carried across
+    assert whole["reference_q4"] < whole["reference_q1"] < np.log(A)  # the reference learns the best arm
+    assert 0 < whole["label_prob_q4"] < 1
+    u = np.log(A)
+    assert whole["share_q4"] == pytest.approx((u - whole["model_q4"]) / (u - whole["reference_q4"]))
