@@ -23,7 +23,8 @@ Steps (one run directory, see ``experiments._common``):
 2. **Training.** Per rung one model (the same network on every rung: its observation ids are the
    largest rung's ``S``) for ``rung_steps`` steps (``train.max_steps`` for each when empty); with
    ``curriculum``, each rung starts from the previous rung's weights (``train.init_from``; the
-   first rung from the given ``train.init_from``, e.g. a checkpoint of an earlier ladder's rung).
+   first rung from the given ``train.init_from``, e.g. a checkpoint of an earlier ladder's rung,
+   also of a ladder of fewer states: the new observation ids start untrained).
    Validation measures the unseen set's loss against position beside the Bayes-optimal reference's
    (``omnirl.agents.reference``) on the same windows.
 3. **Online.** The rung's model acts on ``eval_envs`` unseen tasks of the rung's environment

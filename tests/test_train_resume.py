@@ -204,3 +204,37 @@ def test_init_from_starts_with_the_checkpoint_weights(tiny_data, tmp_path):
     assert not (tmp_path / "other" / "checkpoints").exists()
     with pytest.raises(ValueError, match="train.init_from"):
         fit(dataclasses.replace(other, train=dataclasses.replace(other.train, init_from=str(tmp_path / "none"))))
+
+
+def test_init_from_a_network_with_fewer_observation_ids_grows_them(tmp_path):
+    from types import SimpleNamespace
+
+    from omnirl.config import config_to_dict
+    from omnirl.model.omnirl import OmniRL
+
+    small_cfg = TrainConfig(model=ModelSection(backbone="gdn", n_obs=8, n_actions=5))
+    torch.manual_seed(0)
+    small = OmniRL(small_cfg.model.build())
+    path = tmp_path / "small.ckpt"
+    torch.save({"hyper_parameters": {"config": config_to_dict(small_cfg)},
+                "state_dict": {f"model.{k}": v for k, v in small.state_dict().items()}}, path)
+    torch.manual_seed(1)
+    big = OmniRL(ModelSection(backbone="gdn", n_obs=16, n_actions=5).build())
+    fresh = {k: v.clone() for k, v in big.state_dict().items()}
+    training.warm_start(SimpleNamespace(model=big), SimpleNamespace(train=SimpleNamespace(init_from=str(path))))
+    got, theirs = big.state_dict(), small.state_dict()
+    for k, v in theirs.items():
+        if k not in training.OBS_ROWS:
+            assert torch.equal(got[k], v), k
+    emb = got["obs_embed.weight"]  # (17, D): ids 0-15 and the extra id 16
+    assert torch.equal(emb[:8], theirs["obs_embed.weight"][:8]) and torch.equal(emb[16], theirs["obs_embed.weight"][8])
+    assert torch.equal(emb[8:16], fresh["obs_embed.weight"][8:16])  # the new ids: this run's initialisation
+    assert torch.equal(got["state_head.out.weight"][:8], theirs["state_head.out.weight"])
+    assert torch.equal(got["state_head.out.bias"][8:], fresh["state_head.out.bias"][8:])
+    # fewer ids than the checkpoint's, or another network, still do not fit
+    with pytest.raises(ValueError, match="train.init_from=.*not this run's model"):
+        training.warm_start(SimpleNamespace(model=OmniRL(ModelSection(backbone="gdn", n_obs=4, n_actions=5).build())),
+                            SimpleNamespace(train=SimpleNamespace(init_from=str(path))))
+    with pytest.raises(ValueError, match="train.init_from=.*not this run's model"):
+        training.warm_start(SimpleNamespace(model=OmniRL(ModelSection(backbone="rwkv7", n_obs=16, n_actions=5).build())),
+                            SimpleNamespace(train=SimpleNamespace(init_from=str(path))))

@@ -193,8 +193,10 @@ class TrainSection:
     """Checkpoint (a ``.ckpt`` file or a training run directory) whose model weights start this run
     instead of a random initialisation: a warm start, e.g. from a model trained on an easier
     curriculum stage. The optimiser, learning-rate schedule and step count start afresh; the
-    network must be the same (backbone, size, layout, observation ids, actions, heads: a mismatch
-    is an error naming both). A resumed run takes its weights from ``resume`` instead."""
+    network must be the same (backbone, size, layout, actions, heads: a mismatch is an error naming
+    both), but for its observation ids, which may be fewer than this run's (a stage of fewer
+    states: the new ids start from this run's initialisation, ``omnirl.train.trainer.warm_start``).
+    A resumed run takes its weights from ``resume`` instead."""
 
     def __post_init__(self) -> None:
         for f in ("segment_len", "max_steps", "position_bins", "val_every", "num_nodes"):

@@ -156,14 +156,42 @@ def check_resume(cfg: Any, path: Path) -> None:
                          "resume with the checkpoint's settings, or start a new run in another logging.out_dir")
 
 
+OBS_ROWS = {"obs_embed.weight": 1, "state_head.out.weight": 0, "state_head.out.bias": 0}
+"""The tensors whose rows are observation ids, and how many ids past ``n_obs`` each has (the
+embedding's extra id ``n_obs``)."""
+
+
+def grow_observations(theirs: dict[str, Any], ours: dict[str, Any], n_theirs: int, n_ours: int) -> dict[str, Any]:
+    """``theirs`` (a state dict of a network with ``n_theirs`` observation ids) fitted to ``ours``
+    (the same network with ``n_ours >= n_theirs`` ids): in every ``OBS_ROWS`` tensor the rows of
+    ids ``[0, n_theirs)`` and of the extra id are ``theirs``, the new ids' rows stay ``ours`` (this
+    run's initialisation). The other tensors are ``theirs`` unchanged."""
+    out = dict(theirs)
+    for k, extra in OBS_ROWS.items():
+        if k not in ours or k not in theirs:  # e.g. no next-state head without the world model
+            continue
+        grown = ours[k].clone()
+        grown[:n_theirs] = theirs[k][:n_theirs]
+        if extra:
+            grown[n_ours:] = theirs[k][n_theirs:]
+        out[k] = grown
+    return out
+
+
 def warm_start(module: Any, cfg: Any) -> None:
     """Load ``cfg.train.init_from``'s model weights into ``module.model`` (``ValueError`` naming the
-    setting when they do not fit)."""
+    setting when they do not fit). A network with fewer observation ids than this run's (a rung of
+    fewer states) fits: its ids keep their weights, the new ids start from this run's
+    initialisation (``grow_observations``), as they would in one network sized for the largest
+    rung from the start."""
     from omnirl.train.checkpoint import check_checkpoint, load_model
 
     check_checkpoint(cfg.train.init_from, "train.init_from")
     source = load_model(cfg.train.init_from)
     ours, theirs = module.model.state_dict(), source.state_dict()
+    n_theirs, n_ours = source.config.n_obs, module.model.config.n_obs
+    if n_theirs < n_ours and set(theirs) == set(ours):
+        theirs = grow_observations(theirs, ours, n_theirs, n_ours)
     differ = sorted(k for k in ours.keys() | theirs.keys()
                     if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape)
     if differ:
