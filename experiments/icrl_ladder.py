@@ -45,8 +45,8 @@ Steps (one run directory, see ``experiments._common``):
 5. **Report.** Per rung: the probe's first- and last-quarter loss (model and reference), the gain
    (the model's drop over the reference's) and the last-quarter share of the way from uniform to
    the reference, and the same on own play; the online scores; whether in-context RL from rewards
-   appears there (``claims``); and the highest rung where it does. ``icrl_ladder.png``: per rung, the probe curves and the
-   online curves.
+   appears there (``claims``); and the highest rung where it does. ``icrl_ladder.png``: per rung,
+   the probe curves and the online curves.
 
 In-context RL from rewards appears on a rung (``claims``) when the probe's loss falls below uniform
 with context (``CONTEXT_DROP``), the gain and the last-quarter share reach ``MIN_GAIN``, and online
@@ -219,12 +219,11 @@ def own_play_probe(s: Settings, checkpoint: str, probe_dir: str, out: Path, prom
     ``omnirl.evaluate.rollouts.context_probe``."""
     from omnirl._threads import torch_threads
     from omnirl.evaluate.rollouts import ModelActors, context_probe, play_like
-    from omnirl.train.checkpoint import load_model
 
     protocol = dataclasses.replace(s.decoding.protocol(s.length), prompt=prompt)
     with torch_threads(s.threads or 1):
-        played = play_like(probe_dir, out, ModelActors(checkpoint, protocol, seed, batch=s.val_sequences))
-        return context_probe(load_model(checkpoint), played)
+        actors = ModelActors(checkpoint, protocol, seed, batch=s.val_sequences)
+        return context_probe(actors.model, play_like(probe_dir, out, actors))
 
 
 def finding_text(s: Settings, per_rung: Sequence[Mapping[str, Any]]) -> str:

@@ -116,12 +116,12 @@ def context_probe(model: OmniRL, dataset: str | Path, reference: ReferenceConfig
     ``ln A``, towards the reference's), and ``label_prob_q4``, the model's mean probability of the
     label in the last quarter. The model reads the sequences ``segment`` steps at a time, its memory
     carried across."""
+    from omnirl.data.store import read_manifest
     from omnirl.train.data import WindowDataset
     from omnirl.train.module import segment_slices, split_window
 
     cfg = model.config
-    length = WindowDataset(dataset, window=1, random_start=False).lengths[0]
-    ds = WindowDataset(dataset, window=length - 1, random_start=False)
+    ds = WindowDataset(dataset, window=read_manifest(dataset)[1].length - 1, random_start=False)
     ref = ds.compute_reference(reference or ReferenceConfig(), cfg.reward_transform, cfg.reward_loss)["ref_policy"]
     batch = {k: torch.stack([ds[i][k] for i in range(len(ds))]) for k in ("obs", "prompt", "tag", "action",
                                                                         "reward", "label")}  # (B, T + 1) each
